@@ -1,0 +1,262 @@
+//! One campaign loaded from disk: its blocks, its compiled templates, its fallbacks.
+//!
+//! Everything is checked at load time — the manifest, every template's syntax, every fallback
+//! file — so a campaign either loads whole or not at all, and errors name `file:line`.
+
+use super::filters;
+use super::manifest::{self, Block, BlockKind, ManifestError};
+use super::template_error::describe_tera_error;
+use crate::context::ContextFields;
+use crate::render::{Fallback, Renderer};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use xxhash_rust::xxh3::Xxh3;
+
+pub const MANIFEST_FILE: &str = "blocks.toml";
+const TEMPLATE_EXTENSIONS: [&str; 4] = ["svg", "html", "xml", "tera"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum CampaignError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Manifest { path: String, source: ManifestError },
+    /// A template failed to compile or render; the text is `file:line:column: reason`.
+    #[error("{0}")]
+    Template(String),
+    #[error("{path}: block `{block}` names template `{template}`, which does not exist")]
+    MissingTemplate {
+        path: String,
+        block: String,
+        template: String,
+    },
+    #[error("{path}: fallback of block `{block}`: {reason}")]
+    Fallback {
+        path: String,
+        block: String,
+        reason: String,
+    },
+    #[error("{path}: {reason}")]
+    Sample { path: String, reason: String },
+}
+
+/// A campaign ready to serve.
+pub struct Campaign {
+    pub name: String,
+    pub dir: PathBuf,
+    /// Hash of the manifest and every template: part of each render's cache key.
+    pub version: u64,
+    blocks: BTreeMap<String, Arc<Block>>,
+    fallbacks: BTreeMap<String, Arc<Fallback>>,
+    tera: tera::Tera,
+}
+
+impl std::fmt::Debug for Campaign {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Campaign")
+            .field("name", &self.name)
+            .field("version", &format_args!("{:016x}", self.version))
+            .field("blocks", &self.blocks.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CampaignError + '_ {
+    move |source| CampaignError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+impl Campaign {
+    /// Loads `dir` (named after the campaign) with its manifest, templates and fallbacks.
+    pub fn load(dir: &Path, renderer: &Renderer) -> Result<Self, CampaignError> {
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        let manifest_path = dir.join(MANIFEST_FILE);
+        let manifest_text =
+            std::fs::read_to_string(&manifest_path).map_err(io_error(&manifest_path))?;
+        let blocks = manifest::parse(&manifest_text).map_err(|source| CampaignError::Manifest {
+            path: manifest_path.display().to_string(),
+            source,
+        })?;
+
+        let mut hasher = Xxh3::new();
+        hasher.update(manifest_text.as_bytes());
+        let tera = compile_templates(dir, &mut hasher)?;
+        for block in &blocks {
+            for template in block.template.iter().chain(block.html_template.iter()) {
+                if !tera.get_template_names().any(|t| t == template) {
+                    return Err(CampaignError::MissingTemplate {
+                        path: manifest_path.display().to_string(),
+                        block: block.name.clone(),
+                        template: template.clone(),
+                    });
+                }
+            }
+        }
+
+        let mut fallbacks = BTreeMap::new();
+        for block in &blocks {
+            let fallback =
+                load_fallback(dir, block, renderer).map_err(|reason| CampaignError::Fallback {
+                    path: manifest_path.display().to_string(),
+                    block: block.name.clone(),
+                    reason,
+                })?;
+            fallbacks.insert(block.name.clone(), Arc::new(fallback));
+        }
+        for block in &blocks {
+            if let Some(file) = &block.fallback {
+                if let Ok(bytes) = std::fs::read(dir.join(file)) {
+                    hasher.update(&bytes);
+                }
+            }
+        }
+
+        Ok(Self {
+            name,
+            dir: dir.to_owned(),
+            version: hasher.digest(),
+            blocks: blocks
+                .into_iter()
+                .map(|b| (b.name.clone(), Arc::new(b)))
+                .collect(),
+            fallbacks,
+            tera,
+        })
+    }
+
+    pub fn block(&self, name: &str) -> Option<&Arc<Block>> {
+        self.blocks.get(name)
+    }
+
+    pub fn blocks(&self) -> impl Iterator<Item = &Arc<Block>> {
+        self.blocks.values()
+    }
+
+    /// The fallback of a block of this campaign (every block has one).
+    pub fn fallback(&self, block: &str) -> Option<&Arc<Fallback>> {
+        self.fallbacks.get(block)
+    }
+
+    /// Renders one of this campaign's templates; errors read `file: reason`.
+    pub fn render_template(
+        &self,
+        template: &str,
+        context: &tera::Context,
+    ) -> Result<String, CampaignError> {
+        self.tera
+            .render(template, context)
+            .map_err(|e| CampaignError::Template(describe_tera_error(&e, &self.dir, template)))
+    }
+
+    /// The sample contexts in `samples/*.json`, by file stem, in name order.
+    pub fn samples(&self) -> Result<Vec<(String, ContextFields)>, CampaignError> {
+        let dir = self.dir.join("samples");
+        let mut samples = Vec::new();
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(samples);
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_owned();
+            let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
+            match serde_json::from_str::<serde_json::Value>(&text) {
+                Ok(serde_json::Value::Object(fields)) => samples.push((stem, fields)),
+                Ok(_) => {
+                    return Err(CampaignError::Sample {
+                        path: path.display().to_string(),
+                        reason: "a sample context must be a JSON object of fields".into(),
+                    })
+                }
+                Err(e) => {
+                    return Err(CampaignError::Sample {
+                        path: format!("{}:{}:{}", path.display(), e.line(), e.column()),
+                        reason: e.to_string(),
+                    })
+                }
+            }
+        }
+        samples.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(samples)
+    }
+}
+
+/// Compiles every template file directly in `dir` into one Tera (so templates can include
+/// and import each other), feeding their text into `hasher`.
+fn compile_templates(dir: &Path, hasher: &mut Xxh3) -> Result<tera::Tera, CampaignError> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io_error(dir))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| TEMPLATE_EXTENSIONS.contains(&e))
+        })
+        .collect();
+    files.sort();
+    let mut sources = Vec::with_capacity(files.len());
+    for path in &files {
+        let text = std::fs::read_to_string(path).map_err(io_error(path))?;
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        hasher.update(name.as_bytes());
+        hasher.update(text.as_bytes());
+        sources.push((name, text));
+    }
+    let mut tera = tera::Tera::default();
+    tera.autoescape_on(vec![".svg", ".html", ".xml"]);
+    filters::register(&mut tera);
+    tera.add_raw_templates(sources.iter().map(|(n, t)| (n.as_str(), t.as_str())))
+        .map_err(|e| CampaignError::Template(describe_tera_error(&e, dir, failing_template(&e))))?;
+    Ok(tera)
+}
+
+/// The file a Tera compile error is about: its message reads "Failed to parse 'cart.svg'".
+fn failing_template(error: &tera::Error) -> &str {
+    let message = match &error.kind {
+        tera::ErrorKind::Msg(message) => message.as_str(),
+        _ => "",
+    };
+    message.split('\'').nth(1).unwrap_or_default()
+}
+
+fn load_fallback(dir: &Path, block: &Block, renderer: &Renderer) -> Result<Fallback, String> {
+    let html = match &block.fallback_html {
+        Some(file) => {
+            std::fs::read_to_string(dir.join(file)).map_err(|e| format!("{file}: {e}"))?
+        }
+        None => String::new(),
+    };
+    let image = match (&block.fallback, block.kind) {
+        (_, BlockKind::Html) => None,
+        (Some(file), _) => {
+            let bytes = std::fs::read(dir.join(file)).map_err(|e| format!("{file}: {e}"))?;
+            Some((file.as_str(), bytes))
+        }
+        (None, _) => None,
+    };
+    renderer
+        .fallback(image, block.width, block.height, html)
+        .map_err(|e| e.to_string())
+}

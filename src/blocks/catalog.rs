@@ -1,0 +1,95 @@
+//! Every loaded campaign, swappable one campaign at a time while requests read it.
+
+use super::campaign::{Campaign, CampaignError, MANIFEST_FILE};
+use super::manifest::Block;
+use crate::render::Renderer;
+use arc_swap::ArcSwap;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+type Campaigns = BTreeMap<String, Arc<Campaign>>;
+
+pub struct Catalog {
+    root: PathBuf,
+    renderer: Arc<Renderer>,
+    campaigns: ArcSwap<Campaigns>,
+}
+
+impl Catalog {
+    /// Loads every campaign under `root` (each directory holding a `blocks.toml`). Campaigns
+    /// that fail to load are left out and their errors returned, so one bad campaign does not
+    /// take the others down.
+    pub fn load(root: &Path, renderer: Arc<Renderer>) -> (Self, Vec<CampaignError>) {
+        let catalog = Self {
+            root: root.to_owned(),
+            renderer,
+            campaigns: ArcSwap::from_pointee(Campaigns::new()),
+        };
+        let mut errors = Vec::new();
+        for name in catalog.campaign_dirs() {
+            if let Err(error) = catalog.reload(&name) {
+                errors.push(error);
+            }
+        }
+        (catalog, errors)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn renderer(&self) -> &Arc<Renderer> {
+        &self.renderer
+    }
+
+    /// Names of the directories under the root that hold a manifest, sorted.
+    pub fn campaign_dirs(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().join(MANIFEST_FILE).is_file())
+            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+            .filter(|name| super::is_valid_name(name))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// (Re)loads one campaign from disk. On error the last good version stays in service.
+    /// A campaign whose directory is gone is removed.
+    pub fn reload(&self, name: &str) -> Result<(), CampaignError> {
+        let dir = self.root.join(name);
+        if !dir.join(MANIFEST_FILE).is_file() {
+            self.campaigns.rcu(|current| {
+                let mut next = Campaigns::clone(current);
+                next.remove(name);
+                next
+            });
+            return Ok(());
+        }
+        let campaign = Arc::new(Campaign::load(&dir, &self.renderer)?);
+        self.campaigns.rcu(|current| {
+            let mut next = Campaigns::clone(current);
+            next.insert(name.to_owned(), Arc::clone(&campaign));
+            next
+        });
+        Ok(())
+    }
+
+    pub fn campaign(&self, name: &str) -> Option<Arc<Campaign>> {
+        self.campaigns.load().get(name).cloned()
+    }
+
+    pub fn campaigns(&self) -> Vec<Arc<Campaign>> {
+        self.campaigns.load().values().cloned().collect()
+    }
+
+    /// The campaign and block a request names, if both exist.
+    pub fn find(&self, campaign: &str, block: &str) -> Option<(Arc<Campaign>, Arc<Block>)> {
+        let campaign = self.campaign(campaign)?;
+        let block = Arc::clone(campaign.block(block)?);
+        Some((campaign, block))
+    }
+}

@@ -1,0 +1,253 @@
+//! `blocks.toml`: what each block of a campaign is and how it is served.
+//!
+//! ```toml
+//! [blocks.cart]
+//! kind = "image"              # image | countdown | html
+//! template = "cart.svg"       # Tera template producing SVG (image, countdown)
+//! html = "cart.html"          # optional Tera template for /html/{campaign}/{block}.html
+//! width = 600
+//! height = 300
+//! reads = ["profile", "cart"] # context fields the block reads; [] = a shared block
+//! fallback = "fallback/cart.svg"
+//! ```
+//! Unknown keys are an error, so a typo in a setting is caught by `opentime check`.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// Largest width or height a block may declare, in pixels (before `scale`).
+pub const MAX_BLOCK_SIDE: u32 = 2000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("{0}")]
+    Toml(#[from] toml::de::Error),
+    #[error("block `{block}`: {reason}")]
+    Invalid { block: String, reason: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlockKind {
+    /// A still image (PNG) from an SVG template.
+    Image,
+    /// An animated countdown (GIF).
+    Countdown,
+    /// An HTML fragment only.
+    Html,
+}
+
+/// How a block's answer may be cached by CDNs and mail proxies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CachePolicy {
+    /// Reads personal context: cacheable per URL, revalidated on every open.
+    Personalized,
+    /// Same for everyone: `public, max-age` for this many seconds.
+    Shared { max_age: u32 },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestFile {
+    #[serde(default)]
+    blocks: BTreeMap<String, BlockSettings>,
+}
+
+/// One block as written in `blocks.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BlockSettings {
+    kind: BlockKind,
+    template: Option<String>,
+    html: Option<String>,
+    #[serde(default)]
+    width: u32,
+    #[serde(default)]
+    height: u32,
+    reads: Option<Vec<String>>,
+    token: Option<bool>,
+    fallback: Option<String>,
+    fallback_html: Option<String>,
+    /// "personalized" or "shared"; derived from `reads` when absent.
+    cache: Option<String>,
+    /// Seconds a shared answer stays right (`max-age`, `s-maxage`).
+    max_age: Option<u32>,
+    /// Templates see `now` rounded down to this many seconds, so renders can be cached.
+    time_bucket: Option<u32>,
+}
+
+/// A block, validated and with its defaults applied.
+#[derive(Debug, Clone)]
+pub struct Block {
+    pub name: String,
+    pub kind: BlockKind,
+    /// The SVG template (image and countdown blocks).
+    pub template: Option<String>,
+    /// The HTML fragment template, when the block has one.
+    pub html_template: Option<String>,
+    pub width: u32,
+    pub height: u32,
+    /// Context fields the template sees; `None` means the whole context.
+    pub reads: Option<Vec<String>>,
+    pub token_required: bool,
+    pub cache: CachePolicy,
+    pub time_bucket_secs: u32,
+    /// Fallback image file, relative to the campaign directory.
+    pub fallback: Option<String>,
+    /// Fallback HTML file, relative to the campaign directory.
+    pub fallback_html: Option<String>,
+}
+
+impl Block {
+    /// Whether the block reads any personal context.
+    pub fn reads_context(&self) -> bool {
+        self.reads.as_ref().is_none_or(|fields| !fields.is_empty())
+    }
+
+    /// Whether `field` is visible to this block's templates.
+    pub fn reads_field(&self, field: &str) -> bool {
+        self.reads
+            .as_ref()
+            .is_none_or(|fields| fields.iter().any(|f| f == field))
+    }
+}
+
+/// Parses a manifest's text into its blocks, in name order.
+pub fn parse(text: &str) -> Result<Vec<Block>, ManifestError> {
+    let file: ManifestFile = toml::from_str(text)?;
+    file.blocks
+        .into_iter()
+        .map(|(name, settings)| resolve(name, settings))
+        .collect()
+}
+
+fn resolve(name: String, s: BlockSettings) -> Result<Block, ManifestError> {
+    let invalid = |reason: String| ManifestError::Invalid {
+        block: name.clone(),
+        reason,
+    };
+    if !super::is_valid_name(&name) {
+        return Err(invalid("names use a-z, 0-9, - and _ only".into()));
+    }
+    match s.kind {
+        BlockKind::Image | BlockKind::Countdown => {
+            if s.template.is_none() {
+                return Err(invalid("needs `template` (the SVG template)".into()));
+            }
+            for (side, value) in [("width", s.width), ("height", s.height)] {
+                if value == 0 || value > MAX_BLOCK_SIDE {
+                    return Err(invalid(format!("{side} must be 1..={MAX_BLOCK_SIDE}")));
+                }
+            }
+        }
+        BlockKind::Html => {
+            if s.html.is_none() {
+                return Err(invalid(
+                    "an html block needs `html` (the HTML template)".into(),
+                ));
+            }
+        }
+    }
+    let reads_context = s.reads.as_ref().is_none_or(|fields| !fields.is_empty());
+    let cache = match s.cache.as_deref() {
+        None if reads_context => CachePolicy::Personalized,
+        None => CachePolicy::Shared {
+            max_age: s.max_age.unwrap_or(60),
+        },
+        Some("personalized") => CachePolicy::Personalized,
+        Some("shared") if reads_context => {
+            return Err(invalid(
+                "a block that reads context cannot be cached as shared; set `reads = []`".into(),
+            ))
+        }
+        Some("shared") => CachePolicy::Shared {
+            max_age: s.max_age.unwrap_or(60),
+        },
+        Some(other) => {
+            return Err(invalid(format!(
+                "cache = {other:?}: use personalized or shared"
+            )))
+        }
+    };
+    let token_required = s.token.unwrap_or(reads_context);
+    if reads_context && !token_required {
+        tracing::warn!(block = %name, "block reads personal context without a token: anyone who guesses an id sees it");
+    }
+    Ok(Block {
+        kind: s.kind,
+        template: s.template,
+        html_template: s.html,
+        width: s.width,
+        height: s.height,
+        reads: s.reads,
+        token_required,
+        cache,
+        time_bucket_secs: s.time_bucket.unwrap_or(60).max(1),
+        fallback: s.fallback,
+        fallback_html: s.fallback_html,
+        name,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_what_the_block_reads() {
+        let blocks = parse(
+            r#"
+            [blocks.cart]
+            kind = "image"
+            template = "cart.svg"
+            width = 600
+            height = 300
+            reads = ["cart"]
+
+            [blocks.banner]
+            kind = "image"
+            template = "banner.svg"
+            width = 600
+            height = 100
+            reads = []
+            max_age = 30
+            "#,
+        )
+        .unwrap();
+        let banner = &blocks[0];
+        assert_eq!(banner.name, "banner");
+        assert!(!banner.token_required);
+        assert_eq!(banner.cache, CachePolicy::Shared { max_age: 30 });
+        let cart = &blocks[1];
+        assert!(cart.token_required);
+        assert_eq!(cart.cache, CachePolicy::Personalized);
+        assert!(cart.reads_field("cart") && !cart.reads_field("profile"));
+    }
+
+    #[test]
+    fn errors_name_the_block_and_the_problem() {
+        let error = parse("[blocks.x]\nkind = \"image\"\nwidth = 10\nheight = 10\n").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "block `x`: needs `template` (the SVG template)"
+        );
+        let error =
+            parse("[blocks.x]\nkind = \"image\"\ntemplate = \"a.svg\"\nwidht = 1\n").unwrap_err();
+        assert!(
+            error.to_string().contains("unknown field `widht`"),
+            "{error}"
+        );
+        let error =
+            parse("[blocks.x]\nkind = \"image\"\ntemplate = \"a.svg\"\nwidth = 9000\nheight = 1\n")
+                .unwrap_err();
+        assert!(error.to_string().contains("width must be"), "{error}");
+        let error = parse(
+            "[blocks.x]\nkind = \"image\"\ntemplate = \"a.svg\"\nwidth = 9\nheight = 1\ncache = \"shared\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("cannot be cached as shared"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,28 @@
+//! Campaigns and their blocks: manifests, compiled templates, fallbacks and hot reload.
+//!
+//! `templates/{campaign}/blocks.toml` declares the blocks ([`manifest`]); the campaign's Tera
+//! templates are compiled together ([`campaign`]); the [`Catalog`] holds every campaign behind
+//! an atomic pointer so a reload ([`reload`]) swaps a whole campaign at once, and a campaign
+//! that fails to load never replaces the last good one.
+
+mod campaign;
+mod catalog;
+mod filters;
+pub mod manifest;
+mod reload;
+mod template_error;
+
+pub use campaign::{Campaign, CampaignError};
+pub use catalog::Catalog;
+pub use manifest::{Block, BlockKind, CachePolicy, ManifestError};
+pub use reload::TemplateWatcher;
+pub use template_error::describe_tera_error;
+
+/// Whether a name is acceptable as a campaign or block name (it appears in URLs and keys).
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}

@@ -1,0 +1,191 @@
+//! The render cache: finished answers keyed by everything that decides their bytes.
+//!
+//! The key hashes the campaign's template version, the block, the format and scale, and the
+//! template's inputs (the context fields the block reads, the subscriber, `now` rounded to the
+//! block's time bucket, the query). Entries are weighed by their size in bytes against a
+//! configured cap, and concurrent misses for one key render once (moka's `try_get_with`).
+
+use crate::render::{Format, Rendered, TemplateInput};
+use bytes::Bytes;
+use moka::future::Cache;
+use std::future::Future;
+use std::sync::Arc;
+use xxhash_rust::xxh3::Xxh3;
+
+/// Identifies one render's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RenderKey(u128);
+
+impl RenderKey {
+    pub fn new(
+        campaign: &str,
+        campaign_version: u64,
+        block: &str,
+        format: Format,
+        scale: u8,
+        input: &TemplateInput,
+    ) -> Self {
+        let mut hasher = Xxh3::new();
+        for part in [campaign, block, format.as_str()] {
+            hasher.update(part.as_bytes());
+            hasher.update(&[0]);
+        }
+        hasher.update(&campaign_version.to_le_bytes());
+        hasher.update(&[scale]);
+        // serde_json writes maps in key order, so equal inputs hash equally.
+        if let Ok(canonical) = serde_json::to_vec(input) {
+            hasher.update(&canonical);
+        }
+        Self(hasher.digest128())
+    }
+}
+
+/// A cached answer with its validator.
+#[derive(Debug)]
+pub struct CachedRender {
+    pub bytes: Bytes,
+    pub content_type: &'static str,
+    /// Strong ETag, quoted, derived from the bytes.
+    pub etag: String,
+}
+
+impl CachedRender {
+    pub fn new(rendered: Rendered) -> Self {
+        let etag = format!("\"{:032x}\"", xxhash_rust::xxh3::xxh3_128(&rendered.bytes));
+        Self {
+            bytes: rendered.bytes,
+            content_type: rendered.content_type,
+            etag,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct RenderCache {
+    entries: Cache<RenderKey, Arc<CachedRender>>,
+}
+
+impl RenderCache {
+    /// A cache holding at most `max_bytes` of rendered output.
+    pub fn new(max_bytes: u64) -> Self {
+        let entries = Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|_, value: &Arc<CachedRender>| {
+                u32::try_from(value.bytes.len() + 128).unwrap_or(u32::MAX)
+            })
+            .build();
+        Self { entries }
+    }
+
+    pub async fn get(&self, key: &RenderKey) -> Option<Arc<CachedRender>> {
+        self.entries.get(key).await
+    }
+
+    /// The cached answer for `key`, or the result of `render` — run once however many callers
+    /// miss on the same key at the same time. Errors are not cached. The flag tells whether
+    /// this call was a hit.
+    pub async fn get_or_render<F, E>(
+        &self,
+        key: RenderKey,
+        render: F,
+    ) -> Result<(Arc<CachedRender>, bool), Arc<E>>
+    where
+        F: Future<Output = Result<Arc<CachedRender>, E>>,
+        E: Send + Sync + 'static,
+    {
+        if let Some(hit) = self.entries.get(&key).await {
+            return Ok((hit, true));
+        }
+        self.entries
+            .try_get_with(key, render)
+            .await
+            .map(|value| (value, false))
+    }
+
+    pub fn weighted_size(&self) -> u64 {
+        self.entries.weighted_size()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::DateTime;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn input(first_name: &str) -> TemplateInput {
+        let mut input = TemplateInput {
+            now: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            ..TemplateInput::default()
+        };
+        input.ctx.insert(
+            "profile".into(),
+            serde_json::json!({"first_name": first_name}),
+        );
+        input
+    }
+
+    #[test]
+    fn keys_change_with_every_input() {
+        let base = RenderKey::new("demo", 1, "cart", Format::Png, 1, &input("Alice"));
+        assert_eq!(
+            base,
+            RenderKey::new("demo", 1, "cart", Format::Png, 1, &input("Alice"))
+        );
+        assert_ne!(
+            base,
+            RenderKey::new("demo", 2, "cart", Format::Png, 1, &input("Alice"))
+        );
+        assert_ne!(
+            base,
+            RenderKey::new("demo", 1, "cart", Format::Png, 2, &input("Alice"))
+        );
+        assert_ne!(
+            base,
+            RenderKey::new("demo", 1, "cart", Format::Html, 1, &input("Alice"))
+        );
+        assert_ne!(
+            base,
+            RenderKey::new("demo", 1, "cart", Format::Png, 1, &input("Alicia"))
+        );
+        assert_ne!(
+            base,
+            RenderKey::new("demo", 1, "cart2", Format::Png, 1, &input("Alice"))
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_render_once() {
+        let cache = RenderCache::new(1 << 20);
+        let renders = Arc::new(AtomicUsize::new(0));
+        let key = RenderKey::new("demo", 1, "cart", Format::Png, 1, &input("Alice"));
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let cache = cache.clone();
+                let renders = Arc::clone(&renders);
+                tokio::spawn(async move {
+                    cache
+                        .get_or_render(key, async {
+                            renders.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                            Ok::<_, std::io::Error>(Arc::new(CachedRender::new(Rendered {
+                                bytes: Bytes::from_static(b"png"),
+                                content_type: "image/png",
+                            })))
+                        })
+                        .await
+                        .unwrap()
+                        .0
+                        .etag
+                        .clone()
+                })
+            })
+            .collect();
+        let mut etags = Vec::new();
+        for task in tasks {
+            etags.push(task.await.unwrap());
+        }
+        assert_eq!(renders.load(Ordering::SeqCst), 1);
+        assert!(etags.iter().all(|e| e == &etags[0] && e.starts_with('"')));
+    }
+}

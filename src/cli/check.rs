@@ -1,0 +1,77 @@
+//! `opentime check`: compiles every campaign and renders every block against every sample
+//! context, in every format the block serves. Exits non-zero, naming `file:line`, on any error.
+
+use super::CliError;
+use crate::blocks::{BlockKind, Catalog};
+use crate::config::CheckArgs;
+use crate::context::ContextFields;
+use crate::render::{Format, Renderer, TemplateInput};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub fn run_check(args: &CheckArgs) -> Result<(), CliError> {
+    let renderer = Arc::new(Renderer::load(&args.common.assets)?);
+    let (catalog, load_errors) = Catalog::load(&args.common.templates, renderer);
+    let mut problems = 0;
+    for error in &load_errors {
+        println!("error: {error}");
+        problems += 1;
+    }
+    let now = chrono::Utc::now();
+    for campaign in catalog.campaigns() {
+        let samples = match campaign.samples() {
+            Ok(samples) if !samples.is_empty() => samples,
+            Ok(_) => vec![("(empty context)".to_owned(), ContextFields::new())],
+            Err(error) => {
+                println!("error: {error}");
+                problems += 1;
+                continue;
+            }
+        };
+        for block in campaign.blocks() {
+            let mut formats = Vec::new();
+            match block.kind {
+                BlockKind::Image => formats.push(Format::Png),
+                BlockKind::Countdown => formats.push(Format::Gif),
+                BlockKind::Html => {}
+            }
+            if block.html_template.is_some() {
+                formats.push(Format::Html);
+            }
+            for (sample, fields) in &samples {
+                let input =
+                    TemplateInput::for_block(block, fields, Some(sample), now, BTreeMap::new());
+                for &format in &formats {
+                    let started = Instant::now();
+                    match catalog
+                        .renderer()
+                        .render(&campaign, block, format, 1, &input)
+                    {
+                        Ok(rendered) => println!(
+                            "ok    {}/{}.{} with {sample}: {} bytes in {:.1} ms",
+                            campaign.name,
+                            block.name,
+                            format.as_str(),
+                            rendered.bytes.len(),
+                            started.elapsed().as_secs_f64() * 1000.0
+                        ),
+                        Err(error) => {
+                            problems += 1;
+                            println!(
+                                "error {}/{}.{} with {sample}: {error}",
+                                campaign.name,
+                                block.name,
+                                format.as_str()
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if problems > 0 {
+        return Err(CliError::CheckFailed(problems));
+    }
+    Ok(())
+}

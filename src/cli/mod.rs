@@ -1,0 +1,64 @@
+//! The offline commands: `render`, `check`, `url` and `tokens`. (`serve` is [`crate::http`].)
+
+pub mod check;
+pub mod render;
+pub mod tokens;
+pub mod url;
+
+use crate::blocks::CampaignError;
+use crate::config::ConfigError;
+use crate::render::RenderError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Campaign(#[from] CampaignError),
+    #[error("{0}")]
+    Render(#[from] RenderError),
+    #[error("`{0}` is not CAMPAIGN/BLOCK")]
+    BlockPath(String),
+    #[error("campaign `{campaign}` has no block `{block}`")]
+    NoSuchBlock { campaign: String, block: String },
+    #[error("{path}: {reason}")]
+    Input { path: String, reason: String },
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0} problem(s) found")]
+    CheckFailed(usize),
+}
+
+/// Splits `demo/cart` (or `demo/cart.png`) into campaign, block and optional extension.
+pub fn split_block_path(path: &str) -> Result<(&str, &str, Option<&str>), CliError> {
+    let (campaign, file) = path
+        .split_once('/')
+        .ok_or_else(|| CliError::BlockPath(path.to_owned()))?;
+    let (block, extension) = match file.rsplit_once('.') {
+        Some((block, extension)) => (block, Some(extension)),
+        None => (file, None),
+    };
+    if !crate::blocks::is_valid_name(campaign) || !crate::blocks::is_valid_name(block) {
+        return Err(CliError::BlockPath(path.to_owned()));
+    }
+    Ok((campaign, block, extension))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_block_paths() {
+        assert_eq!(
+            split_block_path("demo/cart").unwrap(),
+            ("demo", "cart", None)
+        );
+        assert_eq!(
+            split_block_path("demo/countdown.gif").unwrap(),
+            ("demo", "countdown", Some("gif"))
+        );
+        assert!(split_block_path("demo").is_err());
+        assert!(split_block_path("../x/cart").is_err());
+    }
+}

@@ -1,0 +1,86 @@
+//! `opentime render CAMPAIGN/BLOCK --context FILE.json [--at RFC3339] -o OUT`: one block,
+//! rendered offline exactly as the server would render it.
+
+use super::{split_block_path, CliError};
+use crate::blocks::Campaign;
+use crate::config::RenderArgs;
+use crate::context::ContextFields;
+use crate::render::{Format, Renderer, TemplateInput};
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
+pub fn run_render(args: &RenderArgs) -> Result<(), CliError> {
+    let (campaign_name, block_name, _) = split_block_path(&args.block)?;
+    let format = match args.output.extension().and_then(|e| e.to_str()) {
+        Some("png") => Format::Png,
+        Some("gif") => Format::Gif,
+        Some("html") => Format::Html,
+        _ => {
+            return Err(CliError::Usage(
+                "the output file must end in .png, .gif or .html".into(),
+            ))
+        }
+    };
+    if !(1..=crate::render::MAX_SCALE).contains(&args.scale) {
+        return Err(CliError::Usage(format!(
+            "--scale must be 1 to {}",
+            crate::render::MAX_SCALE
+        )));
+    }
+    let renderer = Renderer::load(&args.common.assets)?;
+    let campaign = Campaign::load(&args.common.templates.join(campaign_name), &renderer)?;
+    let block = campaign
+        .block(block_name)
+        .ok_or_else(|| CliError::NoSuchBlock {
+            campaign: campaign_name.to_owned(),
+            block: block_name.to_owned(),
+        })?;
+    let fields = match &args.context {
+        Some(path) => read_context(path)?,
+        None => ContextFields::new(),
+    };
+    let at = match &args.at {
+        Some(text) => DateTime::parse_from_rfc3339(text)
+            .map_err(|e| CliError::Usage(format!("--at {text}: {e}")))?
+            .with_timezone(&Utc),
+        None => Utc::now(),
+    };
+    let query = parse_query_pairs(&args.query)?;
+    let input = TemplateInput::for_block(block, &fields, Some(&args.subscriber), at, query);
+    let rendered = renderer.render(&campaign, block, format, args.scale, &input)?;
+    std::fs::write(&args.output, &rendered.bytes).map_err(|e| CliError::Input {
+        path: args.output.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    eprintln!(
+        "wrote {} ({} bytes, {})",
+        args.output.display(),
+        rendered.bytes.len(),
+        rendered.content_type
+    );
+    Ok(())
+}
+
+/// Reads a JSON object of context fields.
+pub fn read_context(path: &std::path::Path) -> Result<ContextFields, CliError> {
+    let input_error = |reason: String| CliError::Input {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| input_error(e.to_string()))?;
+    match serde_json::from_str(&text).map_err(|e| input_error(e.to_string()))? {
+        serde_json::Value::Object(fields) => Ok(fields),
+        _ => Err(input_error("a context is a JSON object of fields".into())),
+    }
+}
+
+fn parse_query_pairs(pairs: &[String]) -> Result<BTreeMap<String, String>, CliError> {
+    pairs
+        .iter()
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| CliError::Usage(format!("--query {pair}: expected KEY=VALUE")))
+        })
+        .collect()
+}

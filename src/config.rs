@@ -1,0 +1,390 @@
+//! Configuration: one struct per command, from flags, `OPENTIME_*` environment variables and
+//! an optional `opentime.toml` (in that order of precedence), validated once at start-up.
+//!
+//! Secrets are only ever held here and in [`crate::signing::Signer`]; `Debug` redacts them.
+
+use crate::signing::{Signer, SigningError};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The file read for settings when `--config` / `OPENTIME_CONFIG` names none.
+pub const DEFAULT_CONFIG_FILE: &str = "opentime.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("OPENTIME_SECRET: {0}")]
+    Secret(#[from] SigningError),
+    #[error("{setting}: {reason}")]
+    Invalid {
+        setting: &'static str,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "opentime",
+    version,
+    about = "Renders email content at the moment an email is opened."
+)]
+pub struct Cli {
+    /// Settings file (TOML: `setting-name = value`, e.g. `redis-url = "redis://…"`).
+    #[arg(long, global = true, env = "OPENTIME_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve image, HTML and API routes over HTTP.
+    Serve(ServeArgs),
+    /// Render one block offline to a file.
+    Render(RenderArgs),
+    /// Compile every template and render it against its sample contexts.
+    Check(CheckArgs),
+    /// Print a signed URL for one subscriber.
+    Url(UrlArgs),
+    /// Add a token column to a CSV of subscribers (stdin → stdout), for upload into an ESP.
+    Tokens(TokensArgs),
+}
+
+/// Settings every command shares.
+#[derive(Clone, Args)]
+pub struct CommonArgs {
+    /// Directory holding one folder per campaign (`blocks.toml` and templates).
+    #[arg(long, env = "OPENTIME_TEMPLATES", default_value = "templates")]
+    pub templates: PathBuf,
+    /// Directory holding `fonts/` and `images/`.
+    #[arg(long, env = "OPENTIME_ASSETS", default_value = "assets")]
+    pub assets: PathBuf,
+    /// Token secrets, comma-separated: the first signs, all verify (rotation). Without one, a
+    /// public development secret is used and `serve` warns.
+    #[arg(long, env = "OPENTIME_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+    /// Base of the URLs that `url` prints (scheme, host, optional path prefix).
+    #[arg(
+        long,
+        env = "OPENTIME_PUBLIC_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub public_url: String,
+}
+
+impl std::fmt::Debug for CommonArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommonArgs")
+            .field("templates", &self.templates)
+            .field("assets", &self.assets)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("public_url", &self.public_url)
+            .finish()
+    }
+}
+
+impl CommonArgs {
+    pub fn signer(&self) -> Result<Signer, ConfigError> {
+        Ok(Signer::from_config(self.secret.as_deref())?)
+    }
+
+    /// The public base URL without a trailing slash, checked to be http(s).
+    pub fn public_base(&self) -> Result<String, ConfigError> {
+        let base = self.public_url.trim_end_matches('/');
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ConfigError::Invalid {
+                setting: "OPENTIME_PUBLIC_URL",
+                reason: format!("`{base}` must start with http:// or https://"),
+            });
+        }
+        Ok(base.to_owned())
+    }
+}
+
+#[derive(Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Address to listen on.
+    #[arg(long, env = "OPENTIME_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Redis URL (`redis://host:6379/0`). Without it, the embedded store is used.
+    #[arg(long, env = "OPENTIME_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Longest wait for a context lookup before the block's fallback is served, in ms.
+    #[arg(long, env = "OPENTIME_STORE_TIMEOUT_MS", default_value_t = 40)]
+    pub store_timeout_ms: u64,
+    /// Longest time an image answer may take before the fallback is served, in ms.
+    #[arg(long, env = "OPENTIME_DEADLINE_MS", default_value_t = 1000)]
+    pub deadline_ms: u64,
+    /// Where the embedded store keeps its file.
+    #[arg(long, env = "OPENTIME_DATA_DIR", default_value = ".opentime")]
+    pub data_dir: PathBuf,
+    /// Sample contexts that seed the embedded store on its first start (`NAME.json` = subscriber NAME).
+    #[arg(long, env = "OPENTIME_SEED", default_value = "templates/demo/samples")]
+    pub seed: PathBuf,
+    /// Memory for rendered answers, in MiB.
+    #[arg(long, env = "OPENTIME_CACHE_MB", default_value_t = 256)]
+    pub cache_mb: u64,
+    /// Renders running at once (default: the number of cores). Opens beyond it wait, up to the deadline.
+    #[arg(long, env = "OPENTIME_RENDER_CONCURRENCY")]
+    pub render_concurrency: Option<usize>,
+    /// Open connections accepted at once; more wait in the listen backlog.
+    #[arg(long, env = "OPENTIME_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Seconds in-flight requests get to finish on SIGTERM or Ctrl-C.
+    #[arg(long, env = "OPENTIME_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
+    /// Reload templates when they change on disk.
+    #[arg(long, env = "OPENTIME_WATCH", default_value_t = true, action = clap::ArgAction::Set)]
+    pub watch: bool,
+}
+
+impl std::fmt::Debug for ServeArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeArgs")
+            .field("common", &self.common)
+            .field("listen", &self.listen)
+            .field("redis_url", &self.redis_url.as_ref().map(|_| "<redacted>"))
+            .field("store_timeout_ms", &self.store_timeout_ms)
+            .field("deadline_ms", &self.deadline_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServeArgs {
+    /// Reasonable settings for a given templates/assets location (tests and tools).
+    pub fn with_dirs(templates: &Path, assets: &Path) -> Self {
+        let mut args = Cli::try_parse_from(["opentime", "serve"])
+            .ok()
+            .and_then(|cli| match cli.command {
+                Command::Serve(args) => Some(args),
+                _ => None,
+            })
+            .unwrap_or_else(|| unreachable!("`serve` parses with its defaults"));
+        args.common.templates = templates.to_owned();
+        args.common.assets = assets.to_owned();
+        args
+    }
+
+    pub fn store_timeout(&self) -> Duration {
+        Duration::from_millis(self.store_timeout_ms)
+    }
+
+    pub fn deadline(&self) -> Duration {
+        Duration::from_millis(self.deadline_ms)
+    }
+
+    pub fn render_concurrency(&self) -> usize {
+        self.render_concurrency
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .max(1)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |setting, reason: &str| ConfigError::Invalid {
+            setting,
+            reason: reason.to_owned(),
+        };
+        if self.store_timeout_ms == 0 || self.store_timeout_ms >= self.deadline_ms {
+            return Err(invalid(
+                "OPENTIME_STORE_TIMEOUT_MS",
+                "must be above 0 and below OPENTIME_DEADLINE_MS",
+            ));
+        }
+        if self.cache_mb == 0 {
+            return Err(invalid("OPENTIME_CACHE_MB", "must be at least 1"));
+        }
+        if self.max_connections == 0 {
+            return Err(invalid("OPENTIME_MAX_CONNECTIONS", "must be at least 1"));
+        }
+        self.common.public_base()?;
+        self.common.signer()?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The block, as CAMPAIGN/BLOCK.
+    pub block: String,
+    /// A JSON file of context fields (like `templates/demo/samples/alice.json`).
+    #[arg(long)]
+    pub context: Option<PathBuf>,
+    /// Render as of this instant (RFC 3339), instead of now.
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Subscriber id the template sees.
+    #[arg(long, default_value = "preview")]
+    pub subscriber: String,
+    /// Pixel density: 1, 2 (retina) or 3.
+    #[arg(long, default_value_t = 1)]
+    pub scale: u8,
+    /// Query parameters the template sees as `query`, as KEY=VALUE (repeatable).
+    #[arg(long = "query", value_name = "KEY=VALUE")]
+    pub query: Vec<String>,
+    /// Output file; its extension (.png, .gif, .html) picks the format.
+    #[arg(short = 'o', long)]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UrlArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The block, as CAMPAIGN/BLOCK (add `.gif` or `.html` to pick the route; PNG by default).
+    pub block: String,
+    /// The subscriber id the URL is for.
+    #[arg(long)]
+    pub subscriber: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TokensArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Name of the input column holding subscriber ids (default: `subscriber`, `id`, or the first column).
+    #[arg(long)]
+    pub column: Option<String>,
+}
+
+/// Parses the command line, applying an `opentime.toml` (or `--config` file) as defaults
+/// beneath flags and environment variables.
+pub fn parse_cli() -> Result<Cli, ConfigError> {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let file = config_file_from(&args);
+    let mut command = Cli::command();
+    if let Some(path) = file {
+        let settings = read_settings(&path)?;
+        command = apply_settings(command, &settings, &path)?;
+    }
+    let matches = command.get_matches_from(args);
+    Cli::from_arg_matches(&matches).map_err(|e| ConfigError::Invalid {
+        setting: "command line",
+        reason: e.to_string(),
+    })
+}
+
+/// The settings file named by `--config`, `OPENTIME_CONFIG`, or `./opentime.toml` if present.
+fn config_file_from(args: &[std::ffi::OsString]) -> Option<PathBuf> {
+    let mut iter = args.iter().map(|a| a.to_string_lossy().into_owned());
+    while let Some(arg) = iter.next() {
+        if arg == "--config" {
+            return iter.next().map(PathBuf::from);
+        }
+        if let Some(value) = arg.strip_prefix("--config=") {
+            return Some(PathBuf::from(value));
+        }
+    }
+    if let Some(path) = std::env::var_os("OPENTIME_CONFIG") {
+        return Some(PathBuf::from(path));
+    }
+    let default = PathBuf::from(DEFAULT_CONFIG_FILE);
+    default.is_file().then_some(default)
+}
+
+fn read_settings(path: &Path) -> Result<toml::Table, ConfigError> {
+    let file_error = |reason: String| ConfigError::File {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+    text.parse::<toml::Table>()
+        .map_err(|e| file_error(e.to_string()))
+}
+
+/// Makes each file setting the default of the argument with the same name, in every
+/// subcommand that has it. A setting no subcommand knows is an error (a typo, most likely).
+fn apply_settings(
+    mut command: clap::Command,
+    settings: &toml::Table,
+    path: &Path,
+) -> Result<clap::Command, ConfigError> {
+    for (key, value) in settings {
+        let id = key.replace('-', "_");
+        let text = match value {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            _ => {
+                return Err(ConfigError::File {
+                    path: path.display().to_string(),
+                    reason: format!("`{key}` must be a string, number or boolean"),
+                })
+            }
+        };
+        let mut known = false;
+        let names: Vec<String> = command
+            .get_subcommands()
+            .map(|s| s.get_name().to_owned())
+            .collect();
+        for name in names {
+            let has_arg = command
+                .find_subcommand(&name)
+                .is_some_and(|sub| sub.get_arguments().any(|a| a.get_id() == id.as_str()));
+            if has_arg {
+                known = true;
+                let (id, text) = (id.clone(), text.clone());
+                command = command.mut_subcommand(name, move |sub| {
+                    sub.mut_arg(id, move |arg| arg.default_value(text))
+                });
+            }
+        }
+        if !known {
+            return Err(ConfigError::File {
+                path: path.display().to_string(),
+                reason: format!("unknown setting `{key}`"),
+            });
+        }
+    }
+    Ok(command)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_settings_become_defaults_below_flags() {
+        let settings: toml::Table = "deadline-ms = 900\ntemplates = \"elsewhere\""
+            .parse()
+            .unwrap();
+        let command = apply_settings(Cli::command(), &settings, Path::new("t.toml")).unwrap();
+        let matches =
+            command
+                .clone()
+                .get_matches_from(["opentime", "serve", "--templates", "cli-wins"]);
+        let Command::Serve(args) = Cli::from_arg_matches(&matches).unwrap().command else {
+            panic!("serve expected")
+        };
+        assert_eq!(args.deadline_ms, 900);
+        assert_eq!(args.common.templates, PathBuf::from("cli-wins"));
+    }
+
+    #[test]
+    fn unknown_file_settings_are_errors() {
+        let settings: toml::Table = "dedline-ms = 900".parse().unwrap();
+        let error = apply_settings(Cli::command(), &settings, Path::new("t.toml")).unwrap_err();
+        assert_eq!(error.to_string(), "t.toml: unknown setting `dedline-ms`");
+    }
+
+    #[test]
+    fn validation_catches_inconsistent_timeouts() {
+        let mut args = ServeArgs::with_dirs(Path::new("templates"), Path::new("assets"));
+        assert!(args.validate().is_ok());
+        args.store_timeout_ms = 5000;
+        assert!(args.validate().is_err());
+    }
+}

@@ -1,0 +1,121 @@
+//! Subscriber context: the live, per-subscriber data that templates read.
+//!
+//! A context is a map of top-level fields (`cart`, `profile`, `location`, `sms`, …), each owned
+//! by one channel and stored as one JSON value — in Redis, one field of the `ctx:{SUB}` hash.
+//! [`ContextStore`] is the small trait both stores implement: [`RedisStore`] for production,
+//! [`EmbeddedStore`] (a local redb file) for running without Redis.
+
+mod embedded;
+mod redis_store;
+mod subscriber;
+
+pub use embedded::EmbeddedStore;
+pub use redis_store::RedisStore;
+pub use subscriber::{SubscriberId, SubscriberIdError};
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A subscriber's context: field name → that field's JSON value.
+pub type ContextFields = Map<String, Value>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store-timeout")]
+    Timeout,
+    #[error("store-unavailable: {0}")]
+    Unavailable(String),
+    #[error("store-error: {0}")]
+    Backend(String),
+}
+
+impl StoreError {
+    /// The short reason used in fallback headers and metric labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            StoreError::Timeout => "store-timeout",
+            StoreError::Unavailable(_) => "store-unavailable",
+            StoreError::Backend(_) => "store-error",
+        }
+    }
+}
+
+/// Which store backs the service; named in the first log line and in `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Redis,
+    Embedded,
+}
+
+impl StoreKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreKind::Redis => "redis",
+            StoreKind::Embedded => "embedded",
+        }
+    }
+}
+
+/// Where subscriber contexts live. Every method is one round trip to the backend.
+#[async_trait]
+pub trait ContextStore: Send + Sync {
+    fn kind(&self) -> StoreKind;
+
+    /// All fields of a subscriber's context; empty when the subscriber has none.
+    async fn load(&self, subscriber: &SubscriberId) -> Result<ContextFields, StoreError>;
+
+    /// Sets the given top-level fields, leaving every other field as it is.
+    async fn merge(
+        &self,
+        subscriber: &SubscriberId,
+        fields: ContextFields,
+    ) -> Result<(), StoreError>;
+
+    /// Removes one field; returns whether it existed.
+    async fn remove_field(
+        &self,
+        subscriber: &SubscriberId,
+        field: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Removes the whole context; returns whether there was one.
+    async fn remove_all(&self, subscriber: &SubscriberId) -> Result<bool, StoreError>;
+
+    /// Whether the backend answers (for `/readyz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// A shared handle to whichever store is configured.
+pub type SharedStore = Arc<dyn ContextStore>;
+
+/// Loads a context, giving up after `deadline` so a slow store never holds up an open.
+pub async fn load_within(
+    store: &dyn ContextStore,
+    subscriber: &SubscriberId,
+    deadline: Duration,
+) -> Result<ContextFields, StoreError> {
+    match tokio::time::timeout(deadline, store.load(subscriber)).await {
+        Ok(result) => result,
+        Err(_) => Err(StoreError::Timeout),
+    }
+}
+
+/// Parses one stored field value. Channels are asked to write JSON, but a plain string written
+/// by hand (`HSET ctx:{bob} tier gold`) is kept as a string rather than dropped.
+pub(crate) fn parse_field_value(raw: &str) -> Value {
+    serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_values_are_json_or_kept_as_text() {
+        assert_eq!(parse_field_value(r#"{"a":1}"#), serde_json::json!({"a": 1}));
+        assert_eq!(parse_field_value("42"), serde_json::json!(42));
+        assert_eq!(parse_field_value("gold"), serde_json::json!("gold"));
+    }
+}

@@ -1,0 +1,333 @@
+//! `GET /img/{campaign}/{block}.{png|gif}` and `GET /html/{campaign}/{block}.html`: the open.
+//!
+//! parse → token → context (within the store deadline) → cache → render (bounded, within the
+//! request deadline) → answer. Every step's failure is a [`BlockError`], which [`answer`] turns
+//! into the block's fallback; nothing here can produce a 5xx.
+
+use super::answer::{self, BlockTarget, Body};
+use super::query::{self, QueryError};
+use super::state::AppState;
+use crate::blocks::{Block, Campaign};
+use crate::cache::{CachedRender, RenderKey};
+use crate::context::{self, ContextFields, StoreError, SubscriberId};
+use crate::metrics::{FormatLabels, OutcomeLabels};
+use crate::render::{Format, RenderError, TemplateInput};
+use hyper::{HeaderMap, Response};
+use std::sync::Arc;
+use tokio::time::Instant;
+
+/// Why a block could not be rendered; each maps to one fallback reason.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    #[error("bad query: {0}")]
+    BadQuery(#[from] QueryError),
+    #[error("no subscriber (`s`) in the URL")]
+    MissingSubscriber,
+    #[error("bad subscriber id: {0}")]
+    BadSubscriber(#[from] context::SubscriberIdError),
+    #[error("missing or wrong token")]
+    BadToken,
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("no context stored for this subscriber")]
+    NoContext,
+    #[error("{detail}")]
+    Render {
+        reason: &'static str,
+        detail: String,
+    },
+    #[error("render capacity exhausted until the deadline")]
+    Overloaded,
+    #[error("deadline passed before the render finished")]
+    Timeout,
+}
+
+impl BlockError {
+    /// The short reason sent in `X-Opentime-Fallback` and counted in metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            BlockError::BadQuery(_) => "bad-query",
+            BlockError::MissingSubscriber => "missing-subscriber",
+            BlockError::BadSubscriber(_) => "bad-subscriber",
+            BlockError::BadToken => "bad-token",
+            BlockError::Store(error) => error.reason(),
+            BlockError::NoContext => "no-context",
+            BlockError::Render { reason, .. } => reason,
+            BlockError::Overloaded => "overload",
+            BlockError::Timeout => "timeout",
+        }
+    }
+}
+
+/// Errors raised inside the cache's single-flight render.
+#[derive(Debug)]
+enum RenderFailure {
+    Render(RenderError),
+    Overloaded,
+}
+
+/// Serves one block request. `file` is the last path segment, e.g. `cart.png`.
+pub async fn serve(
+    state: &Arc<AppState>,
+    campaign_name: &str,
+    file: &str,
+    route_format: Format,
+    query: Option<&str>,
+    request_headers: &HeaderMap,
+) -> Response<Body> {
+    let started = Instant::now();
+    let deadline = started + state.config.deadline();
+    let Some((block_name, format)) = split_file(file, route_format) else {
+        return answer::not_found(route_format);
+    };
+    let Some((campaign, block)) = state.catalog.find(campaign_name, block_name) else {
+        return answer::not_found(route_format);
+    };
+    if !serves_format(&block, format) {
+        return answer::not_found(route_format);
+    }
+    let Some(fallback) = campaign.fallback(&block.name).cloned() else {
+        return answer::not_found(route_format);
+    };
+    let scale_hint = query::parse(query).map(|q| q.scale).unwrap_or(1);
+    let target = BlockTarget {
+        campaign: &campaign.name,
+        block: &block.name,
+        format,
+        scale: scale_hint,
+    };
+    match render_block(state, &campaign, &block, format, query, deadline).await {
+        Ok(render) => answer::rendered(&render, block.cache, &target, request_headers),
+        Err(error) => {
+            state.metrics.fallback(error.reason());
+            match &error {
+                BlockError::Render { .. }
+                | BlockError::Store(_)
+                | BlockError::Overloaded
+                | BlockError::Timeout => {
+                    tracing::warn!(campaign = %campaign.name, block = %block.name, reason = error.reason(), %error, "serving fallback")
+                }
+                _ => {
+                    tracing::debug!(campaign = %campaign.name, block = %block.name, reason = error.reason(), %error, "serving fallback")
+                }
+            }
+            answer::failure(&error, &fallback, &target)
+        }
+    }
+}
+
+/// `cart.png` → (`cart`, Png); the extension must belong to the route.
+fn split_file(file: &str, route_format: Format) -> Option<(&str, Format)> {
+    let (name, extension) = file.rsplit_once('.')?;
+    let format = match (route_format, extension) {
+        (Format::Html, "html") => Format::Html,
+        (Format::Png | Format::Gif, "png") => Format::Png,
+        (Format::Png | Format::Gif, "gif") => Format::Gif,
+        _ => return None,
+    };
+    Some((name, format))
+}
+
+/// Whether a block can be served in `format` at all (otherwise the URL is wrong for good).
+fn serves_format(block: &Block, format: Format) -> bool {
+    use crate::blocks::BlockKind;
+    match format {
+        Format::Html => block.html_template.is_some(),
+        Format::Png => matches!(block.kind, BlockKind::Image),
+        Format::Gif => matches!(block.kind, BlockKind::Countdown),
+    }
+}
+
+async fn render_block(
+    state: &Arc<AppState>,
+    campaign: &Arc<Campaign>,
+    block: &Arc<Block>,
+    format: Format,
+    raw_query: Option<&str>,
+    deadline: Instant,
+) -> Result<Arc<CachedRender>, BlockError> {
+    let query = query::parse(raw_query)?;
+    let subscriber = subscriber_for(
+        state,
+        block,
+        query.subscriber.as_deref(),
+        query.token.as_deref(),
+    )?;
+    let fields = match (&subscriber, block.reads_context()) {
+        (Some(subscriber), true) => load_context(state, subscriber).await?,
+        _ => ContextFields::new(),
+    };
+    let input = TemplateInput::for_block(
+        block,
+        &fields,
+        subscriber.as_ref().map(SubscriberId::as_str),
+        chrono::Utc::now(),
+        query.extra,
+    );
+    let key = RenderKey::new(
+        &campaign.name,
+        campaign.version,
+        &block.name,
+        format,
+        query.scale,
+        &input,
+    );
+    render_cached(
+        state,
+        campaign,
+        block,
+        format,
+        query.scale,
+        input,
+        key,
+        deadline,
+    )
+    .await
+}
+
+/// Checks the subscriber and token a block needs. Blocks that need no token still get the
+/// subscriber id when one is given and valid (a shared block ignores it).
+fn subscriber_for(
+    state: &AppState,
+    block: &Block,
+    subscriber: Option<&str>,
+    token: Option<&str>,
+) -> Result<Option<SubscriberId>, BlockError> {
+    if !block.reads_context() {
+        return Ok(None);
+    }
+    let raw = subscriber.ok_or(BlockError::MissingSubscriber)?;
+    let subscriber = SubscriberId::parse(raw)?;
+    if block.token_required && !token.is_some_and(|t| state.signer.verify(subscriber.as_str(), t)) {
+        return Err(BlockError::BadToken);
+    }
+    Ok(Some(subscriber))
+}
+
+async fn load_context(
+    state: &AppState,
+    subscriber: &SubscriberId,
+) -> Result<ContextFields, BlockError> {
+    let started = Instant::now();
+    let result = context::load_within(
+        state.store.as_ref(),
+        subscriber,
+        state.config.store_timeout(),
+    )
+    .await;
+    let outcome = match &result {
+        Ok(fields) if fields.is_empty() => "empty",
+        Ok(_) => "found",
+        Err(error) => error.reason(),
+    };
+    state
+        .metrics
+        .store_seconds
+        .get_or_create(&OutcomeLabels { outcome })
+        .observe(started.elapsed().as_secs_f64());
+    let fields = result?;
+    if fields.is_empty() {
+        return Err(BlockError::NoContext);
+    }
+    Ok(fields)
+}
+
+/// The cached render for `key`, or a fresh one: rendered once per key however many opens ask
+/// at once, on the blocking pool, with bounded concurrency. The render runs in its own task,
+/// so an open that gives up at its deadline still leaves the result in the cache.
+#[allow(clippy::too_many_arguments)]
+async fn render_cached(
+    state: &Arc<AppState>,
+    campaign: &Arc<Campaign>,
+    block: &Arc<Block>,
+    format: Format,
+    scale: u8,
+    input: TemplateInput,
+    key: RenderKey,
+    deadline: Instant,
+) -> Result<Arc<CachedRender>, BlockError> {
+    if let Some(hit) = state.cache.get(&key).await {
+        state.metrics.cache_hits.inc();
+        return Ok(hit);
+    }
+    let task_state = Arc::clone(state);
+    let (campaign, block) = (Arc::clone(campaign), Arc::clone(block));
+    let task = tokio::spawn(async move {
+        let state = task_state;
+        let render = render_off_thread(
+            Arc::clone(&state),
+            campaign,
+            block,
+            format,
+            scale,
+            input,
+            deadline,
+        );
+        let result = state.cache.get_or_render(key, render).await;
+        match &result {
+            Ok((_, true)) => {
+                state.metrics.cache_hits.inc();
+            }
+            Ok((_, false)) | Err(_) => {
+                state.metrics.cache_misses.inc();
+            }
+        }
+        state.metrics.cache_bytes.set(state.cache.weighted_size());
+        result.map(|(render, _)| render)
+    });
+    match tokio::time::timeout_at(deadline, task).await {
+        Ok(Ok(Ok(render))) => Ok(render),
+        Ok(Ok(Err(failure))) => Err(match failure.as_ref() {
+            RenderFailure::Overloaded => BlockError::Overloaded,
+            RenderFailure::Render(error) => BlockError::Render {
+                reason: error.reason(),
+                detail: error.to_string(),
+            },
+        }),
+        Ok(Err(join_error)) => Err(BlockError::Render {
+            reason: "render-error",
+            detail: format!("render task failed: {join_error}"),
+        }),
+        Err(_) => Err(BlockError::Timeout),
+    }
+}
+
+async fn render_off_thread(
+    state: Arc<AppState>,
+    campaign: Arc<Campaign>,
+    block: Arc<Block>,
+    format: Format,
+    scale: u8,
+    input: TemplateInput,
+    deadline: Instant,
+) -> Result<Arc<CachedRender>, RenderFailure> {
+    let permit =
+        tokio::time::timeout_at(deadline, Arc::clone(&state.render_permits).acquire_owned())
+            .await
+            .map_err(|_| RenderFailure::Overloaded)?
+            .map_err(|_| RenderFailure::Overloaded)?;
+    let renderer = Arc::clone(state.catalog.renderer());
+    let started = Instant::now();
+    let result = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        renderer.render(&campaign, &block, format, scale, &input)
+    })
+    .await
+    .map_err(|e| RenderFailure::Render(RenderError::Svg(format!("render thread failed: {e}"))))?;
+    state
+        .metrics
+        .render_seconds
+        .get_or_create(&FormatLabels {
+            format: format.as_str(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(rendered) => Ok(Arc::new(CachedRender::new(rendered))),
+        Err(error) => {
+            if let RenderError::Template(inner) = &error {
+                tracing::error!(error = %inner, "template failed to render");
+            }
+            Err(RenderFailure::Render(error))
+        }
+    }
+}

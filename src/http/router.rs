@@ -1,0 +1,110 @@
+//! Maps method and path to a handler, and counts every answer by route and status.
+
+use super::answer::{self, Body};
+use super::block_route;
+use super::state::AppState;
+use crate::render::Format;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW};
+use hyper::{Method, Request, Response, StatusCode};
+use std::sync::Arc;
+
+pub async fn handle(state: Arc<AppState>, request: Request<Incoming>) -> Response<Body> {
+    let is_head = request.method() == Method::HEAD;
+    let (route, response) = route(&state, &request).await;
+    state.metrics.request(route, response.status().as_u16());
+    if is_head {
+        answer::strip_body_for_head(response)
+    } else {
+        response
+    }
+}
+
+async fn route(
+    state: &Arc<AppState>,
+    request: &Request<Incoming>,
+) -> (&'static str, Response<Body>) {
+    let path = request.uri().path();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let readable = matches!(*request.method(), Method::GET | Method::HEAD);
+    let route_name = match segments.as_slice() {
+        ["img", _, _] => "img",
+        ["html", _, _] => "html",
+        ["healthz"] => "healthz",
+        ["readyz"] => "readyz",
+        ["metrics"] => "metrics",
+        _ => "unknown",
+    };
+    if route_name != "unknown" && !readable {
+        let mut response = answer::plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain; charset=utf-8",
+            "method not allowed\n",
+        );
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return (route_name, response);
+    }
+    let query = request.uri().query();
+    let response = match segments.as_slice() {
+        ["img", campaign, file] => {
+            block_route::serve(state, campaign, file, Format::Png, query, request.headers()).await
+        }
+        ["html", campaign, file] => {
+            block_route::serve(
+                state,
+                campaign,
+                file,
+                Format::Html,
+                query,
+                request.headers(),
+            )
+            .await
+        }
+        ["healthz"] => answer::plain(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
+        ["readyz"] => readiness(state).await,
+        ["metrics"] => answer::plain(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            state.metrics.encode(),
+        ),
+        _ => answer::plain(
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "not found\n",
+        ),
+    };
+    (route_name, response)
+}
+
+/// Ready when the store answers and at least one campaign is loaded.
+async fn readiness(state: &AppState) -> Response<Body> {
+    let store = tokio::time::timeout(state.config.store_timeout() * 5, state.store.ping()).await;
+    let campaigns = state.catalog.campaigns().len();
+    match store {
+        Ok(Ok(())) if campaigns > 0 => answer::plain(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            format!(
+                "ready: {} store, {campaigns} campaigns\n",
+                state.store.kind().as_str()
+            ),
+        ),
+        Ok(Ok(())) => answer::plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain; charset=utf-8",
+            "not ready: no campaign loaded\n",
+        ),
+        Ok(Err(error)) => answer::plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain; charset=utf-8",
+            format!("not ready: {}\n", error.reason()),
+        ),
+        Err(_) => answer::plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain; charset=utf-8",
+            "not ready: store-timeout\n",
+        ),
+    }
+}

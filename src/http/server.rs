@@ -1,0 +1,202 @@
+//! Start-up, the accept loop and graceful shutdown.
+//!
+//! Start-up opens the configured store (saying which in the first log line), loads the
+//! campaigns, starts the template watcher, then accepts connections — at most
+//! `max_connections` at once. On SIGTERM or Ctrl-C it stops accepting and gives in-flight
+//! requests `shutdown_grace_secs` to finish.
+
+use super::router;
+use super::shutdown;
+use super::state::AppState;
+use crate::blocks::{Catalog, TemplateWatcher};
+use crate::cache::RenderCache;
+use crate::config::{ConfigError, ServeArgs};
+use crate::context::{EmbeddedStore, RedisStore, SharedStore, StoreError};
+use crate::metrics::Metrics;
+use crate::render::{RenderError, Renderer};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("context store: {0}")]
+    Store(#[from] StoreError),
+    #[error("assets: {0}")]
+    Assets(#[from] RenderError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A server running in the background (used by `serve` and by the tests).
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    _watcher: Option<TemplateWatcher>,
+}
+
+impl RunningServer {
+    /// Stops accepting, lets in-flight requests finish, and waits until the server is done.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+
+    /// Waits until the server stops (after a signal).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Runs the server until SIGTERM or Ctrl-C.
+pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
+    start(args).await?.wait().await;
+    Ok(())
+}
+
+/// Opens the store, loads campaigns, binds and starts serving in the background.
+pub async fn start(args: ServeArgs) -> Result<RunningServer, ServeError> {
+    args.validate()?;
+    let store = open_store(&args)?;
+    let signer = args.common.signer()?;
+    if signer.is_development() {
+        tracing::warn!("NO SECRET CONFIGURED: tokens are signed with the public development secret; anyone can forge them. Set OPENTIME_SECRET before sending real emails.");
+    }
+    let renderer = Arc::new(Renderer::load(&args.common.assets)?);
+    let templates = args.common.templates.clone();
+    let (catalog, errors) =
+        tokio::task::spawn_blocking(move || Catalog::load(&templates, renderer))
+            .await
+            .map_err(|e| ServeError::Assets(RenderError::Assets(e.to_string())))?;
+    for error in &errors {
+        tracing::error!(%error, "campaign not loaded");
+    }
+    let catalog = Arc::new(catalog);
+    tracing::info!(campaigns = ?catalog.campaigns().iter().map(|c| c.name.clone()).collect::<Vec<_>>(), "templates loaded");
+    let watcher = if args.watch {
+        match TemplateWatcher::start(Arc::clone(&catalog)) {
+            Ok(watcher) => Some(watcher),
+            Err(error) => {
+                tracing::warn!(%error, "template hot reload is off");
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: args.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: args.listen,
+        source,
+    })?;
+    let state = Arc::new(AppState {
+        signer,
+        store,
+        catalog,
+        cache: RenderCache::new(args.cache_mb * 1024 * 1024),
+        metrics: Arc::new(Metrics::new()),
+        render_permits: Arc::new(Semaphore::new(args.render_concurrency())),
+        config: args,
+    });
+    tracing::info!(%addr, "listening");
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(accept_loop(listener, Arc::clone(&state), stopped));
+    Ok(RunningServer {
+        addr,
+        state,
+        stop,
+        task,
+        _watcher: watcher,
+    })
+}
+
+/// Opens the configured store; its first log line says which one and how to switch.
+fn open_store(args: &ServeArgs) -> Result<SharedStore, ServeError> {
+    match &args.redis_url {
+        Some(url) => {
+            tracing::info!("context store: Redis (from OPENTIME_REDIS_URL); unset it to run on the embedded store");
+            let store = Arc::new(RedisStore::new(url, args.store_timeout())?);
+            tokio::spawn(Arc::clone(&store).connect_in_background());
+            Ok(store)
+        }
+        None => {
+            let path = args.data_dir.join("embedded.redb");
+            tracing::info!(
+                "context store: embedded ({}), seeded with the demo subscribers; set OPENTIME_REDIS_URL=redis://HOST:6379 to use Redis",
+                path.display()
+            );
+            let seed = args.seed.is_dir().then_some(args.seed.as_path());
+            Ok(Arc::new(EmbeddedStore::open(&path, seed)?))
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, state: Arc<AppState>, stopped: watch::Receiver<bool>) {
+    let connections = Arc::new(Semaphore::new(state.config.max_connections));
+    let graceful = GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let signal = shutdown::signal_or(stopped);
+    tokio::pin!(signal);
+    loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&connections).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            _ = &mut signal => break,
+        };
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut signal => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let state = Arc::clone(&state);
+        let service = service_fn(move |request| {
+            let state = Arc::clone(&state);
+            async move { Ok::<_, std::convert::Infallible>(router::handle(state, request).await) }
+        });
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection.into_owned());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _ = connection.await;
+        });
+    }
+    drop(listener);
+    let grace = Duration::from_secs(state.config.shutdown_grace_secs);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not finish within the grace period");
+    }
+    tracing::info!("stopped");
+}

@@ -1,0 +1,22 @@
+//! What every request handler shares: configuration, store, catalog, cache, metrics.
+
+use crate::blocks::Catalog;
+use crate::cache::RenderCache;
+use crate::config::ServeArgs;
+use crate::context::SharedStore;
+use crate::metrics::Metrics;
+use crate::signing::Signer;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+pub struct AppState {
+    pub config: ServeArgs,
+    pub signer: Signer,
+    pub store: SharedStore,
+    pub catalog: Arc<Catalog>,
+    pub cache: RenderCache,
+    pub metrics: Arc<Metrics>,
+    /// Bounds renders running at once, so a burst of cache misses queues (up to the deadline,
+    /// then falls back) instead of stalling every other request.
+    pub render_permits: Arc<Semaphore>,
+}

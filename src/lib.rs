@@ -1,0 +1,20 @@
+//! opentime renders email content at the moment an email is opened.
+//!
+//! The request flow reads top to bottom through the modules: [`http`] parses and routes a
+//! request, [`signing`] checks the subscriber token, [`context`] reads the subscriber's live
+//! context, [`blocks`] holds the campaigns' manifests and compiled templates, [`render`] turns a
+//! template into PNG, GIF or HTML bytes, and [`cache`] keeps rendered answers. `ARCHITECTURE.md`
+//! at the top of the repository is the map.
+
+pub mod blocks;
+pub mod cache;
+pub mod cli;
+pub mod config;
+pub mod context;
+pub mod http;
+pub mod metrics;
+pub mod render;
+pub mod signing;
+
+pub use cli::{check::run_check, render::run_render, tokens::run_tokens, url::run_url};
+pub use http::server::{serve, start, RunningServer, ServeError};

@@ -1,0 +1,56 @@
+//! The `opentime` binary: parses the command line and hands off to the library.
+
+use opentime::config::{parse_cli, Command};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    init_logging();
+    let cli = match parse_cli() {
+        Ok(cli) => cli,
+        Err(error) => {
+            eprintln!("opentime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Serve(args) => run_server(args),
+        Command::Render(args) => opentime::run_render(&args).map_err(|e| e.to_string()),
+        Command::Check(args) => opentime::run_check(&args).map_err(|e| e.to_string()),
+        Command::Url(args) => opentime::run_url(&args)
+            .map(|url| println!("{url}"))
+            .map_err(|e| e.to_string()),
+        Command::Tokens(args) => {
+            opentime::run_tokens(&args, std::io::stdin().lock(), std::io::stdout().lock())
+                .map(|rows| eprintln!("{rows} tokens written"))
+                .map_err(|e| e.to_string())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("opentime: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_server(args: opentime::config::ServeArgs) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime
+        .block_on(opentime::serve(args))
+        .map_err(|e| e.to_string())
+}
+
+/// Logs go to stderr; `OPENTIME_LOG` (or `RUST_LOG`) sets the filter, `info` by default.
+fn init_logging() {
+    let filter = std::env::var("OPENTIME_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".to_owned());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,154 @@
+//! Prometheus metrics, served on `/metrics` in the text format.
+//!
+//! Labels are bounded sets (route names, status codes, fallback reasons), never ids or URLs.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: &'static str,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FormatLabels {
+    pub format: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub fallbacks: Family<ReasonLabels, Counter>,
+    pub render_seconds: Family<FormatLabels, Histogram>,
+    pub cache_hits: Counter,
+    pub cache_misses: Counter,
+    pub cache_bytes: Gauge<u64, AtomicU64>,
+    pub store_seconds: Family<OutcomeLabels, Histogram>,
+}
+
+fn render_histogram() -> Histogram {
+    // 0.25 ms … ~1 s
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 13))
+}
+
+fn store_histogram() -> Histogram {
+    // 0.1 ms … ~200 ms
+    Histogram::new(exponential_buckets(0.000_1, 2.0, 12))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("opentime");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let fallbacks = Family::<ReasonLabels, Counter>::default();
+        let render_seconds = Family::<FormatLabels, Histogram>::new_with_constructor(
+            render_histogram as fn() -> Histogram,
+        );
+        let cache_hits = Counter::default();
+        let cache_misses = Counter::default();
+        let cache_bytes = Gauge::<u64, AtomicU64>::default();
+        let store_seconds = Family::<OutcomeLabels, Histogram>::new_with_constructor(
+            store_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            requests.clone(),
+        );
+        registry.register("fallbacks", "Fallback answers by reason", fallbacks.clone());
+        registry.register(
+            "render_seconds",
+            "Time to render a block on a cache miss",
+            render_seconds.clone(),
+        );
+        registry.register("render_cache_hits", "Render cache hits", cache_hits.clone());
+        registry.register(
+            "render_cache_misses",
+            "Render cache misses",
+            cache_misses.clone(),
+        );
+        registry.register(
+            "render_cache_bytes",
+            "Bytes held by the render cache",
+            cache_bytes.clone(),
+        );
+        registry.register(
+            "store_lookup_seconds",
+            "Context store lookup time by outcome",
+            store_seconds.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            fallbacks,
+            render_seconds,
+            cache_hits,
+            cache_misses,
+            cache_bytes,
+            store_seconds,
+        }
+    }
+
+    pub fn fallback(&self, reason: &'static str) {
+        self.fallbacks.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub fn request(&self, route: &'static str, status: u16) {
+        self.requests
+            .get_or_create(&RequestLabels { route, status })
+            .inc();
+    }
+
+    /// The registry in Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_counters_with_labels() {
+        let metrics = Metrics::new();
+        metrics.fallback("bad-token");
+        metrics.fallback("bad-token");
+        metrics.request("img", 200);
+        let text = metrics.encode();
+        assert!(
+            text.contains("opentime_fallbacks_total{reason=\"bad-token\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("opentime_http_requests_total{route=\"img\",status=\"200\"} 1"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,64 @@
+//! What a template sees: `ctx`, `subscriber`, `now`, `query` and `block`.
+
+use crate::blocks::Block;
+use crate::context::ContextFields;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::json;
+use std::collections::BTreeMap;
+
+/// The inputs of one render. Together with the template version, they decide the output, so
+/// they are also what the render cache key is made of.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct TemplateInput {
+    /// The context fields the block reads (only those: a template cannot see, and so cannot
+    /// depend on, a field its cache key leaves out).
+    pub ctx: ContextFields,
+    /// The subscriber id; `None` for shared blocks.
+    pub subscriber: Option<String>,
+    /// The render instant, already rounded down to the block's time bucket.
+    pub now: DateTime<Utc>,
+    /// Query parameters other than `s`, `t` and `scale`.
+    pub query: BTreeMap<String, String>,
+}
+
+impl TemplateInput {
+    /// Builds the input for `block`, keeping only the context fields it reads and rounding
+    /// `now` down to its time bucket.
+    pub fn for_block(
+        block: &Block,
+        context: &ContextFields,
+        subscriber: Option<&str>,
+        now: DateTime<Utc>,
+        query: BTreeMap<String, String>,
+    ) -> Self {
+        let ctx = context
+            .iter()
+            .filter(|(field, _)| block.reads_field(field))
+            .map(|(field, value)| (field.clone(), value.clone()))
+            .collect();
+        let bucket = i64::from(block.time_bucket_secs);
+        let rounded = now.timestamp().div_euclid(bucket) * bucket;
+        Self {
+            ctx,
+            subscriber: subscriber
+                .filter(|_| block.reads_context())
+                .map(str::to_owned),
+            now: DateTime::from_timestamp(rounded, 0).unwrap_or(now),
+            query,
+        }
+    }
+
+    pub fn to_tera_context(&self, block: &Block) -> tera::Context {
+        let mut context = tera::Context::new();
+        context.insert("ctx", &self.ctx);
+        context.insert("subscriber", &self.subscriber);
+        context.insert("now", &self.now.to_rfc3339_opts(SecondsFormat::Secs, true));
+        context.insert("now_ts", &self.now.timestamp());
+        context.insert("query", &self.query);
+        context.insert(
+            "block",
+            &json!({"name": block.name, "width": block.width, "height": block.height}),
+        );
+        context
+    }
+}

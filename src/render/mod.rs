@@ -1,0 +1,162 @@
+//! Rendering: a block's template and its inputs in, PNG, GIF or HTML bytes out.
+//!
+//! Tera produces SVG ([`svg`] rasterizes it with resvg using the shipped fonts and images) or
+//! HTML ([`html`]). Everything here is synchronous and CPU-bound; the HTTP layer runs it on the
+//! blocking pool with bounded concurrency.
+
+mod assets;
+mod fallback;
+mod fonts;
+mod html;
+mod input;
+pub mod png;
+pub mod svg;
+
+pub use assets::AssetImages;
+pub use fallback::{transparent_pixel_png, Fallback};
+pub use input::TemplateInput;
+
+use crate::blocks::{Block, Campaign, CampaignError};
+use bytes::Bytes;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Largest accepted `scale` (retina is 2).
+pub const MAX_SCALE: u8 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("template-error: {0}")]
+    Template(#[from] CampaignError),
+    #[error("svg-error: {0}")]
+    Svg(String),
+    #[error("encode-error: {0}")]
+    Encode(String),
+    #[error("unsupported: block `{block}` has no {format} form")]
+    Unsupported { block: String, format: &'static str },
+    #[error("assets: {0}")]
+    Assets(String),
+}
+
+impl RenderError {
+    /// The short reason used in fallback headers and metric labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RenderError::Template(_) => "template-error",
+            RenderError::Svg(_) => "svg-error",
+            RenderError::Encode(_) => "encode-error",
+            RenderError::Unsupported { .. } => "unsupported-format",
+            RenderError::Assets(_) => "assets-error",
+        }
+    }
+}
+
+/// The output formats a block can be served in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    Png,
+    Gif,
+    Html,
+}
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Png => "image/png",
+            Format::Gif => "image/gif",
+            Format::Html => "text/html; charset=utf-8",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Png => "png",
+            Format::Gif => "gif",
+            Format::Html => "html",
+        }
+    }
+}
+
+/// A finished answer body.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub bytes: Bytes,
+    pub content_type: &'static str,
+}
+
+/// Holds what every render shares: fonts and shipped images. Cheap to share behind an `Arc`.
+pub struct Renderer {
+    rasterizer: svg::Rasterizer,
+}
+
+impl Renderer {
+    /// Loads fonts from `assets/fonts` and images from `assets/images`.
+    pub fn load(assets_dir: &Path) -> Result<Self, RenderError> {
+        let fonts = fonts::load(&assets_dir.join("fonts"))?;
+        let images = AssetImages::load(&assets_dir.join("images"))?;
+        Ok(Self {
+            rasterizer: svg::Rasterizer::new(fonts, Arc::new(images)),
+        })
+    }
+
+    pub fn rasterizer(&self) -> &svg::Rasterizer {
+        &self.rasterizer
+    }
+
+    /// Renders `block` of `campaign` in `format` at `scale` (1 = the declared size).
+    pub fn render(
+        &self,
+        campaign: &Campaign,
+        block: &Block,
+        format: Format,
+        scale: u8,
+        input: &TemplateInput,
+    ) -> Result<Rendered, RenderError> {
+        let context = input.to_tera_context(block);
+        let bytes = match format {
+            Format::Html => {
+                let template = block
+                    .html_template
+                    .as_deref()
+                    .ok_or(RenderError::Unsupported {
+                        block: block.name.clone(),
+                        format: "html",
+                    })?;
+                html::render(campaign, template, &context)?
+            }
+            Format::Png => {
+                let template = block.template.as_deref().ok_or(RenderError::Unsupported {
+                    block: block.name.clone(),
+                    format: "png",
+                })?;
+                let svg = campaign.render_template(template, &context)?;
+                let pixmap = self
+                    .rasterizer
+                    .rasterize(&svg, block.width, block.height, scale)?;
+                png::encode(&pixmap)?
+            }
+            Format::Gif => {
+                return Err(RenderError::Unsupported {
+                    block: block.name.clone(),
+                    format: "gif",
+                })
+            }
+        };
+        Ok(Rendered {
+            bytes: Bytes::from(bytes),
+            content_type: format.content_type(),
+        })
+    }
+
+    /// Prepares a block's fallback: an image file (SVG is rasterized at 1× and 2×; PNG and GIF
+    /// are served as they are), or a transparent image of the block's size when none is given.
+    pub fn fallback(
+        &self,
+        image: Option<(&str, Vec<u8>)>,
+        width: u32,
+        height: u32,
+        html: String,
+    ) -> Result<Fallback, RenderError> {
+        fallback::prepare(&self.rasterizer, image, width, height, html)
+    }
+}

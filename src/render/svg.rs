@@ -1,0 +1,114 @@
+//! SVG → pixels with usvg/resvg, using only the shipped fonts and images.
+//!
+//! Image references resolve to `asset:NAME` (shipped images) and `data:` URLs only: a template
+//! (or a context value inside one) can never make the renderer read a local file.
+
+use super::assets::AssetImages;
+use super::fonts::DEFAULT_FAMILY;
+use super::RenderError;
+use resvg::tiny_skia::{Pixmap, Transform};
+use resvg::usvg::{self, fontdb, ImageHrefResolver, ImageKind};
+use std::sync::Arc;
+
+/// Rasterizes SVG text; holds the shared font database and shipped images.
+pub struct Rasterizer {
+    fonts: Arc<fontdb::Database>,
+    images: Arc<AssetImages>,
+}
+
+/// Guesses an image's kind from its first bytes.
+pub fn image_kind(bytes: Arc<Vec<u8>>) -> Option<ImageKind> {
+    match bytes.as_slice() {
+        [0x89, b'P', b'N', b'G', ..] => Some(ImageKind::PNG(bytes)),
+        [0xFF, 0xD8, 0xFF, ..] => Some(ImageKind::JPEG(bytes)),
+        [b'G', b'I', b'F', b'8', ..] => Some(ImageKind::GIF(bytes)),
+        [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => {
+            Some(ImageKind::WEBP(bytes))
+        }
+        _ => None,
+    }
+}
+
+impl Rasterizer {
+    pub fn new(fonts: Arc<fontdb::Database>, images: Arc<AssetImages>) -> Self {
+        Self { fonts, images }
+    }
+
+    pub fn fonts(&self) -> &Arc<fontdb::Database> {
+        &self.fonts
+    }
+
+    /// Parsing options: shipped fonts, and an image resolver that knows `asset:` names only.
+    pub fn options(&self) -> usvg::Options<'_> {
+        let images = &self.images;
+        usvg::Options {
+            fontdb: Arc::clone(&self.fonts),
+            font_family: DEFAULT_FAMILY.to_owned(),
+            resources_dir: None,
+            image_href_resolver: ImageHrefResolver {
+                resolve_data: ImageHrefResolver::default_data_resolver(),
+                resolve_string: Box::new(move |href: &str, _: &usvg::Options| {
+                    let name = href.strip_prefix("asset:")?;
+                    image_kind(Arc::clone(images.get(name)?))
+                }),
+            },
+            ..usvg::Options::default()
+        }
+    }
+
+    /// Parses `svg` into a tree.
+    pub fn parse(&self, svg: &str) -> Result<usvg::Tree, RenderError> {
+        usvg::Tree::from_str(svg, &self.options()).map_err(|e| RenderError::Svg(e.to_string()))
+    }
+
+    /// Renders `svg` into a pixmap of `width`×`height` times `scale`, stretching the SVG's own
+    /// size to fit.
+    pub fn rasterize(
+        &self,
+        svg: &str,
+        width: u32,
+        height: u32,
+        scale: u8,
+    ) -> Result<Pixmap, RenderError> {
+        let tree = self.parse(svg)?;
+        self.render_tree(&tree, width, height, scale)
+    }
+
+    /// Renders a parsed tree; see [`Rasterizer::rasterize`].
+    pub fn render_tree(
+        &self,
+        tree: &usvg::Tree,
+        width: u32,
+        height: u32,
+        scale: u8,
+    ) -> Result<Pixmap, RenderError> {
+        let scale = u32::from(scale.max(1));
+        let (pixel_width, pixel_height) = (width * scale, height * scale);
+        let mut pixmap = Pixmap::new(pixel_width, pixel_height).ok_or_else(|| {
+            RenderError::Svg(format!("cannot allocate {pixel_width}×{pixel_height}"))
+        })?;
+        let size = tree.size();
+        let transform = Transform::from_scale(
+            pixel_width as f32 / size.width(),
+            pixel_height as f32 / size.height(),
+        );
+        resvg::render(tree, transform, &mut pixmap.as_mut());
+        Ok(pixmap)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffs_image_kinds() {
+        let png = Arc::new(b"\x89PNG\r\n\x1a\nrest".to_vec());
+        assert!(matches!(image_kind(png), Some(ImageKind::PNG(_))));
+        assert!(matches!(
+            image_kind(Arc::new(b"GIF89a".to_vec())),
+            Some(ImageKind::GIF(_))
+        ));
+        assert!(image_kind(Arc::new(b"<svg".to_vec())).is_none());
+    }
+}
