@@ -61,7 +61,7 @@ pub fn not_found(format: Format) -> Response<Body> {
 
 fn transparent_pixel() -> &'static Bytes {
     static PIXEL: OnceLock<Bytes> = OnceLock::new();
-    PIXEL.get_or_init(|| crate::render::transparent_pixel_png())
+    PIXEL.get_or_init(crate::render::transparent_pixel_png)
 }
 
 /// A rendered block: 200 with its bytes, or 304 when the client already has them.

@@ -1,0 +1,306 @@
+//! The open, end to end: real TCP to the real server, a real `redis-server` per test.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+#[tokio::test]
+async fn personalized_png_has_the_declared_size_and_the_subscribers_cart() {
+    let redis = RedisServer::start();
+    redis.load_sample("alice", &repo().join("templates/demo/samples/alice.json"));
+    redis.load_sample("bob", &repo().join("templates/demo/samples/bob.json"));
+    let server = TestServer::with_redis(&redis).await;
+
+    let alice = get(&server.signed("demo/cart.png", "alice")).await;
+    assert_eq!(alice.status, 200);
+    assert_eq!(alice.header("content-type"), Some("image/png"));
+    assert_eq!(alice.header("x-opentime-fallback"), None);
+    let image = alice.png();
+    assert_eq!((image.width(), image.height()), (600, 300));
+    // Pixel for pixel what an offline render of Alice's sample gives.
+    assert_eq!(
+        image,
+        decode_png(&render_offline("demo", "cart", &sample("alice"), "alice"))
+    );
+
+    let bob = get(&server.signed("demo/cart.png", "bob")).await;
+    assert_eq!(bob.status, 200);
+    assert_ne!(bob.png(), image, "another subscriber sees another cart");
+
+    let retina = get(&format!(
+        "{}&scale=2",
+        server.signed("demo/cart.png", "alice")
+    ))
+    .await;
+    let retina = retina.png();
+    assert_eq!((retina.width(), retina.height()), (1200, 600));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn greeting_follows_the_context_on_the_next_open() {
+    let redis = RedisServer::start();
+    redis.load_sample("alice", &repo().join("templates/demo/samples/alice.json"));
+    let server = TestServer::with_redis(&redis).await;
+    let url = server.signed("demo/cart.png", "alice");
+
+    let before = get(&url).await;
+    let etag_before = before.header("etag").map(str::to_owned);
+    redis.hset("alice", "profile", &json!({"first_name": "Alicia"}));
+    let after = get(&url).await;
+
+    assert_eq!(after.status, 200);
+    assert_ne!(after.header("etag").map(str::to_owned), etag_before);
+    let mut expected = sample("alice");
+    expected["profile"] = json!({"first_name": "Alicia"});
+    assert_eq!(
+        after.png(),
+        decode_png(&render_offline("demo", "cart", &expected, "alice"))
+    );
+    assert_ne!(after.png(), before.png());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn wrong_or_missing_token_gets_the_fallback_with_a_reason() {
+    let redis = RedisServer::start();
+    redis.load_sample("alice", &repo().join("templates/demo/samples/alice.json"));
+    let server = TestServer::with_redis(&redis).await;
+    let bob_token_url = server
+        .signed("demo/cart.png", "bob")
+        .replace("s=bob", "s=alice");
+
+    for (url, reason) in [
+        (bob_token_url, "bad-token"),
+        (server.url("/img/demo/cart.png?s=alice"), "bad-token"),
+        (server.url("/img/demo/cart.png"), "missing-subscriber"),
+        (
+            server.url("/img/demo/cart.png?s=al%7Bice&t=x"),
+            "bad-subscriber",
+        ),
+        (
+            format!("{}&scale=7", server.signed("demo/cart.png", "alice")),
+            "bad-query",
+        ),
+        (server.signed("demo/cart.png", "nobody"), "no-context"),
+    ] {
+        let answer = get(&url).await;
+        assert_eq!(answer.status, 200, "{url}");
+        assert_eq!(answer.header("x-opentime-fallback"), Some(reason), "{url}");
+        assert_eq!(answer.header("cache-control"), Some("no-store"), "{url}");
+        let fallback = answer.png();
+        assert_eq!((fallback.width(), fallback.height()), (600, 300));
+        assert_ne!(
+            fallback,
+            decode_png(&render_offline("demo", "cart", &sample("alice"), "alice"))
+        );
+    }
+    let metrics = get(&server.url("/metrics")).await;
+    let text = String::from_utf8(metrics.body).unwrap();
+    assert!(
+        text.contains("opentime_fallbacks_total{reason=\"bad-token\"} 2"),
+        "{text}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn redis_outage_serves_fallbacks_within_the_deadline_then_recovers() {
+    let mut redis = RedisServer::start();
+    redis.load_sample("alice", &repo().join("templates/demo/samples/alice.json"));
+    let mut args = test_args(&repo().join("templates"), Some(redis.url()));
+    args.deadline_ms = 500;
+    let server = TestServer::start(args).await;
+    let url = server.signed("demo/cart.png", "alice");
+    assert_eq!(get(&url).await.header("x-opentime-fallback"), None);
+
+    redis.stop();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let answer = get(&url).await;
+        let took = started.elapsed();
+        assert_eq!(answer.status, 200);
+        let reason = answer
+            .header("x-opentime-fallback")
+            .unwrap_or_default()
+            .to_owned();
+        assert!(reason.starts_with("store-"), "reason {reason:?}");
+        assert!(took < Duration::from_millis(500), "fallback took {took:?}");
+        assert_eq!(answer.png().dimensions(), (600, 300));
+    }
+
+    redis.restart();
+    redis.load_sample("alice", &repo().join("templates/demo/samples/alice.json"));
+    let recovered = eventually(Duration::from_secs(10), || async {
+        get(&url).await.header("x-opentime-fallback").is_none()
+    })
+    .await;
+    assert!(recovered, "personalized images again once Redis is back");
+    let answer = get(&url).await;
+    assert_eq!(
+        answer.png(),
+        decode_png(&render_offline("demo", "cart", &sample("alice"), "alice"))
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_template_broken_on_disk_keeps_the_last_good_one_and_a_fix_goes_live() {
+    let redis = RedisServer::start();
+    redis.load_sample("alice", &repo().join("templates/demo/samples/alice.json"));
+    let templates = copy_templates();
+    let mut server = TestServer::start(test_args(templates.path(), Some(redis.url()))).await;
+    let url = server.signed("demo/points.png", "alice");
+    let good = get(&url).await;
+    assert_eq!(good.header("x-opentime-fallback"), None);
+
+    let template = templates.path().join("demo/points.svg");
+    let original = std::fs::read_to_string(&template).unwrap();
+    std::fs::write(
+        &template,
+        original.replace("{{ points | grouped }}", "{{ points | grouped "),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let during = get(&url).await;
+    assert_eq!(during.header("x-opentime-fallback"), None);
+    assert_eq!(during.body, good.body, "still the last good template");
+
+    std::fs::write(&template, original.replace(" points</text>", " pts</text>")).unwrap();
+    let changed = eventually(Duration::from_secs(3), || async {
+        get(&url).await.body != good.body
+    })
+    .await;
+    assert!(changed, "a fixed template is live within a second or so");
+    assert_eq!(get(&url).await.header("x-opentime-fallback"), None);
+    server._dirs.push(templates);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn etag_revalidation_head_and_unknown_blocks() {
+    let redis = RedisServer::start();
+    redis.load_sample("alice", &repo().join("templates/demo/samples/alice.json"));
+    let server = TestServer::with_redis(&redis).await;
+    let url = server.signed("demo/cart.png", "alice");
+
+    let first = get(&url).await;
+    let etag = first.header("etag").expect("an ETag").to_owned();
+    assert!(
+        etag.starts_with('"') && etag.ends_with('"'),
+        "strong ETag {etag}"
+    );
+    assert_eq!(first.header("cache-control"), Some("no-cache"));
+    assert_eq!(first.header("surrogate-key"), Some("demo demo:cart"));
+
+    let revalidated = send(client().get(&url).header("if-none-match", &etag)).await;
+    assert_eq!(revalidated.status, 304);
+    assert!(revalidated.body.is_empty());
+    assert_eq!(revalidated.header("etag"), Some(etag.as_str()));
+
+    let head = send(client().head(&url)).await;
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    assert_eq!(
+        head.header("content-length"),
+        Some(first.body.len().to_string().as_str())
+    );
+    assert_eq!(head.header("etag"), Some(etag.as_str()));
+
+    for path in [
+        "/img/demo/nope.png",
+        "/img/nope/cart.png",
+        "/img/demo/cart.jpg",
+        "/img/demo/cart.gif",
+    ] {
+        let answer = get(&server.url(path)).await;
+        assert_eq!(answer.status, 404, "{path}");
+        assert_eq!(answer.png().dimensions(), (1, 1), "{path}");
+        assert_eq!(answer.png().get_pixel(0, 0).0[3], 0, "transparent");
+    }
+    let not_allowed = send(client().post(&url)).await;
+    assert_eq!(not_allowed.status, 405);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn html_fragment_escapes_context_and_rejects_bad_queries() {
+    let redis = RedisServer::start();
+    redis.load_sample("alice", &repo().join("templates/demo/samples/alice.json"));
+    redis.hset(
+        "alice",
+        "profile",
+        &json!({"first_name": "<script>alert(1)</script>"}),
+    );
+    let server = TestServer::with_redis(&redis).await;
+    let url = server
+        .signed("demo/cart.png", "alice")
+        .replace("/img/demo/cart.png", "/html/demo/cart.html");
+
+    let answer = get(&url).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        answer.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let html = String::from_utf8(answer.body).unwrap();
+    assert!(html.contains("&lt;script&gt;"), "{html}");
+    assert!(!html.contains("<script>"));
+    assert!(html.contains("€89.00"), "{html}");
+
+    let bad = get(&format!("{url}&scale=0")).await;
+    assert_eq!(bad.status, 400);
+    assert!(String::from_utf8(bad.body).unwrap().contains("scale"));
+    let forged = get(&url.replace("t=", "t=x")).await;
+    assert_eq!(forged.status, 200);
+    assert_eq!(forged.header("x-opentime-fallback"), Some("bad-token"));
+    assert!(String::from_utf8(forged.body)
+        .unwrap()
+        .contains("Your cart is waiting"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let redis = RedisServer::start();
+    redis.load_sample("alice", &repo().join("templates/demo/samples/alice.json"));
+    let server = TestServer::with_redis(&redis).await;
+    assert_eq!(get(&server.url("/healthz")).await.status, 200);
+    let ready = eventually(Duration::from_secs(5), || async {
+        get(&server.url("/readyz")).await.status == 200
+    })
+    .await;
+    assert!(ready);
+    get(&server.signed("demo/cart.png", "alice")).await;
+    get(&server.signed("demo/cart.png", "alice")).await;
+    let text = String::from_utf8(get(&server.url("/metrics")).await.body).unwrap();
+    for expected in [
+        "opentime_http_requests_total{route=\"img\",status=\"200\"} 2",
+        "opentime_render_cache_hits_total 1",
+        "opentime_render_cache_misses_total 1",
+        "opentime_render_seconds_count{format=\"png\"} 1",
+        "opentime_store_lookup_seconds_count{outcome=\"found\"} 2",
+    ] {
+        assert!(text.contains(expected), "missing {expected} in\n{text}");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn embedded_store_serves_the_demo_subscribers_without_redis() {
+    let data = tempfile::tempdir().unwrap();
+    let mut args = test_args(&repo().join("templates"), None);
+    args.data_dir = data.path().to_owned();
+    args.seed = repo().join("templates/demo/samples");
+    let mut server = TestServer::start(args).await;
+    let answer = get(&server.signed("demo/cart.png", "alice")).await;
+    assert_eq!(answer.header("x-opentime-fallback"), None);
+    assert_eq!(
+        answer.png(),
+        decode_png(&render_offline("demo", "cart", &sample("alice"), "alice"))
+    );
+    server._dirs.push(data);
+    server.shutdown().await;
+}
