@@ -52,6 +52,7 @@ fn start_redis() -> Redis {
         .stdout(Stdio::null())
         .spawn()
         .expect("redis-server on the PATH");
+    let redis = Redis(child, port);
     let url = format!("redis://127.0.0.1:{port}/0");
     for _ in 0..200 {
         if let Ok(mut c) = redis::Client::open(url.as_str()).and_then(|c| c.get_connection()) {
@@ -67,7 +68,7 @@ fn start_redis() -> Redis {
                     .query(&mut c)
                     .expect("HSET");
             }
-            return Redis(child, port);
+            return redis;
         }
         std::thread::sleep(Duration::from_millis(25));
     }
