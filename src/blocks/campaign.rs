@@ -92,7 +92,13 @@ impl Campaign {
         hasher.update(manifest_text.as_bytes());
         let tera = compile_templates(dir, &mut hasher)?;
         for block in &blocks {
-            for template in block.template.iter().chain(block.html_template.iter()) {
+            let suppressed = block.suppression.as_ref().and_then(|s| s.template());
+            for template in block
+                .template
+                .iter()
+                .chain(block.html_template.iter())
+                .chain(suppressed)
+            {
                 if !tera.get_template_names().any(|t| t == template) {
                     return Err(CampaignError::MissingTemplate {
                         path: manifest_path.display().to_string(),
@@ -114,6 +120,16 @@ impl Campaign {
             fallbacks.insert(block.name.clone(), Arc::new(fallback));
         }
         for block in &blocks {
+            if let Some(super::suppress::Instead::Image(file)) =
+                block.suppression.as_ref().map(|s| &s.instead)
+            {
+                let bytes = std::fs::read(dir.join(file)).map_err(|e| CampaignError::Fallback {
+                    path: manifest_path.display().to_string(),
+                    block: block.name.clone(),
+                    reason: format!("suppressed_image {file}: {e}"),
+                })?;
+                hasher.update(&bytes);
+            }
             if let Some(file) = &block.fallback {
                 if let Ok(bytes) = std::fs::read(dir.join(file)) {
                     hasher.update(&bytes);

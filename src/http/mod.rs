@@ -4,6 +4,10 @@
 
 mod answer;
 mod block_route;
+mod click;
+mod ingest;
+mod locked;
+mod pixel;
 pub mod headers;
 mod query;
 mod router;

@@ -10,6 +10,7 @@ mod fonts;
 mod html;
 mod input;
 pub mod png;
+mod suppressed;
 pub mod svg;
 
 pub use assets::AssetImages;
@@ -112,6 +113,11 @@ impl Renderer {
         scale: u8,
         input: &TemplateInput,
     ) -> Result<Rendered, RenderError> {
+        if let Some(variant) =
+            suppressed::render_if_suppressed(self, campaign, block, format, scale, input)?
+        {
+            return Ok(variant);
+        }
         let context = input.to_tera_context(block);
         let bytes = match format {
             Format::Html => {
