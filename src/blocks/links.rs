@@ -95,12 +95,14 @@ impl Links {
         let Some(host) = host_of(url) else {
             return false;
         };
-        self.hosts.iter().any(|allowed| match allowed.strip_prefix("*.") {
-            Some(domain) => host
-                .strip_suffix(domain)
-                .is_some_and(|sub| sub.ends_with('.') && sub.len() > 1),
-            None => host == *allowed,
-        })
+        self.hosts
+            .iter()
+            .any(|allowed| match allowed.strip_prefix("*.") {
+                Some(domain) => host
+                    .strip_suffix(domain)
+                    .is_some_and(|sub| sub.ends_with('.') && sub.len() > 1),
+                None => host == *allowed,
+            })
     }
 }
 
@@ -109,8 +111,8 @@ impl Links {
 fn host_of(url: &str) -> Option<String> {
     if !url.is_ascii()
         || url
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || c == '\\')
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '\\')
     {
         return None;
     }

@@ -104,7 +104,10 @@ mod tests {
         assert_eq!(rule.instead, Instead::Pixel);
         assert!(rule.applies(&context(json!({"ctx": {"sms": {"intent": "upgrade"}}}))));
         assert!(!rule.applies(&context(json!({"ctx": {"sms": {"intent": "cancel"}}}))));
-        assert!(!rule.applies(&context(json!({"ctx": {}}))), "missing data does not suppress");
+        assert!(
+            !rule.applies(&context(json!({"ctx": {}}))),
+            "missing data does not suppress"
+        );
     }
 
     #[test]

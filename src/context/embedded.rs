@@ -97,7 +97,11 @@ impl EmbeddedStore {
 
     /// Runs a read-modify-write of one subscriber's context in one write transaction, off the
     /// async workers (a commit waits for the disk).
-    pub(crate) async fn update<R, F>(&self, subscriber: &SubscriberId, change: F) -> Result<R, StoreError>
+    pub(crate) async fn update<R, F>(
+        &self,
+        subscriber: &SubscriberId,
+        change: F,
+    ) -> Result<R, StoreError>
     where
         R: Send + 'static,
         F: FnOnce(&mut Option<ContextFields>) -> R + Send + 'static,

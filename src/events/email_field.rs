@@ -1,6 +1,7 @@
 //! The subscriber's `email` context field, as events change it. The Redis sink does the same
 //! in a Lua script (`redis_sink.rs`); this is the reference, used by the embedded store.
 //!
+//! Only subscribers who have a context get the field (an open never creates a context).
 //! `{"last_open": RFC3339, "open_count": N, "last_campaign": "…", "last_click": …,
 //!   "click_count": N, "last_prefetch": …}` — other keys a channel may have put there are kept.
 

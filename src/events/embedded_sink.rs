@@ -59,10 +59,12 @@ impl EventSink for EmbeddedStore {
                 continue;
             };
             let event = event.clone();
+            // Like the Redis script: no context, no made-up one.
             self.update(&subscriber, move |fields| {
-                let fields = fields.get_or_insert_with(Default::default);
-                let email = apply_to_email_field(fields.get("email"), &event);
-                fields.insert("email".into(), email);
+                if let Some(fields) = fields {
+                    let email = apply_to_email_field(fields.get("email"), &event);
+                    fields.insert("email".into(), email);
+                }
             })
             .await
             .map_err(|e| EventError::Backend(e.to_string()))?;

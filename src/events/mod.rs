@@ -274,6 +274,10 @@ mod tests {
         let dropped = metrics.events_dropped.get();
         assert!(dropped > 0, "a queue of 4 overflows with 10 events");
         assert_eq!(written.len() as u64 + dropped, 10);
-        assert_eq!(written[0], event(0), "the failed batch was kept and retried");
+        assert_eq!(
+            written[0],
+            event(0),
+            "the failed batch was kept and retried"
+        );
     }
 }

@@ -9,7 +9,10 @@ use async_trait::async_trait;
 use chrono::SecondsFormat;
 
 /// KEYS[1] = ctx:{SUB}; ARGV = kind, at, campaign, prefetch ("1"/"0").
+/// A subscriber with no context gets none: an open must not make up a context (the open path
+/// would then render instead of serving the `no-context` fallback).
 const EMAIL_SCRIPT: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local raw = redis.call('HGET', KEYS[1], 'email')
 local email = {}
 if raw then

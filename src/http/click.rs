@@ -82,7 +82,10 @@ async fn choose_target(
     let Ok(mut query) = query::parse(raw_query) else {
         return (default(), None, None);
     };
-    let item = query.extra.remove("i").and_then(|i| i.parse::<usize>().ok());
+    let item = query
+        .extra
+        .remove("i")
+        .and_then(|i| i.parse::<usize>().ok());
     let Ok(subscriber) = subscriber_for(
         state,
         block,

@@ -180,7 +180,9 @@ async fn respond(
         (Method::DELETE, Some(field)) => delete_field(state, &subscriber, &channel, &field).await,
         (Method::DELETE, None) => delete_all(state, &subscriber, &channel).await,
         (_, Some(_)) => Err(IngestError::MethodNotAllowed("DELETE")),
-        (_, None) => Err(IngestError::MethodNotAllowed("GET, HEAD, PATCH, POST, DELETE")),
+        (_, None) => Err(IngestError::MethodNotAllowed(
+            "GET, HEAD, PATCH, POST, DELETE",
+        )),
     }
 }
 
@@ -198,7 +200,9 @@ fn authenticate<'a>(
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .ok_or(IngestError::Unauthorized("missing Authorization: Bearer TOKEN"))?;
+        .ok_or(IngestError::Unauthorized(
+            "missing Authorization: Bearer TOKEN",
+        ))?;
     let token = header
         .split_once(' ')
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
@@ -413,7 +417,10 @@ mod tests {
 
     #[test]
     fn decodes_path_segments() {
-        assert_eq!(percent_decode("bob%2Bnews%40example.com"), "bob+news@example.com");
+        assert_eq!(
+            percent_decode("bob%2Bnews%40example.com"),
+            "bob+news@example.com"
+        );
         assert_eq!(percent_decode("a%zz%"), "a%zz%");
         assert_eq!(percent_decode("%C3%A9"), "é");
     }

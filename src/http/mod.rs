@@ -5,10 +5,10 @@
 mod answer;
 mod block_route;
 mod click;
+pub mod headers;
 mod ingest;
 mod locked;
 mod pixel;
-pub mod headers;
 mod query;
 mod router;
 pub mod server;

@@ -12,9 +12,9 @@ use hyper::{Response, StatusCode};
 
 /// A 1×1 GIF89a whose only pixel is transparent (43 bytes).
 pub const TRANSPARENT_GIF: [u8; 43] = [
-    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00,
-    0x00, 0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00,
-    0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
 ];
 
 pub fn serve(
@@ -27,22 +27,19 @@ pub fn serve(
         .strip_suffix(".gif")
         .and_then(|name| state.catalog.campaign(name));
     let Some(campaign) = campaign else {
-        return answer::plain(
-            StatusCode::NOT_FOUND,
-            "image/gif",
-            &TRANSPARENT_GIF[..],
-        );
+        return answer::plain(StatusCode::NOT_FOUND, "image/gif", &TRANSPARENT_GIF[..]);
     };
-    let subscriber = query::parse(raw_query).ok().and_then(|query| {
-        match (query.subscriber, query.token) {
-            (None, _) => Some(None),
-            (Some(raw), Some(token)) => SubscriberId::parse(&raw)
-                .ok()
-                .filter(|s| state.signer.verify(s.as_str(), &token))
-                .map(Some),
-            (Some(_), None) => None,
-        }
-    });
+    let subscriber =
+        query::parse(raw_query)
+            .ok()
+            .and_then(|query| match (query.subscriber, query.token) {
+                (None, _) => Some(None),
+                (Some(raw), Some(token)) => SubscriberId::parse(&raw)
+                    .ok()
+                    .filter(|s| state.signer.verify(s.as_str(), &token))
+                    .map(Some),
+                (Some(_), None) => None,
+            });
     if let Some(subscriber) = subscriber {
         state.events.record(Event::now(
             EventKind::Pixel,

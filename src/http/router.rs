@@ -2,9 +2,9 @@
 
 use super::answer::{self, Body};
 use super::block_route;
+use super::state::AppState;
 use super::{click, ingest, pixel};
 use crate::opener::{Opener, PeerAddr};
-use super::state::AppState;
 use crate::render::Format;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW};

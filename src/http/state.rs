@@ -3,10 +3,10 @@
 use crate::blocks::Catalog;
 use crate::cache::RenderCache;
 use crate::channels::ChannelTokens;
-use crate::events::EventRecorder;
-use crate::lock::SharedLocks;
 use crate::config::ServeArgs;
 use crate::context::SharedStore;
+use crate::events::EventRecorder;
+use crate::lock::SharedLocks;
 use crate::metrics::Metrics;
 use crate::signing::Signer;
 use std::sync::Arc;
