@@ -418,4 +418,16 @@ mod tests {
         args.store_timeout_ms = 5000;
         assert!(args.validate().is_err());
     }
+
+    #[test]
+    fn channel_tokens_are_checked_at_start_up() {
+        let mut args = ServeArgs::with_dirs(Path::new("templates"), Path::new("assets"));
+        assert!(args.channel_tokens().unwrap().is_empty());
+        args.channel_tokens = Some("sms:0123456789abcdef".into());
+        assert!(args.validate().is_ok());
+        args.channel_tokens = Some("sms:tiny-tok".into());
+        let error = args.validate().unwrap_err().to_string();
+        assert!(error.starts_with("OPENTIME_CHANNEL_TOKENS:"), "{error}");
+        assert!(!error.contains("tiny-tok"), "the token is not echoed: {error}");
+    }
 }

@@ -55,13 +55,19 @@ pub fn client_ip(headers: &HeaderMap, peer: Option<IpAddr>, hops: usize) -> Opti
         .collect();
     // The last proxy appended the address it saw; with N trusted proxies, the N-th entry from
     // the right is the first address no trusted proxy made up.
-    match forwarded.len().checked_sub(hops) {
-        Some(index) => forwarded
-            .get(index)
-            .and_then(|entry| entry.parse().ok())
-            .or(peer),
-        None => forwarded.first().and_then(|e| e.parse().ok()).or(peer),
-    }
+    let index = forwarded.len().saturating_sub(hops);
+    forwarded
+        .get(index)
+        .and_then(|entry| parse_forwarded(entry))
+        .or(peer)
+}
+
+/// An `X-Forwarded-For` entry: an address, possibly with a port (`1.2.3.4:5678`, `[::1]:80`).
+fn parse_forwarded(entry: &str) -> Option<IpAddr> {
+    entry
+        .parse()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
 }
 
 /// STAND-IN for `ClientKind::is_machine_prefetch()`: Apple Mail Privacy Protection fetches
@@ -112,6 +118,15 @@ mod tests {
             Some("6.6.6.6".parse().unwrap())
         );
         assert_eq!(client_ip(&forwarded("junk"), peer, 1), peer);
+        assert_eq!(
+            client_ip(&forwarded("17.58.0.1:4431"), peer, 1),
+            Some("17.58.0.1".parse().unwrap())
+        );
+        assert_eq!(
+            client_ip(&forwarded("17.58.0.1"), peer, 3),
+            Some("17.58.0.1".parse().unwrap()),
+            "fewer entries than hops: the leftmost, written by a trusted proxy"
+        );
         assert_eq!(client_ip(&HeaderMap::new(), peer, 1), peer);
     }
 

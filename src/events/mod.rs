@@ -6,7 +6,8 @@
 //! while the store is down it keeps the batch and retries with backoff, so events wait in
 //! memory and are written once it is back. Only a full queue drops events, counted in
 //! `opentime_events_dropped_total`. Delivery is at least once: a batch cut off mid-way by a
-//! dropped connection is written again whole.
+//! dropped connection is written again whole. At shutdown the server [`EventRecorder::flush`]es
+//! the queue within the grace period.
 
 mod email_field;
 mod embedded_sink;
@@ -21,7 +22,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// The Redis stream every event is appended to.
 pub const STREAM_KEY: &str = "events:opens";
@@ -133,6 +134,8 @@ pub trait EventSink: Send + Sync {
 /// The sending side of the event queue; cheap to call from any request.
 pub struct EventRecorder {
     queue: mpsc::Sender<Event>,
+    /// Asks the writer to write everything queued so far, then answer (used at shutdown).
+    flushes: mpsc::Sender<oneshot::Sender<()>>,
     metrics: Arc<Metrics>,
 }
 
@@ -145,8 +148,26 @@ impl EventRecorder {
         metrics: Arc<Metrics>,
     ) -> Self {
         let (queue, receiver) = mpsc::channel(capacity.max(1));
-        tokio::spawn(write_loop(receiver, sink, max_len, Arc::clone(&metrics)));
-        Self { queue, metrics }
+        let (flushes, flush_requests) = mpsc::channel(4);
+        let writer = Writer {
+            sink,
+            max_len,
+            metrics: Arc::clone(&metrics),
+        };
+        tokio::spawn(writer.run(receiver, flush_requests));
+        Self {
+            queue,
+            flushes,
+            metrics,
+        }
+    }
+
+    /// Waits until every event recorded so far is written, or `limit` passes (the store may be
+    /// down); returns whether all were written. Called once the server stops accepting.
+    pub async fn flush(&self, limit: Duration) -> bool {
+        let (done, written) = oneshot::channel();
+        let asked = async { self.flushes.send(done).await.is_ok() && written.await.is_ok() };
+        tokio::time::timeout(limit, asked).await.unwrap_or(false)
     }
 
     /// Queues an event; when the queue is full the event is dropped and counted.
@@ -159,27 +180,57 @@ impl EventRecorder {
     }
 }
 
-async fn write_loop(
-    mut receiver: mpsc::Receiver<Event>,
+/// The task that drains the queue into the sink.
+struct Writer {
     sink: Arc<dyn EventSink>,
     max_len: u64,
     metrics: Arc<Metrics>,
-) {
-    let mut batch = Vec::with_capacity(BATCH);
-    while let Some(first) = receiver.recv().await {
-        batch.push(first);
+}
+
+impl Writer {
+    async fn run(
+        self,
+        mut events: mpsc::Receiver<Event>,
+        mut flushes: mpsc::Receiver<oneshot::Sender<()>>,
+    ) {
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            tokio::select! {
+                biased;
+                event = events.recv() => match event {
+                    Some(first) => {
+                        batch.push(first);
+                        self.drain_and_write(&mut events, &mut batch).await;
+                    }
+                    None => return,
+                },
+                Some(done) = flushes.recv() => {
+                    while !events.is_empty() {
+                        self.drain_and_write(&mut events, &mut batch).await;
+                    }
+                    let _ = done.send(());
+                }
+            }
+        }
+    }
+
+    /// Fills `batch` from the queue (up to [`BATCH`]) and writes it, retrying until it is in.
+    async fn drain_and_write(&self, events: &mut mpsc::Receiver<Event>, batch: &mut Vec<Event>) {
         while batch.len() < BATCH {
-            match receiver.try_recv() {
+            match events.try_recv() {
                 Ok(event) => batch.push(event),
                 Err(_) => break,
             }
         }
+        if batch.is_empty() {
+            return;
+        }
         let mut delay = RETRY_FIRST;
         let mut failures = 0u32;
         loop {
-            match sink.write(&batch, max_len).await {
+            match self.sink.write(batch, self.max_len).await {
                 Ok(()) => {
-                    metrics.events_written.inc_by(batch.len() as u64);
+                    self.metrics.events_written.inc_by(batch.len() as u64);
                     if failures > 0 {
                         tracing::info!(events = batch.len(), "event store is back; events written");
                     }
@@ -256,6 +307,20 @@ mod tests {
                 ("link", "item".into()),
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn flush_waits_for_everything_queued() {
+        let sink = Arc::new(FlakySink {
+            failures: Mutex::new(1),
+            written: Mutex::new(Vec::new()),
+        });
+        let recorder = EventRecorder::start(sink.clone(), 1000, 100, Arc::new(Metrics::new()));
+        for n in 0..600 {
+            recorder.record(event(n));
+        }
+        assert!(recorder.flush(Duration::from_secs(5)).await);
+        assert_eq!(sink.written.lock().unwrap().len(), 600);
     }
 
     #[tokio::test]

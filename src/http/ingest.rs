@@ -35,6 +35,8 @@ pub const RESERVED_FIELDS: [&str; 1] = ["email"];
 pub const WRITTEN_BY_PREFIX: &str = "_by.";
 /// Longest wait for the store on the API (longer than on the open path: a channel can wait).
 const API_STORE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest time a client may take to send its body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -66,7 +68,7 @@ pub enum IngestError {
     FieldTooLarge(String),
     #[error("no context stored for this subscriber")]
     NoContext,
-    #[error("could not read the request body")]
+    #[error("could not read the request body (in time)")]
     BodyRead,
     #[error("{0}")]
     Store(#[from] StoreError),
@@ -230,15 +232,13 @@ async fn read_body(request: Request<Incoming>) -> Result<Bytes, IngestError> {
     if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
         return Err(IngestError::BodyTooLarge);
     }
-    match Limited::new(request.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+    let body = Limited::new(request.into_body(), MAX_BODY_BYTES).collect();
+    match tokio::time::timeout(BODY_TIMEOUT, body).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
             Err(IngestError::BodyTooLarge)
         }
-        Err(_) => Err(IngestError::BodyRead),
+        Ok(Err(_)) | Err(_) => Err(IngestError::BodyRead),
     }
 }
 
@@ -319,7 +319,7 @@ async fn write(
         );
     }
     within(state.store.merge(subscriber, record)).await?;
-    tracing::info!(subscriber = %subscriber, channel, fields = ?names, "context written");
+    tracing::debug!(subscriber = %subscriber, channel, fields = ?names, "context written");
     Ok(json_answer(
         StatusCode::OK,
         &json!({"subscriber": subscriber.as_str(), "channel": channel, "written": names, "at": at}),
@@ -338,7 +338,7 @@ async fn delete_field(
     if let Err(error) = within(state.store.remove_field(subscriber, &record)).await {
         tracing::warn!(%error, "field deleted, its _by record not");
     }
-    tracing::info!(subscriber = %subscriber, channel, field, deleted, "context field deleted");
+    tracing::debug!(subscriber = %subscriber, channel, field, deleted, "context field deleted");
     Ok(json_answer(
         StatusCode::OK,
         &json!({"subscriber": subscriber.as_str(), "field": field, "deleted": deleted}),
@@ -351,7 +351,7 @@ async fn delete_all(
     channel: &str,
 ) -> Result<Response<Body>, IngestError> {
     let deleted = within(state.store.remove_all(subscriber)).await?;
-    tracing::info!(subscriber = %subscriber, channel, deleted, "context deleted");
+    tracing::debug!(subscriber = %subscriber, channel, deleted, "context deleted");
     Ok(json_answer(
         StatusCode::OK,
         &json!({"subscriber": subscriber.as_str(), "deleted": deleted}),

@@ -217,5 +217,8 @@ async fn accept_loop(listener: TcpListener, state: Arc<AppState>, stopped: watch
     {
         tracing::warn!("some connections did not finish within the grace period");
     }
+    if !state.events.flush(grace).await {
+        tracing::warn!("some open and click events could not be written before stopping");
+    }
     tracing::info!("stopped");
 }
