@@ -428,6 +428,9 @@ mod tests {
         args.channel_tokens = Some("sms:tiny-tok".into());
         let error = args.validate().unwrap_err().to_string();
         assert!(error.starts_with("OPENTIME_CHANNEL_TOKENS:"), "{error}");
-        assert!(!error.contains("tiny-tok"), "the token is not echoed: {error}");
+        assert!(
+            !error.contains("tiny-tok"),
+            "the token is not echoed: {error}"
+        );
     }
 }
