@@ -1,7 +1,8 @@
 //! `GET /img/{campaign}/{block}.{png|gif}` and `GET /html/{campaign}/{block}.html`: the open.
 //!
-//! parse → token → context (within the store deadline) → cache → render (bounded, within the
-//! request deadline) → answer. Every step's failure is a [`BlockError`], which [`answer`] turns
+//! parse → token → open event (queued, never waited for) → context within the store deadline,
+//! or a lock-on-open block's stored inputs ([`super::locked`]) → cache → render (bounded,
+//! within the request deadline) → answer. Every step's failure is a [`BlockError`], which [`answer`] turns
 //! into the block's fallback; nothing here can produce a 5xx.
 
 use super::answer::{self, BlockTarget, Body};
