@@ -315,4 +315,35 @@ mod tests {
             "{error}"
         );
     }
+
+    #[test]
+    fn omnichannel_settings_are_checked() {
+        let block = |extra: &str| {
+            parse(&format!(
+                "[blocks.x]\nkind = \"image\"\ntemplate = \"a.svg\"\nwidth = 9\nheight = 9\n{extra}"
+            ))
+        };
+        let ok = block(
+            "lock = \"first_open\"\nlock_ttl = 60\nsuppress_if = 'ctx.sms.intent == \"x\"'\nlink = \"{{ ctx.a[i] }}\"\nlink_hosts = [\"a.example\"]\ndefault_link = \"https://a.example/\"",
+        )
+        .unwrap();
+        assert_eq!(ok[0].lock_ttl, Some(std::time::Duration::from_secs(60)));
+        assert!(ok[0].suppression.is_some() && ok[0].links.is_some());
+        for (extra, expected) in [
+            ("lock = \"always\"", "use \"first_open\""),
+            ("lock_ttl = 5", "lock_ttl needs"),
+            ("reads = []\nlock = \"first_open\"", "reads context"),
+            ("suppressed_image = \"a.png\"", "need `suppress_if`"),
+            ("link = \"{{ x }}\"", "needs `default_link`"),
+            (
+                "link = \"{{ x }}\"\ndefault_link = \"https://a.example/\"",
+                "link_hosts",
+            ),
+            ("default_link = \"/cart\"", "absolute http(s) URL"),
+            ("suppress_if = \"ctx.a ==\"", "suppress_if does not compile"),
+        ] {
+            let error = block(extra).unwrap_err().to_string();
+            assert!(error.contains(expected), "{extra}: {error}");
+        }
+    }
 }
