@@ -48,7 +48,7 @@ pub enum IngestError {
     MethodNotAllowed(&'static str),
     #[error("{0}")]
     BadSubscriber(#[from] SubscriberIdError),
-    #[error("the body must be JSON (Content-Type: application/json)")]
+    #[error("the body must be JSON: send Content-Type: application/json (or none; `curl -d` alone sends a form type)")]
     UnsupportedMediaType,
     #[error("the body is larger than {MAX_BODY_BYTES} bytes")]
     BodyTooLarge,
