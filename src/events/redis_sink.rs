@@ -1,12 +1,15 @@
-//! Events into Redis: one pipeline per batch, `XADD events:opens MAXLEN ~ N` per event and a
-//! small Lua script per subscriber event that updates `ctx:{SUB}`'s `email` field in place
-//! (the same rules as `email_field.rs`). The stream and the context hash are separate keys
-//! (separate Redis Cluster slots), so they are separate commands.
+//! Events into Redis: one pipeline per batch — `SCRIPT LOAD` once, then per event
+//! `XADD events:opens MAXLEN ~ N` and, for a subscriber, `EVALSHA` of a small Lua script that
+//! updates `ctx:{SUB}`'s `email` field in place (the same rules as `email_field.rs`). The stream
+//! and the context hash are separate keys (separate Redis Cluster slots), so they are separate
+//! commands. The server gives the writer its own connection, so a batch never queues in front
+//! of an open's context lookup.
 
 use super::{Event, EventError, EventSink, STREAM_KEY};
 use crate::context::{RedisStore, StoreError, SubscriberId};
 use async_trait::async_trait;
 use chrono::SecondsFormat;
+use std::sync::OnceLock;
 
 /// KEYS[1] = ctx:{SUB}; ARGV = kind, at, campaign, prefetch ("1"/"0").
 /// A subscriber with no context gets none: an open must not make up a context (the open path
@@ -36,6 +39,11 @@ redis.call('HSET', KEYS[1], 'email', cjson.encode(email))
 return 1
 "#;
 
+fn email_script() -> &'static redis::Script {
+    static SCRIPT: OnceLock<redis::Script> = OnceLock::new();
+    SCRIPT.get_or_init(|| redis::Script::new(EMAIL_SCRIPT))
+}
+
 fn to_event_error(error: redis::RedisError) -> EventError {
     if error.is_io_error()
         || error.is_timeout()
@@ -55,7 +63,9 @@ impl EventSink for RedisStore {
             StoreError::Backend(reason) => EventError::Backend(reason),
             other => EventError::Unavailable(other.to_string()),
         })?;
+        let script = email_script();
         let mut pipe = redis::pipe();
+        pipe.load_script(script).ignore();
         for event in batch {
             let xadd = pipe
                 .cmd("XADD")
@@ -75,15 +85,13 @@ impl EventSink for RedisStore {
             else {
                 continue;
             };
-            pipe.cmd("EVAL")
-                .arg(EMAIL_SCRIPT)
-                .arg(1)
-                .arg(subscriber.context_key())
+            let mut invocation = script.key(subscriber.context_key());
+            invocation
                 .arg(event.kind.as_str())
                 .arg(event.at.to_rfc3339_opts(SecondsFormat::Millis, true))
                 .arg(&event.campaign)
-                .arg(if event.prefetch { "1" } else { "0" })
-                .ignore();
+                .arg(if event.prefetch { "1" } else { "0" });
+            pipe.invoke_script(&invocation).ignore();
         }
         pipe.query_async::<()>(&mut connection)
             .await

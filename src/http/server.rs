@@ -154,7 +154,10 @@ fn open_store(
             tracing::info!("context store: Redis (from OPENTIME_REDIS_URL); unset it to run on the embedded store");
             let store = Arc::new(RedisStore::new(url, args.store_timeout())?);
             tokio::spawn(Arc::clone(&store).connect_in_background());
-            Ok((store.clone(), store.clone(), store))
+            // Events get their own connection: a batch must not queue before an open's lookup.
+            let events = Arc::new(RedisStore::new(url, args.store_timeout())?);
+            tokio::spawn(Arc::clone(&events).connect_in_background());
+            Ok((store.clone(), store, events))
         }
         None => {
             let path = args.data_dir.join("embedded.redb");
