@@ -16,6 +16,7 @@ pub mod svg;
 pub use assets::AssetImages;
 pub use fallback::{transparent_pixel_png, Fallback};
 pub use input::TemplateInput;
+pub use suppressed::TRANSPARENT_GIF;
 
 use crate::blocks::{Block, Campaign, CampaignError};
 use bytes::Bytes;

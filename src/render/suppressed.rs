@@ -6,6 +6,13 @@ use crate::blocks::suppress::Instead;
 use crate::blocks::{Block, Campaign};
 use bytes::Bytes;
 
+/// A 1×1 GIF89a whose only pixel is transparent (43 bytes): the pixel of GIF routes.
+pub const TRANSPARENT_GIF: [u8; 43] = [
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
+];
+
 /// The suppressed variant when `block` is suppressed for `input`; `None` to render as usual.
 pub fn render_if_suppressed(
     renderer: &Renderer,
@@ -50,6 +57,10 @@ pub fn render_if_suppressed(
                 content_type: image.content_type,
             }
         }
+        Instead::Pixel if format == Format::Gif => Rendered {
+            bytes: Bytes::from_static(&TRANSPARENT_GIF),
+            content_type: "image/gif",
+        },
         Instead::Pixel => Rendered {
             bytes: fallback::transparent_png(1, 1)?,
             content_type: "image/png",
