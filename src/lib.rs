@@ -8,11 +8,15 @@
 
 pub mod blocks;
 pub mod cache;
+pub mod channels;
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod events;
 pub mod http;
+pub mod lock;
 pub mod metrics;
+pub mod opener;
 pub mod render;
 pub mod signing;
 

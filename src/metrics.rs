@@ -40,6 +40,12 @@ pub struct Metrics {
     pub cache_misses: Counter,
     pub cache_bytes: Gauge<u64, AtomicU64>,
     pub store_seconds: Family<OutcomeLabels, Histogram>,
+    /// Events put on the writer's queue.
+    pub events_queued: Counter,
+    /// Events written to the store.
+    pub events_written: Counter,
+    /// Events dropped because the queue was full (the store was down for too long).
+    pub events_dropped: Counter,
 }
 
 fn render_histogram() -> Histogram {
@@ -99,7 +105,28 @@ impl Metrics {
             "Context store lookup time by outcome",
             store_seconds.clone(),
         );
+        let events_queued = Counter::default();
+        let events_written = Counter::default();
+        let events_dropped = Counter::default();
+        registry.register(
+            "events_queued",
+            "Open and click events queued for writing",
+            events_queued.clone(),
+        );
+        registry.register(
+            "events_written",
+            "Open and click events written to the store",
+            events_written.clone(),
+        );
+        registry.register(
+            "events_dropped",
+            "Open and click events dropped because the queue was full",
+            events_dropped.clone(),
+        );
         Self {
+            events_queued,
+            events_written,
+            events_dropped,
             registry,
             requests,
             fallbacks,

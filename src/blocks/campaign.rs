@@ -92,7 +92,13 @@ impl Campaign {
         hasher.update(manifest_text.as_bytes());
         let tera = compile_templates(dir, &mut hasher)?;
         for block in &blocks {
-            for template in block.template.iter().chain(block.html_template.iter()) {
+            let suppressed = block.suppression.as_ref().and_then(|s| s.template());
+            for template in block
+                .template
+                .iter()
+                .chain(block.html_template.iter())
+                .chain(suppressed)
+            {
                 if !tera.get_template_names().any(|t| t == template) {
                     return Err(CampaignError::MissingTemplate {
                         path: manifest_path.display().to_string(),
@@ -103,17 +109,39 @@ impl Campaign {
             }
         }
 
-        let mut fallbacks = BTreeMap::new();
-        for block in &blocks {
-            let fallback =
-                load_fallback(dir, block, renderer).map_err(|reason| CampaignError::Fallback {
-                    path: manifest_path.display().to_string(),
-                    block: block.name.clone(),
-                    reason,
-                })?;
+        let mut fallbacks: BTreeMap<String, Arc<Fallback>> = BTreeMap::new();
+        for (index, block) in blocks.iter().enumerate() {
+            // Blocks sharing a fallback (same files, same size) share one prepared copy: an
+            // SVG fallback is rasterized twice per block, which is most of a reload's time.
+            let shared = blocks[..index]
+                .iter()
+                .find(|earlier| same_fallback_image(earlier, block))
+                .and_then(|earlier| fallbacks.get(&earlier.name).cloned());
+            let fallback = match shared {
+                Some(earlier) => fallback_html(dir, block).map(|html| Fallback {
+                    html: html.into(),
+                    ..(*earlier).clone()
+                }),
+                None => load_fallback(dir, block, renderer),
+            }
+            .map_err(|reason| CampaignError::Fallback {
+                path: manifest_path.display().to_string(),
+                block: block.name.clone(),
+                reason,
+            })?;
             fallbacks.insert(block.name.clone(), Arc::new(fallback));
         }
         for block in &blocks {
+            if let Some(super::suppress::Instead::Image(file)) =
+                block.suppression.as_ref().map(|s| &s.instead)
+            {
+                let bytes = std::fs::read(dir.join(file)).map_err(|e| CampaignError::Fallback {
+                    path: manifest_path.display().to_string(),
+                    block: block.name.clone(),
+                    reason: format!("suppressed_image {file}: {e}"),
+                })?;
+                hasher.update(&bytes);
+            }
             if let Some(file) = &block.fallback {
                 if let Ok(bytes) = std::fs::read(dir.join(file)) {
                     hasher.update(&bytes);
@@ -241,13 +269,19 @@ fn failing_template(error: &tera::Error) -> &str {
     message.split('\'').nth(1).unwrap_or_default()
 }
 
+fn same_fallback_image(a: &Block, b: &Block) -> bool {
+    (&a.fallback, a.width, a.height, a.kind) == (&b.fallback, b.width, b.height, b.kind)
+}
+
+fn fallback_html(dir: &Path, block: &Block) -> Result<String, String> {
+    match &block.fallback_html {
+        Some(file) => std::fs::read_to_string(dir.join(file)).map_err(|e| format!("{file}: {e}")),
+        None => Ok(String::new()),
+    }
+}
+
 fn load_fallback(dir: &Path, block: &Block, renderer: &Renderer) -> Result<Fallback, String> {
-    let html = match &block.fallback_html {
-        Some(file) => {
-            std::fs::read_to_string(dir.join(file)).map_err(|e| format!("{file}: {e}"))?
-        }
-        None => String::new(),
-    };
+    let html = fallback_html(dir, block)?;
     let image = match (&block.fallback, block.kind) {
         (_, BlockKind::Html) => None,
         (Some(file), _) => {

@@ -1,16 +1,20 @@
 //! `GET /img/{campaign}/{block}.{png|gif}` and `GET /html/{campaign}/{block}.html`: the open.
 //!
-//! parse → token → context (within the store deadline) → cache → render (bounded, within the
-//! request deadline) → answer. Every step's failure is a [`BlockError`], which [`answer`] turns
+//! parse → token → open event (queued, never waited for) → context within the store deadline,
+//! or a lock-on-open block's stored inputs ([`super::locked`]) → cache → render (bounded,
+//! within the request deadline) → answer. Every step's failure is a [`BlockError`], which [`answer`] turns
 //! into the block's fallback; nothing here can produce a 5xx.
 
 use super::answer::{self, BlockTarget, Body};
+use super::locked;
 use super::query::{self, QueryError};
 use super::state::AppState;
 use crate::blocks::{Block, Campaign};
 use crate::cache::{CachedRender, RenderKey};
 use crate::context::{self, ContextFields, StoreError, SubscriberId};
+use crate::events::{Event, EventKind};
 use crate::metrics::{FormatLabels, OutcomeLabels};
+use crate::opener::Opener;
 use crate::render::{Format, RenderError, TemplateInput};
 use hyper::{HeaderMap, Response};
 use std::sync::Arc;
@@ -74,6 +78,7 @@ pub async fn serve(
     route_format: Format,
     query: Option<&str>,
     request_headers: &HeaderMap,
+    opener: Opener,
 ) -> Response<Body> {
     let started = Instant::now();
     let deadline = started + state.config.deadline();
@@ -96,7 +101,7 @@ pub async fn serve(
         format,
         scale: scale_hint,
     };
-    match render_block(state, &campaign, &block, format, query, deadline).await {
+    match render_block(state, &campaign, &block, format, query, deadline, opener).await {
         Ok(render) => answer::rendered(&render, block.cache, &target, request_headers),
         Err(error) => {
             state.metrics.fallback(error.reason());
@@ -145,6 +150,7 @@ async fn render_block(
     format: Format,
     raw_query: Option<&str>,
     deadline: Instant,
+    opener: Opener,
 ) -> Result<Arc<CachedRender>, BlockError> {
     let query = query::parse(raw_query)?;
     let subscriber = subscriber_for(
@@ -153,17 +159,20 @@ async fn render_block(
         query.subscriber.as_deref(),
         query.token.as_deref(),
     )?;
-    let fields = match (&subscriber, block.reads_context()) {
-        (Some(subscriber), true) => load_context(state, subscriber).await?,
-        _ => ContextFields::new(),
-    };
-    let input = TemplateInput::for_block(
-        block,
-        &fields,
+    state.events.record(Event::now(
+        EventKind::Open,
+        &campaign.name,
+        &block.name,
         subscriber.as_ref().map(SubscriberId::as_str),
-        chrono::Utc::now(),
-        query.extra,
-    );
+        opener,
+    ));
+    let live = live_input(state, block, subscriber.as_ref(), query.extra);
+    let input = match (&subscriber, block.lock_ttl) {
+        (Some(subscriber), Some(ttl)) => {
+            locked::input(state, &campaign.name, block, subscriber, ttl, opener, live).await?
+        }
+        _ => live.await?,
+    };
     let key = RenderKey::new(
         &campaign.name,
         campaign.version,
@@ -185,9 +194,29 @@ async fn render_block(
     .await
 }
 
+/// The template input from the subscriber's live context.
+pub(super) async fn live_input(
+    state: &AppState,
+    block: &Block,
+    subscriber: Option<&SubscriberId>,
+    query: std::collections::BTreeMap<String, String>,
+) -> Result<TemplateInput, BlockError> {
+    let fields = match (subscriber, block.reads_context()) {
+        (Some(subscriber), true) => load_context(state, subscriber).await?,
+        _ => ContextFields::new(),
+    };
+    Ok(TemplateInput::for_block(
+        block,
+        &fields,
+        subscriber.map(SubscriberId::as_str),
+        chrono::Utc::now(),
+        query,
+    ))
+}
+
 /// Checks the subscriber and token a block needs. Blocks that need no token still get the
 /// subscriber id when one is given and valid (a shared block ignores it).
-fn subscriber_for(
+pub(super) fn subscriber_for(
     state: &AppState,
     block: &Block,
     subscriber: Option<&str>,

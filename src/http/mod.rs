@@ -4,7 +4,11 @@
 
 mod answer;
 mod block_route;
+mod click;
 pub mod headers;
+mod ingest;
+mod locked;
+mod pixel;
 mod query;
 mod router;
 pub mod server;

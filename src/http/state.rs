@@ -2,8 +2,11 @@
 
 use crate::blocks::Catalog;
 use crate::cache::RenderCache;
+use crate::channels::ChannelTokens;
 use crate::config::ServeArgs;
 use crate::context::SharedStore;
+use crate::events::EventRecorder;
+use crate::lock::SharedLocks;
 use crate::metrics::Metrics;
 use crate::signing::Signer;
 use std::sync::Arc;
@@ -19,4 +22,10 @@ pub struct AppState {
     /// Bounds renders running at once, so a burst of cache misses queues (up to the deadline,
     /// then falls back) instead of stalling every other request.
     pub render_permits: Arc<Semaphore>,
+    /// Lock-on-open storage (the same backend as `store`).
+    pub locks: SharedLocks,
+    /// Open and click events, written in the background.
+    pub events: EventRecorder,
+    /// Who may write context through the ingest API.
+    pub channels: ChannelTokens,
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 /// The inputs of one render. Together with the template version, they decide the output, so
 /// they are also what the render cache key is made of.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct TemplateInput {
     /// The context fields the block reads (only those: a template cannot see, and so cannot
     /// depend on, a field its cache key leaves out).

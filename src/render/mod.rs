@@ -10,11 +10,13 @@ mod fonts;
 mod html;
 mod input;
 pub mod png;
+mod suppressed;
 pub mod svg;
 
 pub use assets::AssetImages;
 pub use fallback::{transparent_pixel_png, Fallback};
 pub use input::TemplateInput;
+pub use suppressed::TRANSPARENT_GIF;
 
 use crate::blocks::{Block, Campaign, CampaignError};
 use bytes::Bytes;
@@ -112,6 +114,11 @@ impl Renderer {
         scale: u8,
         input: &TemplateInput,
     ) -> Result<Rendered, RenderError> {
+        if let Some(variant) =
+            suppressed::render_if_suppressed(self, campaign, block, format, scale, input)?
+        {
+            return Ok(variant);
+        }
         let context = input.to_tera_context(block);
         let bytes = match format {
             Format::Html => {
