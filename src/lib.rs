@@ -10,8 +10,10 @@ pub mod blocks;
 pub mod cache;
 pub mod channels;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod context;
+pub mod countdown;
 pub mod events;
 pub mod http;
 pub mod lock;
@@ -21,4 +23,4 @@ pub mod render;
 pub mod signing;
 
 pub use cli::{check::run_check, render::run_render, tokens::run_tokens, url::run_url};
-pub use http::server::{serve, start, RunningServer, ServeError};
+pub use http::server::{serve, start, start_with_clock, RunningServer, ServeError};

@@ -44,6 +44,8 @@ pub enum BlockError {
     Overloaded,
     #[error("deadline passed before the render finished")]
     Timeout,
+    #[error("countdown: {0}")]
+    Countdown(#[from] crate::countdown::CountdownError),
 }
 
 impl BlockError {
@@ -59,6 +61,7 @@ impl BlockError {
             BlockError::Render { reason, .. } => reason,
             BlockError::Overloaded => "overload",
             BlockError::Timeout => "timeout",
+            BlockError::Countdown(error) => error.reason(),
         }
     }
 }
@@ -173,6 +176,7 @@ async fn render_block(
         }
         _ => live.await?,
     };
+    let input = countdown_input(block, input, first_frame_only(&opener))?;
     let key = RenderKey::new(
         &campaign.name,
         campaign.version,
@@ -209,9 +213,38 @@ pub(super) async fn live_input(
         block,
         &fields,
         subscriber.map(SubscriberId::as_str),
-        chrono::Utc::now(),
+        state.clock.now(),
         query,
     ))
+}
+
+/// A countdown's input: its deadline and language resolved (bad `until`, `tz` or `lang` are
+/// errors, so the block's fallback), and written back as the only query the render sees. The
+/// render cache key then holds exactly (block version, deadline, language, first-frame flag,
+/// the second of the open), and concurrent opens in one second render once. Other blocks'
+/// inputs pass through.
+fn countdown_input(
+    block: &Block,
+    mut input: TemplateInput,
+    first_frame_only: bool,
+) -> Result<TemplateInput, BlockError> {
+    let Some(spec) = &block.countdown else {
+        return Ok(input);
+    };
+    let mut request = spec.resolve(&input.ctx, &input.query)?;
+    request.first_frame_only |= first_frame_only;
+    input.query = request.canonical_query();
+    Ok(input)
+}
+
+/// Whether this open gets only a countdown's first frame, as a still: Outlook for Windows
+/// shows nothing else, so the first frame is all that must be right there.
+///
+/// TODO(issue-4): return `true` for `ClientKind::OutlookDesktop` once `src/client.rs` is in
+/// main. This is the one place to decide it; the flag is part of the render cache key, and a
+/// shared countdown answer then needs `Vary: User-Agent` (or the CDN must key on the client).
+fn first_frame_only(_opener: &Opener) -> bool {
+    false
 }
 
 /// Checks the subscriber and token a block needs. Blocks that need no token still get the

@@ -5,8 +5,10 @@
 //! blocking pool with bounded concurrency.
 
 mod assets;
+mod countdown;
 mod fallback;
 mod fonts;
+pub mod gif;
 mod html;
 mod input;
 pub mod png;
@@ -38,6 +40,8 @@ pub enum RenderError {
     Unsupported { block: String, format: &'static str },
     #[error("assets: {0}")]
     Assets(String),
+    #[error("{0}")]
+    Countdown(#[from] crate::countdown::CountdownError),
 }
 
 impl RenderError {
@@ -49,6 +53,7 @@ impl RenderError {
             RenderError::Encode(_) => "encode-error",
             RenderError::Unsupported { .. } => "unsupported-format",
             RenderError::Assets(_) => "assets-error",
+            RenderError::Countdown(error) => error.reason(),
         }
     }
 }
@@ -142,12 +147,7 @@ impl Renderer {
                     .rasterize(&svg, block.width, block.height, scale)?;
                 png::encode(&pixmap)?
             }
-            Format::Gif => {
-                return Err(RenderError::Unsupported {
-                    block: block.name.clone(),
-                    format: "gif",
-                })
-            }
+            Format::Gif => return countdown::render(self, campaign, block, scale, input),
         };
         Ok(Rendered {
             bytes: Bytes::from(bytes),
