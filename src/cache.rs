@@ -83,7 +83,8 @@ impl RenderCache {
 
     /// The cached answer for `key`, or the result of `render` — run once however many callers
     /// miss on the same key at the same time. Errors are not cached. The flag tells whether
-    /// this call was a hit.
+    /// this call was a hit: true also for a caller that waited on another caller's render, so
+    /// misses count renders, not waiters.
     pub async fn get_or_render<F, E>(
         &self,
         key: RenderKey,
@@ -96,10 +97,16 @@ impl RenderCache {
         if let Some(hit) = self.entries.get(&key).await {
             return Ok((hit, true));
         }
-        self.entries
-            .try_get_with(key, render)
-            .await
-            .map(|value| (value, false))
+        let rendered_here = std::sync::atomic::AtomicBool::new(false);
+        let render = async {
+            rendered_here.store(true, std::sync::atomic::Ordering::Relaxed);
+            render.await
+        };
+        let value = self.entries.try_get_with(key, render).await?;
+        Ok((
+            value,
+            !rendered_here.load(std::sync::atomic::Ordering::Relaxed),
+        ))
     }
 
     pub fn weighted_size(&self) -> u64 {
