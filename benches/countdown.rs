@@ -1,6 +1,8 @@
 //! The 60-frame 600×120 demo countdown: median ms per GIF and bytes, for the incremental
 //! renderer, for full renders with the same encoder, and for the naive pipeline (full render +
-//! per-frame NeuQuant), all in one run. `cargo bench --bench countdown`.
+//! per-frame NeuQuant), all in one run. `cargo bench --bench countdown`. The `cpu` column is
+//! the thread's on-CPU time (`/proc/thread-self/schedstat`): the honest one-core figure on a
+//! shared machine, where wall time grows with other processes' load.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -125,7 +127,7 @@ fn main() {
         "countdown 600x120, 60 frames ({} in the GIF, {} full render), medians:",
         g.frames, g.full_renders
     );
-    show("incremental (this crate)", fast_run);
+    show("opentime (incremental)", fast_run);
     show("full render + fixed palette", full_run);
     show("naive: full + NeuQuant/frame", naive_run);
     let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map_or(f64::NAN, |(a, b)| a / b);

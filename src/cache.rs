@@ -181,10 +181,8 @@ mod tests {
                             })))
                         })
                         .await
+                        .map(|(render, hit)| (render.etag.clone(), hit))
                         .unwrap()
-                        .0
-                        .etag
-                        .clone()
                 })
             })
             .collect();
@@ -193,6 +191,10 @@ mod tests {
             etags.push(task.await.unwrap());
         }
         assert_eq!(renders.load(Ordering::SeqCst), 1);
-        assert!(etags.iter().all(|e| e == &etags[0] && e.starts_with('"')));
+        assert!(etags
+            .iter()
+            .all(|(e, _)| e == &etags[0].0 && e.starts_with('"')));
+        // Callers that waited on another's render count as hits: misses count renders.
+        assert_eq!(etags.iter().filter(|(_, hit)| !hit).count(), 1);
     }
 }

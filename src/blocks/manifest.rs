@@ -422,4 +422,55 @@ mod tests {
             assert!(error.contains(expected), "{extra}: {error}");
         }
     }
+
+    #[test]
+    fn countdown_blocks_are_shared_unless_their_deadline_is_personal() {
+        let blocks = parse(
+            r#"
+            [blocks.sale]
+            kind = "countdown"
+            template = "c.svg"
+            width = 600
+            height = 120
+            deadline = "2027-01-01T00:00:00Z"
+
+            [blocks.reservation]
+            kind = "countdown"
+            template = "c.svg"
+            width = 600
+            height = 120
+            deadline_field = "cart.reserved_until"
+            frames = 30
+            loop = "once"
+            "#,
+        )
+        .unwrap();
+        let (reservation, sale) = (&blocks[0], &blocks[1]);
+        assert_eq!(sale.cache, CachePolicy::Shared { max_age: 5 });
+        assert!(!sale.token_required && !sale.reads_context());
+        assert_eq!(sale.time_bucket_secs, 1);
+        assert_eq!(reservation.cache, CachePolicy::Personalized);
+        assert!(reservation.token_required && reservation.reads_field("cart"));
+        assert!(!reservation.reads_field("profile"));
+        let spec = reservation.countdown.as_ref().unwrap();
+        assert_eq!(spec.settings.frames, 30);
+        let block = |kind: &str, extra: &str| {
+            parse(&format!(
+                "[blocks.x]\nkind = \"{kind}\"\ntemplate = \"a.svg\"\nwidth = 9\nheight = 9\n{extra}"
+            ))
+        };
+        for (kind, extra, expected) in [
+            ("image", "frames = 10", "need `kind = \"countdown\"`"),
+            ("countdown", "max_age = 300", "at most 60"),
+            ("countdown", "frames = 500", "frames must be"),
+            (
+                "countdown",
+                "deadline_field = \"cart.until\"\nreads = [\"profile\"]",
+                "needs `cart` in `reads`",
+            ),
+        ] {
+            let error = block(kind, extra).unwrap_err().to_string();
+            assert!(error.contains(expected), "{extra}: {error}");
+        }
+    }
 }
