@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use criterion::Criterion;
 use opentime::countdown::frames::render_frames;
 use opentime::countdown::{
     render_countdown, CountdownSettings, FramePlan, FrameTemplate, Remaining, Strategy,
 };
-use criterion::Criterion;
 use resvg::usvg;
 use serde_json::Map;
 

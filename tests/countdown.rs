@@ -40,10 +40,7 @@ fn decode(bytes: &[u8]) -> Decoded {
     let mut options = gif::DecodeOptions::new();
     options.set_color_output(gif::ColorOutput::RGBA);
     let mut decoder = options.read_info(bytes).expect("a GIF");
-    let (width, height) = (
-        usize::from(decoder.width()),
-        usize::from(decoder.height()),
-    );
+    let (width, height) = (usize::from(decoder.width()), usize::from(decoder.height()));
     let mut canvas = vec![0u8; width * height * 4];
     let (mut canvases, mut delays) = (Vec::new(), Vec::new());
     let mut clear: Option<(usize, usize, usize, usize)> = None;
@@ -82,7 +79,11 @@ fn decode(bytes: &[u8]) -> Decoded {
 
 fn max_diff(a: &[u8], b: &[u8]) -> u8 {
     assert_eq!(a.len(), b.len(), "same picture size");
-    a.iter().zip(b).map(|(x, y)| x.abs_diff(*y)).max().unwrap_or(0)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| x.abs_diff(*y))
+        .max()
+        .unwrap_or(0)
 }
 
 /// A server on its own Redis with the repo's templates and a manual clock at `at`.
@@ -183,7 +184,10 @@ async fn expired_is_a_single_frame() {
     let live = decode(&get(&countdown_url(&server, &until_after(3))).await.body);
     assert_eq!(live.canvases.len(), 4, "3, 2, 1, 0 and then it holds");
     assert_eq!(live.delays, vec![100, 100, 100, 5_700]);
-    assert!(!live.loop_extension, "a finished countdown never starts again");
+    assert!(
+        !live.loop_extension,
+        "a finished countdown never starts again"
+    );
     for later in [3, 4, 86_400] {
         clock.set(at + Duration::seconds(later));
         let answer = get(&countdown_url(&server, &until_after(3))).await;
@@ -211,7 +215,11 @@ async fn dst_crossing_deadlines_in_two_time_zones() {
     assert_eq!(local.header("x-opentime-fallback"), None);
     let sixteen = get(&countdown_url(&server, "until=2026-11-01T08:00:00Z")).await;
     let fifteen = get(&countdown_url(&server, "until=2026-11-01T07:00:00Z")).await;
-    let (local, sixteen, fifteen) = (decode(&local.body), decode(&sixteen.body), decode(&fifteen.body));
+    let (local, sixteen, fifteen) = (
+        decode(&local.body),
+        decode(&sixteen.body),
+        decode(&fifteen.body),
+    );
     assert_eq!(max_diff(&local.canvases[0], &sixteen.canvases[0]), 0);
     assert!(max_diff(&local.canvases[0], &fifteen.canvases[0]) > 100);
     // Berlin, spring-forward night 2027-03-28, in German: Saturday 12:00 CET to Sunday 12:00
@@ -225,14 +233,20 @@ async fn dst_crossing_deadlines_in_two_time_zones() {
     assert_eq!(local.header("x-opentime-fallback"), None);
     let local = decode(&local.body);
     let twenty_three = decode(
-        &get(&countdown_url(&server, "until=2027-03-28T10:00:00Z&lang=de"))
-            .await
-            .body,
+        &get(&countdown_url(
+            &server,
+            "until=2027-03-28T10:00:00Z&lang=de",
+        ))
+        .await
+        .body,
     );
     let twenty_four = decode(
-        &get(&countdown_url(&server, "until=2027-03-28T11:00:00Z&lang=de"))
-            .await
-            .body,
+        &get(&countdown_url(
+            &server,
+            "until=2027-03-28T11:00:00Z&lang=de",
+        ))
+        .await
+        .body,
     );
     let english = decode(
         &get(&countdown_url(&server, "until=2027-03-28T10:00:00Z"))
@@ -266,7 +280,11 @@ async fn bad_until_tz_or_lang_gets_the_fallback_and_a_reason() {
     ] {
         let answer = get(&countdown_url(&server, query)).await;
         assert_eq!(answer.status, 200, "{query}");
-        assert_eq!(answer.header("x-opentime-fallback"), Some(reason), "{query}");
+        assert_eq!(
+            answer.header("x-opentime-fallback"),
+            Some(reason),
+            "{query}"
+        );
         assert_eq!(answer.header("cache-control"), Some("no-store"), "{query}");
         assert_eq!(answer.header("content-type"), Some("image/png"), "{query}");
         assert_eq!(answer.body, fallback.body, "{query}: the block's fallback");

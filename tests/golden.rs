@@ -129,7 +129,8 @@ fn countdown_first_frames_match_their_golden_images() {
     let mut compared = 0;
     for campaign in catalog.campaigns() {
         for block in campaign.blocks().filter(|b| b.kind == BlockKind::Countdown) {
-            let input = TemplateInput::for_block(block, &Default::default(), None, at, query.clone());
+            let input =
+                TemplateInput::for_block(block, &Default::default(), None, at, query.clone());
             let rendered = catalog
                 .renderer()
                 .render(&campaign, block, Format::Gif, 1, &input)
@@ -137,7 +138,10 @@ fn countdown_first_frames_match_their_golden_images() {
             let mut options = gif::DecodeOptions::new();
             options.set_color_output(gif::ColorOutput::RGBA);
             let mut decoder = options.read_info(&rendered.bytes[..]).expect("gif");
-            let frame = decoder.read_next_frame().expect("frame").expect("a first frame");
+            let frame = decoder
+                .read_next_frame()
+                .expect("frame")
+                .expect("a first frame");
             assert_eq!((frame.left, frame.top), (0, 0), "the first frame is whole");
             let image = image::RgbaImage::from_raw(
                 u32::from(frame.width),
@@ -147,7 +151,9 @@ fn countdown_first_frames_match_their_golden_images() {
             .expect("rgba frame");
             assert_eq!(image.dimensions(), (block.width, block.height));
             compared += 1;
-            if let Err(failure) = compare(&format!("{}-{}-first", campaign.name, block.name), &image) {
+            if let Err(failure) =
+                compare(&format!("{}-{}-first", campaign.name, block.name), &image)
+            {
                 failures.push(failure);
             }
         }

@@ -279,7 +279,10 @@ mod tests {
         let from_ctx = s.resolve(ctx, &q).expect("resolves");
         assert_eq!(from_ctx.deadline.to_rfc3339(), "2026-12-01T09:00:00+00:00");
         let from_query = s.resolve(&Default::default(), &q).expect("resolves");
-        assert_eq!(from_query.deadline.to_rfc3339(), "2026-12-05T00:00:00+00:00");
+        assert_eq!(
+            from_query.deadline.to_rfc3339(),
+            "2026-12-05T00:00:00+00:00"
+        );
         let fixed = s
             .resolve(&Default::default(), &BTreeMap::new())
             .expect("resolves");
@@ -332,7 +335,10 @@ mod tests {
             ..Default::default()
         });
         let berlin = s
-            .resolve(&Default::default(), &query(&[("until", "2026-12-01T00:00")]))
+            .resolve(
+                &Default::default(),
+                &query(&[("until", "2026-12-01T00:00")]),
+            )
             .expect("resolves");
         assert_eq!(berlin.deadline.to_rfc3339(), "2026-11-30T23:00:00+00:00");
         let ny = s
@@ -363,7 +369,8 @@ mod tests {
         assert_eq!(canonical["until"], "2026-12-01T05:00:00Z");
         assert_eq!(canonical.len(), 3);
         assert_eq!(
-            s.resolve(&Default::default(), &canonical).expect("resolves"),
+            s.resolve(&Default::default(), &canonical)
+                .expect("resolves"),
             request
         );
     }

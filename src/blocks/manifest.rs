@@ -195,7 +195,12 @@ fn resolve(name: String, s: BlockSettings) -> Result<Block, ManifestError> {
         // A countdown reads only its deadline field (none: it is shared), and its picture is
         // right for a few seconds, rendered per second.
         s.reads = s.reads.take().or_else(|| {
-            Some(spec.context_field().map(str::to_owned).into_iter().collect())
+            Some(
+                spec.context_field()
+                    .map(str::to_owned)
+                    .into_iter()
+                    .collect(),
+            )
         });
         s.time_bucket = Some(1);
         default_max_age = DEFAULT_COUNTDOWN_MAX_AGE;
@@ -205,7 +210,11 @@ fn resolve(name: String, s: BlockSettings) -> Result<Block, ManifestError> {
             )));
         }
         if let Some(field) = spec.context_field() {
-            if !s.reads.as_ref().is_none_or(|r| r.iter().any(|f| f == field)) {
+            if !s
+                .reads
+                .as_ref()
+                .is_none_or(|r| r.iter().any(|f| f == field))
+            {
                 return Err(invalid(format!(
                     "deadline_field needs `{field}` in `reads`"
                 )));

@@ -58,7 +58,10 @@ pub fn render(
 /// What a countdown template sees besides the countdown's own values: `ctx` (the fields the
 /// block reads), `now` and `block`, as image templates do. Never the raw query: a shared
 /// countdown is cached per deadline and language, so nothing else may change its picture.
-fn template_extras(block: &Block, input: &TemplateInput) -> serde_json::Map<String, serde_json::Value> {
+fn template_extras(
+    block: &Block,
+    input: &TemplateInput,
+) -> serde_json::Map<String, serde_json::Value> {
     let mut extra = serde_json::Map::new();
     extra.insert("ctx".into(), serde_json::Value::Object(input.ctx.clone()));
     extra.insert(
@@ -84,7 +87,12 @@ fn expired_image(
 ) -> Result<Rendered, RenderError> {
     let bytes = std::fs::read(campaign.dir.join(file))
         .map_err(|e| RenderError::Assets(format!("{file}: {e}")))?;
-    let image = renderer.fallback(Some((file, bytes)), block.width, block.height, String::new())?;
+    let image = renderer.fallback(
+        Some((file, bytes)),
+        block.width,
+        block.height,
+        String::new(),
+    )?;
     Ok(Rendered {
         bytes: image.image_for_scale(scale).clone(),
         content_type: image.content_type,
