@@ -405,3 +405,38 @@ async fn a_countdown_from_the_context_is_personalized() {
     assert_eq!(other.body, answer.body);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_expired_image_replaces_the_timer_after_the_deadline() {
+    let templates = common::copy_templates();
+    let manifest = templates.path().join("demo/blocks.toml");
+    let mut text = std::fs::read_to_string(&manifest).expect("manifest");
+    text.push_str(
+        "\n[blocks.ended]\nkind = \"countdown\"\ntemplate = \"countdown.svg\"\nwidth = 600\nheight = 120\nexpired_image = \"fallback/points.svg\"\nfallback = \"fallback/countdown.svg\"\n",
+    );
+    std::fs::write(&manifest, text).expect("write manifest");
+    let redis = RedisServer::start();
+    let at = utc(AT);
+    let clock = Clock::manual(at);
+    let mut server = TestServer::start_with_clock(
+        test_args(templates.path(), Some(redis.url())),
+        clock.clone(),
+    )
+    .await;
+    server._dirs.push(templates);
+    let url = server.url(&format!("/img/demo/ended.gif?{}", until_after(60)));
+    let live = get(&url).await;
+    assert_eq!(live.header("content-type"), Some("image/gif"));
+    clock.set(at + Duration::seconds(60));
+    let ended = get(&url).await;
+    assert_eq!(ended.status, 200);
+    assert_eq!(ended.header("x-opentime-fallback"), None);
+    assert_eq!(ended.header("content-type"), Some("image/png"));
+    let fallback = get(&server.url("/img/demo/ended.gif?until=x")).await;
+    assert_eq!(ended.png().dimensions(), (600, 120));
+    assert_ne!(
+        ended.body, fallback.body,
+        "the expired image, not the fallback"
+    );
+    server.shutdown().await;
+}
