@@ -119,9 +119,12 @@ fn main() {
     };
     let run = |s: &CountdownSettings| render_countdown(&t, None, deadline, at, s).expect("renders");
 
-    let fast_run = median_ms(|| run(&fast).bytes.len(), 101);
-    let full_run = median_ms(|| run(&full).bytes.len(), 11);
-    let naive_run = median_ms(|| naive(&t, deadline, at).len(), 7);
+    // Without `--bench` (as under `cargo test --all-targets`, in debug) one run each is a smoke test.
+    let bench = std::env::args().any(|a| a == "--bench");
+    let runs = |n: usize| if bench { n } else { 1 };
+    let fast_run = median_ms(|| run(&fast).bytes.len(), runs(101));
+    let full_run = median_ms(|| run(&full).bytes.len(), runs(11));
+    let naive_run = median_ms(|| naive(&t, deadline, at).len(), runs(7));
     let g = run(&fast);
     println!(
         "countdown 600x120, 60 frames ({} in the GIF, {} full render), medians:",
