@@ -9,12 +9,16 @@
 pub mod blocks;
 pub mod cache;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod context;
+pub mod geo;
 pub mod http;
 pub mod metrics;
+pub mod remote_image;
 pub mod render;
 pub mod signing;
+pub mod stores;
 
 pub use cli::{check::run_check, render::run_render, tokens::run_tokens, url::run_url};
 pub use http::server::{serve, start, RunningServer, ServeError};
