@@ -50,6 +50,8 @@ pub struct Campaign {
     pub dir: PathBuf,
     /// Hash of the manifest and every template: part of each render's cache key.
     pub version: u64,
+    /// When this version was loaded: the `Last-Modified` of its shared blocks.
+    pub loaded_at: std::time::SystemTime,
     blocks: BTreeMap<String, Arc<Block>>,
     fallbacks: BTreeMap<String, Arc<Fallback>>,
     tera: tera::Tera,
@@ -125,6 +127,7 @@ impl Campaign {
             name,
             dir: dir.to_owned(),
             version: hasher.digest(),
+            loaded_at: std::time::SystemTime::now(),
             blocks: blocks
                 .into_iter()
                 .map(|b| (b.name.clone(), Arc::new(b)))

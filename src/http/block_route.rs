@@ -1,19 +1,25 @@
 //! `GET /img/{campaign}/{block}.{png|gif}` and `GET /html/{campaign}/{block}.html`: the open.
 //!
-//! parse → token → context (within the store deadline) → cache → render (bounded, within the
-//! request deadline) → answer. Every step's failure is a [`BlockError`], which [`answer`] turns
+//! parse → token → context (within the store deadline) → opener facts (client, location) →
+//! cache → render with remote photos (bounded, within the request deadline) → answer (with the
+//! CDN refinements of [`cdn`] and CORS). Every step's failure is a [`BlockError`], which [`answer`] turns
 //! into the block's fallback; nothing here can produce a 5xx.
 
 use super::answer::{self, BlockTarget, Body};
+use super::cdn::{self, Variance};
 use super::query::{self, QueryError};
 use super::state::AppState;
 use crate::blocks::{Block, Campaign};
 use crate::cache::{CachedRender, RenderKey};
 use crate::context::{self, ContextFields, StoreError, SubscriberId};
 use crate::metrics::{FormatLabels, OutcomeLabels};
+use crate::opener::{self, Opener};
+use crate::render::live::{self, LiveRenderError, RenderJob};
 use crate::render::{Format, RenderError, TemplateInput};
 use hyper::{HeaderMap, Response};
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::SystemTime;
 use tokio::time::Instant;
 
 /// Why a block could not be rendered; each maps to one fallback reason.
@@ -64,6 +70,15 @@ impl BlockError {
 enum RenderFailure {
     Render(RenderError),
     Overloaded,
+    /// Rendered, but with placeholder photos: given to every waiting open, never cached.
+    Degraded(Arc<CachedRender>),
+}
+
+/// A render and what its headers need besides the bytes.
+struct BlockRender {
+    render: Arc<CachedRender>,
+    variance: Variance,
+    last_modified: Option<SystemTime>,
 }
 
 /// Serves one block request. `file` is the last path segment, e.g. `cart.png`.
@@ -74,6 +89,7 @@ pub async fn serve(
     route_format: Format,
     query: Option<&str>,
     request_headers: &HeaderMap,
+    peer: Option<IpAddr>,
 ) -> Response<Body> {
     let started = Instant::now();
     let deadline = started + state.config.deadline();
@@ -96,8 +112,23 @@ pub async fn serve(
         format,
         scale: scale_hint,
     };
-    match render_block(state, &campaign, &block, format, query, deadline).await {
-        Ok(render) => answer::rendered(&render, block.cache, &target, request_headers),
+    let opener = Opener::from_request(peer, request_headers, &state.live);
+    let mut response = match render_block(state, &campaign, &block, format, query, &opener, deadline)
+        .await
+    {
+        Ok(done) => {
+            let mut response =
+                answer::rendered(&done.render, block.cache, &target, request_headers);
+            cdn::apply(
+                &mut response,
+                request_headers,
+                &done.render,
+                block.cache,
+                done.variance,
+                done.last_modified,
+            );
+            response
+        }
         Err(error) => {
             state.metrics.fallback(error.reason());
             match &error {
@@ -113,7 +144,9 @@ pub async fn serve(
             }
             answer::failure(&error, &fallback, &target)
         }
-    }
+    };
+    state.cors.apply(response.headers_mut(), request_headers);
+    response
 }
 
 /// `cart.png` → (`cart`, Png); the extension must belong to the route.
@@ -144,8 +177,9 @@ async fn render_block(
     block: &Arc<Block>,
     format: Format,
     raw_query: Option<&str>,
+    opener: &Opener,
     deadline: Instant,
-) -> Result<Arc<CachedRender>, BlockError> {
+) -> Result<BlockRender, BlockError> {
     let query = query::parse(raw_query)?;
     let subscriber = subscriber_for(
         state,
@@ -157,13 +191,16 @@ async fn render_block(
         (Some(subscriber), true) => load_context(state, subscriber).await?,
         _ => ContextFields::new(),
     };
-    let input = TemplateInput::for_block(
+    let mut input = TemplateInput::for_block(
         block,
         &fields,
         subscriber.as_ref().map(SubscriberId::as_str),
         chrono::Utc::now(),
         query.extra,
     );
+    opener::extend_input(&mut input, block, opener, &state.live);
+    let variance = Variance::of(block, &input, state.live.geo.is_some());
+    let last_modified = Some(cdn::shared_last_modified(campaign.loaded_at, input.now));
     let key = RenderKey::new(
         &campaign.name,
         campaign.version,
@@ -172,7 +209,7 @@ async fn render_block(
         query.scale,
         &input,
     );
-    render_cached(
+    let render = render_cached(
         state,
         campaign,
         block,
@@ -182,7 +219,12 @@ async fn render_block(
         key,
         deadline,
     )
-    .await
+    .await?;
+    Ok(BlockRender {
+        render,
+        variance,
+        last_modified,
+    })
 }
 
 /// Checks the subscriber and token a block needs. Blocks that need no token still get the
@@ -278,6 +320,7 @@ async fn render_cached(
     match tokio::time::timeout_at(deadline, task).await {
         Ok(Ok(Ok(render))) => Ok(render),
         Ok(Ok(Err(failure))) => Err(match failure.as_ref() {
+            RenderFailure::Degraded(render) => return Ok(Arc::clone(render)),
             RenderFailure::Overloaded => BlockError::Overloaded,
             RenderFailure::Render(error) => BlockError::Render {
                 reason: error.reason(),
@@ -301,29 +344,41 @@ async fn render_off_thread(
     input: TemplateInput,
     deadline: Instant,
 ) -> Result<Arc<CachedRender>, RenderFailure> {
-    let permit =
-        tokio::time::timeout_at(deadline, Arc::clone(&state.render_permits).acquire_owned())
-            .await
-            .map_err(|_| RenderFailure::Overloaded)?
-            .map_err(|_| RenderFailure::Overloaded)?;
-    let renderer = Arc::clone(state.catalog.renderer());
-    let started = Instant::now();
-    let result = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        renderer.render(&campaign, &block, format, scale, &input)
-    })
-    .await
-    .map_err(|e| RenderFailure::Render(RenderError::Svg(format!("render thread failed: {e}"))))?;
-    state
-        .metrics
-        .render_seconds
-        .get_or_create(&FormatLabels {
-            format: format.as_str(),
-        })
-        .observe(started.elapsed().as_secs_f64());
+    let job = RenderJob {
+        campaign,
+        block,
+        format,
+        scale,
+        input,
+    };
+    let result = live::render(
+        Arc::clone(state.catalog.renderer()),
+        &state.live.images,
+        job,
+        deadline,
+        Some(&state.render_permits),
+    )
+    .await;
     match result {
-        Ok(rendered) => Ok(Arc::new(CachedRender::new(rendered))),
-        Err(error) => {
+        Ok(done) => {
+            state
+                .metrics
+                .render_seconds
+                .get_or_create(&FormatLabels {
+                    format: format.as_str(),
+                })
+                .observe(done.cpu.as_secs_f64());
+            let image_fallback = done.images.fallback_header();
+            let render =
+                Arc::new(CachedRender::new(done.rendered).with_image_fallback(image_fallback));
+            if render.image_fallback.is_some() {
+                Err(RenderFailure::Degraded(render))
+            } else {
+                Ok(render)
+            }
+        }
+        Err(LiveRenderError::Overloaded) => Err(RenderFailure::Overloaded),
+        Err(LiveRenderError::Render(error)) => {
             if let RenderError::Template(inner) = &error {
                 tracing::error!(error = %inner, "template failed to render");
             }

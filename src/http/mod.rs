@@ -4,6 +4,8 @@
 
 mod answer;
 mod block_route;
+pub mod cdn;
+pub mod cors;
 pub mod headers;
 mod query;
 mod router;

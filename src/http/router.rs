@@ -2,6 +2,7 @@
 
 use super::answer::{self, Body};
 use super::block_route;
+use super::server::PeerAddr;
 use super::state::AppState;
 use crate::render::Format;
 use hyper::body::Incoming;
@@ -47,9 +48,19 @@ async fn route(
         return (route_name, response);
     }
     let query = request.uri().query();
+    let peer = request.extensions().get::<PeerAddr>().map(|p| p.0.ip());
     let response = match segments.as_slice() {
         ["img", campaign, file] => {
-            block_route::serve(state, campaign, file, Format::Png, query, request.headers()).await
+            block_route::serve(
+                state,
+                campaign,
+                file,
+                Format::Png,
+                query,
+                request.headers(),
+                peer,
+            )
+            .await
         }
         ["html", campaign, file] => {
             block_route::serve(
@@ -59,6 +70,7 @@ async fn route(
                 Format::Html,
                 query,
                 request.headers(),
+                peer,
             )
             .await
         }

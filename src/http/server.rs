@@ -5,6 +5,7 @@
 //! `max_connections` at once. On SIGTERM or Ctrl-C it stops accepting and gives in-flight
 //! requests `shutdown_grace_secs` to finish.
 
+use super::cors::{CorsError, CorsOrigins};
 use super::router;
 use super::shutdown;
 use super::state::AppState;
@@ -12,6 +13,7 @@ use crate::blocks::{Catalog, TemplateWatcher};
 use crate::cache::RenderCache;
 use crate::config::{ConfigError, ServeArgs};
 use crate::context::{EmbeddedStore, RedisStore, SharedStore, StoreError};
+use crate::live_sources::{LiveSources, LiveSourcesError};
 use crate::metrics::Metrics;
 use crate::render::{RenderError, Renderer};
 use hyper::service::service_fn;
@@ -25,6 +27,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
+/// The TCP peer of a connection, put into each request's extensions by the accept loop.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("{0}")]
@@ -33,6 +39,10 @@ pub enum ServeError {
     Store(#[from] StoreError),
     #[error("assets: {0}")]
     Assets(#[from] RenderError),
+    #[error("{0}")]
+    Live(#[from] LiveSourcesError),
+    #[error("{0}")]
+    Cors(#[from] CorsError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -76,6 +86,8 @@ pub async fn start(args: ServeArgs) -> Result<RunningServer, ServeError> {
     if signer.is_development() {
         tracing::warn!("NO SECRET CONFIGURED: tokens are signed with the public development secret; anyone can forge them. Set OPENTIME_SECRET before sending real emails.");
     }
+    let live = Arc::new(LiveSources::from_args(&args.live)?);
+    let cors = CorsOrigins::new(&args.cors_origins)?;
     let renderer = Arc::new(Renderer::load(&args.common.assets)?);
     let templates = args.common.templates.clone();
     let (catalog, errors) =
@@ -116,6 +128,8 @@ pub async fn start(args: ServeArgs) -> Result<RunningServer, ServeError> {
         cache: RenderCache::new(args.cache_mb * 1024 * 1024),
         metrics: Arc::new(Metrics::new()),
         render_permits: Arc::new(Semaphore::new(args.render_concurrency())),
+        live,
+        cors,
         config: args,
     });
     tracing::info!(%addr, "listening");
@@ -165,7 +179,7 @@ async fn accept_loop(listener: TcpListener, state: Arc<AppState>, stopped: watch
             },
             _ = &mut signal => break,
         };
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
@@ -179,7 +193,8 @@ async fn accept_loop(listener: TcpListener, state: Arc<AppState>, stopped: watch
         };
         let _ = stream.set_nodelay(true);
         let state = Arc::clone(&state);
-        let service = service_fn(move |request| {
+        let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(PeerAddr(peer));
             let state = Arc::clone(&state);
             async move { Ok::<_, std::convert::Infallible>(router::handle(state, request).await) }
         });

@@ -3,7 +3,9 @@
 use crate::blocks::Catalog;
 use crate::cache::RenderCache;
 use crate::config::ServeArgs;
+use super::cors::CorsOrigins;
 use crate::context::SharedStore;
+use crate::live_sources::LiveSources;
 use crate::metrics::Metrics;
 use crate::signing::Signer;
 use std::sync::Arc;
@@ -19,4 +21,8 @@ pub struct AppState {
     /// Bounds renders running at once, so a burst of cache misses queues (up to the deadline,
     /// then falls back) instead of stalling every other request.
     pub render_permits: Arc<Semaphore>,
+    /// Remote photos, GeoIP, mail-client rules and stores.
+    pub live: Arc<LiveSources>,
+    /// Origins allowed to read block answers from script.
+    pub cors: CorsOrigins,
 }

@@ -1,7 +1,11 @@
-//! What a template sees: `ctx`, `subscriber`, `now`, `query` and `block`.
+//! What a template sees: `ctx`, `subscriber`, `now`, `query` and `block`; and, for blocks
+//! that declare them (`request = [...]`), `client`, `location` and `nearest_stores`.
 
 use crate::blocks::Block;
+use crate::client::ClientKind;
 use crate::context::ContextFields;
+use crate::geo::Location;
+use crate::stores::NearbyStore;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -19,6 +23,16 @@ pub struct TemplateInput {
     pub now: DateTime<Utc>,
     /// Query parameters other than `s`, `t` and `scale`.
     pub query: BTreeMap<String, String>,
+    /// The mail client kind, only for blocks with `request = ["client"]` (left out of the
+    /// cache key otherwise, so other blocks do not split their cache by client).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<ClientKind>,
+    /// The reader's location, only for blocks with `request = ["location"]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+    /// The stores nearest to `location`, nearest first (empty without coordinates).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nearest_stores: Vec<NearbyStore>,
 }
 
 impl TemplateInput {
@@ -45,6 +59,9 @@ impl TemplateInput {
                 .map(str::to_owned),
             now: DateTime::from_timestamp(rounded, 0).unwrap_or(now),
             query,
+            client: None,
+            location: None,
+            nearest_stores: Vec::new(),
         }
     }
 
@@ -55,6 +72,16 @@ impl TemplateInput {
         context.insert("now", &self.now.to_rfc3339_opts(SecondsFormat::Secs, true));
         context.insert("now_ts", &self.now.timestamp());
         context.insert("query", &self.query);
+        if block.reads_client {
+            context.insert("client", self.client.unwrap_or(ClientKind::Unknown).as_str());
+        }
+        if block.reads_location {
+            context.insert(
+                "location",
+                &self.location.clone().unwrap_or_else(Location::unknown),
+            );
+            context.insert("nearest_stores", &self.nearest_stores);
+        }
         context.insert(
             "block",
             &json!({"name": block.name, "width": block.width, "height": block.height}),
