@@ -96,7 +96,8 @@ mod tests {
     use super::*;
     use hyper::header::HeaderValue;
 
-    const OUTLOOK: &str = "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.15225; Pro)";
+    const OUTLOOK: &str =
+        "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.15225; Pro)";
 
     #[test]
     fn outlook_gets_the_first_frame_only() {
@@ -106,7 +107,10 @@ mod tests {
         let opener = Opener::from_request(Some([192, 0, 2, 1].into()), &headers, &sources);
         assert_eq!(opener.client, ClientKind::Outlook);
         assert!(opener.first_frame_only());
-        headers.insert(USER_AGENT, HeaderValue::from_static("Mozilla/5.0 Chrome/120.0"));
+        headers.insert(
+            USER_AGENT,
+            HeaderValue::from_static("Mozilla/5.0 Chrome/120.0"),
+        );
         let opener = Opener::from_request(Some([192, 0, 2, 1].into()), &headers, &sources);
         assert!(!opener.first_frame_only());
     }

@@ -49,7 +49,11 @@ async fn personalized_answers_revalidate_by_etag_on_images_and_html_alike() {
         let etag = first.header("etag").expect("ETag").to_owned();
         assert!(etag.starts_with('"'), "strong ETag {etag}");
         assert_eq!(first.header("cache-control"), Some("no-cache"), "{url}");
-        assert_eq!(first.header("surrogate-key"), Some("demo demo:cart"), "{url}");
+        assert_eq!(
+            first.header("surrogate-key"),
+            Some("demo demo:cart"),
+            "{url}"
+        );
         assert_eq!(first.header("cache-tag"), Some("demo,demo:cart"), "{url}");
         // The cart reads neither `client` nor `location`: nothing to vary on, and a
         // personalized block changes when the context does, at no time opentime knows.
@@ -100,10 +104,16 @@ async fn shared_blocks_are_public_with_s_maxage_and_last_modified() {
     );
     assert_eq!(first.header("surrogate-key"), Some("cdn cdn:banner"));
     assert_eq!(first.header("vary"), None);
-    let modified = first.header("last-modified").expect("Last-Modified").to_owned();
+    let modified = first
+        .header("last-modified")
+        .expect("Last-Modified")
+        .to_owned();
     let parsed = chrono::DateTime::parse_from_rfc2822(&modified).expect("an HTTP date");
     let age = chrono::Utc::now().signed_duration_since(parsed);
-    assert!(age.num_seconds() >= 0 && age.num_seconds() < 120, "{modified}");
+    assert!(
+        age.num_seconds() >= 0 && age.num_seconds() < 120,
+        "{modified}"
+    );
     let etag = first.header("etag").unwrap().to_owned();
 
     let since = send(client().get(&url).header("if-modified-since", &modified)).await;
@@ -145,7 +155,10 @@ async fn shared_blocks_are_public_with_s_maxage_and_last_modified() {
     );
 
     let fragment = get(&server.url("/html/cdn/banner.html")).await;
-    assert_eq!(fragment.header("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(
+        fragment.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
     assert_eq!(
         fragment.header("cache-control"),
         Some("public, max-age=30, s-maxage=30")
@@ -168,7 +181,12 @@ async fn cors_echoes_listed_origins_only() {
     )
     .await;
     let url = html(&server.signed("demo/cart.png", "alice"));
-    let allowed = send(client().get(&url).header("origin", "https://shop.example.com")).await;
+    let allowed = send(
+        client()
+            .get(&url)
+            .header("origin", "https://shop.example.com"),
+    )
+    .await;
     assert_eq!(allowed.status, 200);
     assert_eq!(
         allowed.header("access-control-allow-origin"),
@@ -180,7 +198,12 @@ async fn cors_echoes_listed_origins_only() {
         .unwrap_or_default()
         .contains("X-Opentime-Fallback"));
 
-    let other = send(client().get(&url).header("origin", "https://evil.example.com")).await;
+    let other = send(
+        client()
+            .get(&url)
+            .header("origin", "https://evil.example.com"),
+    )
+    .await;
     assert_eq!(other.status, 200);
     assert_eq!(other.header("access-control-allow-origin"), None);
     assert_eq!(other.header("vary"), Some("Origin"));
@@ -217,7 +240,12 @@ async fn cors_echoes_listed_origins_only() {
     // Without an allow-list: no CORS headers and no Vary: Origin.
     let plain = TestServer::with_redis(&redis).await;
     let url = html(&plain.signed("demo/cart.png", "alice"));
-    let answer = send(client().get(&url).header("origin", "https://shop.example.com")).await;
+    let answer = send(
+        client()
+            .get(&url)
+            .header("origin", "https://shop.example.com"),
+    )
+    .await;
     assert_eq!(answer.header("access-control-allow-origin"), None);
     assert_eq!(answer.header("vary"), None);
     plain.shutdown().await;

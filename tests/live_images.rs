@@ -92,7 +92,11 @@ async fn the_cart_shows_the_shops_photos_in_every_format() {
         assert!(close(r, BLUE, tolerance), "line {line}: right {r:?}");
     }
     // Retina asks for the photo at twice the pixels, and gets it.
-    let retina = get(&format!("{}&scale=2", server.signed("demo/cart.png", "alice"))).await;
+    let retina = get(&format!(
+        "{}&scale=2",
+        server.signed("demo/cart.png", "alice")
+    ))
+    .await;
     assert_eq!(retina.header("x-opentime-image-fallback"), None);
     let retina = retina.png();
     let (left, right, y) = thumbnail(0);
@@ -134,10 +138,19 @@ async fn bad_photos_become_placeholders_and_the_forbidden_host_is_never_reached(
     let took = started.elapsed();
     assert!(took < Duration::from_millis(5000), "answered in {took:?}");
     assert_eq!(first.status, 200);
-    assert_eq!(first.header("x-opentime-fallback"), None, "the block still renders");
-    let reasons = first.header("x-opentime-image-fallback").unwrap_or_default();
+    assert_eq!(
+        first.header("x-opentime-fallback"),
+        None,
+        "the block still renders"
+    );
+    let reasons = first
+        .header("x-opentime-image-fallback")
+        .unwrap_or_default();
     assert!(reasons.starts_with("3 "), "{reasons}");
-    assert!(reasons.contains("too-large") && reasons.contains("redirect-not-allowed"), "{reasons}");
+    assert!(
+        reasons.contains("too-large") && reasons.contains("redirect-not-allowed"),
+        "{reasons}"
+    );
     assert_eq!(first.header("cache-control"), Some("no-store"));
 
     let second = get(&server.signed("demo/cart.png", "second")).await;
@@ -159,9 +172,16 @@ async fn bad_photos_become_placeholders_and_the_forbidden_host_is_never_reached(
     let again = get(&server.signed("demo/cart.png", "second")).await;
     assert!(again.header("x-opentime-image-fallback").is_some());
     let metrics = String::from_utf8(get(&server.url("/metrics")).await.body).unwrap();
-    assert!(metrics.contains("opentime_render_cache_hits_total 0"), "{metrics}");
+    assert!(
+        metrics.contains("opentime_render_cache_hits_total 0"),
+        "{metrics}"
+    );
 
-    assert_eq!(forbidden.total_hits(), 0, "the forbidden host was contacted");
+    assert_eq!(
+        forbidden.total_hits(),
+        0,
+        "the forbidden host was contacted"
+    );
     assert_eq!(images.hits("/redirect-away"), 1);
     server.shutdown().await;
 }
@@ -188,8 +208,16 @@ async fn fifty_concurrent_renders_fetch_a_photo_once() {
     .unwrap();
     for i in 0..50 {
         let subscriber = format!("s{i}");
-        redis.hset(&subscriber, "profile", &json!({"first_name": format!("{i}")}));
-        redis.hset(&subscriber, "cart", &cart_with(std::slice::from_ref(&photo)));
+        redis.hset(
+            &subscriber,
+            "profile",
+            &json!({"first_name": format!("{i}")}),
+        );
+        redis.hset(
+            &subscriber,
+            "cart",
+            &cart_with(std::slice::from_ref(&photo)),
+        );
     }
     let mut server = server_with_images(&redis, templates.path(), |args| {
         args.deadline_ms = 20_000;
@@ -213,8 +241,16 @@ async fn fifty_concurrent_renders_fetch_a_photo_once() {
         assert_eq!(answer.header("x-opentime-image-fallback"), None);
         assert_eq!(answer.header("x-opentime-fallback"), None);
         let png = answer.png();
-        assert!(close(png.get_pixel(8, 32).0, RED, 40), "{:?}", png.get_pixel(8, 32));
-        assert!(close(png.get_pixel(56, 32).0, BLUE, 40), "{:?}", png.get_pixel(56, 32));
+        assert!(
+            close(png.get_pixel(8, 32).0, RED, 40),
+            "{:?}",
+            png.get_pixel(8, 32)
+        );
+        assert!(
+            close(png.get_pixel(56, 32).0, BLUE, 40),
+            "{:?}",
+            png.get_pixel(56, 32)
+        );
         renders.insert(answer.header("etag").unwrap_or_default().to_owned());
     }
     assert_eq!(renders.len(), 50, "fifty different renders");
@@ -234,7 +270,10 @@ async fn without_an_allow_list_nothing_is_fetched() {
     );
     let server = TestServer::with_redis(&redis).await;
     let answer = get(&server.signed("demo/cart.png", "alice")).await;
-    assert_eq!(answer.header("x-opentime-image-fallback"), Some("1 host-not-allowed"));
+    assert_eq!(
+        answer.header("x-opentime-image-fallback"),
+        Some("1 host-not-allowed")
+    );
     let (left, _, y) = thumbnail(0);
     assert_eq!(answer.png().get_pixel(left, y).0, PLACEHOLDER);
     assert_eq!(images.total_hits(), 0);

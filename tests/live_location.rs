@@ -45,7 +45,10 @@ async fn open(url: &str, user_agent: &str, forwarded_for: &str) -> Answer {
 fn html_url(server: &TestServer, block: &str, subscriber: &str) -> String {
     server
         .signed(&format!("demo/{block}.png"), subscriber)
-        .replace(&format!("/img/demo/{block}.png"), &format!("/html/demo/{block}.html"))
+        .replace(
+            &format!("/img/demo/{block}.png"),
+            &format!("/html/demo/{block}.html"),
+        )
 }
 
 #[tokio::test]
@@ -69,12 +72,17 @@ async fn the_store_block_names_the_store_nearest_to_the_readers_ip() {
 
     // Gmail's proxy fetched: its address says nothing about the reader.
     let proxied = String::from_utf8(open(&dave, GMAIL, BERLIN_IP).await.body).unwrap();
-    assert!(proxied.contains("Dave, find a Lindenhaus near you"), "{proxied}");
+    assert!(
+        proxied.contains("Dave, find a Lindenhaus near you"),
+        "{proxied}"
+    );
     assert!(!proxied.contains("Berlin Mitte"));
 
     // Only the trusted hop counts: a spoofed entry further left is ignored.
     let spoofed = open(&dave, CHROME, &format!("{BERLIN_IP}, {PARIS_IP}")).await;
-    assert!(String::from_utf8(spoofed.body).unwrap().contains("Paris Marais"));
+    assert!(String::from_utf8(spoofed.body)
+        .unwrap()
+        .contains("Paris Marais"));
 
     // The subscriber's own location (Paris) beats the IP, and then the answer does not
     // depend on the User-Agent or the address: no Vary.
@@ -121,7 +129,12 @@ fn render_store(fields: serde_json::Value) -> image::RgbaImage {
         Default::default(),
     );
     let live = opentime::live_sources::LiveSources::defaults().unwrap();
-    opener::extend_input(&mut input, block, &Opener::offline(ClientKind::Browser), &live);
+    opener::extend_input(
+        &mut input,
+        block,
+        &Opener::offline(ClientKind::Browser),
+        &live,
+    );
     let bytes = renderer
         .render(&campaign, block, Format::Png, 1, &input)
         .unwrap()
@@ -162,14 +175,24 @@ async fn templates_see_the_client_kind_of_real_user_agents() {
     ] {
         let answer = open(&url, user_agent, address).await;
         assert_eq!(answer.status, 200, "{user_agent}");
-        assert_eq!(String::from_utf8(answer.body.clone()).unwrap(), expected, "{user_agent}");
+        assert_eq!(
+            String::from_utf8(answer.body.clone()).unwrap(),
+            expected,
+            "{user_agent}"
+        );
         // Shared block, but the answer depends on the User-Agent and the address.
         assert_eq!(answer.header("vary"), Some("User-Agent"), "{user_agent}");
-        assert_eq!(answer.header("cache-control"), Some("no-cache"), "{user_agent}");
+        assert_eq!(
+            answer.header("cache-control"),
+            Some("no-cache"),
+            "{user_agent}"
+        );
         assert_eq!(answer.header("last-modified"), None, "{user_agent}");
     }
     let no_user_agent = send(client().get(&url).header("user-agent", "")).await;
-    assert!(String::from_utf8(no_user_agent.body).unwrap().starts_with("unknown|"));
+    assert!(String::from_utf8(no_user_agent.body)
+        .unwrap()
+        .starts_with("unknown|"));
     server._dirs.push(templates);
     server.shutdown().await;
 }

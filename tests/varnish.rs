@@ -117,10 +117,19 @@ async fn varnish_revalidates_personalized_blocks_and_caches_shared_ones() {
     assert_eq!(second.body, first.body);
     assert!(started.elapsed() < Duration::from_secs(2));
     let revalidations = "opentime_http_requests_total{route=\"img\",status=\"304\"}";
-    assert_eq!(metric(&server, revalidations).await, 1, "Varnish revalidated");
+    assert_eq!(
+        metric(&server, revalidations).await,
+        1,
+        "Varnish revalidated"
+    );
     // A mail proxy revalidating through Varnish gets a 304 from Varnish.
     let etag = first.header("etag").unwrap().to_owned();
-    let proxy = send(client().get(varnish.url(&path)).header("if-none-match", &etag)).await;
+    let proxy = send(
+        client()
+            .get(varnish.url(&path))
+            .header("if-none-match", &etag),
+    )
+    .await;
     assert_eq!(proxy.status, 304);
     // The context changes: the very next open shows it.
     redis.hset("alice", "profile", &json!({"first_name": "Alicia"}));
@@ -148,7 +157,10 @@ async fn varnish_revalidates_personalized_blocks_and_caches_shared_ones() {
     assert_eq!(hit.png().dimensions(), (300, 100));
     let purge = send(
         client()
-            .request(reqwest::Method::from_bytes(b"PURGE").unwrap(), varnish.url("/"))
+            .request(
+                reqwest::Method::from_bytes(b"PURGE").unwrap(),
+                varnish.url("/"),
+            )
             .header("surrogate-key", "cdn"),
     )
     .await;

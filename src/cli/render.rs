@@ -6,11 +6,11 @@
 use super::{split_block_path, CliError};
 use crate::blocks::Campaign;
 use crate::client::ClientKind;
+use crate::config::RenderArgs;
+use crate::context::ContextFields;
 use crate::live_sources::LiveSources;
 use crate::opener::{self, Opener};
 use crate::render::live::{self, LiveRenderError, RenderJob};
-use crate::config::RenderArgs;
-use crate::context::ContextFields;
 use crate::render::{Format, Renderer, TemplateInput};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -35,9 +35,8 @@ pub fn run_render(args: &RenderArgs) -> Result<(), CliError> {
             crate::render::MAX_SCALE
         )));
     }
-    let client = ClientKind::from_name(&args.client).ok_or_else(|| {
-        CliError::Usage(format!("--client {}: not a client kind", args.client))
-    })?;
+    let client = ClientKind::from_name(&args.client)
+        .ok_or_else(|| CliError::Usage(format!("--client {}: not a client kind", args.client)))?;
     let live_sources = LiveSources::from_args(&args.live)?;
     let renderer = Arc::new(Renderer::load(&args.common.assets)?);
     let campaign = Arc::new(Campaign::load(

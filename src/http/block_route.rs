@@ -113,8 +113,10 @@ pub async fn serve(
         scale: scale_hint,
     };
     let opener = Opener::from_request(peer, request_headers, &state.live);
-    let mut response = match render_block(state, &campaign, &block, format, query, &opener, deadline)
-        .await
+    let mut response = match render_block(
+        state, &campaign, &block, format, query, &opener, deadline,
+    )
+    .await
     {
         Ok(done) => {
             let mut response =

@@ -136,48 +136,114 @@ mod tests {
         let shared = CachePolicy::Shared { max_age: 60 };
         let modified = at("2026-11-25T15:04:05Z");
         let (mut response, render) = rendered();
-        apply(&mut response, &HeaderMap::new(), &render, shared, Variance::default(), Some(modified));
-        assert_eq!(response.headers()[LAST_MODIFIED], "Wed, 25 Nov 2026 15:04:05 GMT");
+        apply(
+            &mut response,
+            &HeaderMap::new(),
+            &render,
+            shared,
+            Variance::default(),
+            Some(modified),
+        );
+        assert_eq!(
+            response.headers()[LAST_MODIFIED],
+            "Wed, 25 Nov 2026 15:04:05 GMT"
+        );
         assert_eq!(response.status(), StatusCode::OK);
 
         let mut request = HeaderMap::new();
-        request.insert(IF_MODIFIED_SINCE, HeaderValue::from_static("Wed, 25 Nov 2026 15:04:05 GMT"));
+        request.insert(
+            IF_MODIFIED_SINCE,
+            HeaderValue::from_static("Wed, 25 Nov 2026 15:04:05 GMT"),
+        );
         let (mut response, render) = rendered();
-        apply(&mut response, &request, &render, shared, Variance::default(), Some(modified));
+        apply(
+            &mut response,
+            &request,
+            &render,
+            shared,
+            Variance::default(),
+            Some(modified),
+        );
         assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
         assert!(!response.headers().contains_key(CONTENT_TYPE));
 
-        request.insert(IF_MODIFIED_SINCE, HeaderValue::from_static("Wed, 25 Nov 2026 15:04:04 GMT"));
+        request.insert(
+            IF_MODIFIED_SINCE,
+            HeaderValue::from_static("Wed, 25 Nov 2026 15:04:04 GMT"),
+        );
         let (mut response, render) = rendered();
-        apply(&mut response, &request, &render, shared, Variance::default(), Some(modified));
+        apply(
+            &mut response,
+            &request,
+            &render,
+            shared,
+            Variance::default(),
+            Some(modified),
+        );
         assert_eq!(response.status(), StatusCode::OK);
 
         // If-None-Match decides alone when present.
-        request.insert(IF_MODIFIED_SINCE, HeaderValue::from_static("Wed, 25 Nov 2026 15:04:05 GMT"));
+        request.insert(
+            IF_MODIFIED_SINCE,
+            HeaderValue::from_static("Wed, 25 Nov 2026 15:04:05 GMT"),
+        );
         request.insert(IF_NONE_MATCH, HeaderValue::from_static("\"other\""));
         let (mut response, render) = rendered();
-        apply(&mut response, &request, &render, shared, Variance::default(), Some(modified));
+        apply(
+            &mut response,
+            &request,
+            &render,
+            shared,
+            Variance::default(),
+            Some(modified),
+        );
         assert_eq!(response.status(), StatusCode::OK);
 
         let (mut response, render) = rendered();
-        apply(&mut response, &HeaderMap::new(), &render, CachePolicy::Personalized, Variance::default(), Some(modified));
+        apply(
+            &mut response,
+            &HeaderMap::new(),
+            &render,
+            CachePolicy::Personalized,
+            Variance::default(),
+            Some(modified),
+        );
         assert!(!response.headers().contains_key(LAST_MODIFIED));
     }
 
     #[test]
     fn variance_and_placeholders() {
         let shared = CachePolicy::Shared { max_age: 60 };
-        let by_request = Variance { user_agent: true, client_address: true };
+        let by_request = Variance {
+            user_agent: true,
+            client_address: true,
+        };
         let (mut response, render) = rendered();
-        response.headers_mut().insert(CACHE_CONTROL, headers::cache_control(shared));
-        apply(&mut response, &HeaderMap::new(), &render, shared, by_request, Some(SystemTime::now()));
+        response
+            .headers_mut()
+            .insert(CACHE_CONTROL, headers::cache_control(shared));
+        apply(
+            &mut response,
+            &HeaderMap::new(),
+            &render,
+            shared,
+            by_request,
+            Some(SystemTime::now()),
+        );
         assert_eq!(response.headers()["vary"], "User-Agent");
         assert_eq!(response.headers()[CACHE_CONTROL], "no-cache");
         assert!(!response.headers().contains_key(LAST_MODIFIED));
 
         let (mut response, render) = rendered();
         let render = render.with_image_fallback(Some("1 timeout".into()));
-        apply(&mut response, &HeaderMap::new(), &render, shared, Variance::default(), Some(SystemTime::now()));
+        apply(
+            &mut response,
+            &HeaderMap::new(),
+            &render,
+            shared,
+            Variance::default(),
+            Some(SystemTime::now()),
+        );
         assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
         assert_eq!(response.headers()[IMAGE_FALLBACK], "1 timeout");
         assert!(!response.headers().contains_key("vary"));

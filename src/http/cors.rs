@@ -73,7 +73,10 @@ mod tests {
         request.insert(ORIGIN, HeaderValue::from_static("https://shop.example.com"));
         let mut response = HeaderMap::new();
         cors.apply(&mut response, &request);
-        assert_eq!(response[ACCESS_CONTROL_ALLOW_ORIGIN], "https://shop.example.com");
+        assert_eq!(
+            response[ACCESS_CONTROL_ALLOW_ORIGIN],
+            "https://shop.example.com"
+        );
         assert_eq!(response["vary"], "Origin");
 
         request.insert(ORIGIN, HeaderValue::from_static("https://evil.example.com"));
@@ -89,7 +92,12 @@ mod tests {
 
     #[test]
     fn refuses_non_origins() {
-        for bad in ["shop.example.com", "https://shop.example.com/path", "*", "ftp://x"] {
+        for bad in [
+            "shop.example.com",
+            "https://shop.example.com/path",
+            "*",
+            "ftp://x",
+        ] {
             assert!(CorsOrigins::new(&[bad.into()]).is_err(), "{bad}");
         }
     }

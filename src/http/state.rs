@@ -1,9 +1,9 @@
 //! What every request handler shares: configuration, store, catalog, cache, metrics.
 
+use super::cors::CorsOrigins;
 use crate::blocks::Catalog;
 use crate::cache::RenderCache;
 use crate::config::ServeArgs;
-use super::cors::CorsOrigins;
 use crate::context::SharedStore;
 use crate::live_sources::LiveSources;
 use crate::metrics::Metrics;

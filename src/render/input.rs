@@ -73,7 +73,10 @@ impl TemplateInput {
         context.insert("now_ts", &self.now.timestamp());
         context.insert("query", &self.query);
         if block.reads_client {
-            context.insert("client", self.client.unwrap_or(ClientKind::Unknown).as_str());
+            context.insert(
+                "client",
+                self.client.unwrap_or(ClientKind::Unknown).as_str(),
+            );
         }
         if block.reads_location {
             context.insert(

@@ -146,7 +146,9 @@ impl Renderer {
                         block: block.name.clone(),
                         format: "html",
                     })?;
-                Ok(TemplateOutput::Html(html::render(campaign, template, &context)?))
+                Ok(TemplateOutput::Html(html::render(
+                    campaign, template, &context,
+                )?))
             }
             Format::Png => {
                 let template = block.template.as_deref().ok_or(RenderError::Unsupported {

@@ -146,7 +146,11 @@ pub fn find_slots(svg: &str, block_width: u32, scale: u8) -> Vec<ImageSlot> {
 
 /// Fetches every slot at once; stops waiting at `deadline`. A fetch still running then
 /// goes on in the background and fills the image cache for the next open.
-pub async fn fetch(images: &RemoteImages, slots: Vec<ImageSlot>, deadline: Instant) -> FetchedImages {
+pub async fn fetch(
+    images: &RemoteImages,
+    slots: Vec<ImageSlot>,
+    deadline: Instant,
+) -> FetchedImages {
     let mut fetched = FetchedImages::default();
     let mut pending = Vec::new();
     for (index, slot) in slots.into_iter().enumerate() {
@@ -192,7 +196,10 @@ fn placeholder(width: u32, height: u32) -> Option<Arc<Vec<u8>>> {
 fn length(value: Option<&str>) -> Option<f64> {
     let value = value?.trim();
     let number = value.strip_suffix("px").unwrap_or(value).trim();
-    number.parse::<f64>().ok().filter(|n| n.is_finite() && *n >= 0.0)
+    number
+        .parse::<f64>()
+        .ok()
+        .filter(|n| n.is_finite() && *n >= 0.0)
 }
 
 #[cfg(test)]

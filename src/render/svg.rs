@@ -6,8 +6,8 @@
 //! renderer read a local file or open a connection.
 
 use super::assets::AssetImages;
-use super::remote::FetchedImages;
 use super::fonts::DEFAULT_FAMILY;
+use super::remote::FetchedImages;
 use super::RenderError;
 use resvg::tiny_skia::{Pixmap, Transform};
 use resvg::usvg::{self, fontdb, ImageHrefResolver, ImageKind};
