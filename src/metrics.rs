@@ -40,6 +40,8 @@ pub struct Metrics {
     pub cache_misses: Counter,
     pub cache_bytes: Gauge<u64, AtomicU64>,
     pub store_seconds: Family<OutcomeLabels, Histogram>,
+    /// Remote photos replaced by a placeholder, by reason (`timeout`, `host-not-allowed`, …).
+    pub image_placeholders: Family<ReasonLabels, Counter>,
 }
 
 fn render_histogram() -> Histogram {
@@ -99,7 +101,14 @@ impl Metrics {
             "Context store lookup time by outcome",
             store_seconds.clone(),
         );
+        let image_placeholders = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "image_placeholders",
+            "Remote images shown as a placeholder, by reason",
+            image_placeholders.clone(),
+        );
         Self {
+            image_placeholders,
             registry,
             requests,
             fallbacks,

@@ -176,6 +176,10 @@ async fn bad_photos_become_placeholders_and_the_forbidden_host_is_never_reached(
         metrics.contains("opentime_render_cache_hits_total 0"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("opentime_image_placeholders_total{reason=\"host-not-allowed\"} 2"),
+        "{metrics}"
+    );
 
     assert_eq!(
         forbidden.total_hits(),

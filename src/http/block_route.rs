@@ -370,6 +370,15 @@ async fn render_off_thread(
                     format: format.as_str(),
                 })
                 .observe(done.cpu.as_secs_f64());
+            for (_, failure) in done.images.failures() {
+                state
+                    .metrics
+                    .image_placeholders
+                    .get_or_create(&crate::metrics::ReasonLabels {
+                        reason: failure.reason(),
+                    })
+                    .inc();
+            }
             let image_fallback = done.images.fallback_header();
             let render =
                 Arc::new(CachedRender::new(done.rendered).with_image_fallback(image_fallback));
