@@ -30,6 +30,7 @@ async fn server_for(templates: &Path, redis: &RedisServer, cors: &[&str]) -> Tes
     let mut args = test_args(templates, Some(redis.url()));
     args.cors_origins = cors.iter().map(|s| s.to_string()).collect();
     args.deadline_ms = 5000;
+    args.store_timeout_ms = 1000;
     TestServer::start(args).await
 }
 
@@ -41,7 +42,7 @@ fn html(url: &str) -> String {
 async fn personalized_answers_revalidate_by_etag_on_images_and_html_alike() {
     let redis = RedisServer::start();
     redis.load_sample("alice", &repo().join("templates/demo/samples/alice.json"));
-    let server = TestServer::with_redis(&redis).await;
+    let server = server_for(&repo().join("templates"), &redis, &[]).await;
     let image_url = server.signed("demo/cart.png", "alice");
     for url in [image_url.clone(), html(&image_url)] {
         let first = get(&url).await;
@@ -238,7 +239,7 @@ async fn cors_echoes_listed_origins_only() {
     server.shutdown().await;
 
     // Without an allow-list: no CORS headers and no Vary: Origin.
-    let plain = TestServer::with_redis(&redis).await;
+    let plain = server_for(&repo().join("templates"), &redis, &[]).await;
     let url = html(&plain.signed("demo/cart.png", "alice"));
     let answer = send(
         client()

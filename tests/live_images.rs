@@ -24,6 +24,7 @@ async fn server_with_images(
     // Generous: debug-build renders share two cores with the other tests. The image fetch
     // has its own, shorter deadline (OPENTIME_IMAGE_TIMEOUT_MS, 700 ms by default).
     args.deadline_ms = 5000;
+    args.store_timeout_ms = 1000;
     args.live.image_private_hosts = vec!["images.test".into()];
     args.live.image_resolve = vec![
         "images.test=127.0.0.1".into(),

@@ -29,6 +29,7 @@ async fn located_server(redis: &RedisServer, templates: &std::path::Path) -> Tes
     args.live.geoip_db = Some(mmdb());
     args.live.trusted_proxy_hops = 1;
     args.deadline_ms = 5000;
+    args.store_timeout_ms = 1000;
     TestServer::start(args).await
 }
 
