@@ -73,3 +73,52 @@ impl Default for LiveArgs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{apply_settings, Cli, Command};
+    use clap::{CommandFactory, FromArgMatches};
+    use std::path::Path;
+
+    fn serve_with(settings: &str, args: &[&str]) -> super::LiveArgs {
+        let settings: toml::Table = settings.parse().unwrap();
+        let command = apply_settings(Cli::command(), &settings, Path::new("t.toml")).unwrap();
+        let matches = command.get_matches_from(args);
+        match Cli::from_arg_matches(&matches).unwrap().command {
+            Command::Serve(args) => args.live,
+            _ => panic!("serve expected"),
+        }
+    }
+
+    #[test]
+    fn lists_split_on_commas_in_files_and_flags() {
+        let live = serve_with(
+            "image-hosts = \"cdn.shop.test,*.img.test\"\ntrusted-proxy-hops = 2",
+            &["opentime", "serve"],
+        );
+        assert_eq!(live.image_hosts, ["cdn.shop.test", "*.img.test"]);
+        assert_eq!(live.trusted_proxy_hops, 2);
+        let live = serve_with(
+            "",
+            &[
+                "opentime",
+                "serve",
+                "--image-hosts",
+                "a.test,b.test",
+                "--geoip-db",
+                "x.mmdb",
+            ],
+        );
+        assert_eq!(live.image_hosts, ["a.test", "b.test"]);
+        assert_eq!(live.geoip_db.as_deref(), Some(Path::new("x.mmdb")));
+    }
+
+    #[test]
+    fn default_matches_the_flag_defaults() {
+        let parsed = serve_with("", &["opentime", "serve"]);
+        assert_eq!(
+            format!("{parsed:?}"),
+            format!("{:?}", super::LiveArgs::default())
+        );
+    }
+}
