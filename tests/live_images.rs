@@ -284,3 +284,54 @@ async fn without_an_allow_list_nothing_is_fetched() {
     assert_eq!(images.total_hits(), 0);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_offline_render_fetches_photos_the_same_way() {
+    let images = ImageServer::start(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let context = dir.path().join("context.json");
+    let photo = format!("http://images.test:{}/photo.webp", images.port());
+    let off_list = format!("http://forbidden.test:{}/photo.png", images.port());
+    std::fs::write(
+        &context,
+        json!({"profile": {"first_name": "Ada"}, "cart": cart_with(&[photo, off_list])})
+            .to_string(),
+    )
+    .unwrap();
+    let output = dir.path().join("cart.png");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_opentime"));
+    command
+        .current_dir(repo())
+        .env("OPENTIME_LOG", "warn")
+        .env("OPENTIME_IMAGE_PRIVATE_HOSTS", "images.test")
+        .env(
+            "OPENTIME_IMAGE_RESOLVE",
+            "images.test=127.0.0.1,forbidden.test=127.0.0.1",
+        )
+        .arg("render")
+        .arg("demo/cart")
+        .arg("--context")
+        .arg(&context)
+        .arg("-o")
+        .arg(&output);
+    // Run it off the runtime: the image server answers on this test's runtime.
+    let result = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .expect("run opentime render");
+    assert!(result.status.success(), "{result:?}");
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        stderr.contains("placeholder for http://forbidden.test"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("host-not-allowed"), "{stderr}");
+    let png = decode_png(&std::fs::read(&output).unwrap());
+    let (left, right, y) = thumbnail(0);
+    assert!(close(png.get_pixel(left, y).0, RED, 2));
+    assert!(close(png.get_pixel(right, y).0, BLUE, 2));
+    let (left, _, y) = thumbnail(1);
+    assert_eq!(png.get_pixel(left, y).0, PLACEHOLDER);
+    assert_eq!(images.hits("/photo.webp"), 1);
+    assert_eq!(images.hits("/photo.png"), 0);
+}

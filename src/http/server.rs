@@ -88,6 +88,13 @@ pub async fn start(args: ServeArgs) -> Result<RunningServer, ServeError> {
     }
     let live = Arc::new(LiveSources::from_args(&args.live)?);
     let cors = CorsOrigins::new(&args.cors_origins)?;
+    tracing::info!(
+        image_hosts = ?args.live.image_hosts,
+        geoip = %args.live.geoip_db.as_deref().map_or("none (location from the context only)".into(), |p| p.display().to_string()),
+        stores = live.stores.len(),
+        trusted_proxy_hops = live.trusted_proxy_hops,
+        "live data"
+    );
     let renderer = Arc::new(Renderer::load(&args.common.assets)?);
     let templates = args.common.templates.clone();
     let (catalog, errors) =
