@@ -28,12 +28,15 @@ pub struct ImageSlot {
 }
 
 /// Why a slot shows the placeholder.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SlotFailure {
+    #[error("{0}")]
     Fetch(FetchError),
     /// The render's deadline passed before the fetch finished.
+    #[error("deadline passed")]
     Deadline,
     /// More than [`MAX_REMOTE_IMAGES`] distinct images in one render.
+    #[error("too many images")]
     TooMany,
 }
 
@@ -78,6 +81,14 @@ impl FetchedImages {
             }
         }
         Some(format!("{} {}", self.failures.len(), reasons.join(",")))
+    }
+
+    /// A set holding one image (for tests of the resolver).
+    #[cfg(test)]
+    pub(crate) fn one(href: &str, bytes: Vec<u8>) -> Self {
+        let mut fetched = Self::default();
+        fetched.by_href.insert(href.to_owned(), Arc::new(bytes));
+        fetched
     }
 
     fn fail(&mut self, slot: &ImageSlot, failure: SlotFailure) {

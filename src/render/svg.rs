@@ -135,4 +135,38 @@ mod tests {
         ));
         assert!(image_kind(Arc::new(b"<svg".to_vec())).is_none());
     }
+
+    #[test]
+    fn resolves_only_fetched_remote_images_and_never_files() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
+        let fonts = crate::render::fonts::load(&root.join("fonts")).unwrap();
+        let rasterizer = Rasterizer::new(fonts, Arc::new(AssetImages::default()));
+        let svg = |href: &str| {
+            format!(
+                r#"<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"><image href="{href}" width="4" height="4" preserveAspectRatio="none"/></svg>"#
+            )
+        };
+        let mut red = Vec::new();
+        image::RgbaImage::from_pixel(2, 2, image::Rgba([255, 0, 0, 255]))
+            .write_to(&mut std::io::Cursor::new(&mut red), image::ImageFormat::Png)
+            .unwrap();
+        let url = "https://cdn.test/red.png";
+        let fetched = Arc::new(FetchedImages::one(url, red));
+        let drawn = rasterizer
+            .rasterize_with(&svg(url), 4, 4, 1, Arc::clone(&fetched))
+            .unwrap();
+        assert_eq!(drawn.pixel(2, 2).map(|p| p.red()), Some(255));
+        // Not fetched for this render, a local file, a relative path: nothing is drawn.
+        for href in [
+            "https://cdn.test/other.png",
+            "file:///etc/hostname",
+            "/etc/hostname",
+            "../assets/images/products/mug.png",
+        ] {
+            let pixmap = rasterizer
+                .rasterize_with(&svg(href), 4, 4, 1, Arc::clone(&fetched))
+                .unwrap();
+            assert_eq!(pixmap.pixel(2, 2).map(|p| p.alpha()), Some(0), "{href}");
+        }
+    }
 }
