@@ -273,7 +273,9 @@ async fn without_an_allow_list_nothing_is_fetched() {
         "alice",
         &[format!("http://127.0.0.1:{}/photo.png", images.port())],
     );
-    let server = TestServer::with_redis(&redis).await;
+    let mut args = test_args(&repo().join("templates"), Some(redis.url()));
+    (args.deadline_ms, args.store_timeout_ms) = (5000, 1000);
+    let server = TestServer::start(args).await;
     let answer = get(&server.signed("demo/cart.png", "alice")).await;
     assert_eq!(
         answer.header("x-opentime-image-fallback"),
