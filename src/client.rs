@@ -95,6 +95,15 @@ impl serde::Serialize for ClientKind {
     }
 }
 
+/// From the name given by [`ClientKind::as_str`] (a lock stores the inputs it was shown with).
+impl<'de> serde::Deserialize<'de> for ClientKind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        ClientKind::from_name(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown client kind {name:?}")))
+    }
+}
+
 /// Why a rules file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientRulesError {

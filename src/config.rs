@@ -144,6 +144,21 @@ pub struct ServeArgs {
     /// Reload templates when they change on disk.
     #[arg(long, env = "OPENTIME_WATCH", default_value_t = true, action = clap::ArgAction::Set)]
     pub watch: bool,
+    /// Ingest API tokens per channel, `CHANNEL:TOKEN,…` (e.g. `sms:…,crm:…`). Without any, the
+    /// context API answers 401 to everyone.
+    #[arg(long, env = "OPENTIME_CHANNEL_TOKENS", hide_env_values = true)]
+    pub channel_tokens: Option<String>,
+    /// Proxies in front of opentime whose `X-Forwarded-For` entries are trusted (0 = use the
+    /// TCP peer address). Decides the opener's address, hence Apple's prefetch detection.
+    #[arg(long, env = "OPENTIME_TRUSTED_PROXY_HOPS", default_value_t = 0)]
+    pub trusted_proxy_hops: usize,
+    /// Open and click events held in memory while waiting to be written; beyond it they are
+    /// dropped and counted.
+    #[arg(long, env = "OPENTIME_EVENT_QUEUE", default_value_t = 100_000)]
+    pub event_queue: usize,
+    /// Approximate cap of the `events:opens` stream (`XADD MAXLEN ~`).
+    #[arg(long, env = "OPENTIME_EVENTS_MAXLEN", default_value_t = 1_000_000)]
+    pub events_maxlen: u64,
     /// Origins (`https://shop.example.com`, comma-separated) whose pages may read block
     /// answers from script (CORS): they get `Access-Control-Allow-Origin` echoed.
     #[arg(long, env = "OPENTIME_CORS_ORIGINS", value_delimiter = ',')]
@@ -210,9 +225,25 @@ impl ServeArgs {
         if self.max_connections == 0 {
             return Err(invalid("OPENTIME_MAX_CONNECTIONS", "must be at least 1"));
         }
+        if self.event_queue == 0 || self.events_maxlen == 0 {
+            return Err(invalid(
+                "OPENTIME_EVENT_QUEUE / OPENTIME_EVENTS_MAXLEN",
+                "must be at least 1",
+            ));
+        }
         self.common.public_base()?;
         self.common.signer()?;
+        self.channel_tokens()?;
         Ok(())
+    }
+
+    /// The ingest API's channel tokens, parsed.
+    pub fn channel_tokens(&self) -> Result<crate::channels::ChannelTokens, ConfigError> {
+        crate::channels::ChannelTokens::parse(self.channel_tokens.as_deref().unwrap_or_default())
+            .map_err(|e| ConfigError::Invalid {
+                setting: "OPENTIME_CHANNEL_TOKENS",
+                reason: e.to_string(),
+            })
     }
 }
 
@@ -401,5 +432,20 @@ mod tests {
         assert!(args.validate().is_ok());
         args.store_timeout_ms = 5000;
         assert!(args.validate().is_err());
+    }
+
+    #[test]
+    fn channel_tokens_are_checked_at_start_up() {
+        let mut args = ServeArgs::with_dirs(Path::new("templates"), Path::new("assets"));
+        assert!(args.channel_tokens().unwrap().is_empty());
+        args.channel_tokens = Some("sms:0123456789abcdef".into());
+        assert!(args.validate().is_ok());
+        args.channel_tokens = Some("sms:tiny-tok".into());
+        let error = args.validate().unwrap_err().to_string();
+        assert!(error.starts_with("OPENTIME_CHANNEL_TOKENS:"), "{error}");
+        assert!(
+            !error.contains("tiny-tok"),
+            "the token is not echoed: {error}"
+        );
     }
 }

@@ -9,12 +9,12 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::client::ClientKind;
 
 /// Where a [`Location`] came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LocationSource {
     /// The subscriber context's `location` field.
@@ -37,7 +37,7 @@ impl LocationSource {
 }
 
 /// The reader's location as templates see it (`location.city`, `location.lat`, …).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Location {
     pub city: Option<String>,
     /// The first-level subdivision (state, region, province), in English.

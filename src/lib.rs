@@ -8,13 +8,16 @@
 
 pub mod blocks;
 pub mod cache;
+pub mod channels;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod context;
+pub mod events;
 pub mod geo;
 pub mod http;
 pub mod live_sources;
+pub mod lock;
 pub mod metrics;
 pub mod opener;
 pub mod remote_image;

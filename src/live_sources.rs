@@ -35,8 +35,6 @@ pub struct LiveSources {
     pub clients: ClientRules,
     /// The shop's stores, for "nearest store" blocks.
     pub stores: Stores,
-    /// How many `X-Forwarded-For` hops to trust (0: the TCP peer is the client).
-    pub trusted_proxy_hops: usize,
 }
 
 impl LiveSources {
@@ -75,7 +73,6 @@ impl LiveSources {
             geo,
             clients,
             stores,
-            trusted_proxy_hops: args.trusted_proxy_hops,
         })
     }
 

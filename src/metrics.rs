@@ -42,6 +42,12 @@ pub struct Metrics {
     pub store_seconds: Family<OutcomeLabels, Histogram>,
     /// Remote photos replaced by a placeholder, by reason (`timeout`, `host-not-allowed`, …).
     pub image_placeholders: Family<ReasonLabels, Counter>,
+    /// Events put on the writer's queue.
+    pub events_queued: Counter,
+    /// Events written to the store.
+    pub events_written: Counter,
+    /// Events dropped because the queue was full (the store was down for too long).
+    pub events_dropped: Counter,
 }
 
 fn render_histogram() -> Histogram {
@@ -107,8 +113,29 @@ impl Metrics {
             "Remote images shown as a placeholder, by reason",
             image_placeholders.clone(),
         );
+        let events_queued = Counter::default();
+        let events_written = Counter::default();
+        let events_dropped = Counter::default();
+        registry.register(
+            "events_queued",
+            "Open and click events queued for writing",
+            events_queued.clone(),
+        );
+        registry.register(
+            "events_written",
+            "Open and click events written to the store",
+            events_written.clone(),
+        );
+        registry.register(
+            "events_dropped",
+            "Open and click events dropped because the queue was full",
+            events_dropped.clone(),
+        );
         Self {
             image_placeholders,
+            events_queued,
+            events_written,
+            events_dropped,
             registry,
             requests,
             fallbacks,

@@ -1,21 +1,24 @@
-//! Who fetched the image: the mail client kind (or the provider's image proxy) and the
-//! client address, decided once per request from the TCP peer, `X-Forwarded-For` (only as
-//! many hops as configured) and the User-Agent — and what a block that declared
-//! `request = ["client", "location"]` sees of it.
-//!
-//! Only declared facts reach a template and its cache key, which is what lets the HTTP
-//! layer add `Vary: User-Agent` precisely (see `http::cdn`).
+//! Who fetched the image: the opener's address (through trusted proxies), the mail client kind
+//! (or the provider's image proxy) from the rules in [`crate::client`], and whether the fetch
+//! was a machine prefetch rather than a person opening the email — decided once per request
+//! and used by the open events, the locks, and blocks that declare `request = ["client",
+//! "location"]` (only declared facts reach a template and its cache key, which is what lets
+//! the HTTP layer add `Vary: User-Agent` precisely, see `http::cdn`).
 
 use crate::blocks::Block;
-use crate::client::ClientKind;
+use crate::client::{ClientKind, ClientRules};
 use crate::geo;
 use crate::live_sources::LiveSources;
 use crate::render::TemplateInput;
 use hyper::header::{HeaderMap, USER_AGENT};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// How many stores `nearest_stores` lists.
 pub const NEAREST_STORES: usize = 3;
+
+/// The TCP peer of a connection, put into each request's extensions by the accept loop.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Opener {
@@ -23,22 +26,34 @@ pub struct Opener {
     pub client: ClientKind,
     /// From the User-Agent alone: what a CDN keyed on `Vary: User-Agent` can tell apart.
     pub client_by_user_agent: ClientKind,
-    /// The client's address, after the trusted proxy hops; `None` when unknown.
+    /// The opener's address, after the trusted proxy hops; `None` when unknown.
     pub ip: Option<IpAddr>,
+    /// A machine fetching ahead of (or instead of) a person: never locks, never an open.
+    pub prefetch: bool,
 }
 
 impl Opener {
-    pub fn from_request(peer: Option<IpAddr>, headers: &HeaderMap, sources: &LiveSources) -> Self {
+    /// Classifies a request from its headers and the connection's peer address. With
+    /// `trusted_proxy_hops` > 0 the address is the `X-Forwarded-For` entry the outermost
+    /// trusted proxy saw; entries further left are written by the client and never used.
+    pub fn of(
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+        trusted_proxy_hops: usize,
+        rules: &ClientRules,
+    ) -> Self {
         let forwarded = headers
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|value| value.to_str().ok());
-        let ip = peer.and_then(|peer| geo::client_ip(peer, forwarded, sources.trusted_proxy_hops));
+        let ip = peer.and_then(|peer| geo::client_ip(peer.ip(), forwarded, trusted_proxy_hops));
         let user_agent = headers.get(USER_AGENT).and_then(|v| v.to_str().ok());
+        let client = rules.classify(user_agent, ip);
         Self {
-            client: sources.clients.classify(user_agent, ip),
-            client_by_user_agent: sources.clients.classify(user_agent, None),
+            client,
+            client_by_user_agent: rules.classify(user_agent, None),
             ip,
+            prefetch: client.is_machine_prefetch(),
         }
     }
 
@@ -48,6 +63,7 @@ impl Opener {
             client,
             client_by_user_agent: client,
             ip: None,
+            prefetch: client.is_machine_prefetch(),
         }
     }
 
@@ -87,7 +103,7 @@ pub fn extend_input(
             .coordinates()
             .map(|(lat, lon)| sources.stores.nearest(lat, lon, NEAREST_STORES))
             .unwrap_or_default();
-        input.location = Some(location);
+        input.location = Some(Box::new(location));
     }
 }
 
@@ -99,32 +115,42 @@ mod tests {
     const OUTLOOK: &str =
         "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.15225; Pro)";
 
+    fn peer(ip: [u8; 4]) -> Option<SocketAddr> {
+        Some(SocketAddr::from((ip, 40000)))
+    }
+
     #[test]
     fn outlook_gets_the_first_frame_only() {
-        let sources = LiveSources::defaults().unwrap();
+        let rules = ClientRules::builtin();
         let mut headers = HeaderMap::new();
         headers.insert(USER_AGENT, HeaderValue::from_static(OUTLOOK));
-        let opener = Opener::from_request(Some([192, 0, 2, 1].into()), &headers, &sources);
+        let opener = Opener::of(&headers, peer([192, 0, 2, 1]), 0, &rules);
         assert_eq!(opener.client, ClientKind::Outlook);
         assert!(opener.first_frame_only());
         headers.insert(
             USER_AGENT,
             HeaderValue::from_static("Mozilla/5.0 Chrome/120.0"),
         );
-        let opener = Opener::from_request(Some([192, 0, 2, 1].into()), &headers, &sources);
+        let opener = Opener::of(&headers, peer([192, 0, 2, 1]), 0, &rules);
         assert!(!opener.first_frame_only());
     }
 
     #[test]
     fn forwarded_for_counts_only_with_trusted_hops() {
-        let mut sources = LiveSources::defaults().unwrap();
+        let rules = ClientRules::builtin();
         let mut headers = HeaderMap::new();
-        headers.insert("x-forwarded-for", HeaderValue::from_static("17.1.2.3"));
-        let peer = Some([10, 0, 0, 1].into());
-        assert_eq!(Opener::from_request(peer, &headers, &sources).ip, peer);
-        sources.trusted_proxy_hops = 1;
-        let opener = Opener::from_request(peer, &headers, &sources);
-        assert_eq!(opener.ip, Some([17, 1, 2, 3].into()));
-        assert_eq!(opener.client, ClientKind::AppleMpp);
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 17.58.0.1"),
+        );
+        let direct = Opener::of(&headers, peer([10, 0, 0, 1]), 0, &rules);
+        assert_eq!(direct.ip, Some([10, 0, 0, 1].into()));
+        assert!(!direct.prefetch);
+        let behind_one = Opener::of(&headers, peer([10, 0, 0, 1]), 1, &rules);
+        assert_eq!(behind_one.ip, Some([17, 58, 0, 1].into()));
+        assert_eq!(behind_one.client, ClientKind::AppleMpp);
+        assert!(behind_one.prefetch, "Apple's relays prefetch");
+        let behind_two = Opener::of(&headers, peer([10, 0, 0, 1]), 2, &rules);
+        assert_eq!(behind_two.ip, Some([6, 6, 6, 6].into()));
     }
 }

@@ -34,12 +34,48 @@ pub struct Store {
 }
 
 /// A store with its distance from the point asked about; templates see the store's
-/// fields plus `distance_km`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// fields plus `distance_km` (and a lock stores them so, see [`NearbyStore`]'s `Deserialize`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "FlatNearbyStore")]
 pub struct NearbyStore {
     #[serde(flatten)]
     pub store: Store,
     pub distance_km: f64,
+}
+
+/// The flat form [`NearbyStore`] serializes to (`Store` refuses unknown fields, so it cannot
+/// be read back through `flatten`).
+#[derive(Deserialize)]
+struct FlatNearbyStore {
+    id: String,
+    name: String,
+    address: String,
+    city: String,
+    #[serde(default)]
+    country: Option<String>,
+    lat: f64,
+    lon: f64,
+    #[serde(default)]
+    hours: Option<String>,
+    distance_km: f64,
+}
+
+impl From<FlatNearbyStore> for NearbyStore {
+    fn from(flat: FlatNearbyStore) -> Self {
+        Self {
+            store: Store {
+                id: flat.id,
+                name: flat.name,
+                address: flat.address,
+                city: flat.city,
+                country: flat.country,
+                lat: flat.lat,
+                lon: flat.lon,
+                hours: flat.hours,
+            },
+            distance_km: flat.distance_km,
+        }
+    }
 }
 
 /// Why a stores file could not be used.

@@ -27,7 +27,7 @@ fn mmdb() -> std::path::PathBuf {
 async fn located_server(redis: &RedisServer, templates: &std::path::Path) -> TestServer {
     let mut args = test_args(templates, Some(redis.url()));
     args.live.geoip_db = Some(mmdb());
-    args.live.trusted_proxy_hops = 1;
+    args.trusted_proxy_hops = 1;
     args.deadline_ms = 5000;
     args.store_timeout_ms = 1000;
     TestServer::start(args).await

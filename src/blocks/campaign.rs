@@ -107,7 +107,13 @@ impl Campaign {
         hasher.update(manifest_text.as_bytes());
         let tera = compile_templates(dir, &mut hasher)?;
         for block in &blocks {
-            for template in block.template.iter().chain(block.html_template.iter()) {
+            let suppressed = block.suppression.as_ref().and_then(|s| s.template());
+            for template in block
+                .template
+                .iter()
+                .chain(block.html_template.iter())
+                .chain(suppressed)
+            {
                 if !tera.get_template_names().any(|t| t == template) {
                     return Err(CampaignError::MissingTemplate {
                         path: manifest_path.display().to_string(),
@@ -118,29 +124,56 @@ impl Campaign {
             }
         }
 
-        let mut fallbacks = BTreeMap::new();
+        let mut fallbacks: BTreeMap<String, Arc<Fallback>> = BTreeMap::new();
         let mut fallback_sources = BTreeMap::new();
-        for block in &blocks {
+        for (index, block) in blocks.iter().enumerate() {
+            // Unchanged since the version in service: reuse it (a template edit then goes live
+            // without re-rasterizing any fallback).
             let source = fallback_source(dir, block);
-            let reusable = previous.and_then(|previous| {
+            let unchanged = previous.and_then(|previous| {
                 let same = previous.fallback_sources.get(&block.name) == Some(&source);
                 same.then(|| previous.fallbacks.get(&block.name).cloned())
                     .flatten()
             });
-            let fallback = match reusable {
+            // Blocks sharing a fallback (same files, same size) share one prepared copy: an
+            // SVG fallback is rasterized twice per block, which is most of a reload's time.
+            let shared = || {
+                blocks[..index]
+                    .iter()
+                    .find(|earlier| same_fallback_image(earlier, block))
+                    .and_then(|earlier| fallbacks.get(&earlier.name).cloned())
+            };
+            let fallback = match unchanged {
                 Some(fallback) => fallback,
-                None => Arc::new(load_fallback(dir, block, renderer).map_err(|reason| {
-                    CampaignError::Fallback {
+                None => Arc::new(
+                    match shared() {
+                        Some(earlier) => fallback_html(dir, block).map(|html| Fallback {
+                            html: html.into(),
+                            ..(*earlier).clone()
+                        }),
+                        None => load_fallback(dir, block, renderer),
+                    }
+                    .map_err(|reason| CampaignError::Fallback {
                         path: manifest_path.display().to_string(),
                         block: block.name.clone(),
                         reason,
-                    }
-                })?),
+                    })?,
+                ),
             };
             fallbacks.insert(block.name.clone(), fallback);
             fallback_sources.insert(block.name.clone(), source);
         }
         for block in &blocks {
+            if let Some(super::suppress::Instead::Image(file)) =
+                block.suppression.as_ref().map(|s| &s.instead)
+            {
+                let bytes = std::fs::read(dir.join(file)).map_err(|e| CampaignError::Fallback {
+                    path: manifest_path.display().to_string(),
+                    block: block.name.clone(),
+                    reason: format!("suppressed_image {file}: {e}"),
+                })?;
+                hasher.update(&bytes);
+            }
             if let Some(file) = &block.fallback {
                 if let Ok(bytes) = std::fs::read(dir.join(file)) {
                     hasher.update(&bytes);
@@ -289,13 +322,19 @@ fn fallback_source(dir: &Path, block: &Block) -> u64 {
     hasher.digest()
 }
 
+fn same_fallback_image(a: &Block, b: &Block) -> bool {
+    (&a.fallback, a.width, a.height, a.kind) == (&b.fallback, b.width, b.height, b.kind)
+}
+
+fn fallback_html(dir: &Path, block: &Block) -> Result<String, String> {
+    match &block.fallback_html {
+        Some(file) => std::fs::read_to_string(dir.join(file)).map_err(|e| format!("{file}: {e}")),
+        None => Ok(String::new()),
+    }
+}
+
 fn load_fallback(dir: &Path, block: &Block, renderer: &Renderer) -> Result<Fallback, String> {
-    let html = match &block.fallback_html {
-        Some(file) => {
-            std::fs::read_to_string(dir.join(file)).map_err(|e| format!("{file}: {e}"))?
-        }
-        None => String::new(),
-    };
+    let html = fallback_html(dir, block)?;
     let image = match (&block.fallback, block.kind) {
         (_, BlockKind::Html) => None,
         (Some(file), _) => {

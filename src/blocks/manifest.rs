@@ -13,6 +13,8 @@
 //! ```
 //! Unknown keys are an error, so a typo in a setting is caught by `opentime check`.
 
+use super::links::Links;
+use super::suppress::Suppression;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -77,7 +79,22 @@ struct BlockSettings {
     time_bucket: Option<u32>,
     /// Facts about the open the templates see: `client` and/or `location`.
     request: Option<Vec<String>>,
+    /// Tera expression; when true the block shows its suppressed variant (see `suppress.rs`).
+    suppress_if: Option<String>,
+    suppressed_template: Option<String>,
+    suppressed_image: Option<String>,
+    /// `"first_open"`: keep what the first human open showed (see `crate::lock`).
+    lock: Option<String>,
+    /// Seconds a lock lasts (default 30 days).
+    lock_ttl: Option<u64>,
+    /// Click-through target of item `i`, a Tera template (see `links.rs`).
+    link: Option<String>,
+    link_hosts: Option<Vec<String>>,
+    default_link: Option<String>,
 }
+
+/// How long a lock-on-open lasts when `lock_ttl` is not given.
+pub const DEFAULT_LOCK_TTL_SECS: u64 = 30 * 24 * 3600;
 
 /// A block, validated and with its defaults applied.
 #[derive(Debug, Clone)]
@@ -103,6 +120,12 @@ pub struct Block {
     pub reads_client: bool,
     /// Templates see `location` and `nearest_stores`.
     pub reads_location: bool,
+    /// When and how the block is suppressed.
+    pub suppression: Option<std::sync::Arc<Suppression>>,
+    /// Lock-on-open: how long the first human open's inputs are kept; `None` = not locked.
+    pub lock_ttl: Option<std::time::Duration>,
+    /// Click-through links.
+    pub links: Option<std::sync::Arc<Links>>,
 }
 
 impl Block {
@@ -189,7 +212,49 @@ fn resolve(name: String, s: BlockSettings) -> Result<Block, ManifestError> {
     if reads_context && !token_required {
         tracing::warn!(block = %name, "block reads personal context without a token: anyone who guesses an id sees it");
     }
+    let suppression = match &s.suppress_if {
+        Some(condition) => Some(std::sync::Arc::new(
+            Suppression::compile(
+                condition,
+                s.suppressed_template.clone(),
+                s.suppressed_image.clone(),
+            )
+            .map_err(invalid)?,
+        )),
+        None if s.suppressed_template.is_some() || s.suppressed_image.is_some() => {
+            return Err(invalid("suppressed_* settings need `suppress_if`".into()))
+        }
+        None => None,
+    };
+    let lock_ttl = match (s.lock.as_deref(), s.lock_ttl) {
+        (Some("first_open"), ttl) if reads_context => Some(std::time::Duration::from_secs(
+            ttl.unwrap_or(DEFAULT_LOCK_TTL_SECS).max(1),
+        )),
+        (Some("first_open"), _) => {
+            return Err(invalid(
+                "lock needs a block that reads context (locks are per subscriber)".into(),
+            ))
+        }
+        (Some(other), _) => return Err(invalid(format!("lock = {other:?}: use \"first_open\""))),
+        (None, Some(_)) => return Err(invalid("lock_ttl needs `lock = \"first_open\"`".into())),
+        (None, None) => None,
+    };
+    let links = match (&s.link, s.default_link.clone()) {
+        (link, Some(default)) => Some(std::sync::Arc::new(
+            Links::compile(
+                link.as_deref(),
+                s.link_hosts.clone().unwrap_or_default(),
+                default,
+            )
+            .map_err(invalid)?,
+        )),
+        (Some(_), None) => return Err(invalid("`link` needs `default_link`".into())),
+        (None, None) => None,
+    };
     Ok(Block {
+        suppression,
+        lock_ttl,
+        links,
         kind: s.kind,
         template: s.template,
         html_template: s.html,
@@ -267,5 +332,36 @@ mod tests {
             error.to_string().contains("cannot be cached as shared"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn omnichannel_settings_are_checked() {
+        let block = |extra: &str| {
+            parse(&format!(
+                "[blocks.x]\nkind = \"image\"\ntemplate = \"a.svg\"\nwidth = 9\nheight = 9\n{extra}"
+            ))
+        };
+        let ok = block(
+            "lock = \"first_open\"\nlock_ttl = 60\nsuppress_if = 'ctx.sms.intent == \"x\"'\nlink = \"{{ ctx.a[i] }}\"\nlink_hosts = [\"a.example\"]\ndefault_link = \"https://a.example/\"",
+        )
+        .unwrap();
+        assert_eq!(ok[0].lock_ttl, Some(std::time::Duration::from_secs(60)));
+        assert!(ok[0].suppression.is_some() && ok[0].links.is_some());
+        for (extra, expected) in [
+            ("lock = \"always\"", "use \"first_open\""),
+            ("lock_ttl = 5", "lock_ttl needs"),
+            ("reads = []\nlock = \"first_open\"", "reads context"),
+            ("suppressed_image = \"a.png\"", "need `suppress_if`"),
+            ("link = \"{{ x }}\"", "needs `default_link`"),
+            (
+                "link = \"{{ x }}\"\ndefault_link = \"https://a.example/\"",
+                "link_hosts",
+            ),
+            ("default_link = \"/cart\"", "absolute http(s) URL"),
+            ("suppress_if = \"ctx.a ==\"", "suppress_if does not compile"),
+        ] {
+            let error = block(extra).unwrap_err().to_string();
+            assert!(error.contains(expected), "{extra}: {error}");
+        }
     }
 }

@@ -8,8 +8,10 @@
 mod campaign;
 mod catalog;
 mod filters;
+pub mod links;
 pub mod manifest;
 mod reload;
+pub mod suppress;
 mod template_error;
 
 pub use campaign::{Campaign, CampaignError};

@@ -42,10 +42,6 @@ pub struct LiveArgs {
     /// comes from the context only.
     #[arg(long, env = "OPENTIME_GEOIP_DB")]
     pub geoip_db: Option<PathBuf>,
-    /// Proxies in front of opentime (CDN, load balancer) whose `X-Forwarded-For` entry is
-    /// trusted; 0 uses the TCP peer address and ignores the header.
-    #[arg(long, env = "OPENTIME_TRUSTED_PROXY_HOPS", default_value_t = 0)]
-    pub trusted_proxy_hops: usize,
     /// Mail-client rules (the format of `assets/clients.toml`); the shipped rules by default.
     #[arg(long, env = "OPENTIME_CLIENTS_FILE")]
     pub clients_file: Option<PathBuf>,
@@ -67,7 +63,6 @@ impl Default for LiveArgs {
             image_cache_ttl_secs: 900,
             image_failure_ttl_secs: 30,
             geoip_db: None,
-            trusted_proxy_hops: 0,
             clients_file: None,
             stores: None,
         }
@@ -93,11 +88,11 @@ mod tests {
     #[test]
     fn lists_split_on_commas_in_files_and_flags() {
         let live = serve_with(
-            "image-hosts = \"cdn.shop.test,*.img.test\"\ntrusted-proxy-hops = 2",
+            "image-hosts = \"cdn.shop.test,*.img.test\"\nimage-timeout-ms = 500",
             &["opentime", "serve"],
         );
         assert_eq!(live.image_hosts, ["cdn.shop.test", "*.img.test"]);
-        assert_eq!(live.trusted_proxy_hops, 2);
+        assert_eq!(live.image_timeout_ms, 500);
         let live = serve_with(
             "",
             &[

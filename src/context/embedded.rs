@@ -47,6 +47,11 @@ impl EmbeddedStore {
         &self.path
     }
 
+    /// The database file, for the other tables kept beside contexts (events, locks).
+    pub(crate) fn database(&self) -> &Arc<Database> {
+        &self.database
+    }
+
     fn ensure_tables(&self) -> Result<(), StoreError> {
         let txn = self.database.begin_write().map_err(backend)?;
         txn.open_table(CONTEXTS).map_err(backend)?;
@@ -92,7 +97,11 @@ impl EmbeddedStore {
 
     /// Runs a read-modify-write of one subscriber's context in one write transaction, off the
     /// async workers (a commit waits for the disk).
-    async fn update<R, F>(&self, subscriber: &SubscriberId, change: F) -> Result<R, StoreError>
+    pub(crate) async fn update<R, F>(
+        &self,
+        subscriber: &SubscriberId,
+        change: F,
+    ) -> Result<R, StoreError>
     where
         R: Send + 'static,
         F: FnOnce(&mut Option<ContextFields>) -> R + Send + 'static,

@@ -1,23 +1,25 @@
 //! `GET /img/{campaign}/{block}.{png|gif}` and `GET /html/{campaign}/{block}.html`: the open.
 //!
-//! parse → token → context (within the store deadline) → opener facts (client, location) →
-//! cache → render with remote photos (bounded, within the request deadline) → answer (with the
-//! CDN refinements of [`cdn`] and CORS). Every step's failure is a [`BlockError`], which [`answer`] turns
+//! parse → token → open event (queued, never waited for) → context within the store deadline
+//! and the opener's facts for blocks that declare them (client, location), or a lock-on-open
+//! block's stored inputs ([`super::locked`]) → cache → render with remote photos (bounded,
+//! within the request deadline) → answer (with the CDN refinements of [`cdn`] and CORS). Every step's failure is a [`BlockError`], which [`answer`] turns
 //! into the block's fallback; nothing here can produce a 5xx.
 
 use super::answer::{self, BlockTarget, Body};
 use super::cdn::{self, Variance};
+use super::locked;
 use super::query::{self, QueryError};
 use super::state::AppState;
 use crate::blocks::{Block, Campaign};
 use crate::cache::{CachedRender, RenderKey};
 use crate::context::{self, ContextFields, StoreError, SubscriberId};
+use crate::events::{Event, EventKind};
 use crate::metrics::{FormatLabels, OutcomeLabels};
 use crate::opener::{self, Opener};
 use crate::render::live::{self, LiveRenderError, RenderJob};
 use crate::render::{Format, RenderError, TemplateInput};
 use hyper::{HeaderMap, Response};
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::time::Instant;
@@ -89,7 +91,7 @@ pub async fn serve(
     route_format: Format,
     query: Option<&str>,
     request_headers: &HeaderMap,
-    peer: Option<IpAddr>,
+    opener: Opener,
 ) -> Response<Body> {
     let started = Instant::now();
     let deadline = started + state.config.deadline();
@@ -112,12 +114,8 @@ pub async fn serve(
         format,
         scale: scale_hint,
     };
-    let opener = Opener::from_request(peer, request_headers, &state.live);
-    let mut response = match render_block(
-        state, &campaign, &block, format, query, &opener, deadline,
-    )
-    .await
-    {
+    let rendered = render_block(state, &campaign, &block, format, query, deadline, opener).await;
+    let mut response = match rendered {
         Ok(done) => {
             let mut response =
                 answer::rendered(&done.render, block.cache, &target, request_headers);
@@ -179,8 +177,8 @@ async fn render_block(
     block: &Arc<Block>,
     format: Format,
     raw_query: Option<&str>,
-    opener: &Opener,
     deadline: Instant,
+    opener: Opener,
 ) -> Result<BlockRender, BlockError> {
     let query = query::parse(raw_query)?;
     let subscriber = subscriber_for(
@@ -189,18 +187,20 @@ async fn render_block(
         query.subscriber.as_deref(),
         query.token.as_deref(),
     )?;
-    let fields = match (&subscriber, block.reads_context()) {
-        (Some(subscriber), true) => load_context(state, subscriber).await?,
-        _ => ContextFields::new(),
-    };
-    let mut input = TemplateInput::for_block(
-        block,
-        &fields,
+    state.events.record(Event::now(
+        EventKind::Open,
+        &campaign.name,
+        &block.name,
         subscriber.as_ref().map(SubscriberId::as_str),
-        chrono::Utc::now(),
-        query.extra,
-    );
-    opener::extend_input(&mut input, block, opener, &state.live);
+        opener,
+    ));
+    let live = live_input(state, block, subscriber.as_ref(), query.extra, &opener);
+    let input = match (&subscriber, block.lock_ttl) {
+        (Some(subscriber), Some(ttl)) => {
+            locked::input(state, &campaign.name, block, subscriber, ttl, opener, live).await?
+        }
+        _ => live.await?,
+    };
     let variance = Variance::of(block, &input, state.live.geo.is_some());
     let last_modified = Some(cdn::shared_last_modified(campaign.loaded_at, input.now));
     let key = RenderKey::new(
@@ -229,9 +229,33 @@ async fn render_block(
     })
 }
 
+/// The template input from the subscriber's live context, with the opener's facts for blocks
+/// that declare them.
+pub(super) async fn live_input(
+    state: &AppState,
+    block: &Block,
+    subscriber: Option<&SubscriberId>,
+    query: std::collections::BTreeMap<String, String>,
+    opener: &Opener,
+) -> Result<TemplateInput, BlockError> {
+    let fields = match (subscriber, block.reads_context()) {
+        (Some(subscriber), true) => load_context(state, subscriber).await?,
+        _ => ContextFields::new(),
+    };
+    let mut input = TemplateInput::for_block(
+        block,
+        &fields,
+        subscriber.map(SubscriberId::as_str),
+        chrono::Utc::now(),
+        query,
+    );
+    opener::extend_input(&mut input, block, opener, &state.live);
+    Ok(input)
+}
+
 /// Checks the subscriber and token a block needs. Blocks that need no token still get the
 /// subscriber id when one is given and valid (a shared block ignores it).
-fn subscriber_for(
+pub(super) fn subscriber_for(
     state: &AppState,
     block: &Block,
     subscriber: Option<&str>,

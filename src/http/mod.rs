@@ -5,8 +5,12 @@
 mod answer;
 mod block_route;
 pub mod cdn;
+mod click;
 pub mod cors;
 pub mod headers;
+mod ingest;
+mod locked;
+mod pixel;
 mod query;
 mod router;
 pub mod server;

@@ -2,8 +2,9 @@
 
 use super::answer::{self, Body};
 use super::block_route;
-use super::server::PeerAddr;
 use super::state::AppState;
+use super::{click, ingest, pixel};
+use crate::opener::{Opener, PeerAddr};
 use crate::render::Format;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW};
@@ -12,7 +13,11 @@ use std::sync::Arc;
 
 pub async fn handle(state: Arc<AppState>, request: Request<Incoming>) -> Response<Body> {
     let is_head = request.method() == Method::HEAD;
-    let (route, response) = route(&state, &request).await;
+    let (route, response) = if request.uri().path().starts_with("/v1/") {
+        ("context-api", ingest::handle(&state, request).await)
+    } else {
+        route(&state, &request).await
+    };
     state.metrics.request(route, response.status().as_u16());
     if is_head {
         answer::strip_body_for_head(response)
@@ -31,6 +36,8 @@ async fn route(
     let route_name = match segments.as_slice() {
         ["img", _, _] => "img",
         ["html", _, _] => "html",
+        ["click", _, _] => "click",
+        ["open", _] => "open",
         ["healthz"] => "healthz",
         ["readyz"] => "readyz",
         ["metrics"] => "metrics",
@@ -48,7 +55,13 @@ async fn route(
         return (route_name, response);
     }
     let query = request.uri().query();
-    let peer = request.extensions().get::<PeerAddr>().map(|p| p.0.ip());
+    let peer = request.extensions().get::<PeerAddr>().map(|p| p.0);
+    let opener = Opener::of(
+        request.headers(),
+        peer,
+        state.config.trusted_proxy_hops,
+        &state.live.clients,
+    );
     let response = match segments.as_slice() {
         ["img", campaign, file] => {
             block_route::serve(
@@ -58,10 +71,12 @@ async fn route(
                 Format::Png,
                 query,
                 request.headers(),
-                peer,
+                opener,
             )
             .await
         }
+        ["click", campaign, block] => click::serve(state, campaign, block, query, opener).await,
+        ["open", file] => pixel::serve(state, file, query, opener),
         ["html", campaign, file] => {
             block_route::serve(
                 state,
@@ -70,7 +85,7 @@ async fn route(
                 Format::Html,
                 query,
                 request.headers(),
-                peer,
+                opener,
             )
             .await
         }

@@ -13,8 +13,11 @@ use crate::blocks::{Catalog, TemplateWatcher};
 use crate::cache::RenderCache;
 use crate::config::{ConfigError, ServeArgs};
 use crate::context::{EmbeddedStore, RedisStore, SharedStore, StoreError};
+use crate::events::{EventRecorder, EventSink};
 use crate::live_sources::{LiveSources, LiveSourcesError};
+use crate::lock::SharedLocks;
 use crate::metrics::Metrics;
+use crate::opener::PeerAddr;
 use crate::render::{RenderError, Renderer};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -26,10 +29,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
-
-/// The TCP peer of a connection, put into each request's extensions by the accept loop.
-#[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub SocketAddr);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -81,7 +80,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
 /// Opens the store, loads campaigns, binds and starts serving in the background.
 pub async fn start(args: ServeArgs) -> Result<RunningServer, ServeError> {
     args.validate()?;
-    let store = open_store(&args)?;
+    let channels = args.channel_tokens()?;
+    let (store, locks, event_sink) = open_store(&args)?;
     let signer = args.common.signer()?;
     if signer.is_development() {
         tracing::warn!("NO SECRET CONFIGURED: tokens are signed with the public development secret; anyone can forge them. Set OPENTIME_SECRET before sending real emails.");
@@ -92,7 +92,7 @@ pub async fn start(args: ServeArgs) -> Result<RunningServer, ServeError> {
         image_hosts = ?args.live.image_hosts,
         geoip = %args.live.geoip_db.as_deref().map_or("none (location from the context only)".into(), |p| p.display().to_string()),
         stores = live.stores.len(),
-        trusted_proxy_hops = live.trusted_proxy_hops,
+        trusted_proxy_hops = args.trusted_proxy_hops,
         "live data"
     );
     let renderer = Arc::new(Renderer::load(&args.common.assets)?);
@@ -128,12 +128,22 @@ pub async fn start(args: ServeArgs) -> Result<RunningServer, ServeError> {
         addr: args.listen,
         source,
     })?;
+    let metrics = Arc::new(Metrics::new());
+    let events = EventRecorder::start(
+        event_sink,
+        args.event_queue,
+        args.events_maxlen,
+        Arc::clone(&metrics),
+    );
     let state = Arc::new(AppState {
         signer,
         store,
         catalog,
         cache: RenderCache::new(args.cache_mb * 1024 * 1024),
-        metrics: Arc::new(Metrics::new()),
+        metrics,
+        locks,
+        events,
+        channels,
         render_permits: Arc::new(Semaphore::new(args.render_concurrency())),
         live,
         cors,
@@ -152,13 +162,19 @@ pub async fn start(args: ServeArgs) -> Result<RunningServer, ServeError> {
 }
 
 /// Opens the configured store; its first log line says which one and how to switch.
-fn open_store(args: &ServeArgs) -> Result<SharedStore, ServeError> {
+/// The same backend serves contexts, locks and events.
+fn open_store(
+    args: &ServeArgs,
+) -> Result<(SharedStore, SharedLocks, Arc<dyn EventSink>), ServeError> {
     match &args.redis_url {
         Some(url) => {
             tracing::info!("context store: Redis (from OPENTIME_REDIS_URL); unset it to run on the embedded store");
             let store = Arc::new(RedisStore::new(url, args.store_timeout())?);
             tokio::spawn(Arc::clone(&store).connect_in_background());
-            Ok(store)
+            // Events get their own connection: a batch must not queue before an open's lookup.
+            let events = Arc::new(RedisStore::new(url, args.store_timeout())?);
+            tokio::spawn(Arc::clone(&events).connect_in_background());
+            Ok((store.clone(), store, events))
         }
         None => {
             let path = args.data_dir.join("embedded.redb");
@@ -167,7 +183,8 @@ fn open_store(args: &ServeArgs) -> Result<SharedStore, ServeError> {
                 path.display()
             );
             let seed = args.seed.is_dir().then_some(args.seed.as_path());
-            Ok(Arc::new(EmbeddedStore::open(&path, seed)?))
+            let store = Arc::new(EmbeddedStore::open(&path, seed)?);
+            Ok((store.clone(), store.clone(), store))
         }
     }
 }
@@ -219,6 +236,9 @@ async fn accept_loop(listener: TcpListener, state: Arc<AppState>, stopped: watch
         .is_err()
     {
         tracing::warn!("some connections did not finish within the grace period");
+    }
+    if !state.events.flush(grace).await {
+        tracing::warn!("some open and click events could not be written before stopping");
     }
     tracing::info!("stopped");
 }

@@ -3,9 +3,12 @@
 use super::cors::CorsOrigins;
 use crate::blocks::Catalog;
 use crate::cache::RenderCache;
+use crate::channels::ChannelTokens;
 use crate::config::ServeArgs;
 use crate::context::SharedStore;
+use crate::events::EventRecorder;
 use crate::live_sources::LiveSources;
+use crate::lock::SharedLocks;
 use crate::metrics::Metrics;
 use crate::signing::Signer;
 use std::sync::Arc;
@@ -25,4 +28,10 @@ pub struct AppState {
     pub live: Arc<LiveSources>,
     /// Origins allowed to read block answers from script.
     pub cors: CorsOrigins,
+    /// Lock-on-open storage (the same backend as `store`).
+    pub locks: SharedLocks,
+    /// Open and click events, written in the background.
+    pub events: EventRecorder,
+    /// Who may write context through the ingest API.
+    pub channels: ChannelTokens,
 }

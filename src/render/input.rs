@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 /// The inputs of one render. Together with the template version, they decide the output, so
 /// they are also what the render cache key is made of.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct TemplateInput {
     /// The context fields the block reads (only those: a template cannot see, and so cannot
     /// depend on, a field its cache key leaves out).
@@ -25,13 +25,14 @@ pub struct TemplateInput {
     pub query: BTreeMap<String, String>,
     /// The mail client kind, only for blocks with `request = ["client"]` (left out of the
     /// cache key otherwise, so other blocks do not split their cache by client).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<ClientKind>,
     /// The reader's location, only for blocks with `request = ["location"]`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub location: Option<Location>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// (Boxed: most inputs have none, and they are kept in enums and caches.)
+    pub location: Option<Box<Location>>,
     /// The stores nearest to `location`, nearest first (empty without coordinates).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nearest_stores: Vec<NearbyStore>,
 }
 
@@ -81,7 +82,11 @@ impl TemplateInput {
         if block.reads_location {
             context.insert(
                 "location",
-                &self.location.clone().unwrap_or_else(Location::unknown),
+                &self
+                    .location
+                    .as_deref()
+                    .cloned()
+                    .unwrap_or_else(Location::unknown),
             );
             context.insert("nearest_stores", &self.nearest_stores);
         }
@@ -90,5 +95,40 @@ impl TemplateInput {
             &json!({"name": block.name, "width": block.width, "height": block.height}),
         );
         context
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stores::Stores;
+
+    /// A lock stores the inputs as JSON and renders from them again: they must read back.
+    #[test]
+    fn inputs_round_trip_through_json_with_and_without_opener_facts() {
+        let plain = TemplateInput::default();
+        let json = serde_json::to_string(&plain).unwrap();
+        assert!(
+            !json.contains("location") && !json.contains("client"),
+            "{json}"
+        );
+        let back: TemplateInput = serde_json::from_str(&json).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), json);
+
+        let location = Location::from_context(
+            &json!({"city": "Paris", "country": "FR", "lat": 48.86, "lon": 2.34}),
+        )
+        .unwrap();
+        let with_facts = TemplateInput {
+            client: Some(ClientKind::GmailProxy),
+            nearest_stores: Stores::demo().nearest(48.86, 2.34, 2),
+            location: Some(Box::new(location)),
+            ..TemplateInput::default()
+        };
+        let json = serde_json::to_string(&with_facts).unwrap();
+        let back: TemplateInput = serde_json::from_str(&json).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), json);
+        assert_eq!(back.client, Some(ClientKind::GmailProxy));
+        assert_eq!(back.nearest_stores[0].store.id, "par-marais");
     }
 }

@@ -62,10 +62,10 @@ pub async fn render(
     let (output, slots) = offload(move || {
         let _permit = permit;
         let output =
-            template_renderer.template_output(&campaign, &template_block, format, &input)?;
+            template_renderer.template_output(&campaign, &template_block, format, scale, &input)?;
         let slots = match &output {
             TemplateOutput::Svg(svg) => remote::find_slots(svg, template_block.width, scale),
-            TemplateOutput::Html(_) => Vec::new(),
+            TemplateOutput::Html(_) | TemplateOutput::Done(_) => Vec::new(),
         };
         Ok((output, slots))
     })

@@ -13,12 +13,14 @@ mod input;
 pub mod live;
 pub mod png;
 pub mod remote;
+mod suppressed;
 pub mod svg;
 
 pub use assets::AssetImages;
 pub use fallback::{transparent_pixel_png, Fallback};
 pub use input::TemplateInput;
 pub use remote::FetchedImages;
+pub use suppressed::TRANSPARENT_GIF;
 
 use crate::blocks::{Block, Campaign, CampaignError};
 use bytes::Bytes;
@@ -93,6 +95,8 @@ pub struct Rendered {
 pub enum TemplateOutput {
     Svg(String),
     Html(Vec<u8>),
+    /// Already finished (a suppressed block's variant).
+    Done(Rendered),
 }
 
 /// Holds what every render shares: fonts and shipped images. Cheap to share behind an `Arc`.
@@ -124,18 +128,25 @@ impl Renderer {
         scale: u8,
         input: &TemplateInput,
     ) -> Result<Rendered, RenderError> {
-        let output = self.template_output(campaign, block, format, input)?;
+        let output = self.template_output(campaign, block, format, scale, input)?;
         self.finish(output, block, format, scale, Arc::default())
     }
 
-    /// The first step of a render: the block's template filled in (SVG or HTML text).
+    /// The first step of a render: the block's template filled in (SVG or HTML text), or the
+    /// finished suppressed variant when the block is suppressed for this input.
     pub fn template_output(
         &self,
         campaign: &Campaign,
         block: &Block,
         format: Format,
+        scale: u8,
         input: &TemplateInput,
     ) -> Result<TemplateOutput, RenderError> {
+        if let Some(variant) =
+            suppressed::render_if_suppressed(self, campaign, block, format, scale, input)?
+        {
+            return Ok(TemplateOutput::Done(variant));
+        }
         let context = input.to_tera_context(block);
         match format {
             Format::Html => {
@@ -177,6 +188,7 @@ impl Renderer {
         fetched: Arc<FetchedImages>,
     ) -> Result<Rendered, RenderError> {
         let bytes = match output {
+            TemplateOutput::Done(rendered) => return Ok(rendered),
             TemplateOutput::Html(bytes) => bytes,
             TemplateOutput::Svg(svg) => {
                 let pixmap = self.rasterizer.rasterize_with(

@@ -1,0 +1,159 @@
+//! The channels allowed to write context through the ingest API, each with its bearer token
+//! (`OPENTIME_CHANNEL_TOKENS=sms:TOKEN,crm:TOKEN`).
+//!
+//! Tokens are compared in constant time (HMAC tags compared with `verify_slice`), never logged,
+//! and `Debug` shows only the channel names.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Shortest token accepted: shorter ones can be guessed.
+const MIN_TOKEN_LEN: usize = 16;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ChannelTokenError {
+    #[error("entry {0} is not CHANNEL:TOKEN")]
+    Malformed(usize),
+    #[error("channel name `{0}` must use a-z, 0-9, - and _ (at most 32)")]
+    BadName(String),
+    #[error("the token of channel `{0}` is shorter than {MIN_TOKEN_LEN} characters")]
+    TooShort(String),
+    #[error("channel `{0}` is listed twice")]
+    Duplicate(String),
+}
+
+/// One channel: its name and the MAC of its token under the process key.
+struct Channel {
+    name: String,
+    tag: Vec<u8>,
+}
+
+/// The configured channels.
+pub struct ChannelTokens {
+    /// A key used only to compare tokens in constant time; the tags are MACs under it.
+    key: [u8; 32],
+    channels: Vec<Channel>,
+}
+
+impl std::fmt::Debug for ChannelTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.channels.iter().map(|c| &c.name))
+            .finish()
+    }
+}
+
+impl ChannelTokens {
+    /// Parses `sms:TOKEN,crm:TOKEN`; an empty list means no channel may write.
+    pub fn parse(list: &str) -> Result<Self, ChannelTokenError> {
+        let key = comparison_key();
+        let mut channels: Vec<Channel> = Vec::new();
+        for (index, entry) in list.split(',').map(str::trim).enumerate() {
+            if entry.is_empty() {
+                continue;
+            }
+            let (name, token) = entry
+                .split_once(':')
+                .ok_or(ChannelTokenError::Malformed(index + 1))?;
+            let name = name.trim();
+            if name.is_empty() || name.len() > 32 || !crate::blocks::is_valid_name(name) {
+                return Err(ChannelTokenError::BadName(name.to_owned()));
+            }
+            if token.len() < MIN_TOKEN_LEN {
+                return Err(ChannelTokenError::TooShort(name.to_owned()));
+            }
+            if channels.iter().any(|c| c.name == name) {
+                return Err(ChannelTokenError::Duplicate(name.to_owned()));
+            }
+            channels.push(Channel {
+                name: name.to_owned(),
+                tag: mac(&key, token.as_bytes()),
+            });
+        }
+        Ok(Self { key, channels })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.channels.is_empty()
+    }
+
+    /// The channel whose token `presented` is, if any. Every configured token is compared, in
+    /// constant time, so the answer's timing says nothing about which one came close.
+    pub fn channel_for(&self, presented: &str) -> Option<&str> {
+        let mut found = None;
+        for channel in &self.channels {
+            let Ok(mut check) = HmacSha256::new_from_slice(&self.key) else {
+                continue;
+            };
+            check.update(presented.as_bytes());
+            if check.verify_slice(&channel.tag).is_ok() {
+                found = Some(channel.name.as_str());
+            }
+        }
+        found
+    }
+}
+
+fn mac(key: &[u8], message: &[u8]) -> Vec<u8> {
+    match HmacSha256::new_from_slice(key) {
+        Ok(mut mac) => {
+            mac.update(message);
+            mac.finalize().into_bytes().to_vec()
+        }
+        // HMAC accepts keys of any length; this arm is never taken.
+        Err(_) => Vec::new(),
+    }
+}
+
+/// A per-process key for token comparison: it needs no secrecy beyond this process, only to
+/// differ from anything an attacker could precompute against.
+fn comparison_key() -> [u8; 32] {
+    use sha2::Digest;
+    let mut hasher = Sha256::new();
+    hasher.update(std::process::id().to_le_bytes());
+    if let Ok(elapsed) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        hasher.update(elapsed.as_nanos().to_le_bytes());
+    }
+    let stack_address = &hasher as *const _ as usize;
+    hasher.update(stack_address.to_le_bytes());
+    hasher.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_channel_of_a_token() {
+        let tokens =
+            ChannelTokens::parse("sms:sms-token-0123456789, crm:crm-token-0123456789").unwrap();
+        assert_eq!(tokens.channel_for("sms-token-0123456789"), Some("sms"));
+        assert_eq!(tokens.channel_for("crm-token-0123456789"), Some("crm"));
+        assert_eq!(tokens.channel_for("crm-token-012345678"), None);
+        assert_eq!(tokens.channel_for(""), None);
+        assert_eq!(format!("{tokens:?}"), r#"["sms", "crm"]"#);
+        assert!(ChannelTokens::parse("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn refuses_bad_lists() {
+        assert_eq!(
+            ChannelTokens::parse("sms").unwrap_err(),
+            ChannelTokenError::Malformed(1)
+        );
+        assert_eq!(
+            ChannelTokens::parse("SMS:0123456789abcdef").unwrap_err(),
+            ChannelTokenError::BadName("SMS".into())
+        );
+        assert_eq!(
+            ChannelTokens::parse("sms:short").unwrap_err(),
+            ChannelTokenError::TooShort("sms".into())
+        );
+        assert_eq!(
+            ChannelTokens::parse("a:0123456789abcdef,a:0123456789abcdeg").unwrap_err(),
+            ChannelTokenError::Duplicate("a".into())
+        );
+    }
+}

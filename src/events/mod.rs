@@ -1,0 +1,348 @@
+//! Open, pixel and click events: appended to the `events:opens` stream and folded into the
+//! subscriber's `email` context field, so every other channel sees the email's activity.
+//!
+//! Recording never delays an answer: [`EventRecorder::record`] only puts the event on a bounded
+//! queue. One writer task drains the queue in batches (one pipelined round trip per batch);
+//! while the store is down it keeps the batch and retries with backoff, so events wait in
+//! memory and are written once it is back. Only a full queue drops events, counted in
+//! `opentime_events_dropped_total`. Delivery is at least once: a batch cut off mid-way by a
+//! dropped connection is written again whole. At shutdown the server [`EventRecorder::flush`]es
+//! the queue within the grace period.
+
+mod email_field;
+mod embedded_sink;
+mod redis_sink;
+
+pub use email_field::apply as apply_to_email_field;
+pub use embedded_sink::read_all as read_embedded_events;
+
+use crate::metrics::Metrics;
+use crate::opener::Opener;
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// The Redis stream every event is appended to.
+pub const STREAM_KEY: &str = "events:opens";
+/// Most events written in one round trip.
+const BATCH: usize = 256;
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error("event store unavailable: {0}")]
+    Unavailable(String),
+    #[error("event store error: {0}")]
+    Backend(String),
+}
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// An image block was fetched.
+    Open,
+    /// The tracking pixel `/open/{campaign}.gif` was fetched.
+    Pixel,
+    /// A click-through.
+    Click,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Open => "open",
+            EventKind::Pixel => "pixel",
+            EventKind::Click => "click",
+        }
+    }
+}
+
+/// One event, as written to the stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub kind: EventKind,
+    pub campaign: String,
+    /// Empty for the pixel.
+    pub block: String,
+    /// Verified subscriber id; `None` for shared blocks (no `email` field update then).
+    pub subscriber: Option<String>,
+    pub at: DateTime<Utc>,
+    /// Client kind of the fetcher (see [`crate::opener`]).
+    pub client: &'static str,
+    /// Whether a machine fetched ahead of a person (Apple Mail Privacy Protection).
+    pub prefetch: bool,
+    /// Clicks: the item index asked for.
+    pub item: Option<usize>,
+    /// Clicks: `item` when the item's link was used, `default` when the block's default was.
+    pub link: Option<&'static str>,
+}
+
+impl Event {
+    /// An event happening now, fetched by `opener`.
+    pub fn now(
+        kind: EventKind,
+        campaign: &str,
+        block: &str,
+        subscriber: Option<&str>,
+        opener: Opener,
+    ) -> Self {
+        Self {
+            kind,
+            campaign: campaign.to_owned(),
+            block: block.to_owned(),
+            subscriber: subscriber.map(str::to_owned),
+            at: Utc::now(),
+            client: opener.client.as_str(),
+            prefetch: opener.prefetch,
+            item: None,
+            link: None,
+        }
+    }
+
+    /// The stream entry's fields, in a fixed order (documented for consumers).
+    pub fn fields(&self) -> Vec<(&'static str, String)> {
+        let mut fields = vec![
+            ("type", self.kind.as_str().to_owned()),
+            ("campaign", self.campaign.clone()),
+            ("block", self.block.clone()),
+            ("subscriber", self.subscriber.clone().unwrap_or_default()),
+            ("at", self.at.to_rfc3339_opts(SecondsFormat::Millis, true)),
+            ("client", self.client.to_owned()),
+            ("prefetch", if self.prefetch { "1" } else { "0" }.to_owned()),
+        ];
+        if let Some(item) = self.item {
+            fields.push(("item", item.to_string()));
+        }
+        if let Some(link) = self.link {
+            fields.push(("link", link.to_owned()));
+        }
+        fields
+    }
+}
+
+/// Where the writer task puts batches of events: Redis or the embedded store.
+#[async_trait]
+pub trait EventSink: Send + Sync {
+    /// Appends `batch` to the stream (capped near `max_len`) and updates each subscriber's
+    /// `email` field — all or, on error, to be retried whole.
+    async fn write(&self, batch: &[Event], max_len: u64) -> Result<(), EventError>;
+}
+
+/// The sending side of the event queue; cheap to call from any request.
+pub struct EventRecorder {
+    queue: mpsc::Sender<Event>,
+    /// Asks the writer to write everything queued so far, then answer (used at shutdown).
+    flushes: mpsc::Sender<oneshot::Sender<()>>,
+    metrics: Arc<Metrics>,
+}
+
+impl EventRecorder {
+    /// Starts the writer task for `sink` and returns the recorder feeding it.
+    pub fn start(
+        sink: Arc<dyn EventSink>,
+        capacity: usize,
+        max_len: u64,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let (queue, receiver) = mpsc::channel(capacity.max(1));
+        let (flushes, flush_requests) = mpsc::channel(4);
+        let writer = Writer {
+            sink,
+            max_len,
+            metrics: Arc::clone(&metrics),
+        };
+        tokio::spawn(writer.run(receiver, flush_requests));
+        Self {
+            queue,
+            flushes,
+            metrics,
+        }
+    }
+
+    /// Waits until every event recorded so far is written, or `limit` passes (the store may be
+    /// down); returns whether all were written. Called once the server stops accepting.
+    pub async fn flush(&self, limit: Duration) -> bool {
+        let (done, written) = oneshot::channel();
+        let asked = async { self.flushes.send(done).await.is_ok() && written.await.is_ok() };
+        tokio::time::timeout(limit, asked).await.unwrap_or(false)
+    }
+
+    /// Queues an event; when the queue is full the event is dropped and counted.
+    pub fn record(&self, event: Event) {
+        if self.queue.try_send(event).is_err() {
+            self.metrics.events_dropped.inc();
+        } else {
+            self.metrics.events_queued.inc();
+        }
+    }
+}
+
+/// The task that drains the queue into the sink.
+struct Writer {
+    sink: Arc<dyn EventSink>,
+    max_len: u64,
+    metrics: Arc<Metrics>,
+}
+
+impl Writer {
+    async fn run(
+        self,
+        mut events: mpsc::Receiver<Event>,
+        mut flushes: mpsc::Receiver<oneshot::Sender<()>>,
+    ) {
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            tokio::select! {
+                biased;
+                event = events.recv() => match event {
+                    Some(first) => {
+                        batch.push(first);
+                        self.drain_and_write(&mut events, &mut batch).await;
+                    }
+                    None => return,
+                },
+                Some(done) = flushes.recv() => {
+                    while !events.is_empty() {
+                        self.drain_and_write(&mut events, &mut batch).await;
+                    }
+                    let _ = done.send(());
+                }
+            }
+        }
+    }
+
+    /// Fills `batch` from the queue (up to [`BATCH`]) and writes it, retrying until it is in.
+    async fn drain_and_write(&self, events: &mut mpsc::Receiver<Event>, batch: &mut Vec<Event>) {
+        while batch.len() < BATCH {
+            match events.try_recv() {
+                Ok(event) => batch.push(event),
+                Err(_) => break,
+            }
+        }
+        if batch.is_empty() {
+            return;
+        }
+        let mut delay = RETRY_FIRST;
+        let mut failures = 0u32;
+        loop {
+            match self.sink.write(batch, self.max_len).await {
+                Ok(()) => {
+                    self.metrics.events_written.inc_by(batch.len() as u64);
+                    if failures > 0 {
+                        tracing::info!(events = batch.len(), "event store is back; events written");
+                    }
+                    break;
+                }
+                Err(error) => {
+                    if failures == 0 {
+                        tracing::warn!(%error, events = batch.len(), "cannot write events; keeping them queued and retrying");
+                    }
+                    failures = failures.saturating_add(1);
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(RETRY_MAX);
+                }
+            }
+        }
+        batch.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Fails its first `failures` writes, then keeps what it is given.
+    struct FlakySink {
+        failures: Mutex<u32>,
+        written: Mutex<Vec<Event>>,
+    }
+
+    #[async_trait]
+    impl EventSink for FlakySink {
+        async fn write(&self, batch: &[Event], _max_len: u64) -> Result<(), EventError> {
+            {
+                let mut failures = self.failures.lock().unwrap();
+                if *failures > 0 {
+                    *failures -= 1;
+                    return Err(EventError::Unavailable("down".into()));
+                }
+            }
+            self.written.lock().unwrap().extend_from_slice(batch);
+            Ok(())
+        }
+    }
+
+    fn event(n: usize) -> Event {
+        Event {
+            kind: EventKind::Click,
+            campaign: "demo".into(),
+            block: "cart".into(),
+            subscriber: Some(format!("s{n}")),
+            at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            client: "browser",
+            prefetch: false,
+            item: Some(n),
+            link: Some("item"),
+        }
+    }
+
+    #[test]
+    fn fields_read_as_documented() {
+        let fields = event(2).fields();
+        assert_eq!(
+            fields,
+            vec![
+                ("type", "click".into()),
+                ("campaign", "demo".into()),
+                ("block", "cart".into()),
+                ("subscriber", "s2".into()),
+                ("at", "2023-11-14T22:13:20.000Z".into()),
+                ("client", "browser".into()),
+                ("prefetch", "0".into()),
+                ("item", "2".into()),
+                ("link", "item".into()),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn flush_waits_for_everything_queued() {
+        let sink = Arc::new(FlakySink {
+            failures: Mutex::new(1),
+            written: Mutex::new(Vec::new()),
+        });
+        let recorder = EventRecorder::start(sink.clone(), 1000, 100, Arc::new(Metrics::new()));
+        for n in 0..600 {
+            recorder.record(event(n));
+        }
+        assert!(recorder.flush(Duration::from_secs(5)).await);
+        assert_eq!(sink.written.lock().unwrap().len(), 600);
+    }
+
+    #[tokio::test]
+    async fn failed_batches_are_retried_and_a_full_queue_drops_and_counts() {
+        let sink = Arc::new(FlakySink {
+            failures: Mutex::new(2),
+            written: Mutex::new(Vec::new()),
+        });
+        let metrics = Arc::new(Metrics::new());
+        let recorder = EventRecorder::start(sink.clone(), 4, 100, Arc::clone(&metrics));
+        for n in 0..10 {
+            recorder.record(event(n));
+        }
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let written = sink.written.lock().unwrap().clone();
+        let dropped = metrics.events_dropped.get();
+        assert!(dropped > 0, "a queue of 4 overflows with 10 events");
+        assert_eq!(written.len() as u64 + dropped, 10);
+        assert_eq!(
+            written[0],
+            event(0),
+            "the failed batch was kept and retried"
+        );
+    }
+}
