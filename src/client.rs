@@ -192,7 +192,7 @@ impl ClientRules {
     pub fn load(path: Option<&Path>) -> Result<Self, ClientRulesError> {
         match path {
             Some(path) => Self::from_path(path),
-            None => Ok(Self::builtin()),
+            None => Self::from_toml_str(BUILTIN_RULES),
         }
     }
 

@@ -64,10 +64,7 @@ impl LiveSources {
         })?;
         let geo = args.geoip_db.as_deref().map(GeoDb::open).transpose()?;
         let clients = ClientRules::load(args.clients_file.as_deref())?;
-        let stores = match &args.stores {
-            Some(path) => Stores::load(path)?,
-            None => Stores::demo(),
-        };
+        let stores = Stores::load_or_demo(args.stores.as_deref())?;
         Ok(Self {
             images,
             geo,
@@ -79,5 +76,46 @@ impl LiveSources {
     /// The defaults: no remote host allowed, no database, shipped rules, demo stores.
     pub fn defaults() -> Result<Self, LiveSourcesError> {
         Self::from_args(&LiveArgs::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn bad_settings_stop_start_up_with_the_setting_named() {
+        let cases: [(fn(&mut LiveArgs), &str); 5] = [
+            (
+                |a| a.image_resolve = vec!["cdn.test".into()],
+                "OPENTIME_IMAGE_RESOLVE",
+            ),
+            (
+                |a| a.image_hosts = vec!["http://cdn.test/".into()],
+                "OPENTIME_IMAGE_HOSTS",
+            ),
+            (
+                |a| a.geoip_db = Some(PathBuf::from("/nonexistent/city.mmdb")),
+                "OPENTIME_GEOIP_DB",
+            ),
+            (
+                |a| a.clients_file = Some(PathBuf::from("/nonexistent/clients.toml")),
+                "OPENTIME_CLIENTS_FILE",
+            ),
+            (
+                |a| a.stores = Some(PathBuf::from("/nonexistent/stores.json")),
+                "OPENTIME_STORES",
+            ),
+        ];
+        for (tweak, setting) in cases {
+            let mut args = LiveArgs::default();
+            tweak(&mut args);
+            let error = LiveSources::from_args(&args).err().expect("an error");
+            assert!(error.to_string().starts_with(setting), "{error}");
+        }
+        let sources = LiveSources::defaults().unwrap();
+        assert_eq!(sources.stores.len(), 6);
+        assert!(sources.geo.is_none());
     }
 }

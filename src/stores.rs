@@ -113,6 +113,14 @@ impl Stores {
         Self::from_json_str(DEMO_STORES).expect("embedded assets/demo-stores.json is valid")
     }
 
+    /// The stores at `path` when given, else the demo stores (checked, not assumed, valid).
+    pub fn load_or_demo(path: Option<&Path>) -> Result<Self, StoresError> {
+        match path {
+            Some(path) => Self::load(path),
+            None => Self::from_json_str(DEMO_STORES),
+        }
+    }
+
     /// Reads and validates a stores file.
     pub fn load(path: &Path) -> Result<Self, StoresError> {
         let text = std::fs::read_to_string(path).map_err(|source| StoresError::Read {
