@@ -84,9 +84,11 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
+    type Tweak = fn(&mut LiveArgs);
+
     #[test]
     fn bad_settings_stop_start_up_with_the_setting_named() {
-        let cases: [(fn(&mut LiveArgs), &str); 5] = [
+        let cases: [(Tweak, &str); 5] = [
             (
                 |a| a.image_resolve = vec!["cdn.test".into()],
                 "OPENTIME_IMAGE_RESOLVE",
