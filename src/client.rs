@@ -275,6 +275,32 @@ impl ClientRules {
     }
 }
 
+impl ClientRules {
+    /// [`ClientRules::classify`] with the address and without it (what the User-Agent alone
+    /// says), in one pass over the rules.
+    pub fn classify_with_and_without_ip(
+        &self,
+        user_agent: Option<&str>,
+        ip: Option<IpAddr>,
+    ) -> (ClientKind, ClientKind) {
+        let ua_lower = user_agent
+            .map(str::trim)
+            .filter(|ua| !ua.is_empty())
+            .map(str::to_ascii_lowercase);
+        let ip = ip.map(|ip| ip.to_canonical());
+        let mut with_ip = None;
+        for rule in &self.rules {
+            if with_ip.is_none() && rule.matches(ua_lower.as_deref(), ip) {
+                with_ip = Some(rule.kind);
+            }
+            if rule.matches(ua_lower.as_deref(), None) {
+                return (with_ip.unwrap_or(rule.kind), rule.kind);
+            }
+        }
+        (with_ip.unwrap_or(ClientKind::Unknown), ClientKind::Unknown)
+    }
+}
+
 impl Default for ClientRules {
     fn default() -> Self {
         Self::builtin()
@@ -326,6 +352,38 @@ mod tests {
 
     fn classify(ua: &str, addr: &str) -> ClientKind {
         ClientRules::builtin().classify(Some(ua), ip(addr))
+    }
+
+    #[test]
+    fn one_pass_agrees_with_two_classifications() {
+        let mut rules = vec![ClientRules::builtin()];
+        rules.push(
+            ClientRules::from_toml_str(
+                "[[rule]]\nkind = \"outlook\"\nua_contains = [\"Outlook\"]\nnetworks = [\"192.0.2.0/24\"]\nrequire_both = true\n[[rule]]\nkind = \"browser\"\nua_contains = [\"Mozilla\"]\n",
+            )
+            .unwrap(),
+        );
+        for rules in &rules {
+            for ua in [
+                GMAIL,
+                YAHOO,
+                APPLE_MPP,
+                APPLE_MPP_WEBKIT,
+                OUTLOOK_WIN,
+                OUTLOOK_MSIE,
+                "curl/8",
+                "",
+            ] {
+                for addr in ["17.58.1.1", "192.0.2.9", "8.8.8.8", "::ffff:17.1.1.1"] {
+                    let ip = ip(addr);
+                    assert_eq!(
+                        rules.classify_with_and_without_ip(Some(ua), ip),
+                        (rules.classify(Some(ua), ip), rules.classify(Some(ua), None)),
+                        "{ua} from {addr}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

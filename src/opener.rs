@@ -48,10 +48,10 @@ impl Opener {
             .filter_map(|value| value.to_str().ok());
         let ip = peer.and_then(|peer| geo::client_ip(peer.ip(), forwarded, trusted_proxy_hops));
         let user_agent = headers.get(USER_AGENT).and_then(|v| v.to_str().ok());
-        let client = rules.classify(user_agent, ip);
+        let (client, client_by_user_agent) = rules.classify_with_and_without_ip(user_agent, ip);
         Self {
             client,
-            client_by_user_agent: rules.classify(user_agent, None),
+            client_by_user_agent,
             ip,
             prefetch: client.is_machine_prefetch(),
         }
