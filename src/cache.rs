@@ -47,6 +47,9 @@ pub struct CachedRender {
     pub content_type: &'static str,
     /// Strong ETag, quoted, derived from the bytes.
     pub etag: String,
+    /// Set when some remote image slots show a placeholder: the
+    /// `X-Opentime-Image-Fallback` value. Such a render is never cached (see `http::cdn`).
+    pub image_fallback: Option<String>,
 }
 
 impl CachedRender {
@@ -56,7 +59,14 @@ impl CachedRender {
             bytes: rendered.bytes,
             content_type: rendered.content_type,
             etag,
+            image_fallback: None,
         }
+    }
+
+    /// Marks a render whose remote images were (partly) replaced by placeholders.
+    pub fn with_image_fallback(mut self, image_fallback: Option<String>) -> Self {
+        self.image_fallback = image_fallback;
+        self
     }
 }
 

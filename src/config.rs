@@ -9,6 +9,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod live;
+pub use live::LiveArgs;
+
 /// The file read for settings when `--config` / `OPENTIME_CONFIG` names none.
 pub const DEFAULT_CONFIG_FILE: &str = "opentime.toml";
 
@@ -156,6 +159,12 @@ pub struct ServeArgs {
     /// Approximate cap of the `events:opens` stream (`XADD MAXLEN ~`).
     #[arg(long, env = "OPENTIME_EVENTS_MAXLEN", default_value_t = 1_000_000)]
     pub events_maxlen: u64,
+    /// Origins (`https://shop.example.com`, comma-separated) whose pages may read block
+    /// answers from script (CORS): they get `Access-Control-Allow-Origin` echoed.
+    #[arg(long, env = "OPENTIME_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+    #[command(flatten)]
+    pub live: LiveArgs,
 }
 
 impl std::fmt::Debug for ServeArgs {
@@ -262,6 +271,12 @@ pub struct RenderArgs {
     /// Output file; its extension (.png, .gif, .html) picks the format.
     #[arg(short = 'o', long)]
     pub output: PathBuf,
+    /// The mail client the template sees as `client` (gmail-proxy, apple-mpp, yahoo-proxy,
+    /// outlook, browser, unknown).
+    #[arg(long, default_value = "unknown")]
+    pub client: String,
+    #[command(flatten)]
+    pub live: LiveArgs,
 }
 
 #[derive(Debug, Clone, Args)]

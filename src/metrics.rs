@@ -40,6 +40,8 @@ pub struct Metrics {
     pub cache_misses: Counter,
     pub cache_bytes: Gauge<u64, AtomicU64>,
     pub store_seconds: Family<OutcomeLabels, Histogram>,
+    /// Remote photos replaced by a placeholder, by reason (`timeout`, `host-not-allowed`, …).
+    pub image_placeholders: Family<ReasonLabels, Counter>,
     /// Events put on the writer's queue.
     pub events_queued: Counter,
     /// Events written to the store.
@@ -105,6 +107,12 @@ impl Metrics {
             "Context store lookup time by outcome",
             store_seconds.clone(),
         );
+        let image_placeholders = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "image_placeholders",
+            "Remote images shown as a placeholder, by reason",
+            image_placeholders.clone(),
+        );
         let events_queued = Counter::default();
         let events_written = Counter::default();
         let events_dropped = Counter::default();
@@ -124,6 +132,7 @@ impl Metrics {
             events_dropped.clone(),
         );
         Self {
+            image_placeholders,
             events_queued,
             events_written,
             events_dropped,

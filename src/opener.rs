@@ -1,95 +1,109 @@
-//! Who fetched an image: the opener's address (through trusted proxies), a coarse client kind,
-//! and whether the fetch was a machine prefetch rather than a person opening the email.
-//!
-//! STAND-IN: the full client classification (`ClientKind` in `src/client.rs`) lands on another
-//! branch. When it is merged, replace [`classify`] with `ClientKind::classify` and
-//! [`Opener::prefetch`] with `ClientKind::is_machine_prefetch()`; the rest of this file
-//! (finding the opener's address) stays.
+//! Who fetched the image: the opener's address (through trusted proxies), the mail client kind
+//! (or the provider's image proxy) from the rules in [`crate::client`], and whether the fetch
+//! was a machine prefetch rather than a person opening the email — decided once per request
+//! and used by the open events, the locks, and blocks that declare `request = ["client",
+//! "location"]` (only declared facts reach a template and its cache key, which is what lets
+//! the HTTP layer add `Vary: User-Agent` precisely, see `http::cdn`).
 
+use crate::blocks::Block;
+use crate::client::{ClientKind, ClientRules};
+use crate::geo;
+use crate::live_sources::LiveSources;
+use crate::render::TemplateInput;
 use hyper::header::{HeaderMap, USER_AGENT};
 use std::net::{IpAddr, SocketAddr};
+
+/// How many stores `nearest_stores` lists.
+pub const NEAREST_STORES: usize = 3;
 
 /// The TCP peer of a connection, put into each request's extensions by the accept loop.
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
 
-/// What the events and locks need to know about who fetched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Opener {
-    /// `gmail-proxy`, `apple-mpp`, `yahoo-proxy`, `outlook`, `browser` or `unknown`.
-    pub client: &'static str,
+    /// From the User-Agent and the client address (Apple's relays are known by address).
+    pub client: ClientKind,
+    /// From the User-Agent alone: what a CDN keyed on `Vary: User-Agent` can tell apart.
+    pub client_by_user_agent: ClientKind,
+    /// The opener's address, after the trusted proxy hops; `None` when unknown.
+    pub ip: Option<IpAddr>,
     /// A machine fetching ahead of (or instead of) a person: never locks, never an open.
     pub prefetch: bool,
 }
 
 impl Opener {
-    /// Classifies a request from its headers and the connection's peer address.
-    pub fn of(headers: &HeaderMap, peer: Option<SocketAddr>, trusted_proxy_hops: usize) -> Self {
-        let ip = client_ip(headers, peer.map(|p| p.ip()), trusted_proxy_hops);
-        let user_agent = headers
-            .get(USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        let client = classify(user_agent, ip);
+    /// Classifies a request from its headers and the connection's peer address. With
+    /// `trusted_proxy_hops` > 0 the address is the `X-Forwarded-For` entry the outermost
+    /// trusted proxy saw; entries further left are written by the client and never used.
+    pub fn of(
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+        trusted_proxy_hops: usize,
+        rules: &ClientRules,
+    ) -> Self {
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|value| value.to_str().ok());
+        let ip = peer.and_then(|peer| geo::client_ip(peer.ip(), forwarded, trusted_proxy_hops));
+        let user_agent = headers.get(USER_AGENT).and_then(|v| v.to_str().ok());
+        let (client, client_by_user_agent) = rules.classify_with_and_without_ip(user_agent, ip);
         Self {
             client,
-            prefetch: is_machine_prefetch(user_agent, ip),
+            client_by_user_agent,
+            ip,
+            prefetch: client.is_machine_prefetch(),
         }
     }
-}
 
-/// The opener's address: the TCP peer, or — behind `hops` trusted proxies — the entry of
-/// `X-Forwarded-For` that the outermost trusted proxy saw. Entries further left are written
-/// by the client and could be anything, so they are never used.
-pub fn client_ip(headers: &HeaderMap, peer: Option<IpAddr>, hops: usize) -> Option<IpAddr> {
-    if hops == 0 {
-        return peer;
+    /// An open with no request (the offline render and `check`).
+    pub fn offline(client: ClientKind) -> Self {
+        Self {
+            client,
+            client_by_user_agent: client,
+            ip: None,
+            prefetch: client.is_machine_prefetch(),
+        }
     }
-    let forwarded: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect();
-    // The last proxy appended the address it saw; with N trusted proxies, the N-th entry from
-    // the right is the first address no trusted proxy made up.
-    let index = forwarded.len().saturating_sub(hops);
-    forwarded
-        .get(index)
-        .and_then(|entry| parse_forwarded(entry))
-        .or(peer)
+
+    /// Countdown hook: whether to answer with a countdown's first frame as a static image
+    /// instead of the animation. Outlook desktop shows only the first frame of a GIF anyway,
+    /// and one frame is smaller and faster.
+    ///
+    /// `http::block_route` puts the answer into a countdown's canonical query (`first_frame`),
+    /// so it is part of the render key; the HTTP layer sends `Vary: User-Agent` for countdown
+    /// blocks. It decides by User-Agent only, so a CDN that varies on the User-Agent stays
+    /// correct.
+    pub fn first_frame_only(&self) -> bool {
+        !self.client_by_user_agent.animates_gifs()
+    }
 }
 
-/// An `X-Forwarded-For` entry: an address, possibly with a port (`1.2.3.4:5678`, `[::1]:80`).
-fn parse_forwarded(entry: &str) -> Option<IpAddr> {
-    entry
-        .parse()
-        .ok()
-        .or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
-}
-
-/// STAND-IN for `ClientKind::is_machine_prefetch()`: Apple Mail Privacy Protection fetches
-/// every image from Apple's network, 17.0.0.0/8, whether or not the person ever opens.
-pub fn is_machine_prefetch(_user_agent: &str, ip: Option<IpAddr>) -> bool {
-    matches!(ip, Some(IpAddr::V4(v4)) if v4.octets()[0] == 17)
-}
-
-/// STAND-IN for `ClientKind::classify`: a coarse guess from the User-Agent and address.
-pub fn classify(user_agent: &str, ip: Option<IpAddr>) -> &'static str {
-    if is_machine_prefetch(user_agent, ip) {
-        "apple-mpp"
-    } else if user_agent.contains("GoogleImageProxy") {
-        "gmail-proxy"
-    } else if user_agent.contains("YahooMailProxy") {
-        "yahoo-proxy"
-    } else if user_agent.contains("Outlook") || user_agent.contains("ms-office") {
-        "outlook"
-    } else if user_agent.starts_with("Mozilla/") {
-        "browser"
-    } else {
-        "unknown"
+/// Adds to `input` what `block` declared it reads about the open: `client`; `location`
+/// (the context's `location` field when the block reads it, else the IP through the
+/// MaxMind database unless an image proxy fetched, else unknown) and the stores nearest to it.
+pub fn extend_input(
+    input: &mut TemplateInput,
+    block: &Block,
+    opener: &Opener,
+    sources: &LiveSources,
+) {
+    if block.reads_client {
+        input.client = Some(opener.client);
+    }
+    if block.reads_location {
+        let location = geo::resolve(
+            input.ctx.get("location"),
+            opener.client,
+            opener.ip,
+            sources.geo.as_ref(),
+        );
+        input.nearest_stores = location
+            .coordinates()
+            .map(|(lat, lon)| sources.stores.nearest(lat, lon, NEAREST_STORES))
+            .unwrap_or_default();
+        input.location = Some(Box::new(location));
     }
 }
 
@@ -98,50 +112,45 @@ mod tests {
     use super::*;
     use hyper::header::HeaderValue;
 
-    fn forwarded(value: &'static str) -> HeaderMap {
+    const OUTLOOK: &str =
+        "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.15225; Pro)";
+
+    fn peer(ip: [u8; 4]) -> Option<SocketAddr> {
+        Some(SocketAddr::from((ip, 40000)))
+    }
+
+    #[test]
+    fn outlook_gets_the_first_frame_only() {
+        let rules = ClientRules::builtin();
         let mut headers = HeaderMap::new();
-        headers.insert("x-forwarded-for", HeaderValue::from_static(value));
-        headers
+        headers.insert(USER_AGENT, HeaderValue::from_static(OUTLOOK));
+        let opener = Opener::of(&headers, peer([192, 0, 2, 1]), 0, &rules);
+        assert_eq!(opener.client, ClientKind::Outlook);
+        assert!(opener.first_frame_only());
+        headers.insert(
+            USER_AGENT,
+            HeaderValue::from_static("Mozilla/5.0 Chrome/120.0"),
+        );
+        let opener = Opener::of(&headers, peer([192, 0, 2, 1]), 0, &rules);
+        assert!(!opener.first_frame_only());
     }
 
     #[test]
     fn forwarded_for_counts_only_with_trusted_hops() {
-        let peer = Some("127.0.0.1".parse().unwrap());
-        let headers = forwarded("6.6.6.6, 17.58.0.1");
-        assert_eq!(client_ip(&headers, peer, 0), peer);
-        assert_eq!(
-            client_ip(&headers, peer, 1),
-            Some("17.58.0.1".parse().unwrap())
+        let rules = ClientRules::builtin();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 17.58.0.1"),
         );
-        assert_eq!(
-            client_ip(&headers, peer, 2),
-            Some("6.6.6.6".parse().unwrap())
-        );
-        assert_eq!(client_ip(&forwarded("junk"), peer, 1), peer);
-        assert_eq!(
-            client_ip(&forwarded("17.58.0.1:4431"), peer, 1),
-            Some("17.58.0.1".parse().unwrap())
-        );
-        assert_eq!(
-            client_ip(&forwarded("17.58.0.1"), peer, 3),
-            Some("17.58.0.1".parse().unwrap()),
-            "fewer entries than hops: the leftmost, written by a trusted proxy"
-        );
-        assert_eq!(client_ip(&HeaderMap::new(), peer, 1), peer);
-    }
-
-    #[test]
-    fn apple_network_is_a_prefetch() {
-        let apple = Some("17.58.0.1".parse().unwrap());
-        let other = Some("18.0.0.1".parse().unwrap());
-        assert!(is_machine_prefetch("Mozilla/5.0", apple));
-        assert!(!is_machine_prefetch("Mozilla/5.0", other));
-        assert!(!is_machine_prefetch("Mozilla/5.0", None));
-        assert_eq!(classify("Mozilla/5.0", apple), "apple-mpp");
-        assert_eq!(
-            classify("Mozilla/5.0 (via ggpht.com GoogleImageProxy)", other),
-            "gmail-proxy"
-        );
-        assert_eq!(classify("curl/8", other), "unknown");
+        let direct = Opener::of(&headers, peer([10, 0, 0, 1]), 0, &rules);
+        assert_eq!(direct.ip, Some([10, 0, 0, 1].into()));
+        assert!(!direct.prefetch);
+        let behind_one = Opener::of(&headers, peer([10, 0, 0, 1]), 1, &rules);
+        assert_eq!(behind_one.ip, Some([17, 58, 0, 1].into()));
+        assert_eq!(behind_one.client, ClientKind::AppleMpp);
+        assert!(behind_one.prefetch, "Apple's relays prefetch");
+        let behind_two = Opener::of(&headers, peer([10, 0, 0, 1]), 2, &rules);
+        assert_eq!(behind_two.ip, Some([6, 6, 6, 6].into()));
     }
 }

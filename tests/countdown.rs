@@ -440,3 +440,25 @@ async fn an_expired_image_replaces_the_timer_after_the_deadline() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn outlook_desktop_gets_the_first_frame_as_a_still() {
+    let (_redis, server, _clock) = server_at(utc(AT)).await;
+    let url = countdown_url(&server, &until_after(LEFT));
+    let animated = get(&url).await;
+    assert_eq!(animated.header("vary"), Some("User-Agent"));
+    let outlook = common::send(common::client().get(&url).header(
+        "user-agent",
+        "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.15225; Pro)",
+    ))
+    .await;
+    assert_eq!(outlook.status, 200);
+    assert_eq!(outlook.header("x-opentime-fallback"), None);
+    assert_eq!(outlook.header("vary"), Some("User-Agent"));
+    assert!(outlook.body.len() < animated.body.len());
+    let (still, animated) = (decode(&outlook.body), decode(&animated.body));
+    assert_eq!(still.canvases.len(), 1);
+    assert!(!still.loop_extension);
+    assert_eq!(max_diff(&still.canvases[0], &animated.canvases[0]), 0);
+    server.shutdown().await;
+}

@@ -81,14 +81,18 @@ fn demo_blocks_match_their_golden_images() {
     let at = chrono::DateTime::parse_from_rfc3339("2026-11-25T12:00:00Z")
         .unwrap()
         .to_utc();
+    let live = opentime::live_sources::LiveSources::defaults().expect("live sources");
+    let offline = opentime::opener::Opener::offline(opentime::client::ClientKind::Unknown);
     let mut failures = Vec::new();
     let mut compared = 0;
     for campaign in catalog.campaigns() {
         let samples = campaign.samples().expect("samples");
         for block in campaign.blocks().filter(|b| b.kind == BlockKind::Image) {
             for (sample, fields) in &samples {
-                let input =
+                let mut input =
                     TemplateInput::for_block(block, fields, Some(sample), at, Default::default());
+                // Blocks that read `location` see the sample's own, and the demo stores.
+                opentime::opener::extend_input(&mut input, block, &offline, &live);
                 let rendered = catalog
                     .renderer()
                     .render(&campaign, block, Format::Png, 1, &input)

@@ -50,8 +50,13 @@ pub struct Campaign {
     pub dir: PathBuf,
     /// Hash of the manifest and every template: part of each render's cache key.
     pub version: u64,
+    /// When this version was loaded: the `Last-Modified` of its shared blocks.
+    pub loaded_at: std::time::SystemTime,
     blocks: BTreeMap<String, Arc<Block>>,
     fallbacks: BTreeMap<String, Arc<Fallback>>,
+    /// Per block, a hash of what its fallback is made from, so a reload that leaves it
+    /// unchanged reuses the prepared images instead of rasterizing them again.
+    fallback_sources: BTreeMap<String, u64>,
     tera: tera::Tera,
 }
 
@@ -75,6 +80,16 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CampaignError + '_ {
 impl Campaign {
     /// Loads `dir` (named after the campaign) with its manifest, templates and fallbacks.
     pub fn load(dir: &Path, renderer: &Renderer) -> Result<Self, CampaignError> {
+        Self::load_after(dir, renderer, None)
+    }
+
+    /// [`Campaign::load`], reusing the fallbacks of `previous` (the version in service) whose
+    /// sources did not change: a template edit then goes live without re-rasterizing them.
+    pub fn load_after(
+        dir: &Path,
+        renderer: &Renderer,
+        previous: Option<&Campaign>,
+    ) -> Result<Self, CampaignError> {
         let name = dir
             .file_name()
             .and_then(|n| n.to_str())
@@ -115,26 +130,43 @@ impl Campaign {
         }
 
         let mut fallbacks: BTreeMap<String, Arc<Fallback>> = BTreeMap::new();
+        let mut fallback_sources = BTreeMap::new();
         for (index, block) in blocks.iter().enumerate() {
+            // Unchanged since the version in service: reuse it (a template edit then goes live
+            // without re-rasterizing any fallback).
+            let source = fallback_source(dir, block);
+            let unchanged = previous.and_then(|previous| {
+                let same = previous.fallback_sources.get(&block.name) == Some(&source);
+                same.then(|| previous.fallbacks.get(&block.name).cloned())
+                    .flatten()
+            });
             // Blocks sharing a fallback (same files, same size) share one prepared copy: an
             // SVG fallback is rasterized twice per block, which is most of a reload's time.
-            let shared = blocks[..index]
-                .iter()
-                .find(|earlier| same_fallback_image(earlier, block))
-                .and_then(|earlier| fallbacks.get(&earlier.name).cloned());
-            let fallback = match shared {
-                Some(earlier) => fallback_html(dir, block).map(|html| Fallback {
-                    html: html.into(),
-                    ..(*earlier).clone()
-                }),
-                None => load_fallback(dir, block, renderer),
-            }
-            .map_err(|reason| CampaignError::Fallback {
-                path: manifest_path.display().to_string(),
-                block: block.name.clone(),
-                reason,
-            })?;
-            fallbacks.insert(block.name.clone(), Arc::new(fallback));
+            let shared = || {
+                blocks[..index]
+                    .iter()
+                    .find(|earlier| same_fallback_image(earlier, block))
+                    .and_then(|earlier| fallbacks.get(&earlier.name).cloned())
+            };
+            let fallback = match unchanged {
+                Some(fallback) => fallback,
+                None => Arc::new(
+                    match shared() {
+                        Some(earlier) => fallback_html(dir, block).map(|html| Fallback {
+                            html: html.into(),
+                            ..(*earlier).clone()
+                        }),
+                        None => load_fallback(dir, block, renderer),
+                    }
+                    .map_err(|reason| CampaignError::Fallback {
+                        path: manifest_path.display().to_string(),
+                        block: block.name.clone(),
+                        reason,
+                    })?,
+                ),
+            };
+            fallbacks.insert(block.name.clone(), fallback);
+            fallback_sources.insert(block.name.clone(), source);
         }
         for block in &blocks {
             if let Some(super::suppress::Instead::Image(file)) =
@@ -170,11 +202,13 @@ impl Campaign {
             name,
             dir: dir.to_owned(),
             version: hasher.digest(),
+            loaded_at: std::time::SystemTime::now(),
             blocks: blocks
                 .into_iter()
                 .map(|b| (b.name.clone(), Arc::new(b)))
                 .collect(),
             fallbacks,
+            fallback_sources,
             tera,
         })
     }
@@ -291,6 +325,25 @@ fn failing_template(error: &tera::Error) -> &str {
     message.split('\'').nth(1).unwrap_or_default()
 }
 
+/// A hash of everything a block's fallback is prepared from (an unreadable file hashes as
+/// missing, so its error still shows when the fallback is prepared).
+fn fallback_source(dir: &Path, block: &Block) -> u64 {
+    let mut hasher = Xxh3::new();
+    hasher.update(&block.width.to_le_bytes());
+    hasher.update(&block.height.to_le_bytes());
+    hasher.update(&[u8::from(block.kind == BlockKind::Html)]);
+    for file in [&block.fallback, &block.fallback_html] {
+        match file {
+            Some(file) => {
+                hasher.update(file.as_bytes());
+                hasher.update(&std::fs::read(dir.join(file)).unwrap_or_default());
+            }
+            None => hasher.update(b"\0none"),
+        }
+    }
+    hasher.digest()
+}
+
 fn same_fallback_image(a: &Block, b: &Block) -> bool {
     (&a.fallback, a.width, a.height, a.kind) == (&b.fallback, b.width, b.height, b.kind)
 }
@@ -315,4 +368,50 @@ fn load_fallback(dir: &Path, block: &Block, renderer: &Renderer) -> Result<Fallb
     renderer
         .fallback(image, block.width, block.height, html)
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reload_reuses_unchanged_fallbacks() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let renderer = Renderer::load(&root.join("assets")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let campaign_dir = dir.path().join("t");
+        std::fs::create_dir_all(campaign_dir.join("fallback")).unwrap();
+        std::fs::write(
+            campaign_dir.join(MANIFEST_FILE),
+            "[blocks.a]\nkind = \"image\"\ntemplate = \"a.svg\"\nwidth = 20\nheight = 10\nreads = []\nfallback = \"fallback/a.svg\"\n",
+        )
+        .unwrap();
+        let svg = |fill: &str| {
+            format!(
+                r#"<svg xmlns="http://www.w3.org/2000/svg" width="20" height="10"><rect width="20" height="10" fill="{fill}"/></svg>"#
+            )
+        };
+        std::fs::write(campaign_dir.join("a.svg"), svg("red")).unwrap();
+        std::fs::write(campaign_dir.join("fallback/a.svg"), svg("grey")).unwrap();
+        let first = Campaign::load(&campaign_dir, &renderer).unwrap();
+
+        std::fs::write(campaign_dir.join("a.svg"), svg("blue")).unwrap();
+        let second = Campaign::load_after(&campaign_dir, &renderer, Some(&first)).unwrap();
+        assert_ne!(first.version, second.version);
+        assert!(Arc::ptr_eq(
+            first.fallback("a").unwrap(),
+            second.fallback("a").unwrap()
+        ));
+
+        std::fs::write(campaign_dir.join("fallback/a.svg"), svg("black")).unwrap();
+        let third = Campaign::load_after(&campaign_dir, &renderer, Some(&second)).unwrap();
+        assert!(!Arc::ptr_eq(
+            second.fallback("a").unwrap(),
+            third.fallback("a").unwrap()
+        ));
+        assert_ne!(
+            second.fallback("a").unwrap().image,
+            third.fallback("a").unwrap().image
+        );
+    }
 }

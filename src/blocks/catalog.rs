@@ -69,7 +69,12 @@ impl Catalog {
             });
             return Ok(());
         }
-        let campaign = Arc::new(Campaign::load(&dir, &self.renderer)?);
+        let previous = self.campaign(name);
+        let campaign = Arc::new(Campaign::load_after(
+            &dir,
+            &self.renderer,
+            previous.as_deref(),
+        )?);
         self.campaigns.rcu(|current| {
             let mut next = Campaigns::clone(current);
             next.insert(name.to_owned(), Arc::clone(&campaign));

@@ -9,6 +9,7 @@
 //! height = 300
 //! reads = ["profile", "cart"] # context fields the block reads; [] = a shared block
 //! fallback = "fallback/cart.svg"
+//! request = ["location"]      # facts about the open the template sees: client, location
 //! ```
 //! Unknown keys are an error, so a typo in a setting is caught by `opentime check`.
 
@@ -79,6 +80,8 @@ struct BlockSettings {
     max_age: Option<u32>,
     /// Templates see `now` rounded down to this many seconds, so renders can be cached.
     time_bucket: Option<u32>,
+    /// Facts about the open the templates see: `client` and/or `location`.
+    request: Option<Vec<String>>,
     /// Tera expression; when true the block shows its suppressed variant (see `suppress.rs`).
     suppress_if: Option<String>,
     suppressed_template: Option<String>,
@@ -128,6 +131,10 @@ pub struct Block {
     pub fallback: Option<String>,
     /// Fallback HTML file, relative to the campaign directory.
     pub fallback_html: Option<String>,
+    /// Templates see `client` (the mail client kind): the answer varies with the User-Agent.
+    pub reads_client: bool,
+    /// Templates see `location` and `nearest_stores`.
+    pub reads_location: bool,
     /// When and how the block is suppressed.
     pub suppression: Option<std::sync::Arc<Suppression>>,
     /// Lock-on-open: how long the first human open's inputs are kept; `None` = not locked.
@@ -242,6 +249,15 @@ fn resolve(name: String, s: BlockSettings) -> Result<Block, ManifestError> {
             )))
         }
     };
+    let request = s.request.clone().unwrap_or_default();
+    if let Some(unknown) = request
+        .iter()
+        .find(|fact| !matches!(fact.as_str(), "client" | "location"))
+    {
+        return Err(invalid(format!(
+            "request = [{unknown:?}]: use \"client\" and/or \"location\""
+        )));
+    }
     let token_required = s.token.unwrap_or(reads_context);
     if reads_context && !token_required {
         tracing::warn!(block = %name, "block reads personal context without a token: anyone who guesses an id sees it");
@@ -301,6 +317,8 @@ fn resolve(name: String, s: BlockSettings) -> Result<Block, ManifestError> {
         time_bucket_secs: s.time_bucket.unwrap_or(60).max(1),
         fallback: s.fallback,
         fallback_html: s.fallback_html,
+        reads_client: request.iter().any(|fact| fact == "client"),
+        reads_location: request.iter().any(|fact| fact == "location"),
         name,
     })
 }

@@ -19,6 +19,9 @@ pub fn run_check(args: &CheckArgs) -> Result<(), CliError> {
         problems += 1;
     }
     let now = chrono::Utc::now();
+    // Blocks that read `location` see the sample's own `location` and the demo stores.
+    let live = crate::live_sources::LiveSources::defaults()?;
+    let opener = crate::opener::Opener::offline(crate::client::ClientKind::Unknown);
     for campaign in catalog.campaigns() {
         let samples = match campaign.samples() {
             Ok(samples) if !samples.is_empty() => samples,
@@ -40,8 +43,9 @@ pub fn run_check(args: &CheckArgs) -> Result<(), CliError> {
                 formats.push(Format::Html);
             }
             for (sample, fields) in &samples {
-                let input =
+                let mut input =
                     TemplateInput::for_block(block, fields, Some(sample), now, BTreeMap::new());
+                crate::opener::extend_input(&mut input, block, &opener, &live);
                 for &format in &formats {
                     let started = Instant::now();
                     match catalog

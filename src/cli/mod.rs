@@ -27,6 +27,8 @@ pub enum CliError {
     Usage(String),
     #[error("{0} problem(s) found")]
     CheckFailed(usize),
+    #[error("{0}")]
+    Live(#[from] crate::live_sources::LiveSourcesError),
 }
 
 /// Splits `demo/cart` (or `demo/cart.png`) into campaign, block and optional extension.

@@ -1,13 +1,21 @@
 //! `opentime render CAMPAIGN/BLOCK --context FILE.json [--at RFC3339] -o OUT`: one block,
-//! rendered offline exactly as the server would render it.
+//! rendered offline exactly as the server would render it — remote photos included, fetched
+//! under the same allow-list settings (`OPENTIME_IMAGE_HOSTS`, …); the block's `location` comes
+//! from the context file, and `client` from `--client`.
 
 use super::{split_block_path, CliError};
 use crate::blocks::Campaign;
+use crate::client::ClientKind;
 use crate::config::RenderArgs;
 use crate::context::ContextFields;
+use crate::live_sources::LiveSources;
+use crate::opener::{self, Opener};
+use crate::render::live::{self, LiveRenderError, RenderJob};
 use crate::render::{Format, Renderer, TemplateInput};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 pub fn run_render(args: &RenderArgs) -> Result<(), CliError> {
     let (campaign_name, block_name, _) = split_block_path(&args.block)?;
@@ -27,14 +35,22 @@ pub fn run_render(args: &RenderArgs) -> Result<(), CliError> {
             crate::render::MAX_SCALE
         )));
     }
-    let renderer = Renderer::load(&args.common.assets)?;
-    let campaign = Campaign::load(&args.common.templates.join(campaign_name), &renderer)?;
-    let block = campaign
-        .block(block_name)
-        .ok_or_else(|| CliError::NoSuchBlock {
-            campaign: campaign_name.to_owned(),
-            block: block_name.to_owned(),
-        })?;
+    let client = ClientKind::from_name(&args.client)
+        .ok_or_else(|| CliError::Usage(format!("--client {}: not a client kind", args.client)))?;
+    let live_sources = LiveSources::from_args(&args.live)?;
+    let renderer = Arc::new(Renderer::load(&args.common.assets)?);
+    let campaign = Arc::new(Campaign::load(
+        &args.common.templates.join(campaign_name),
+        &renderer,
+    )?);
+    let block = Arc::clone(
+        campaign
+            .block(block_name)
+            .ok_or_else(|| CliError::NoSuchBlock {
+                campaign: campaign_name.to_owned(),
+                block: block_name.to_owned(),
+            })?,
+    );
     let fields = match &args.context {
         Some(path) => read_context(path)?,
         None => ContextFields::new(),
@@ -46,8 +62,33 @@ pub fn run_render(args: &RenderArgs) -> Result<(), CliError> {
         None => Utc::now(),
     };
     let query = parse_query_pairs(&args.query)?;
-    let input = TemplateInput::for_block(block, &fields, Some(&args.subscriber), at, query);
-    let rendered = renderer.render(&campaign, block, format, args.scale, &input)?;
+    let mut input = TemplateInput::for_block(&block, &fields, Some(&args.subscriber), at, query);
+    opener::extend_input(&mut input, &block, &Opener::offline(client), &live_sources);
+    let job = RenderJob {
+        block,
+        campaign,
+        format,
+        scale: args.scale,
+        input,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Usage(format!("cannot start the runtime: {e}")))?;
+    let wait = Duration::from_millis(args.live.image_timeout_ms) + Duration::from_secs(2);
+    let done = runtime
+        .block_on(async {
+            let deadline = tokio::time::Instant::now() + wait;
+            live::render(renderer, &live_sources.images, job, deadline, None).await
+        })
+        .map_err(|error| match error {
+            LiveRenderError::Render(error) => CliError::Render(error),
+            LiveRenderError::Overloaded => CliError::Usage(error.to_string()),
+        })?;
+    for (href, failure) in done.images.failures() {
+        eprintln!("placeholder for {href}: {}", failure.reason());
+    }
+    let rendered = done.rendered;
     std::fs::write(&args.output, &rendered.bytes).map_err(|e| CliError::Input {
         path: args.output.display().to_string(),
         reason: e.to_string(),

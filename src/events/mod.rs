@@ -95,7 +95,7 @@ impl Event {
             block: block.to_owned(),
             subscriber: subscriber.map(str::to_owned),
             at: Utc::now(),
-            client: opener.client,
+            client: opener.client.as_str(),
             prefetch: opener.prefetch,
             item: None,
             link: None,

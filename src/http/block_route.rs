@@ -1,11 +1,13 @@
 //! `GET /img/{campaign}/{block}.{png|gif}` and `GET /html/{campaign}/{block}.html`: the open.
 //!
-//! parse → token → open event (queued, never waited for) → context within the store deadline,
-//! or a lock-on-open block's stored inputs ([`super::locked`]) → cache → render (bounded,
-//! within the request deadline) → answer. Every step's failure is a [`BlockError`], which [`answer`] turns
+//! parse → token → open event (queued, never waited for) → context within the store deadline
+//! and the opener's facts for blocks that declare them (client, location), or a lock-on-open
+//! block's stored inputs ([`super::locked`]) → cache → render with remote photos (bounded,
+//! within the request deadline) → answer (with the CDN refinements of [`cdn`] and CORS). Every step's failure is a [`BlockError`], which [`answer`] turns
 //! into the block's fallback; nothing here can produce a 5xx.
 
 use super::answer::{self, BlockTarget, Body};
+use super::cdn::{self, Variance};
 use super::locked;
 use super::query::{self, QueryError};
 use super::state::AppState;
@@ -14,10 +16,12 @@ use crate::cache::{CachedRender, RenderKey};
 use crate::context::{self, ContextFields, StoreError, SubscriberId};
 use crate::events::{Event, EventKind};
 use crate::metrics::{FormatLabels, OutcomeLabels};
-use crate::opener::Opener;
+use crate::opener::{self, Opener};
+use crate::render::live::{self, LiveRenderError, RenderJob};
 use crate::render::{Format, RenderError, TemplateInput};
 use hyper::{HeaderMap, Response};
 use std::sync::Arc;
+use std::time::SystemTime;
 use tokio::time::Instant;
 
 /// Why a block could not be rendered; each maps to one fallback reason.
@@ -71,6 +75,15 @@ impl BlockError {
 enum RenderFailure {
     Render(RenderError),
     Overloaded,
+    /// Rendered, but with placeholder photos: given to every waiting open, never cached.
+    Degraded(Arc<CachedRender>),
+}
+
+/// A render and what its headers need besides the bytes.
+struct BlockRender {
+    render: Arc<CachedRender>,
+    variance: Variance,
+    last_modified: Option<SystemTime>,
 }
 
 /// Serves one block request. `file` is the last path segment, e.g. `cart.png`.
@@ -104,8 +117,21 @@ pub async fn serve(
         format,
         scale: scale_hint,
     };
-    match render_block(state, &campaign, &block, format, query, deadline, opener).await {
-        Ok(render) => answer::rendered(&render, block.cache, &target, request_headers),
+    let rendered = render_block(state, &campaign, &block, format, query, deadline, opener).await;
+    let mut response = match rendered {
+        Ok(done) => {
+            let mut response =
+                answer::rendered(&done.render, block.cache, &target, request_headers);
+            cdn::apply(
+                &mut response,
+                request_headers,
+                &done.render,
+                block.cache,
+                done.variance,
+                done.last_modified,
+            );
+            response
+        }
         Err(error) => {
             state.metrics.fallback(error.reason());
             match &error {
@@ -121,7 +147,9 @@ pub async fn serve(
             }
             answer::failure(&error, &fallback, &target)
         }
-    }
+    };
+    state.cors.apply(response.headers_mut(), request_headers);
+    response
 }
 
 /// `cart.png` → (`cart`, Png); the extension must belong to the route.
@@ -154,7 +182,7 @@ async fn render_block(
     raw_query: Option<&str>,
     deadline: Instant,
     opener: Opener,
-) -> Result<Arc<CachedRender>, BlockError> {
+) -> Result<BlockRender, BlockError> {
     let query = query::parse(raw_query)?;
     let subscriber = subscriber_for(
         state,
@@ -169,14 +197,16 @@ async fn render_block(
         subscriber.as_ref().map(SubscriberId::as_str),
         opener,
     ));
-    let live = live_input(state, block, subscriber.as_ref(), query.extra);
+    let live = live_input(state, block, subscriber.as_ref(), query.extra, &opener);
     let input = match (&subscriber, block.lock_ttl) {
         (Some(subscriber), Some(ttl)) => {
             locked::input(state, &campaign.name, block, subscriber, ttl, opener, live).await?
         }
         _ => live.await?,
     };
-    let input = countdown_input(block, input, first_frame_only(&opener))?;
+    let input = countdown_input(block, input, opener.first_frame_only())?;
+    let variance = Variance::of(block, &input, state.live.geo.is_some());
+    let last_modified = Some(cdn::shared_last_modified(campaign.loaded_at, input.now));
     let key = RenderKey::new(
         &campaign.name,
         campaign.version,
@@ -185,7 +215,7 @@ async fn render_block(
         query.scale,
         &input,
     );
-    render_cached(
+    let render = render_cached(
         state,
         campaign,
         block,
@@ -195,31 +225,43 @@ async fn render_block(
         key,
         deadline,
     )
-    .await
+    .await?;
+    Ok(BlockRender {
+        render,
+        variance,
+        last_modified,
+    })
 }
 
-/// The template input from the subscriber's live context.
+/// The template input from the subscriber's live context, with the opener's facts for blocks
+/// that declare them.
 pub(super) async fn live_input(
     state: &AppState,
     block: &Block,
     subscriber: Option<&SubscriberId>,
     query: std::collections::BTreeMap<String, String>,
+    opener: &Opener,
 ) -> Result<TemplateInput, BlockError> {
     let fields = match (subscriber, block.reads_context()) {
         (Some(subscriber), true) => load_context(state, subscriber).await?,
         _ => ContextFields::new(),
     };
-    Ok(TemplateInput::for_block(
+    let mut input = TemplateInput::for_block(
         block,
         &fields,
         subscriber.map(SubscriberId::as_str),
         state.clock.now(),
         query,
-    ))
+    );
+    opener::extend_input(&mut input, block, opener, &state.live);
+    Ok(input)
 }
 
 /// A countdown's input: its deadline and language resolved (bad `until`, `tz` or `lang` are
-/// errors, so the block's fallback), and written back as the only query the render sees. The
+/// errors, so the block's fallback), and written back as the only query the render sees, with
+/// `first_frame` set for clients that show only a GIF's first frame
+/// ([`Opener::first_frame_only`], decided from the User-Agent; `http::cdn` adds
+/// `Vary: User-Agent` to countdown answers). The
 /// render cache key then holds exactly (block version, deadline, language, first-frame flag,
 /// the second of the open), and concurrent opens in one second render once. Other blocks'
 /// inputs pass through.
@@ -235,16 +277,6 @@ fn countdown_input(
     request.first_frame_only |= first_frame_only;
     input.query = request.canonical_query();
     Ok(input)
-}
-
-/// Whether this open gets only a countdown's first frame, as a still: Outlook for Windows
-/// shows nothing else, so the first frame is all that must be right there.
-///
-/// TODO(issue-4): return `true` for `ClientKind::OutlookDesktop` once `src/client.rs` is in
-/// main. This is the one place to decide it; the flag is part of the render cache key, and a
-/// shared countdown answer then needs `Vary: User-Agent` (or the CDN must key on the client).
-fn first_frame_only(_opener: &Opener) -> bool {
-    false
 }
 
 /// Checks the subscriber and token a block needs. Blocks that need no token still get the
@@ -340,6 +372,7 @@ async fn render_cached(
     match tokio::time::timeout_at(deadline, task).await {
         Ok(Ok(Ok(render))) => Ok(render),
         Ok(Ok(Err(failure))) => Err(match failure.as_ref() {
+            RenderFailure::Degraded(render) => return Ok(Arc::clone(render)),
             RenderFailure::Overloaded => BlockError::Overloaded,
             RenderFailure::Render(error) => BlockError::Render {
                 reason: error.reason(),
@@ -363,29 +396,50 @@ async fn render_off_thread(
     input: TemplateInput,
     deadline: Instant,
 ) -> Result<Arc<CachedRender>, RenderFailure> {
-    let permit =
-        tokio::time::timeout_at(deadline, Arc::clone(&state.render_permits).acquire_owned())
-            .await
-            .map_err(|_| RenderFailure::Overloaded)?
-            .map_err(|_| RenderFailure::Overloaded)?;
-    let renderer = Arc::clone(state.catalog.renderer());
-    let started = Instant::now();
-    let result = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        renderer.render(&campaign, &block, format, scale, &input)
-    })
-    .await
-    .map_err(|e| RenderFailure::Render(RenderError::Svg(format!("render thread failed: {e}"))))?;
-    state
-        .metrics
-        .render_seconds
-        .get_or_create(&FormatLabels {
-            format: format.as_str(),
-        })
-        .observe(started.elapsed().as_secs_f64());
+    let job = RenderJob {
+        campaign,
+        block,
+        format,
+        scale,
+        input,
+    };
+    let result = live::render(
+        Arc::clone(state.catalog.renderer()),
+        &state.live.images,
+        job,
+        deadline,
+        Some(&state.render_permits),
+    )
+    .await;
     match result {
-        Ok(rendered) => Ok(Arc::new(CachedRender::new(rendered))),
-        Err(error) => {
+        Ok(done) => {
+            state
+                .metrics
+                .render_seconds
+                .get_or_create(&FormatLabels {
+                    format: format.as_str(),
+                })
+                .observe(done.cpu.as_secs_f64());
+            for (_, failure) in done.images.failures() {
+                state
+                    .metrics
+                    .image_placeholders
+                    .get_or_create(&crate::metrics::ReasonLabels {
+                        reason: failure.reason(),
+                    })
+                    .inc();
+            }
+            let image_fallback = done.images.fallback_header();
+            let render =
+                Arc::new(CachedRender::new(done.rendered).with_image_fallback(image_fallback));
+            if render.image_fallback.is_some() {
+                Err(RenderFailure::Degraded(render))
+            } else {
+                Ok(render)
+            }
+        }
+        Err(LiveRenderError::Overloaded) => Err(RenderFailure::Overloaded),
+        Err(LiveRenderError::Render(error)) => {
             if let RenderError::Template(inner) = &error {
                 tracing::error!(error = %inner, "template failed to render");
             }

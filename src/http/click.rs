@@ -37,7 +37,7 @@ pub async fn serve(
         );
     };
     let (target, subscriber, item) =
-        choose_target(state, &campaign.name, &block, &links, raw_query).await;
+        choose_target(state, &campaign.name, &block, &links, raw_query, &opener).await;
     let mut event = Event::now(
         EventKind::Click,
         &campaign.name,
@@ -77,6 +77,7 @@ async fn choose_target(
     block: &Block,
     links: &Links,
     raw_query: Option<&str>,
+    opener: &Opener,
 ) -> (Target, Option<SubscriberId>, Option<usize>) {
     let default = || Target::Default(links.default.clone());
     let Ok(mut query) = query::parse(raw_query) else {
@@ -94,7 +95,15 @@ async fn choose_target(
     ) else {
         return (default(), None, item);
     };
-    let input = shown_input(state, campaign, block, subscriber.as_ref(), query.extra).await;
+    let input = shown_input(
+        state,
+        campaign,
+        block,
+        subscriber.as_ref(),
+        query.extra,
+        opener,
+    )
+    .await;
     let target = match input {
         Some(input) => links.target(&input.to_tera_context(block), item),
         None => default(),
@@ -109,6 +118,7 @@ async fn shown_input(
     block: &Block,
     subscriber: Option<&SubscriberId>,
     query: std::collections::BTreeMap<String, String>,
+    opener: &Opener,
 ) -> Option<TemplateInput> {
     if let (Some(subscriber), Some(_)) = (subscriber, block.lock_ttl) {
         if let Lookup::Locked(input) =
@@ -117,5 +127,7 @@ async fn shown_input(
             return Some(input);
         }
     }
-    live_input(state, block, subscriber, query).await.ok()
+    live_input(state, block, subscriber, query, opener)
+        .await
+        .ok()
 }

@@ -49,6 +49,29 @@ pub fn if_none_match_hits(request: &HeaderMap, etag: &str) -> bool {
     })
 }
 
+/// Adds `token` to the answer's `Vary` (one header, comma-separated, no duplicates).
+pub fn add_vary(headers: &mut HeaderMap, token: &'static str) {
+    let current = headers
+        .get(hyper::header::VARY)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    if current
+        .split(',')
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+    {
+        return;
+    }
+    let value = if current.trim().is_empty() {
+        token.to_owned()
+    } else {
+        format!("{current}, {token}")
+    };
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(hyper::header::VARY, value);
+    }
+}
+
 /// Sets `ETag` and `Cache-Control` for a rendered answer.
 pub fn add_validators(headers: &mut HeaderMap, etag: &str, policy: CachePolicy) {
     if let Ok(value) = HeaderValue::from_str(etag) {

@@ -4,7 +4,9 @@
 
 mod answer;
 mod block_route;
+pub mod cdn;
 mod click;
+pub mod cors;
 pub mod headers;
 mod ingest;
 mod locked;

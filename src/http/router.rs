@@ -56,7 +56,12 @@ async fn route(
     }
     let query = request.uri().query();
     let peer = request.extensions().get::<PeerAddr>().map(|p| p.0);
-    let opener = Opener::of(request.headers(), peer, state.config.trusted_proxy_hops);
+    let opener = Opener::of(
+        request.headers(),
+        peer,
+        state.config.trusted_proxy_hops,
+        &state.live.clients,
+    );
     let response = match segments.as_slice() {
         ["img", campaign, file] => {
             block_route::serve(

@@ -5,6 +5,7 @@
 //! `max_connections` at once. On SIGTERM or Ctrl-C it stops accepting and gives in-flight
 //! requests `shutdown_grace_secs` to finish.
 
+use super::cors::{CorsError, CorsOrigins};
 use super::router;
 use super::shutdown;
 use super::state::AppState;
@@ -14,6 +15,7 @@ use crate::clock::Clock;
 use crate::config::{ConfigError, ServeArgs};
 use crate::context::{EmbeddedStore, RedisStore, SharedStore, StoreError};
 use crate::events::{EventRecorder, EventSink};
+use crate::live_sources::{LiveSources, LiveSourcesError};
 use crate::lock::SharedLocks;
 use crate::metrics::Metrics;
 use crate::opener::PeerAddr;
@@ -37,6 +39,10 @@ pub enum ServeError {
     Store(#[from] StoreError),
     #[error("assets: {0}")]
     Assets(#[from] RenderError),
+    #[error("{0}")]
+    Live(#[from] LiveSourcesError),
+    #[error("{0}")]
+    Cors(#[from] CorsError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -86,6 +92,15 @@ pub async fn start_with_clock(args: ServeArgs, clock: Clock) -> Result<RunningSe
     if signer.is_development() {
         tracing::warn!("NO SECRET CONFIGURED: tokens are signed with the public development secret; anyone can forge them. Set OPENTIME_SECRET before sending real emails.");
     }
+    let live = Arc::new(LiveSources::from_args(&args.live)?);
+    let cors = CorsOrigins::new(&args.cors_origins)?;
+    tracing::info!(
+        image_hosts = ?args.live.image_hosts,
+        geoip = %args.live.geoip_db.as_deref().map_or("none (location from the context only)".into(), |p| p.display().to_string()),
+        stores = live.stores.len(),
+        trusted_proxy_hops = args.trusted_proxy_hops,
+        "live data"
+    );
     let renderer = Arc::new(Renderer::load(&args.common.assets)?);
     let templates = args.common.templates.clone();
     let (catalog, errors) =
@@ -137,6 +152,8 @@ pub async fn start_with_clock(args: ServeArgs, clock: Clock) -> Result<RunningSe
         channels,
         clock,
         render_permits: Arc::new(Semaphore::new(args.render_concurrency())),
+        live,
+        cors,
         config: args,
     });
     tracing::info!(%addr, "listening");

@@ -1,5 +1,6 @@
 //! What every request handler shares: configuration, store, catalog, cache, metrics.
 
+use super::cors::CorsOrigins;
 use crate::blocks::Catalog;
 use crate::cache::RenderCache;
 use crate::channels::ChannelTokens;
@@ -7,6 +8,7 @@ use crate::clock::Clock;
 use crate::config::ServeArgs;
 use crate::context::SharedStore;
 use crate::events::EventRecorder;
+use crate::live_sources::LiveSources;
 use crate::lock::SharedLocks;
 use crate::metrics::Metrics;
 use crate::signing::Signer;
@@ -23,6 +25,10 @@ pub struct AppState {
     /// Bounds renders running at once, so a burst of cache misses queues (up to the deadline,
     /// then falls back) instead of stalling every other request.
     pub render_permits: Arc<Semaphore>,
+    /// Remote photos, GeoIP, mail-client rules and stores.
+    pub live: Arc<LiveSources>,
+    /// Origins allowed to read block answers from script.
+    pub cors: CorsOrigins,
     /// Lock-on-open storage (the same backend as `store`).
     pub locks: SharedLocks,
     /// Open and click events, written in the background.

@@ -1,7 +1,11 @@
-//! What a template sees: `ctx`, `subscriber`, `now`, `query` and `block`.
+//! What a template sees: `ctx`, `subscriber`, `now`, `query` and `block`; and, for blocks
+//! that declare them (`request = [...]`), `client`, `location` and `nearest_stores`.
 
 use crate::blocks::Block;
+use crate::client::ClientKind;
 use crate::context::ContextFields;
+use crate::geo::Location;
+use crate::stores::NearbyStore;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -19,6 +23,17 @@ pub struct TemplateInput {
     pub now: DateTime<Utc>,
     /// Query parameters other than `s`, `t` and `scale`.
     pub query: BTreeMap<String, String>,
+    /// The mail client kind, only for blocks with `request = ["client"]` (left out of the
+    /// cache key otherwise, so other blocks do not split their cache by client).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<ClientKind>,
+    /// The reader's location, only for blocks with `request = ["location"]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// (Boxed: most inputs have none, and they are kept in enums and caches.)
+    pub location: Option<Box<Location>>,
+    /// The stores nearest to `location`, nearest first (empty without coordinates).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nearest_stores: Vec<NearbyStore>,
 }
 
 impl TemplateInput {
@@ -45,6 +60,9 @@ impl TemplateInput {
                 .map(str::to_owned),
             now: DateTime::from_timestamp(rounded, 0).unwrap_or(now),
             query,
+            client: None,
+            location: None,
+            nearest_stores: Vec::new(),
         }
     }
 
@@ -55,10 +73,62 @@ impl TemplateInput {
         context.insert("now", &self.now.to_rfc3339_opts(SecondsFormat::Secs, true));
         context.insert("now_ts", &self.now.timestamp());
         context.insert("query", &self.query);
+        if block.reads_client {
+            context.insert(
+                "client",
+                self.client.unwrap_or(ClientKind::Unknown).as_str(),
+            );
+        }
+        if block.reads_location {
+            context.insert(
+                "location",
+                &self
+                    .location
+                    .as_deref()
+                    .cloned()
+                    .unwrap_or_else(Location::unknown),
+            );
+            context.insert("nearest_stores", &self.nearest_stores);
+        }
         context.insert(
             "block",
             &json!({"name": block.name, "width": block.width, "height": block.height}),
         );
         context
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stores::Stores;
+
+    /// A lock stores the inputs as JSON and renders from them again: they must read back.
+    #[test]
+    fn inputs_round_trip_through_json_with_and_without_opener_facts() {
+        let plain = TemplateInput::default();
+        let json = serde_json::to_string(&plain).unwrap();
+        assert!(
+            !json.contains("location") && !json.contains("client"),
+            "{json}"
+        );
+        let back: TemplateInput = serde_json::from_str(&json).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), json);
+
+        let location = Location::from_context(
+            &json!({"city": "Paris", "country": "FR", "lat": 48.86, "lon": 2.34}),
+        )
+        .unwrap();
+        let with_facts = TemplateInput {
+            client: Some(ClientKind::GmailProxy),
+            nearest_stores: Stores::demo().nearest(48.86, 2.34, 2),
+            location: Some(Box::new(location)),
+            ..TemplateInput::default()
+        };
+        let json = serde_json::to_string(&with_facts).unwrap();
+        let back: TemplateInput = serde_json::from_str(&json).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), json);
+        assert_eq!(back.client, Some(ClientKind::GmailProxy));
+        assert_eq!(back.nearest_stores[0].store.id, "par-marais");
     }
 }

@@ -1,8 +1,9 @@
 //! Rendering: a block's template and its inputs in, PNG, GIF or HTML bytes out.
 //!
 //! Tera produces SVG ([`svg`] rasterizes it with resvg using the shipped fonts and images) or
-//! HTML ([`html`]). Everything here is synchronous and CPU-bound; the HTTP layer runs it on the
-//! blocking pool with bounded concurrency.
+//! HTML ([`html`]). Everything here is synchronous and CPU-bound except [`live`], which runs
+//! one open's render in steps — template, remote photos ([`remote`], async), raster — for the
+//! server and the offline `render` command alike.
 
 mod assets;
 mod countdown;
@@ -11,13 +12,16 @@ mod fonts;
 pub mod gif;
 mod html;
 mod input;
+pub mod live;
 pub mod png;
+pub mod remote;
 mod suppressed;
 pub mod svg;
 
 pub use assets::AssetImages;
 pub use fallback::{transparent_pixel_png, Fallback};
 pub use input::TemplateInput;
+pub use remote::FetchedImages;
 pub use suppressed::TRANSPARENT_GIF;
 
 use crate::blocks::{Block, Campaign, CampaignError};
@@ -91,6 +95,15 @@ pub struct Rendered {
     pub content_type: &'static str,
 }
 
+/// A template filled in, before rasterizing.
+#[derive(Debug, Clone)]
+pub enum TemplateOutput {
+    Svg(String),
+    Html(Vec<u8>),
+    /// Already finished (a suppressed block's variant).
+    Done(Rendered),
+}
+
 /// Holds what every render shares: fonts and shipped images. Cheap to share behind an `Arc`.
 pub struct Renderer {
     rasterizer: svg::Rasterizer,
@@ -110,7 +123,8 @@ impl Renderer {
         &self.rasterizer
     }
 
-    /// Renders `block` of `campaign` in `format` at `scale` (1 = the declared size).
+    /// Renders `block` of `campaign` in `format` at `scale` (1 = the declared size), with no
+    /// remote images (their slots draw nothing); [`live::render`] fetches them.
     pub fn render(
         &self,
         campaign: &Campaign,
@@ -119,13 +133,27 @@ impl Renderer {
         scale: u8,
         input: &TemplateInput,
     ) -> Result<Rendered, RenderError> {
+        let output = self.template_output(campaign, block, format, scale, input)?;
+        self.finish(output, block, format, scale, Arc::default())
+    }
+
+    /// The first step of a render: the block's template filled in (SVG or HTML text), or the
+    /// finished suppressed variant when the block is suppressed for this input.
+    pub fn template_output(
+        &self,
+        campaign: &Campaign,
+        block: &Block,
+        format: Format,
+        scale: u8,
+        input: &TemplateInput,
+    ) -> Result<TemplateOutput, RenderError> {
         if let Some(variant) =
             suppressed::render_if_suppressed(self, campaign, block, format, scale, input)?
         {
-            return Ok(variant);
+            return Ok(TemplateOutput::Done(variant));
         }
         let context = input.to_tera_context(block);
-        let bytes = match format {
+        match format {
             Format::Html => {
                 let template = block
                     .html_template
@@ -134,20 +162,49 @@ impl Renderer {
                         block: block.name.clone(),
                         format: "html",
                     })?;
-                html::render(campaign, template, &context)?
+                Ok(TemplateOutput::Html(html::render(
+                    campaign, template, &context,
+                )?))
             }
             Format::Png => {
                 let template = block.template.as_deref().ok_or(RenderError::Unsupported {
                     block: block.name.clone(),
                     format: "png",
                 })?;
-                let svg = campaign.render_template(template, &context)?;
-                let pixmap = self
-                    .rasterizer
-                    .rasterize(&svg, block.width, block.height, scale)?;
+                Ok(TemplateOutput::Svg(
+                    campaign.render_template(template, &context)?,
+                ))
+            }
+            // A countdown is finished in this step: its frames are drawn and encoded together.
+            Format::Gif => {
+                countdown::render(self, campaign, block, scale, input).map(TemplateOutput::Done)
+            }
+        }
+    }
+
+    /// The last step of a render: SVG rasterized (with the remote images fetched for it) and
+    /// encoded, or HTML passed through.
+    pub fn finish(
+        &self,
+        output: TemplateOutput,
+        block: &Block,
+        format: Format,
+        scale: u8,
+        fetched: Arc<FetchedImages>,
+    ) -> Result<Rendered, RenderError> {
+        let bytes = match output {
+            TemplateOutput::Done(rendered) => return Ok(rendered),
+            TemplateOutput::Html(bytes) => bytes,
+            TemplateOutput::Svg(svg) => {
+                let pixmap = self.rasterizer.rasterize_with(
+                    &svg,
+                    block.width,
+                    block.height,
+                    scale,
+                    fetched,
+                )?;
                 png::encode(&pixmap)?
             }
-            Format::Gif => return countdown::render(self, campaign, block, scale, input),
         };
         Ok(Rendered {
             bytes: Bytes::from(bytes),

@@ -1,10 +1,13 @@
 //! SVG → pixels with usvg/resvg, using only the shipped fonts and images.
 //!
-//! Image references resolve to `asset:NAME` (shipped images) and `data:` URLs only: a template
-//! (or a context value inside one) can never make the renderer read a local file.
+//! Image references resolve to `asset:NAME` (shipped images), `data:` URLs, and http(s) URLs
+//! only when they were fetched beforehand for this render ([`FetchedImages`], see
+//! [`super::remote`]): a template (or a context value inside one) can never make the
+//! renderer read a local file or open a connection.
 
 use super::assets::AssetImages;
 use super::fonts::DEFAULT_FAMILY;
+use super::remote::FetchedImages;
 use super::RenderError;
 use resvg::tiny_skia::{Pixmap, Transform};
 use resvg::usvg::{self, fontdb, ImageHrefResolver, ImageKind};
@@ -40,6 +43,12 @@ impl Rasterizer {
 
     /// Parsing options: shipped fonts, and an image resolver that knows `asset:` names only.
     pub fn options(&self) -> usvg::Options<'_> {
+        self.options_with(Arc::default())
+    }
+
+    /// Parsing options whose image resolver also knows the remote images fetched for one
+    /// render (an http(s) `href` missing from `fetched` draws nothing).
+    pub fn options_with(&self, fetched: Arc<FetchedImages>) -> usvg::Options<'_> {
         let images = &self.images;
         usvg::Options {
             fontdb: Arc::clone(&self.fonts),
@@ -48,8 +57,10 @@ impl Rasterizer {
             image_href_resolver: ImageHrefResolver {
                 resolve_data: ImageHrefResolver::default_data_resolver(),
                 resolve_string: Box::new(move |href: &str, _: &usvg::Options| {
-                    let name = href.strip_prefix("asset:")?;
-                    image_kind(Arc::clone(images.get(name)?))
+                    match href.strip_prefix("asset:") {
+                        Some(name) => image_kind(Arc::clone(images.get(name)?)),
+                        None => image_kind(Arc::clone(fetched.get(href.trim())?)),
+                    }
                 }),
             },
             ..usvg::Options::default()
@@ -70,7 +81,20 @@ impl Rasterizer {
         height: u32,
         scale: u8,
     ) -> Result<Pixmap, RenderError> {
-        let tree = self.parse(svg)?;
+        self.rasterize_with(svg, width, height, scale, Arc::default())
+    }
+
+    /// [`Rasterizer::rasterize`] with the remote images fetched for this render.
+    pub fn rasterize_with(
+        &self,
+        svg: &str,
+        width: u32,
+        height: u32,
+        scale: u8,
+        fetched: Arc<FetchedImages>,
+    ) -> Result<Pixmap, RenderError> {
+        let tree = usvg::Tree::from_str(svg, &self.options_with(fetched))
+            .map_err(|e| RenderError::Svg(e.to_string()))?;
         self.render_tree(&tree, width, height, scale)
     }
 
@@ -110,5 +134,39 @@ mod tests {
             Some(ImageKind::GIF(_))
         ));
         assert!(image_kind(Arc::new(b"<svg".to_vec())).is_none());
+    }
+
+    #[test]
+    fn resolves_only_fetched_remote_images_and_never_files() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
+        let fonts = crate::render::fonts::load(&root.join("fonts")).unwrap();
+        let rasterizer = Rasterizer::new(fonts, Arc::new(AssetImages::default()));
+        let svg = |href: &str| {
+            format!(
+                r#"<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"><image href="{href}" width="4" height="4" preserveAspectRatio="none"/></svg>"#
+            )
+        };
+        let mut red = Vec::new();
+        image::RgbaImage::from_pixel(2, 2, image::Rgba([255, 0, 0, 255]))
+            .write_to(&mut std::io::Cursor::new(&mut red), image::ImageFormat::Png)
+            .unwrap();
+        let url = "https://cdn.test/red.png";
+        let fetched = Arc::new(FetchedImages::one(url, red));
+        let drawn = rasterizer
+            .rasterize_with(&svg(url), 4, 4, 1, Arc::clone(&fetched))
+            .unwrap();
+        assert_eq!(drawn.pixel(2, 2).map(|p| p.red()), Some(255));
+        // Not fetched for this render, a local file, a relative path: nothing is drawn.
+        for href in [
+            "https://cdn.test/other.png",
+            "file:///etc/hostname",
+            "/etc/hostname",
+            "../assets/images/products/mug.png",
+        ] {
+            let pixmap = rasterizer
+                .rasterize_with(&svg(href), 4, 4, 1, Arc::clone(&fetched))
+                .unwrap();
+            assert_eq!(pixmap.pixel(2, 2).map(|p| p.alpha()), Some(0), "{href}");
+        }
     }
 }

@@ -1,0 +1,123 @@
+//! The live-data sources a render may consult besides the subscriber's context: the
+//! remote-image fetcher, the MaxMind database, the mail-client rules and the stores.
+//! Built once at start-up from [`LiveArgs`]; a bad setting stops start-up with a clear
+//! error instead of failing opens later.
+
+use crate::client::{ClientRules, ClientRulesError};
+use crate::config::LiveArgs;
+use crate::geo::{GeoDb, GeoError};
+use crate::remote_image::{RemoteImageConfig, RemoteImageConfigError, RemoteImages};
+use crate::stores::{Stores, StoresError};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LiveSourcesError {
+    #[error("OPENTIME_IMAGE_HOSTS: {0}")]
+    Images(#[from] RemoteImageConfigError),
+    #[error("OPENTIME_IMAGE_RESOLVE: `{0}` is not HOST=IP")]
+    Resolve(String),
+    #[error("OPENTIME_GEOIP_DB: {0}")]
+    Geo(#[from] GeoError),
+    #[error("OPENTIME_CLIENTS_FILE: {0}")]
+    Clients(#[from] ClientRulesError),
+    #[error("OPENTIME_STORES: {0}")]
+    Stores(#[from] StoresError),
+}
+
+pub struct LiveSources {
+    /// Fetches, resizes and caches product photos from allow-listed hosts.
+    pub images: RemoteImages,
+    /// Locates readers by IP; `None` when no `.mmdb` is configured.
+    pub geo: Option<GeoDb>,
+    /// Tells mail clients and image proxies apart.
+    pub clients: ClientRules,
+    /// The shop's stores, for "nearest store" blocks.
+    pub stores: Stores,
+}
+
+impl LiveSources {
+    pub fn from_args(args: &LiveArgs) -> Result<Self, LiveSourcesError> {
+        let mut resolve_overrides: HashMap<String, Vec<IpAddr>> = HashMap::new();
+        for entry in &args.image_resolve {
+            let (host, ip) = entry
+                .split_once('=')
+                .and_then(|(host, ip)| Some((host.trim(), ip.trim().parse::<IpAddr>().ok()?)))
+                .ok_or_else(|| LiveSourcesError::Resolve(entry.clone()))?;
+            resolve_overrides
+                .entry(host.to_owned())
+                .or_default()
+                .push(ip);
+        }
+        let images = RemoteImages::new(RemoteImageConfig {
+            allowed_hosts: args.image_hosts.clone(),
+            private_hosts: args.image_private_hosts.clone(),
+            resolve_overrides,
+            connect_timeout: Duration::from_millis(args.image_connect_timeout_ms),
+            timeout: Duration::from_millis(args.image_timeout_ms),
+            max_bytes: args.image_max_bytes,
+            cache_ttl: Duration::from_secs(args.image_cache_ttl_secs),
+            failure_ttl: Duration::from_secs(args.image_failure_ttl_secs),
+            cache_capacity_bytes: args.image_cache_mb.saturating_mul(1024 * 1024),
+            ..RemoteImageConfig::default()
+        })?;
+        let geo = args.geoip_db.as_deref().map(GeoDb::open).transpose()?;
+        let clients = ClientRules::load(args.clients_file.as_deref())?;
+        let stores = Stores::load_or_demo(args.stores.as_deref())?;
+        Ok(Self {
+            images,
+            geo,
+            clients,
+            stores,
+        })
+    }
+
+    /// The defaults: no remote host allowed, no database, shipped rules, demo stores.
+    pub fn defaults() -> Result<Self, LiveSourcesError> {
+        Self::from_args(&LiveArgs::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    type Tweak = fn(&mut LiveArgs);
+
+    #[test]
+    fn bad_settings_stop_start_up_with_the_setting_named() {
+        let cases: [(Tweak, &str); 5] = [
+            (
+                |a| a.image_resolve = vec!["cdn.test".into()],
+                "OPENTIME_IMAGE_RESOLVE",
+            ),
+            (
+                |a| a.image_hosts = vec!["http://cdn.test/".into()],
+                "OPENTIME_IMAGE_HOSTS",
+            ),
+            (
+                |a| a.geoip_db = Some(PathBuf::from("/nonexistent/city.mmdb")),
+                "OPENTIME_GEOIP_DB",
+            ),
+            (
+                |a| a.clients_file = Some(PathBuf::from("/nonexistent/clients.toml")),
+                "OPENTIME_CLIENTS_FILE",
+            ),
+            (
+                |a| a.stores = Some(PathBuf::from("/nonexistent/stores.json")),
+                "OPENTIME_STORES",
+            ),
+        ];
+        for (tweak, setting) in cases {
+            let mut args = LiveArgs::default();
+            tweak(&mut args);
+            let error = LiveSources::from_args(&args).err().expect("an error");
+            assert!(error.to_string().starts_with(setting), "{error}");
+        }
+        let sources = LiveSources::defaults().unwrap();
+        assert_eq!(sources.stores.len(), 6);
+        assert!(sources.geo.is_none());
+    }
+}

@@ -1,0 +1,123 @@
+//! One open's render, start to end, for the server and for `opentime render` alike:
+//! template (blocking pool) → remote photos (async, all at once, within the deadline) →
+//! raster and encode (blocking pool). CPU steps hold a render permit when the caller bounds
+//! concurrency; waiting for photos does not, so a slow image host cannot starve renders.
+
+use super::remote::{self, FetchedImages};
+use super::{Format, RenderError, Rendered, Renderer, TemplateInput, TemplateOutput};
+use crate::blocks::{Block, Campaign};
+use crate::remote_image::RemoteImages;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+/// Time kept back from the deadline for rasterizing after the photos.
+const RASTER_RESERVE_MAX: Duration = Duration::from_millis(250);
+
+#[derive(Debug, thiserror::Error)]
+pub enum LiveRenderError {
+    #[error("render capacity exhausted until the deadline")]
+    Overloaded,
+    #[error("{0}")]
+    Render(#[from] RenderError),
+}
+
+/// What to render.
+pub struct RenderJob {
+    pub campaign: Arc<Campaign>,
+    pub block: Arc<Block>,
+    pub format: Format,
+    pub scale: u8,
+    pub input: TemplateInput,
+}
+
+/// A finished render with the photos it asked for (and the placeholders it got instead).
+pub struct LiveRender {
+    pub rendered: Rendered,
+    pub images: FetchedImages,
+    /// Time spent on the CPU steps (not waiting for photos or permits).
+    pub cpu: Duration,
+}
+
+/// Renders `job`. `permits` bounds concurrent CPU steps (the server's render concurrency);
+/// `None` renders without a bound (the offline command).
+pub async fn render(
+    renderer: Arc<Renderer>,
+    images: &RemoteImages,
+    job: RenderJob,
+    deadline: Instant,
+    permits: Option<&Arc<Semaphore>>,
+) -> Result<LiveRender, LiveRenderError> {
+    let RenderJob {
+        campaign,
+        block,
+        format,
+        scale,
+        input,
+    } = job;
+    let permit = acquire(permits, deadline).await?;
+    let started = Instant::now();
+    let (template_renderer, template_block) = (Arc::clone(&renderer), Arc::clone(&block));
+    let (output, slots) = offload(move || {
+        let _permit = permit;
+        let output =
+            template_renderer.template_output(&campaign, &template_block, format, scale, &input)?;
+        let slots = match &output {
+            TemplateOutput::Svg(svg) => remote::find_slots(svg, template_block.width, scale),
+            TemplateOutput::Html(_) | TemplateOutput::Done(_) => Vec::new(),
+        };
+        Ok((output, slots))
+    })
+    .await?;
+    let mut cpu = started.elapsed();
+
+    let fetched = if slots.is_empty() {
+        FetchedImages::default()
+    } else {
+        let now = Instant::now();
+        let reserve = (deadline.saturating_duration_since(now) / 4).min(RASTER_RESERVE_MAX);
+        remote::fetch(images, slots, deadline.checked_sub(reserve).unwrap_or(now)).await
+    };
+
+    let permit = acquire(permits, deadline).await?;
+    let started = Instant::now();
+    let fetched = Arc::new(fetched);
+    let raster_images = Arc::clone(&fetched);
+    let rendered = offload(move || {
+        let _permit = permit;
+        renderer.finish(output, &block, format, scale, raster_images)
+    })
+    .await?;
+    cpu += started.elapsed();
+    Ok(LiveRender {
+        rendered,
+        images: Arc::unwrap_or_clone(fetched),
+        cpu,
+    })
+}
+
+async fn acquire(
+    permits: Option<&Arc<Semaphore>>,
+    deadline: Instant,
+) -> Result<Option<OwnedSemaphorePermit>, LiveRenderError> {
+    let Some(permits) = permits else {
+        return Ok(None);
+    };
+    match tokio::time::timeout_at(deadline, Arc::clone(permits).acquire_owned()).await {
+        Ok(Ok(permit)) => Ok(Some(permit)),
+        _ => Err(LiveRenderError::Overloaded),
+    }
+}
+
+/// Runs CPU-bound work on the blocking pool; a panic there is a render error, not a crash.
+async fn offload<T, F>(work: F) -> Result<T, LiveRenderError>
+where
+    F: FnOnce() -> Result<T, RenderError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| RenderError::Svg(format!("render thread failed: {e}")))?
+        .map_err(LiveRenderError::Render)
+}

@@ -1,0 +1,199 @@
+//! Location and mail-client awareness through the real server: the test `.mmdb` fixture,
+//! `X-Forwarded-For` behind one trusted hop, image-proxy User-Agents, the demo `store` block
+//! (HTML text and PNG pixels), and `client` for every kind from real User-Agent strings.
+
+mod common;
+
+use common::*;
+use opentime::client::ClientKind;
+use opentime::opener::{self, Opener};
+use serde_json::json;
+
+const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+const GMAIL: &str =
+    "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)";
+const YAHOO: &str = "Mozilla/5.0 (compatible; YahooMailProxy; https://help.yahoo.com/kb/yahoo-mail-proxy-SLN28749.html)";
+const OUTLOOK: &str = "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.15225; Pro)";
+const APPLE_MAIL: &str =
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko)";
+const BERLIN_IP: &str = "192.0.2.55";
+const PARIS_IP: &str = "198.51.100.7";
+
+fn mmdb() -> std::path::PathBuf {
+    repo().join("tests/fixtures/geo-test.mmdb")
+}
+
+/// A server behind one trusted proxy hop, with the fixture database and `templates`.
+async fn located_server(redis: &RedisServer, templates: &std::path::Path) -> TestServer {
+    let mut args = test_args(templates, Some(redis.url()));
+    args.live.geoip_db = Some(mmdb());
+    args.trusted_proxy_hops = 1;
+    args.deadline_ms = 5000;
+    args.store_timeout_ms = 1000;
+    TestServer::start(args).await
+}
+
+async fn open(url: &str, user_agent: &str, forwarded_for: &str) -> Answer {
+    send(
+        client()
+            .get(url)
+            .header("user-agent", user_agent)
+            .header("x-forwarded-for", forwarded_for),
+    )
+    .await
+}
+
+fn html_url(server: &TestServer, block: &str, subscriber: &str) -> String {
+    server
+        .signed(&format!("demo/{block}.png"), subscriber)
+        .replace(
+            &format!("/img/demo/{block}.png"),
+            &format!("/html/demo/{block}.html"),
+        )
+}
+
+#[tokio::test]
+async fn the_store_block_names_the_store_nearest_to_the_readers_ip() {
+    let redis = RedisServer::start();
+    redis.hset("dave", "profile", &json!({"first_name": "Dave"}));
+    redis.load_sample("alice", &repo().join("templates/demo/samples/alice.json"));
+    let server = located_server(&redis, &repo().join("templates")).await;
+    let dave = html_url(&server, "store", "dave");
+
+    let berlin = open(&dave, CHROME, BERLIN_IP).await;
+    assert_eq!(berlin.status, 200);
+    let text = String::from_utf8(berlin.body.clone()).unwrap();
+    assert!(text.contains("Lindenhaus Berlin Mitte"), "{text}");
+    assert!(text.contains("Linienstraße 118"), "{text}");
+    assert_eq!(berlin.header("vary"), Some("User-Agent"));
+    assert_eq!(berlin.header("cache-control"), Some("no-cache"));
+
+    let paris = String::from_utf8(open(&dave, CHROME, PARIS_IP).await.body).unwrap();
+    assert!(paris.contains("Lindenhaus Paris Marais"), "{paris}");
+
+    // Gmail's proxy fetched: its address says nothing about the reader.
+    let proxied = String::from_utf8(open(&dave, GMAIL, BERLIN_IP).await.body).unwrap();
+    assert!(
+        proxied.contains("Dave, find a Lindenhaus near you"),
+        "{proxied}"
+    );
+    assert!(!proxied.contains("Berlin Mitte"));
+
+    // Only the trusted hop counts: a spoofed entry further left is ignored.
+    let spoofed = open(&dave, CHROME, &format!("{BERLIN_IP}, {PARIS_IP}")).await;
+    assert!(String::from_utf8(spoofed.body)
+        .unwrap()
+        .contains("Paris Marais"));
+
+    // The subscriber's own location (Paris) beats the IP, and then the answer does not
+    // depend on the User-Agent or the address: no Vary.
+    let alice = open(&html_url(&server, "store", "alice"), CHROME, BERLIN_IP).await;
+    let text = String::from_utf8(alice.body.clone()).unwrap();
+    assert!(text.contains("Lindenhaus Paris Marais"), "{text}");
+    assert_eq!(alice.header("vary"), None);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_store_png_is_the_render_for_the_located_reader() {
+    let redis = RedisServer::start();
+    redis.hset("dave", "profile", &json!({"first_name": "Dave"}));
+    let server = located_server(&redis, &repo().join("templates")).await;
+    let url = server.signed("demo/store.png", "dave");
+    let served = open(&url, CHROME, BERLIN_IP).await;
+    assert_eq!(served.header("x-opentime-fallback"), None);
+    let served = served.png();
+    assert_eq!(served.dimensions(), (600, 240));
+
+    // The fixture's Berlin record, given as the context's location, renders the same picture.
+    let berlin = json!({"city": "Berlin", "region": "Land Berlin", "country": "Germany", "lat": 52.52, "lon": 13.405});
+    let expected = render_store(json!({"profile": {"first_name": "Dave"}, "location": berlin}));
+    assert_eq!(served, expected);
+    let unknown = render_store(json!({"profile": {"first_name": "Dave"}}));
+    assert_ne!(served, unknown);
+    assert_eq!(open(&url, GMAIL, BERLIN_IP).await.png(), unknown);
+    server.shutdown().await;
+}
+
+fn render_store(fields: serde_json::Value) -> image::RgbaImage {
+    use opentime::blocks::Campaign;
+    use opentime::render::{Format, Renderer, TemplateInput};
+    let renderer = Renderer::load(&repo().join("assets")).unwrap();
+    let campaign = Campaign::load(&repo().join("templates/demo"), &renderer).unwrap();
+    let block = campaign.block("store").unwrap();
+    let fields = fields.as_object().cloned().unwrap();
+    let mut input = TemplateInput::for_block(
+        block,
+        &fields,
+        Some("dave"),
+        chrono::Utc::now(),
+        Default::default(),
+    );
+    let live = opentime::live_sources::LiveSources::defaults().unwrap();
+    opener::extend_input(
+        &mut input,
+        block,
+        &Opener::offline(ClientKind::Browser),
+        &live,
+    );
+    let bytes = renderer
+        .render(&campaign, block, Format::Png, 1, &input)
+        .unwrap()
+        .bytes;
+    decode_png(&bytes)
+}
+
+#[tokio::test]
+async fn templates_see_the_client_kind_of_real_user_agents() {
+    let redis = RedisServer::start();
+    let templates = tempfile::tempdir().unwrap();
+    let probe = templates.path().join("probe");
+    std::fs::create_dir_all(&probe).unwrap();
+    std::fs::write(
+        probe.join("blocks.toml"),
+        "[blocks.whoami]\nkind = \"html\"\nhtml = \"whoami.html\"\nreads = []\nrequest = [\"client\", \"location\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        probe.join("whoami.html"),
+        "{{ client }}|{{ location.source }}|{% if location.city %}{{ location.city }}{% endif %}",
+    )
+    .unwrap();
+    let mut server = located_server(&redis, templates.path()).await;
+    let url = server.url("/html/probe/whoami.html");
+    for (user_agent, address, expected) in [
+        (GMAIL, BERLIN_IP, "gmail-proxy|unknown|"),
+        (YAHOO, BERLIN_IP, "yahoo-proxy|unknown|"),
+        // Apple Mail Privacy Protection: a generic User-Agent from Apple's 17.0.0.0/8.
+        ("Mozilla/5.0", "17.58.1.1", "apple-mpp|unknown|"),
+        (APPLE_MAIL, "17.58.1.1", "apple-mpp|unknown|"),
+        (OUTLOOK, BERLIN_IP, "outlook|ip|Berlin"),
+        ("MacOutlook/16.61.22050700", PARIS_IP, "outlook|ip|Paris"),
+        (CHROME, PARIS_IP, "browser|ip|Paris"),
+        // The same Apple Mail User-Agent from elsewhere is a person reading in Apple Mail.
+        (APPLE_MAIL, BERLIN_IP, "browser|ip|Berlin"),
+        ("curl/8.5.0", BERLIN_IP, "unknown|ip|Berlin"),
+    ] {
+        let answer = open(&url, user_agent, address).await;
+        assert_eq!(answer.status, 200, "{user_agent}");
+        assert_eq!(
+            String::from_utf8(answer.body.clone()).unwrap(),
+            expected,
+            "{user_agent}"
+        );
+        // Shared block, but the answer depends on the User-Agent and the address.
+        assert_eq!(answer.header("vary"), Some("User-Agent"), "{user_agent}");
+        assert_eq!(
+            answer.header("cache-control"),
+            Some("no-cache"),
+            "{user_agent}"
+        );
+        assert_eq!(answer.header("last-modified"), None, "{user_agent}");
+    }
+    let no_user_agent = send(client().get(&url).header("user-agent", "")).await;
+    assert!(String::from_utf8(no_user_agent.body)
+        .unwrap()
+        .starts_with("unknown|"));
+    server._dirs.push(templates);
+    server.shutdown().await;
+}
