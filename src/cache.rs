@@ -93,7 +93,8 @@ impl RenderCache {
 
     /// The cached answer for `key`, or the result of `render` — run once however many callers
     /// miss on the same key at the same time. Errors are not cached. The flag tells whether
-    /// this call was a hit.
+    /// this call was a hit: true also for a caller that waited on another caller's render, so
+    /// misses count renders, not waiters.
     pub async fn get_or_render<F, E>(
         &self,
         key: RenderKey,
@@ -106,10 +107,16 @@ impl RenderCache {
         if let Some(hit) = self.entries.get(&key).await {
             return Ok((hit, true));
         }
-        self.entries
-            .try_get_with(key, render)
-            .await
-            .map(|value| (value, false))
+        let rendered_here = std::sync::atomic::AtomicBool::new(false);
+        let render = async {
+            rendered_here.store(true, std::sync::atomic::Ordering::Relaxed);
+            render.await
+        };
+        let value = self.entries.try_get_with(key, render).await?;
+        Ok((
+            value,
+            !rendered_here.load(std::sync::atomic::Ordering::Relaxed),
+        ))
     }
 
     pub fn weighted_size(&self) -> u64 {
@@ -184,10 +191,8 @@ mod tests {
                             })))
                         })
                         .await
+                        .map(|(render, hit)| (render.etag.clone(), hit))
                         .unwrap()
-                        .0
-                        .etag
-                        .clone()
                 })
             })
             .collect();
@@ -196,6 +201,10 @@ mod tests {
             etags.push(task.await.unwrap());
         }
         assert_eq!(renders.load(Ordering::SeqCst), 1);
-        assert!(etags.iter().all(|e| e == &etags[0] && e.starts_with('"')));
+        assert!(etags
+            .iter()
+            .all(|(e, _)| e == &etags[0].0 && e.starts_with('"')));
+        // Callers that waited on another's render count as hits: misses count renders.
+        assert_eq!(etags.iter().filter(|(_, hit)| !hit).count(), 1);
     }
 }

@@ -11,8 +11,10 @@ pub mod cache;
 pub mod channels;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod context;
+pub mod countdown;
 pub mod events;
 pub mod geo;
 pub mod http;
@@ -26,4 +28,4 @@ pub mod signing;
 pub mod stores;
 
 pub use cli::{check::run_check, render::run_render, tokens::run_tokens, url::run_url};
-pub use http::server::{serve, start, RunningServer, ServeError};
+pub use http::server::{serve, start, start_with_clock, RunningServer, ServeError};

@@ -71,10 +71,10 @@ impl Opener {
     /// instead of the animation. Outlook desktop shows only the first frame of a GIF anyway,
     /// and one frame is smaller and faster.
     ///
-    /// NOTE for the countdown block (not built yet): call this where the frames are made and
-    /// render one frame when it says so; include the answer in the render key (e.g. as the
-    /// frame count); the HTTP layer already sends `Vary: User-Agent` for countdown blocks.
-    /// It decides by User-Agent only, so a CDN that varies on the User-Agent stays correct.
+    /// `http::block_route` puts the answer into a countdown's canonical query (`first_frame`),
+    /// so it is part of the render key; the HTTP layer sends `Vary: User-Agent` for countdown
+    /// blocks. It decides by User-Agent only, so a CDN that varies on the User-Agent stays
+    /// correct.
     pub fn first_frame_only(&self) -> bool {
         !self.client_by_user_agent.animates_gifs()
     }

@@ -1,6 +1,8 @@
 //! Golden images: every image block of every campaign, rendered from each of its sample
 //! contexts at a fixed instant, compared pixel by pixel (small tolerance for rasterizer
-//! rounding) with `tests/golden/{campaign}-{block}-{sample}.png`.
+//! rounding) with `tests/golden/{campaign}-{block}-{sample}.png`; and every countdown block's
+//! first frame (all Outlook for Windows shows) at a fixed clock, 2 days 13:27:45 before its
+//! deadline, with `tests/golden/{campaign}-{block}-first.png`.
 //!
 //! `OPENTIME_UPDATE_GOLDEN=1 cargo test --test golden` rewrites them on purpose. On a mismatch a
 //! diff image (changed pixels in red) is written to `target/golden-diff/` to look at.
@@ -113,6 +115,54 @@ fn demo_blocks_match_their_golden_images() {
         compared >= 6,
         "demo cart and points for alice, bob, carol at least"
     );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn countdown_first_frames_match_their_golden_images() {
+    let renderer = Arc::new(Renderer::load(&repo().join("assets")).expect("assets"));
+    let (catalog, errors) = Catalog::load(&repo().join("templates"), renderer);
+    assert!(errors.is_empty(), "{errors:?}");
+    let at = chrono::DateTime::parse_from_rfc3339("2026-11-25T14:32:15Z")
+        .unwrap()
+        .to_utc();
+    let until = at + chrono::Duration::seconds(2 * 86_400 + 13 * 3_600 + 27 * 60 + 45);
+    let query: std::collections::BTreeMap<String, String> =
+        [("until".to_owned(), until.to_rfc3339())].into();
+    let mut failures = Vec::new();
+    let mut compared = 0;
+    for campaign in catalog.campaigns() {
+        for block in campaign.blocks().filter(|b| b.kind == BlockKind::Countdown) {
+            let input =
+                TemplateInput::for_block(block, &Default::default(), None, at, query.clone());
+            let rendered = catalog
+                .renderer()
+                .render(&campaign, block, Format::Gif, 1, &input)
+                .expect("render");
+            let mut options = gif::DecodeOptions::new();
+            options.set_color_output(gif::ColorOutput::RGBA);
+            let mut decoder = options.read_info(&rendered.bytes[..]).expect("gif");
+            let frame = decoder
+                .read_next_frame()
+                .expect("frame")
+                .expect("a first frame");
+            assert_eq!((frame.left, frame.top), (0, 0), "the first frame is whole");
+            let image = image::RgbaImage::from_raw(
+                u32::from(frame.width),
+                u32::from(frame.height),
+                frame.buffer.to_vec(),
+            )
+            .expect("rgba frame");
+            assert_eq!(image.dimensions(), (block.width, block.height));
+            compared += 1;
+            if let Err(failure) =
+                compare(&format!("{}-{}-first", campaign.name, block.name), &image)
+            {
+                failures.push(failure);
+            }
+        }
+    }
+    assert!(compared >= 1, "the demo countdown at least");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

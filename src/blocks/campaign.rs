@@ -108,11 +108,16 @@ impl Campaign {
         let tera = compile_templates(dir, &mut hasher)?;
         for block in &blocks {
             let suppressed = block.suppression.as_ref().and_then(|s| s.template());
+            let expired = block
+                .countdown
+                .as_ref()
+                .and_then(|c| c.expired_template.as_ref());
             for template in block
                 .template
                 .iter()
                 .chain(block.html_template.iter())
                 .chain(suppressed)
+                .chain(expired)
             {
                 if !tera.get_template_names().any(|t| t == template) {
                     return Err(CampaignError::MissingTemplate {
@@ -174,6 +179,18 @@ impl Campaign {
                 })?;
                 hasher.update(&bytes);
             }
+            if let Some(file) = block
+                .countdown
+                .as_ref()
+                .and_then(|c| c.expired_image.as_ref())
+            {
+                let bytes = std::fs::read(dir.join(file)).map_err(|e| CampaignError::Fallback {
+                    path: manifest_path.display().to_string(),
+                    block: block.name.clone(),
+                    reason: format!("expired_image {file}: {e}"),
+                })?;
+                hasher.update(&bytes);
+            }
             if let Some(file) = &block.fallback {
                 if let Ok(bytes) = std::fs::read(dir.join(file)) {
                     hasher.update(&bytes);
@@ -207,6 +224,11 @@ impl Campaign {
     /// The fallback of a block of this campaign (every block has one).
     pub fn fallback(&self, block: &str) -> Option<&Arc<Fallback>> {
         self.fallbacks.get(block)
+    }
+
+    /// The compiled templates (countdowns render their frames from them directly).
+    pub(crate) fn tera(&self) -> &tera::Tera {
+        &self.tera
     }
 
     /// Renders one of this campaign's templates; errors read `file: reason`.

@@ -13,6 +13,9 @@
 //! ```
 //! Unknown keys are an error, so a typo in a setting is caught by `opentime check`.
 
+use super::countdown::{
+    CountdownSettingsText, CountdownSpec, DEFAULT_COUNTDOWN_MAX_AGE, MAX_COUNTDOWN_MAX_AGE,
+};
 use super::links::Links;
 use super::suppress::Suppression;
 use serde::Deserialize;
@@ -91,6 +94,18 @@ struct BlockSettings {
     link: Option<String>,
     link_hosts: Option<Vec<String>>,
     default_link: Option<String>,
+    /// Countdown blocks only (see `countdown.rs` and the README's countdown section).
+    deadline_field: Option<String>,
+    deadline: Option<String>,
+    tz: Option<String>,
+    frames: Option<usize>,
+    #[serde(rename = "loop")]
+    looping: Option<String>,
+    lang: Option<String>,
+    labels: Option<String>,
+    hide_units: Option<String>,
+    expired_template: Option<String>,
+    expired_image: Option<String>,
 }
 
 /// How long a lock-on-open lasts when `lock_ttl` is not given.
@@ -126,6 +141,8 @@ pub struct Block {
     pub lock_ttl: Option<std::time::Duration>,
     /// Click-through links.
     pub links: Option<std::sync::Arc<Links>>,
+    /// A countdown block's settings (`kind = "countdown"` only).
+    pub countdown: Option<std::sync::Arc<CountdownSpec>>,
 }
 
 impl Block {
@@ -178,11 +195,44 @@ fn resolve(name: String, s: BlockSettings) -> Result<Block, ManifestError> {
             }
         }
     }
+    let countdown = countdown_spec(&s).map_err(invalid)?;
+    let mut s = s;
+    let mut default_max_age = 60;
+    if let Some(spec) = &countdown {
+        // A countdown reads only its deadline field (none: it is shared), and its picture is
+        // right for a few seconds, rendered per second.
+        s.reads = s.reads.take().or_else(|| {
+            Some(
+                spec.context_field()
+                    .map(str::to_owned)
+                    .into_iter()
+                    .collect(),
+            )
+        });
+        s.time_bucket = Some(1);
+        default_max_age = DEFAULT_COUNTDOWN_MAX_AGE;
+        if s.max_age.is_some_and(|age| age > MAX_COUNTDOWN_MAX_AGE) {
+            return Err(invalid(format!(
+                "max_age of a countdown must be at most {MAX_COUNTDOWN_MAX_AGE} seconds (its first frame is that late by then)"
+            )));
+        }
+        if let Some(field) = spec.context_field() {
+            if !s
+                .reads
+                .as_ref()
+                .is_none_or(|r| r.iter().any(|f| f == field))
+            {
+                return Err(invalid(format!(
+                    "deadline_field needs `{field}` in `reads`"
+                )));
+            }
+        }
+    }
     let reads_context = s.reads.as_ref().is_none_or(|fields| !fields.is_empty());
     let cache = match s.cache.as_deref() {
         None if reads_context => CachePolicy::Personalized,
         None => CachePolicy::Shared {
-            max_age: s.max_age.unwrap_or(60),
+            max_age: s.max_age.unwrap_or(default_max_age),
         },
         Some("personalized") => CachePolicy::Personalized,
         Some("shared") if reads_context => {
@@ -191,7 +241,7 @@ fn resolve(name: String, s: BlockSettings) -> Result<Block, ManifestError> {
             ))
         }
         Some("shared") => CachePolicy::Shared {
-            max_age: s.max_age.unwrap_or(60),
+            max_age: s.max_age.unwrap_or(default_max_age),
         },
         Some(other) => {
             return Err(invalid(format!(
@@ -255,6 +305,7 @@ fn resolve(name: String, s: BlockSettings) -> Result<Block, ManifestError> {
         suppression,
         lock_ttl,
         links,
+        countdown: countdown.map(std::sync::Arc::new),
         kind: s.kind,
         template: s.template,
         html_template: s.html,
@@ -270,6 +321,40 @@ fn resolve(name: String, s: BlockSettings) -> Result<Block, ManifestError> {
         reads_location: request.iter().any(|fact| fact == "location"),
         name,
     })
+}
+
+/// The countdown settings of a countdown block; an error if another kind carries them.
+fn countdown_spec(s: &BlockSettings) -> Result<Option<CountdownSpec>, String> {
+    let text = CountdownSettingsText {
+        deadline_field: s.deadline_field.as_deref(),
+        deadline: s.deadline.as_deref(),
+        tz: s.tz.as_deref(),
+        frames: s.frames,
+        looping: s.looping.as_deref(),
+        lang: s.lang.as_deref(),
+        labels: s.labels.as_deref(),
+        hide_units: s.hide_units.as_deref(),
+        expired_template: s.expired_template.as_deref(),
+        expired_image: s.expired_image.as_deref(),
+    };
+    if s.kind == BlockKind::Countdown {
+        return CountdownSpec::parse(&text).map(Some);
+    }
+    let given = [
+        text.deadline_field,
+        text.deadline,
+        text.tz,
+        text.looping,
+        text.lang,
+        text.labels,
+        text.hide_units,
+        text.expired_template,
+        text.expired_image,
+    ];
+    if given.iter().any(Option::is_some) || text.frames.is_some() {
+        return Err("countdown settings need `kind = \"countdown\"`".into());
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -361,6 +446,57 @@ mod tests {
             ("suppress_if = \"ctx.a ==\"", "suppress_if does not compile"),
         ] {
             let error = block(extra).unwrap_err().to_string();
+            assert!(error.contains(expected), "{extra}: {error}");
+        }
+    }
+
+    #[test]
+    fn countdown_blocks_are_shared_unless_their_deadline_is_personal() {
+        let blocks = parse(
+            r#"
+            [blocks.sale]
+            kind = "countdown"
+            template = "c.svg"
+            width = 600
+            height = 120
+            deadline = "2027-01-01T00:00:00Z"
+
+            [blocks.reservation]
+            kind = "countdown"
+            template = "c.svg"
+            width = 600
+            height = 120
+            deadline_field = "cart.reserved_until"
+            frames = 30
+            loop = "once"
+            "#,
+        )
+        .unwrap();
+        let (reservation, sale) = (&blocks[0], &blocks[1]);
+        assert_eq!(sale.cache, CachePolicy::Shared { max_age: 5 });
+        assert!(!sale.token_required && !sale.reads_context());
+        assert_eq!(sale.time_bucket_secs, 1);
+        assert_eq!(reservation.cache, CachePolicy::Personalized);
+        assert!(reservation.token_required && reservation.reads_field("cart"));
+        assert!(!reservation.reads_field("profile"));
+        let spec = reservation.countdown.as_ref().unwrap();
+        assert_eq!(spec.settings.frames, 30);
+        let block = |kind: &str, extra: &str| {
+            parse(&format!(
+                "[blocks.x]\nkind = \"{kind}\"\ntemplate = \"a.svg\"\nwidth = 9\nheight = 9\n{extra}"
+            ))
+        };
+        for (kind, extra, expected) in [
+            ("image", "frames = 10", "need `kind = \"countdown\"`"),
+            ("countdown", "max_age = 300", "at most 60"),
+            ("countdown", "frames = 500", "frames must be"),
+            (
+                "countdown",
+                "deadline_field = \"cart.until\"\nreads = [\"profile\"]",
+                "needs `cart` in `reads`",
+            ),
+        ] {
+            let error = block(kind, extra).unwrap_err().to_string();
             assert!(error.contains(expected), "{extra}: {error}");
         }
     }

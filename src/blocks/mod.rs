@@ -7,6 +7,7 @@
 
 mod campaign;
 mod catalog;
+pub mod countdown;
 mod filters;
 pub mod links;
 pub mod manifest;

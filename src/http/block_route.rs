@@ -48,6 +48,8 @@ pub enum BlockError {
     Overloaded,
     #[error("deadline passed before the render finished")]
     Timeout,
+    #[error("countdown: {0}")]
+    Countdown(#[from] crate::countdown::CountdownError),
 }
 
 impl BlockError {
@@ -63,6 +65,7 @@ impl BlockError {
             BlockError::Render { reason, .. } => reason,
             BlockError::Overloaded => "overload",
             BlockError::Timeout => "timeout",
+            BlockError::Countdown(error) => error.reason(),
         }
     }
 }
@@ -201,6 +204,7 @@ async fn render_block(
         }
         _ => live.await?,
     };
+    let input = countdown_input(block, input, opener.first_frame_only())?;
     let variance = Variance::of(block, &input, state.live.geo.is_some());
     let last_modified = Some(cdn::shared_last_modified(campaign.loaded_at, input.now));
     let key = RenderKey::new(
@@ -246,10 +250,32 @@ pub(super) async fn live_input(
         block,
         &fields,
         subscriber.map(SubscriberId::as_str),
-        chrono::Utc::now(),
+        state.clock.now(),
         query,
     );
     opener::extend_input(&mut input, block, opener, &state.live);
+    Ok(input)
+}
+
+/// A countdown's input: its deadline and language resolved (bad `until`, `tz` or `lang` are
+/// errors, so the block's fallback), and written back as the only query the render sees, with
+/// `first_frame` set for clients that show only a GIF's first frame
+/// ([`Opener::first_frame_only`], decided from the User-Agent; `http::cdn` adds
+/// `Vary: User-Agent` to countdown answers). The
+/// render cache key then holds exactly (block version, deadline, language, first-frame flag,
+/// the second of the open), and concurrent opens in one second render once. Other blocks'
+/// inputs pass through.
+fn countdown_input(
+    block: &Block,
+    mut input: TemplateInput,
+    first_frame_only: bool,
+) -> Result<TemplateInput, BlockError> {
+    let Some(spec) = &block.countdown else {
+        return Ok(input);
+    };
+    let mut request = spec.resolve(&input.ctx, &input.query)?;
+    request.first_frame_only |= first_frame_only;
+    input.query = request.canonical_query();
     Ok(input)
 }
 

@@ -11,6 +11,7 @@ use super::shutdown;
 use super::state::AppState;
 use crate::blocks::{Catalog, TemplateWatcher};
 use crate::cache::RenderCache;
+use crate::clock::Clock;
 use crate::config::{ConfigError, ServeArgs};
 use crate::context::{EmbeddedStore, RedisStore, SharedStore, StoreError};
 use crate::events::{EventRecorder, EventSink};
@@ -79,6 +80,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
 
 /// Opens the store, loads campaigns, binds and starts serving in the background.
 pub async fn start(args: ServeArgs) -> Result<RunningServer, ServeError> {
+    start_with_clock(args, Clock::system()).await
+}
+
+/// [`start`] with a given clock for renders (tests pin the instant with [`Clock::manual`]).
+pub async fn start_with_clock(args: ServeArgs, clock: Clock) -> Result<RunningServer, ServeError> {
     args.validate()?;
     let channels = args.channel_tokens()?;
     let (store, locks, event_sink) = open_store(&args)?;
@@ -144,6 +150,7 @@ pub async fn start(args: ServeArgs) -> Result<RunningServer, ServeError> {
         locks,
         events,
         channels,
+        clock,
         render_permits: Arc::new(Semaphore::new(args.render_concurrency())),
         live,
         cors,

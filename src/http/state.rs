@@ -4,6 +4,7 @@ use super::cors::CorsOrigins;
 use crate::blocks::Catalog;
 use crate::cache::RenderCache;
 use crate::channels::ChannelTokens;
+use crate::clock::Clock;
 use crate::config::ServeArgs;
 use crate::context::SharedStore;
 use crate::events::EventRecorder;
@@ -34,4 +35,6 @@ pub struct AppState {
     pub events: EventRecorder,
     /// Who may write context through the ingest API.
     pub channels: ChannelTokens,
+    /// "Now" for renders (the system clock; tests pin it).
+    pub clock: Clock,
 }

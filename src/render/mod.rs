@@ -6,8 +6,10 @@
 //! server and the offline `render` command alike.
 
 mod assets;
+mod countdown;
 mod fallback;
 mod fonts;
+pub mod gif;
 mod html;
 mod input;
 pub mod live;
@@ -42,6 +44,8 @@ pub enum RenderError {
     Unsupported { block: String, format: &'static str },
     #[error("assets: {0}")]
     Assets(String),
+    #[error("{0}")]
+    Countdown(#[from] crate::countdown::CountdownError),
 }
 
 impl RenderError {
@@ -53,6 +57,7 @@ impl RenderError {
             RenderError::Encode(_) => "encode-error",
             RenderError::Unsupported { .. } => "unsupported-format",
             RenderError::Assets(_) => "assets-error",
+            RenderError::Countdown(error) => error.reason(),
         }
     }
 }
@@ -170,10 +175,10 @@ impl Renderer {
                     campaign.render_template(template, &context)?,
                 ))
             }
-            Format::Gif => Err(RenderError::Unsupported {
-                block: block.name.clone(),
-                format: "gif",
-            }),
+            // A countdown is finished in this step: its frames are drawn and encoded together.
+            Format::Gif => {
+                countdown::render(self, campaign, block, scale, input).map(TemplateOutput::Done)
+            }
         }
     }
 

@@ -154,6 +154,18 @@ impl TestServer {
         }
     }
 
+    /// A server whose renders read `clock` instead of the system clock.
+    pub async fn start_with_clock(args: ServeArgs, clock: opentime::clock::Clock) -> Self {
+        let running = opentime::start_with_clock(args, clock)
+            .await
+            .expect("server starts");
+        Self {
+            base: format!("http://{}", running.addr),
+            running: Some(running),
+            _dirs: Vec::new(),
+        }
+    }
+
     /// A server on a real Redis, with the repo's templates.
     pub async fn with_redis(redis: &RedisServer) -> Self {
         Self::start(test_args(&repo().join("templates"), Some(redis.url()))).await

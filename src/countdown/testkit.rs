@@ -1,0 +1,63 @@
+//! Shared test fixtures: the Inter fonts, the demo template, a fixed clock.
+
+use std::sync::{Arc, OnceLock};
+
+use chrono::{DateTime, Utc};
+use resvg::usvg;
+use serde_json::{Map, Value};
+
+use super::frames::FrameTemplate;
+
+pub(crate) const DEMO: &str = "demo/countdown.svg";
+
+fn fontdb() -> Arc<usvg::fontdb::Database> {
+    static DB: OnceLock<Arc<usvg::fontdb::Database>> = OnceLock::new();
+    DB.get_or_init(|| {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/fonts");
+        let mut db = usvg::fontdb::Database::new();
+        for f in ["Inter-Regular.otf", "Inter-Bold.otf"] {
+            db.load_font_data(std::fs::read(format!("{dir}/{f}")).expect("font file"));
+        }
+        Arc::new(db)
+    })
+    .clone()
+}
+
+pub(crate) fn options() -> usvg::Options<'static> {
+    usvg::Options {
+        fontdb: fontdb(),
+        font_family: "Inter".into(),
+        ..usvg::Options::default()
+    }
+}
+
+pub(crate) fn tera() -> tera::Tera {
+    let mut t = tera::Tera::default();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/templates/demo/countdown.svg");
+    t.add_template_file(path, Some(DEMO))
+        .expect("demo template");
+    t
+}
+
+pub(crate) fn no_extra() -> &'static Map<String, Value> {
+    static EMPTY: OnceLock<Map<String, Value>> = OnceLock::new();
+    EMPTY.get_or_init(Map::new)
+}
+
+pub(crate) fn demo<'a>(tera: &'a tera::Tera, svg: &'a usvg::Options<'a>) -> FrameTemplate<'a> {
+    FrameTemplate {
+        tera,
+        name: DEMO,
+        svg,
+        width: 600,
+        height: 120,
+        scale: 1.0,
+        extra: no_extra(),
+    }
+}
+
+pub(crate) fn utc(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .expect("test literal")
+        .with_timezone(&Utc)
+}
