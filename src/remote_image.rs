@@ -22,6 +22,7 @@ use reqwest::Url;
 
 pub use allow_list::AllowListError;
 use allow_list::{AllowList, GuardedResolver};
+pub(crate) use decode::resize_to_png;
 use decode::DecodeLimits;
 
 /// Largest side, in pixels, a template may ask for (retina included).

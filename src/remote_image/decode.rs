@@ -27,6 +27,19 @@ pub(crate) struct Prepared {
     pub(crate) png: Vec<u8>,
 }
 
+/// Resizes an image shipped with opentime (trusted bytes, loaded at start-up) to the pixel
+/// size a template draws it at, so resvg neither decodes a large image nor resamples it on
+/// every render. `None` when the bytes are not an image.
+pub(crate) fn resize_to_png(bytes: &[u8], width: u32, height: u32, fit: Fit) -> Option<Vec<u8>> {
+    let limits = DecodeLimits {
+        max_dimension: 8192,
+        max_alloc_bytes: 256 * 1024 * 1024,
+    };
+    prepare(bytes, width, height, fit, limits)
+        .ok()
+        .map(|prepared| prepared.png)
+}
+
 /// Decodes `bytes`, resizes to `width`×`height` by `fit`, encodes as PNG.
 pub(crate) fn prepare(
     bytes: &[u8],

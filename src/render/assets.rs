@@ -1,17 +1,25 @@
 //! Images shipped in `assets/images`, which templates reference as `href="asset:NAME"`
-//! (for example `asset:products/sneaker.png`). Loaded into memory once at start-up.
+//! (for example `asset:products/sneaker.png`). Loaded into memory once at start-up, and
+//! resized once per size a template draws them at ([`AssetImages::sized`]): resvg decodes an
+//! `<image>` on every render, so a 44 px slot should not hold a 128 px file.
 
 use super::RenderError;
+use crate::remote_image::{resize_to_png, Fit};
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Largest shipped image accepted, in bytes.
 const MAX_ASSET_BYTES: u64 = 4 * 1024 * 1024;
+/// Most resized copies kept (templates draw a handful of sizes; this only bounds a bug).
+const MAX_SIZED_COPIES: usize = 1024;
+
+type SizedKey = (String, u32, u32, Fit);
 
 #[derive(Default)]
 pub struct AssetImages {
     by_name: HashMap<String, Arc<Vec<u8>>>,
+    sized: Mutex<HashMap<SizedKey, Arc<Vec<u8>>>>,
 }
 
 impl AssetImages {
@@ -59,11 +67,49 @@ impl AssetImages {
         self.by_name.get(name)
     }
 
+    /// The image `name` resized to `width`×`height` pixels by `fit`, made once and kept.
+    pub fn sized(&self, name: &str, width: u32, height: u32, fit: Fit) -> Option<Arc<Vec<u8>>> {
+        let key = (name.to_owned(), width, height, fit);
+        if let Some(copy) = self.sized.lock().ok()?.get(&key) {
+            return Some(Arc::clone(copy));
+        }
+        let resized = Arc::new(resize_to_png(self.get(name)?, width, height, fit)?);
+        if let Ok(mut sized) = self.sized.lock() {
+            if sized.len() < MAX_SIZED_COPIES {
+                sized.insert(key, Arc::clone(&resized));
+            }
+        }
+        Some(resized)
+    }
+
     pub fn len(&self) -> usize {
         self.by_name.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sized_copies_have_the_slot_size_and_are_made_once() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/images");
+        let images = AssetImages::load(&dir).unwrap();
+        let first = images
+            .sized("products/mug.png", 44, 30, Fit::Cover)
+            .unwrap();
+        let decoded = image::load_from_memory(&first).unwrap();
+        assert_eq!((decoded.width(), decoded.height()), (44, 30));
+        let again = images
+            .sized("products/mug.png", 44, 30, Fit::Cover)
+            .unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "kept, not resized again");
+        assert!(images
+            .sized("products/none.png", 44, 44, Fit::Cover)
+            .is_none());
     }
 }

@@ -102,6 +102,27 @@ impl FetchedImages {
 /// The remote image slots of `svg`, one per distinct `href` (the largest size wins), in
 /// document order. `block_width` is the block's declared width: the SVG is stretched to it.
 pub fn find_slots(svg: &str, block_width: u32, scale: u8) -> Vec<ImageSlot> {
+    image_slots(svg, block_width, scale, |href| {
+        let lower = href.get(..8).unwrap_or(href).to_ascii_lowercase();
+        lower.starts_with("http://") || lower.starts_with("https://")
+    })
+}
+
+/// The slots of shipped images (`href="asset:NAME"`), like [`find_slots`].
+pub fn asset_slots(svg: &str, block_width: u32, scale: u8) -> Vec<ImageSlot> {
+    if !svg.contains("asset:") {
+        return Vec::new();
+    }
+    image_slots(svg, block_width, scale, |href| href.starts_with("asset:"))
+}
+
+/// The `<image>` slots whose `href` passes `wanted`, with the pixel size each is drawn at.
+fn image_slots(
+    svg: &str,
+    block_width: u32,
+    scale: u8,
+    wanted: impl Fn(&str) -> bool,
+) -> Vec<ImageSlot> {
     let Ok(document) = roxmltree::Document::parse(svg) else {
         return Vec::new();
     };
@@ -124,8 +145,7 @@ pub fn find_slots(svg: &str, block_width: u32, scale: u8) -> Vec<ImageSlot> {
         else {
             continue;
         };
-        let lower = href.get(..8).unwrap_or(href).to_ascii_lowercase();
-        if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+        if !wanted(href) {
             continue;
         }
         let side = |name| {

@@ -7,10 +7,11 @@
 
 use super::assets::AssetImages;
 use super::fonts::DEFAULT_FAMILY;
-use super::remote::FetchedImages;
+use super::remote::{self, FetchedImages};
 use super::RenderError;
 use resvg::tiny_skia::{Pixmap, Transform};
 use resvg::usvg::{self, fontdb, ImageHrefResolver, ImageKind};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Rasterizes SVG text; holds the shared font database and shipped images.
@@ -49,6 +50,16 @@ impl Rasterizer {
     /// Parsing options whose image resolver also knows the remote images fetched for one
     /// render (an http(s) `href` missing from `fetched` draws nothing).
     pub fn options_with(&self, fetched: Arc<FetchedImages>) -> usvg::Options<'_> {
+        self.options_for(fetched, HashMap::new())
+    }
+
+    /// Parsing options with the remote images fetched for one render and the shipped images
+    /// already resized to their slots (by `href`); other `asset:` names resolve at full size.
+    fn options_for(
+        &self,
+        fetched: Arc<FetchedImages>,
+        sized: HashMap<String, Arc<Vec<u8>>>,
+    ) -> usvg::Options<'_> {
         let images = &self.images;
         usvg::Options {
             fontdb: Arc::clone(&self.fonts),
@@ -57,6 +68,9 @@ impl Rasterizer {
             image_href_resolver: ImageHrefResolver {
                 resolve_data: ImageHrefResolver::default_data_resolver(),
                 resolve_string: Box::new(move |href: &str, _: &usvg::Options| {
+                    if let Some(resized) = sized.get(href) {
+                        return image_kind(Arc::clone(resized));
+                    }
                     match href.strip_prefix("asset:") {
                         Some(name) => image_kind(Arc::clone(images.get(name)?)),
                         None => image_kind(Arc::clone(fetched.get(href.trim())?)),
@@ -93,7 +107,15 @@ impl Rasterizer {
         scale: u8,
         fetched: Arc<FetchedImages>,
     ) -> Result<Pixmap, RenderError> {
-        let tree = usvg::Tree::from_str(svg, &self.options_with(fetched))
+        let sized = remote::asset_slots(svg, width, scale)
+            .into_iter()
+            .filter_map(|slot| {
+                let name = slot.href.strip_prefix("asset:")?;
+                let resized = self.images.sized(name, slot.width, slot.height, slot.fit)?;
+                Some((slot.href, resized))
+            })
+            .collect();
+        let tree = usvg::Tree::from_str(svg, &self.options_for(fetched, sized))
             .map_err(|e| RenderError::Svg(e.to_string()))?;
         self.render_tree(&tree, width, height, scale)
     }
