@@ -427,7 +427,7 @@ fn redraw<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::countdown::testkit;
+    use crate::countdown::testkit::{self, max_diff};
 
     fn plan(start: u64, count: usize) -> FramePlan {
         FramePlan {
@@ -453,14 +453,6 @@ mod tests {
             out.push(canvas.clone());
         }
         out
-    }
-
-    fn max_diff(a: &[u8], b: &[u8]) -> u8 {
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| x.abs_diff(*y))
-            .max()
-            .unwrap_or(0)
     }
 
     #[test]

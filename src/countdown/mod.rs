@@ -183,16 +183,8 @@ pub fn render_countdown(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::countdown::testkit::{self, utc};
+    use crate::countdown::testkit::{self, max_diff, utc};
     use crate::render::gif::decode::decode;
-
-    fn max_diff(a: &[u8], b: &[u8]) -> u8 {
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| x.abs_diff(*y))
-            .max()
-            .unwrap_or(0)
-    }
 
     /// A full render of the demo showing `left` (units chosen from `first`).
     fn reference(t: &FrameTemplate, left: u64, first: u64, lang: Lang) -> Vec<u8> {

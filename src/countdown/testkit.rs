@@ -61,3 +61,12 @@ pub(crate) fn utc(s: &str) -> DateTime<Utc> {
         .expect("test literal")
         .with_timezone(&Utc)
 }
+
+/// The largest difference between two byte buffers, channel by channel.
+pub(crate) fn max_diff(a: &[u8], b: &[u8]) -> u8 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| x.abs_diff(*y))
+        .max()
+        .unwrap_or(0)
+}

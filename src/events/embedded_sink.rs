@@ -3,7 +3,7 @@
 //! in the subscriber's context like the Redis script does.
 
 use super::{apply_to_email_field, Event, EventError, EventSink};
-use crate::context::{EmbeddedStore, SubscriberId};
+use crate::context::EmbeddedStore;
 use async_trait::async_trait;
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::sync::Arc;
@@ -51,11 +51,7 @@ impl EventSink for EmbeddedStore {
             .await
             .map_err(backend)??;
         for event in batch {
-            let Some(subscriber) = event
-                .subscriber
-                .as_deref()
-                .and_then(|s| SubscriberId::parse(s).ok())
-            else {
+            let Some(subscriber) = event.subscriber_id() else {
                 continue;
             };
             let event = event.clone();

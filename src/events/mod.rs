@@ -81,6 +81,13 @@ pub struct Event {
 }
 
 impl Event {
+    /// The subscriber whose `email` field the event updates, if it has a valid one.
+    pub fn subscriber_id(&self) -> Option<crate::context::SubscriberId> {
+        self.subscriber
+            .as_deref()
+            .and_then(|s| crate::context::SubscriberId::parse(s).ok())
+    }
+
     /// An event happening now, fetched by `opener`.
     pub fn now(
         kind: EventKind,

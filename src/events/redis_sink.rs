@@ -6,7 +6,7 @@
 //! of an open's context lookup.
 
 use super::{Event, EventError, EventSink, STREAM_KEY};
-use crate::context::{RedisStore, StoreError, SubscriberId};
+use crate::context::{RedisStore, StoreError};
 use async_trait::async_trait;
 use chrono::SecondsFormat;
 use std::sync::OnceLock;
@@ -78,11 +78,7 @@ impl EventSink for RedisStore {
                 xadd.arg(field).arg(value);
             }
             xadd.ignore();
-            let Some(subscriber) = event
-                .subscriber
-                .as_deref()
-                .and_then(|s| SubscriberId::parse(s).ok())
-            else {
+            let Some(subscriber) = event.subscriber_id() else {
                 continue;
             };
             let mut invocation = script.key(subscriber.context_key());
