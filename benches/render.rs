@@ -80,11 +80,12 @@ criterion_group!(benches, cart);
 
 /// The median of one benchmark from criterion's saved estimates, in milliseconds.
 fn median_ms(group: &str, name: &str) -> Option<f64> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target/criterion")
-        .join(group)
-        .join(name)
-        .join("new/estimates.json");
+    // Where criterion saves its estimates: $CRITERION_HOME, else the target dir's `criterion`.
+    let home = std::env::var_os("CRITERION_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(|t| Path::new(&t).join("criterion")))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/criterion"));
+    let path = home.join(group).join(name).join("new/estimates.json");
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
     json["median"]["point_estimate"].as_f64().map(|ns| ns / 1e6)
