@@ -17,6 +17,7 @@ pub mod png;
 pub mod remote;
 mod suppressed;
 pub mod svg;
+mod text_tiles;
 
 pub use assets::AssetImages;
 pub use fallback::{transparent_pixel_png, Fallback};

@@ -7,6 +7,24 @@ use super::RenderError;
 use resvg::tiny_skia::Pixmap;
 
 pub fn encode(pixmap: &Pixmap) -> Result<Vec<u8>, RenderError> {
+    encode_with(pixmap, png::Compression::Fast, png::Filter::Paeth)
+}
+
+/// Stored without compression: for images kept in memory and decoded on every render (text
+/// tiles), where decoding speed is all that counts.
+pub fn encode_uncompressed(pixmap: &Pixmap) -> Result<Vec<u8>, RenderError> {
+    encode_with(
+        pixmap,
+        png::Compression::NoCompression,
+        png::Filter::NoFilter,
+    )
+}
+
+fn encode_with(
+    pixmap: &Pixmap,
+    compression: png::Compression,
+    filter: png::Filter,
+) -> Result<Vec<u8>, RenderError> {
     let opaque = pixmap.pixels().iter().all(|p| p.alpha() == u8::MAX);
     let demultiplied: Vec<u8>;
     let data = if opaque {
@@ -26,8 +44,8 @@ pub fn encode(pixmap: &Pixmap) -> Result<Vec<u8>, RenderError> {
     let mut encoder = png::Encoder::new(&mut out, pixmap.width(), pixmap.height());
     encoder.set_color(png::ColorType::Rgba);
     encoder.set_depth(png::BitDepth::Eight);
-    encoder.set_compression(png::Compression::Fast);
-    encoder.set_filter(png::Filter::Paeth);
+    encoder.set_compression(compression);
+    encoder.set_filter(filter);
     let mut writer = encoder
         .write_header()
         .map_err(|e| RenderError::Encode(e.to_string()))?;

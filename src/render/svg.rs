@@ -8,6 +8,7 @@
 use super::assets::AssetImages;
 use super::fonts::DEFAULT_FAMILY;
 use super::remote::{self, FetchedImages};
+use super::text_tiles::TextTiles;
 use super::RenderError;
 use resvg::tiny_skia::{Pixmap, Transform};
 use resvg::usvg::{self, fontdb, ImageHrefResolver, ImageKind};
@@ -18,6 +19,8 @@ use std::sync::Arc;
 pub struct Rasterizer {
     fonts: Arc<fontdb::Database>,
     images: Arc<AssetImages>,
+    /// Texts already drawn, reused by later renders (see `text_tiles`).
+    text_tiles: TextTiles,
 }
 
 /// Guesses an image's kind from its first bytes.
@@ -35,7 +38,16 @@ pub fn image_kind(bytes: Arc<Vec<u8>>) -> Option<ImageKind> {
 
 impl Rasterizer {
     pub fn new(fonts: Arc<fontdb::Database>, images: Arc<AssetImages>) -> Self {
-        Self { fonts, images }
+        Self {
+            fonts,
+            images,
+            text_tiles: TextTiles::default(),
+        }
+    }
+
+    /// Forgets the kept text tiles, so the next render draws every text again.
+    pub fn forget_text_tiles(&self) {
+        self.text_tiles.clear();
     }
 
     pub fn fonts(&self) -> &Arc<fontdb::Database> {
@@ -107,7 +119,20 @@ impl Rasterizer {
         scale: u8,
         fetched: Arc<FetchedImages>,
     ) -> Result<Pixmap, RenderError> {
-        let sized = remote::asset_slots(svg, width, scale)
+        self.rasterize_inner(svg, width, height, scale, fetched, true)
+    }
+
+    /// Rasterizes with or without text tiles (the tests compare the two).
+    fn rasterize_inner(
+        &self,
+        svg: &str,
+        width: u32,
+        height: u32,
+        scale: u8,
+        fetched: Arc<FetchedImages>,
+        use_text_tiles: bool,
+    ) -> Result<Pixmap, RenderError> {
+        let mut sized: HashMap<String, Arc<Vec<u8>>> = remote::asset_slots(svg, width, scale)
             .into_iter()
             .filter_map(|slot| {
                 let name = slot.href.strip_prefix("asset:")?;
@@ -115,7 +140,17 @@ impl Rasterizer {
                 Some((slot.href, resized))
             })
             .collect();
-        let tree = usvg::Tree::from_str(svg, &self.options_for(fetched, sized))
+        let tiled = use_text_tiles
+            .then(|| self.text_tiles.tile(self, svg, width, height, scale))
+            .flatten();
+        let svg = match tiled {
+            Some(tiled) => {
+                sized.extend(tiled.images);
+                std::borrow::Cow::Owned(tiled.svg)
+            }
+            None => std::borrow::Cow::Borrowed(svg),
+        };
+        let tree = usvg::Tree::from_str(&svg, &self.options_for(fetched, sized))
             .map_err(|e| RenderError::Svg(e.to_string()))?;
         self.render_tree(&tree, width, height, scale)
     }
@@ -146,6 +181,87 @@ impl Rasterizer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rasterizer() -> Rasterizer {
+        let assets = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
+        let fonts = super::super::fonts::load(&assets.join("fonts")).unwrap();
+        Rasterizer::new(
+            fonts,
+            Arc::new(AssetImages::load(&assets.join("images")).unwrap()),
+        )
+    }
+
+    fn max_diff(a: &Pixmap, b: &Pixmap) -> u8 {
+        a.data()
+            .iter()
+            .zip(b.data())
+            .map(|(x, y)| x.abs_diff(*y))
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn text_tiles_draw_what_the_texts_draw() {
+        // Sizes, weights, anchors, a sub-pixel position, a rotated text, translucent fill, and
+        // a shape painted over a text (painting order must be kept).
+        let svg = r##"<svg xmlns="http://www.w3.org/2000/svg" width="300" height="120" viewBox="0 0 300 120" font-family="Inter">
+            <rect width="300" height="120" fill="#f8fafc"/>
+            <text x="10.3" y="30.7" font-size="22" font-weight="700" fill="#111827">Hi Zoë, €1,249.00</text>
+            <text x="290" y="60" font-size="13" fill="#6b7280" text-anchor="end">Qty 2 · right aligned</text>
+            <text x="40" y="100" font-size="15" fill="#4f46e5" fill-opacity="0.6" transform="rotate(-8 40 100)">tilted</text>
+            <rect x="20" y="12" width="40" height="12" fill="#f59e0b"/>
+            <text x="150" y="110" font-size="11" fill="#111827" text-anchor="middle">Complete your order →</text>
+        </svg>"##;
+        let rasterizer = rasterizer();
+        for scale in [1, 2] {
+            let plain = rasterizer
+                .rasterize_inner(svg, 300, 120, scale, Arc::default(), false)
+                .unwrap();
+            let first = rasterizer
+                .rasterize_inner(svg, 300, 120, scale, Arc::default(), true)
+                .unwrap();
+            let kept = rasterizer
+                .rasterize_inner(svg, 300, 120, scale, Arc::default(), true)
+                .unwrap();
+            assert!(
+                max_diff(&plain, &first) <= 2,
+                "scale {scale}: {}",
+                max_diff(&plain, &first)
+            );
+            assert_eq!(
+                first.data(),
+                kept.data(),
+                "a kept tile draws the same pixels"
+            );
+        }
+        // Texts were really tiled (not silently rendered as they are).
+        let tiled = rasterizer
+            .text_tiles
+            .tile(&rasterizer, svg, 300, 120, 1)
+            .unwrap();
+        assert_eq!(tiled.images.len(), 4);
+        assert!(!tiled.svg.contains("<text"));
+    }
+
+    #[test]
+    fn texts_that_depend_on_more_than_their_markup_are_left_alone() {
+        let rasterizer = rasterizer();
+        let gradient = r##"<svg xmlns="http://www.w3.org/2000/svg" width="100" height="40"><defs><linearGradient id="g"><stop offset="0" stop-color="red"/></linearGradient></defs><text x="5" y="20" fill="url(#g)">x</text></svg>"##;
+        assert!(rasterizer
+            .text_tiles
+            .tile(&rasterizer, gradient, 100, 40, 1)
+            .is_none());
+        let styled = r##"<svg xmlns="http://www.w3.org/2000/svg" width="100" height="40"><style>text{fill:red}</style><text x="5" y="20">x</text></svg>"##;
+        assert!(rasterizer
+            .text_tiles
+            .tile(&rasterizer, styled, 100, 40, 1)
+            .is_none());
+        let view_box = r##"<svg xmlns="http://www.w3.org/2000/svg" width="100" height="40" viewBox="0 0 50 20"><text x="5" y="20">x</text></svg>"##;
+        assert!(rasterizer
+            .text_tiles
+            .tile(&rasterizer, view_box, 100, 40, 1)
+            .is_none());
+    }
 
     #[test]
     fn sniffs_image_kinds() {

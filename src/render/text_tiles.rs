@@ -1,0 +1,231 @@
+//! Text tiles: every top-level `<text>` of a rendered SVG is drawn once, at its exact pixel
+//! position, and kept; later renders that contain the same text at the same place draw the
+//! kept pixels as an `<image>` instead of shaping and filling every glyph again.
+//!
+//! Across a campaign most texts repeat — labels, buttons, product names, prices — while a few
+//! carry the personal part (a greeting, a total), so most of a cache-miss render's text work is
+//! already done. Exactness: a tile is rasterized with the same transform as the whole block,
+//! shifted by whole pixels only (anti-aliasing is invariant under whole-pixel shifts), and
+//! drawn back unscaled with nearest-neighbour sampling at the same place in the document, so
+//! painting order is kept. The only difference is 8-bit rounding where a tile's edge pixels are
+//! composited (at most a level or two). Texts that could depend on anything outside their own
+//! markup (`url(…)` paints, CSS, `<use>`, a viewBox that is not the plain size) are left as
+//! they are.
+
+use super::png;
+use super::svg::Rasterizer;
+use moka::sync::Cache;
+use resvg::tiny_skia::{Pixmap, Transform};
+use resvg::usvg;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use xxhash_rust::xxh3::Xxh3;
+
+/// Memory for kept tiles.
+const TILE_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// The `href` prefix tiles are drawn under.
+pub const TILE_HREF_PREFIX: &str = "tile:";
+
+/// One text's pixels and where they go, in output pixels.
+struct Tile {
+    png: Arc<Vec<u8>>,
+    x: i32,
+    y: i32,
+    width: u32,
+    height: u32,
+}
+
+pub struct TextTiles {
+    tiles: Cache<u128, Arc<Tile>>,
+}
+
+impl Default for TextTiles {
+    fn default() -> Self {
+        Self {
+            tiles: Cache::builder()
+                .max_capacity(TILE_CACHE_BYTES)
+                .weigher(|_, tile: &Arc<Tile>| {
+                    u32::try_from(tile.png.len() + 64).unwrap_or(u32::MAX)
+                })
+                .build(),
+        }
+    }
+}
+
+/// An SVG with its eligible texts replaced by tile images, and those images by `href`.
+pub struct Tiled {
+    pub svg: String,
+    pub images: HashMap<String, Arc<Vec<u8>>>,
+}
+
+impl TextTiles {
+    /// Drops every kept tile (benchmarks measure the cold case with it).
+    pub fn clear(&self) {
+        self.tiles.invalidate_all();
+        self.tiles.run_pending_tasks();
+    }
+
+    /// Replaces the eligible top-level texts of `svg` by their tiles (drawing the missing
+    /// ones). `None` when nothing in this SVG can be tiled: render it as it is.
+    pub fn tile(
+        &self,
+        rasterizer: &Rasterizer,
+        svg: &str,
+        width: u32,
+        height: u32,
+        scale: u8,
+    ) -> Option<Tiled> {
+        if svg.contains("<style") || svg.contains("<use") || !svg.contains("<text") {
+            return None;
+        }
+        let document = roxmltree::Document::parse(svg).ok()?;
+        let root = document.root_element();
+        if !root.has_tag_name("svg") {
+            return None;
+        }
+        let (root_width, root_height) = (
+            length(root.attribute("width"))?,
+            length(root.attribute("height"))?,
+        );
+        if let Some(view_box) = root.attribute("viewBox") {
+            let numbers: Vec<f64> = view_box
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|s| !s.is_empty())
+                .filter_map(|s| s.parse().ok())
+                .collect();
+            if numbers != [0.0, 0.0, root_width, root_height] {
+                return None;
+            }
+        }
+        let scale = u32::from(scale.max(1));
+        let (pixel_width, pixel_height) = (width * scale, height * scale);
+        let (sx, sy) = (
+            f64::from(pixel_width) / root_width,
+            f64::from(pixel_height) / root_height,
+        );
+        let root_tag = opening_tag(&root);
+
+        let mut out = String::with_capacity(svg.len());
+        let mut images = HashMap::new();
+        let mut copied_to = 0;
+        for text in root.children().filter(|n| n.has_tag_name("text")) {
+            let range = text.range();
+            let markup = &svg[range.clone()];
+            if markup.contains("url(") || text.has_attribute("class") || text.has_attribute("id") {
+                continue;
+            }
+            let key = tile_key(&root_tag, markup, pixel_width, pixel_height);
+            let tile = match self.tiles.get(&key) {
+                Some(tile) => tile,
+                None => {
+                    let Some(tile) =
+                        draw_tile(rasterizer, &root_tag, markup, pixel_width, pixel_height)
+                    else {
+                        continue;
+                    };
+                    let tile = Arc::new(tile);
+                    self.tiles.insert(key, Arc::clone(&tile));
+                    tile
+                }
+            };
+            let href = format!("{TILE_HREF_PREFIX}{key:032x}");
+            out.push_str(&svg[copied_to..range.start]);
+            let _ = write!(
+                out,
+                r#"<image href="{href}" x="{}" y="{}" width="{}" height="{}" preserveAspectRatio="none" image-rendering="optimizeSpeed"/>"#,
+                f64::from(tile.x) / sx,
+                f64::from(tile.y) / sy,
+                f64::from(tile.width) / sx,
+                f64::from(tile.height) / sy,
+            );
+            copied_to = range.end;
+            images.insert(href, Arc::clone(&tile.png));
+        }
+        if images.is_empty() {
+            return None;
+        }
+        out.push_str(&svg[copied_to..]);
+        Some(Tiled { svg: out, images })
+    }
+}
+
+/// The root element's start tag, rebuilt from its attributes (namespaces included).
+fn opening_tag(root: &roxmltree::Node<'_, '_>) -> String {
+    let mut tag = String::from(r#"<svg xmlns="http://www.w3.org/2000/svg""#);
+    for attribute in root.attributes() {
+        if attribute.namespace().is_some() {
+            continue;
+        }
+        let value = attribute
+            .value()
+            .replace('&', "&amp;")
+            .replace('"', "&quot;")
+            .replace('<', "&lt;");
+        let _ = write!(tag, r#" {}="{}""#, attribute.name(), value);
+    }
+    tag.push('>');
+    tag
+}
+
+fn tile_key(root_tag: &str, markup: &str, pixel_width: u32, pixel_height: u32) -> u128 {
+    let mut hasher = Xxh3::new();
+    hasher.update(root_tag.as_bytes());
+    hasher.update(&[0]);
+    hasher.update(markup.as_bytes());
+    hasher.update(&pixel_width.to_le_bytes());
+    hasher.update(&pixel_height.to_le_bytes());
+    hasher.digest128()
+}
+
+/// Rasterizes one text alone, exactly where the whole block would put it, cropped to its
+/// pixels (with a pixel of margin).
+fn draw_tile(
+    rasterizer: &Rasterizer,
+    root_tag: &str,
+    markup: &str,
+    pixel_width: u32,
+    pixel_height: u32,
+) -> Option<Tile> {
+    let mini = format!("{root_tag}{markup}</svg>");
+    let tree = usvg::Tree::from_str(&mini, &rasterizer.options()).ok()?;
+    let size = tree.size();
+    let (sx, sy) = (
+        pixel_width as f32 / size.width(),
+        pixel_height as f32 / size.height(),
+    );
+    if !tree.root().has_children() {
+        return None;
+    }
+    let bounds = tree.root().abs_stroke_bounding_box();
+    let x0 = ((bounds.left() * sx).floor() as i32 - 1).max(0);
+    let y0 = ((bounds.top() * sy).floor() as i32 - 1).max(0);
+    let x1 = ((bounds.right() * sx).ceil() as i32 + 1).min(pixel_width as i32);
+    let y1 = ((bounds.bottom() * sy).ceil() as i32 + 1).min(pixel_height as i32);
+    if x1 <= x0 || y1 <= y0 {
+        return None;
+    }
+    let (width, height) = ((x1 - x0) as u32, (y1 - y0) as u32);
+    let mut pixmap = Pixmap::new(width, height)?;
+    let transform = Transform::from_scale(sx, sy).post_translate(-(x0 as f32), -(y0 as f32));
+    resvg::render(&tree, transform, &mut pixmap.as_mut());
+    let png = png::encode_uncompressed(&pixmap).ok()?;
+    Some(Tile {
+        png: Arc::new(png),
+        x: x0,
+        y: y0,
+        width,
+        height,
+    })
+}
+
+fn length(value: Option<&str>) -> Option<f64> {
+    let value = value?.trim();
+    value
+        .strip_suffix("px")
+        .unwrap_or(value)
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|n| n.is_finite() && *n > 0.0)
+}
