@@ -45,6 +45,11 @@ impl Rasterizer {
         }
     }
 
+    /// Texts reused from earlier renders and texts drawn anew, so far.
+    pub fn text_tile_counts(&self) -> (u64, u64) {
+        self.text_tiles.counts()
+    }
+
     /// Forgets the kept text tiles, so the next render draws every text again.
     pub fn forget_text_tiles(&self) {
         self.text_tiles.clear();
@@ -217,21 +222,24 @@ mod tests {
             let plain = rasterizer
                 .rasterize_inner(svg, 300, 120, scale, Arc::default(), false)
                 .unwrap();
-            let first = rasterizer
-                .rasterize_inner(svg, 300, 120, scale, Arc::default(), true)
-                .unwrap();
-            let kept = rasterizer
-                .rasterize_inner(svg, 300, 120, scale, Arc::default(), true)
-                .unwrap();
-            assert!(
-                max_diff(&plain, &first) <= 2,
-                "scale {scale}: {}",
-                max_diff(&plain, &first)
-            );
+            let render = || {
+                rasterizer
+                    .rasterize_inner(svg, 300, 120, scale, Arc::default(), true)
+                    .unwrap()
+            };
+            // Seen once: drawn in place. Seen again: tiled. Then drawn from the kept tiles.
+            let (once, tiled, kept) = (render(), render(), render());
             assert_eq!(
-                first.data(),
-                kept.data(),
-                "a kept tile draws the same pixels"
+                max_diff(&once, &plain),
+                0,
+                "scale {scale}: seen once, drawn in place"
+            );
+            let off = max_diff(&plain, &tiled);
+            assert!(off <= 2, "scale {scale}: tiles {off} levels off");
+            assert_eq!(
+                max_diff(&tiled, &kept),
+                0,
+                "scale {scale}: kept tiles draw the same"
             );
         }
         // Texts were really tiled (not silently rendered as they are).

@@ -1,6 +1,6 @@
-//! Text tiles: every top-level `<text>` of a rendered SVG is drawn once, at its exact pixel
-//! position, and kept; later renders that contain the same text at the same place draw the
-//! kept pixels as an `<image>` instead of shaping and filling every glyph again.
+//! Text tiles: a top-level `<text>` of a rendered SVG that comes back (the same markup at the
+//! same place, seen before) is drawn once more at its exact pixel position and kept; later
+//! renders draw the kept pixels as an `<image>` instead of shaping and filling every glyph.
 //!
 //! Across a campaign most texts repeat — labels, buttons, product names, prices — while a few
 //! carry the personal part (a greeting, a total), so most of a cache-miss render's text work is
@@ -19,11 +19,14 @@ use resvg::tiny_skia::{Pixmap, Transform};
 use resvg::usvg;
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use xxhash_rust::xxh3::Xxh3;
 
 /// Memory for kept tiles.
 const TILE_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// Texts remembered as seen once (a key each).
+const SEEN_ONCE_ENTRIES: u64 = 200_000;
 /// The `href` prefix tiles are drawn under.
 pub const TILE_HREF_PREFIX: &str = "tile:";
 
@@ -38,6 +41,12 @@ struct Tile {
 
 pub struct TextTiles {
     tiles: Cache<u128, Arc<Tile>>,
+    /// Texts seen once: a tile costs more to make than drawing the text in place, so it is
+    /// made only when a text comes back (one-off texts such as totals never pay for one).
+    seen_once: Cache<u128, ()>,
+    /// Texts found already drawn, and texts drawn now (for benchmarks and metrics).
+    reused: AtomicU64,
+    drawn: AtomicU64,
 }
 
 impl Default for TextTiles {
@@ -49,6 +58,9 @@ impl Default for TextTiles {
                     u32::try_from(tile.png.len() + 64).unwrap_or(u32::MAX)
                 })
                 .build(),
+            seen_once: Cache::new(SEEN_ONCE_ENTRIES),
+            reused: AtomicU64::new(0),
+            drawn: AtomicU64::new(0),
         }
     }
 }
@@ -60,10 +72,20 @@ pub struct Tiled {
 }
 
 impl TextTiles {
+    /// How many texts were found already drawn, and how many had to be drawn, so far.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.reused.load(Ordering::Relaxed),
+            self.drawn.load(Ordering::Relaxed),
+        )
+    }
+
     /// Drops every kept tile (benchmarks measure the cold case with it).
     pub fn clear(&self) {
         self.tiles.invalidate_all();
         self.tiles.run_pending_tasks();
+        self.seen_once.invalidate_all();
+        self.seen_once.run_pending_tasks();
     }
 
     /// Replaces the eligible top-level texts of `svg` by their tiles (drawing the missing
@@ -117,8 +139,17 @@ impl TextTiles {
             }
             let key = tile_key(&root_tag, markup, pixel_width, pixel_height);
             let tile = match self.tiles.get(&key) {
-                Some(tile) => tile,
+                Some(tile) => {
+                    self.reused.fetch_add(1, Ordering::Relaxed);
+                    tile
+                }
+                None if !self.seen_once.contains_key(&key) => {
+                    self.seen_once.insert(key, ());
+                    self.drawn.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 None => {
+                    self.drawn.fetch_add(1, Ordering::Relaxed);
                     let Some(tile) =
                         draw_tile(rasterizer, &root_tag, markup, pixel_width, pixel_height)
                     else {

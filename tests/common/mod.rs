@@ -251,6 +251,21 @@ pub async fn send(request: reqwest::RequestBuilder) -> Answer {
     }
 }
 
+/// Asserts two renders show the same picture: same size, every channel within 2 levels (a
+/// text drawn from a kept tile is composited with 8-bit rounding; see `render/text_tiles.rs`).
+#[track_caller]
+pub fn assert_same_picture(actual: &image::RgbaImage, expected: &image::RgbaImage) {
+    assert_eq!(actual.dimensions(), expected.dimensions(), "picture size");
+    let off = actual
+        .as_raw()
+        .iter()
+        .zip(expected.as_raw())
+        .map(|(a, b)| a.abs_diff(*b))
+        .max()
+        .unwrap_or(0);
+    assert!(off <= 2, "pictures differ by up to {off} levels");
+}
+
 pub fn decode_png(bytes: &[u8]) -> image::RgbaImage {
     image::load_from_memory_with_format(bytes, image::ImageFormat::Png)
         .expect("a valid PNG")
