@@ -102,30 +102,34 @@ impl FetchedImages {
 /// The remote image slots of `svg`, one per distinct `href` (the largest size wins), in
 /// document order. `block_width` is the block's declared width: the SVG is stretched to it.
 pub fn find_slots(svg: &str, block_width: u32, scale: u8) -> Vec<ImageSlot> {
-    image_slots(svg, block_width, scale, |href| {
+    let Ok(document) = roxmltree::Document::parse(svg) else {
+        return Vec::new();
+    };
+    image_slots(&document, block_width, scale, |href| {
         let lower = href.get(..8).unwrap_or(href).to_ascii_lowercase();
         lower.starts_with("http://") || lower.starts_with("https://")
     })
 }
 
-/// The slots of shipped images (`href="asset:NAME"`), like [`find_slots`].
-pub fn asset_slots(svg: &str, block_width: u32, scale: u8) -> Vec<ImageSlot> {
-    if !svg.contains("asset:") {
-        return Vec::new();
-    }
-    image_slots(svg, block_width, scale, |href| href.starts_with("asset:"))
+/// The slots of shipped images (`href="asset:NAME"`) of an already parsed SVG, like
+/// [`find_slots`].
+pub fn asset_slots(
+    document: &roxmltree::Document<'_>,
+    block_width: u32,
+    scale: u8,
+) -> Vec<ImageSlot> {
+    image_slots(document, block_width, scale, |href| {
+        href.starts_with("asset:")
+    })
 }
 
 /// The `<image>` slots whose `href` passes `wanted`, with the pixel size each is drawn at.
 fn image_slots(
-    svg: &str,
+    document: &roxmltree::Document<'_>,
     block_width: u32,
     scale: u8,
     wanted: impl Fn(&str) -> bool,
 ) -> Vec<ImageSlot> {
-    let Ok(document) = roxmltree::Document::parse(svg) else {
-        return Vec::new();
-    };
     let root = document.root_element();
     let root_width = length(root.attribute("width")).or_else(|| {
         root.attribute("viewBox")
@@ -224,7 +228,7 @@ fn placeholder(width: u32, height: u32) -> Option<Arc<Vec<u8>>> {
 }
 
 /// An SVG length in user units (`44`, `44px`, `44.5`); percentages and other units are `None`.
-fn length(value: Option<&str>) -> Option<f64> {
+pub(super) fn length(value: Option<&str>) -> Option<f64> {
     let value = value?.trim();
     let number = value.strip_suffix("px").unwrap_or(value).trim();
     number

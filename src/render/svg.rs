@@ -137,17 +137,29 @@ impl Rasterizer {
         fetched: Arc<FetchedImages>,
         use_text_tiles: bool,
     ) -> Result<Pixmap, RenderError> {
-        let mut sized: HashMap<String, Arc<Vec<u8>>> = remote::asset_slots(svg, width, scale)
-            .into_iter()
-            .filter_map(|slot| {
-                let name = slot.href.strip_prefix("asset:")?;
-                let resized = self.images.sized(name, slot.width, slot.height, slot.fit)?;
-                Some((slot.href, resized))
-            })
-            .collect();
-        let tiled = use_text_tiles
-            .then(|| self.text_tiles.tile(self, svg, width, height, scale))
+        // One XML parse serves both the image slots and the text tiles.
+        let wants_tiles = use_text_tiles && svg.contains("<text");
+        let document = (svg.contains("asset:") || wants_tiles)
+            .then(|| roxmltree::Document::parse(svg).ok())
             .flatten();
+        let mut sized: HashMap<String, Arc<Vec<u8>>> = match &document {
+            Some(document) => remote::asset_slots(document, width, scale)
+                .into_iter()
+                .filter_map(|slot| {
+                    let name = slot.href.strip_prefix("asset:")?;
+                    let resized = self.images.sized(name, slot.width, slot.height, slot.fit)?;
+                    Some((slot.href, resized))
+                })
+                .collect(),
+            None => HashMap::new(),
+        };
+        let tiled = document
+            .as_ref()
+            .filter(|_| wants_tiles)
+            .and_then(|document| {
+                self.text_tiles
+                    .tile(self, svg, document, width, height, scale)
+            });
         let svg = match tiled {
             Some(tiled) => {
                 sized.extend(tiled.images);
@@ -245,7 +257,14 @@ mod tests {
         // Texts were really tiled (not silently rendered as they are).
         let tiled = rasterizer
             .text_tiles
-            .tile(&rasterizer, svg, 300, 120, 1)
+            .tile(
+                &rasterizer,
+                svg,
+                &roxmltree::Document::parse(svg).unwrap(),
+                300,
+                120,
+                1,
+            )
             .unwrap();
         assert_eq!(tiled.images.len(), 4);
         assert!(!tiled.svg.contains("<text"));
@@ -257,17 +276,38 @@ mod tests {
         let gradient = r##"<svg xmlns="http://www.w3.org/2000/svg" width="100" height="40"><defs><linearGradient id="g"><stop offset="0" stop-color="red"/></linearGradient></defs><text x="5" y="20" fill="url(#g)">x</text></svg>"##;
         assert!(rasterizer
             .text_tiles
-            .tile(&rasterizer, gradient, 100, 40, 1)
+            .tile(
+                &rasterizer,
+                gradient,
+                &roxmltree::Document::parse(gradient).unwrap(),
+                100,
+                40,
+                1
+            )
             .is_none());
         let styled = r##"<svg xmlns="http://www.w3.org/2000/svg" width="100" height="40"><style>text{fill:red}</style><text x="5" y="20">x</text></svg>"##;
         assert!(rasterizer
             .text_tiles
-            .tile(&rasterizer, styled, 100, 40, 1)
+            .tile(
+                &rasterizer,
+                styled,
+                &roxmltree::Document::parse(styled).unwrap(),
+                100,
+                40,
+                1
+            )
             .is_none());
         let view_box = r##"<svg xmlns="http://www.w3.org/2000/svg" width="100" height="40" viewBox="0 0 50 20"><text x="5" y="20">x</text></svg>"##;
         assert!(rasterizer
             .text_tiles
-            .tile(&rasterizer, view_box, 100, 40, 1)
+            .tile(
+                &rasterizer,
+                view_box,
+                &roxmltree::Document::parse(view_box).unwrap(),
+                100,
+                40,
+                1
+            )
             .is_none());
     }
 

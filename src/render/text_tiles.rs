@@ -90,10 +90,12 @@ impl TextTiles {
 
     /// Replaces the eligible top-level texts of `svg` by their tiles (drawing the missing
     /// ones). `None` when nothing in this SVG can be tiled: render it as it is.
+    /// `document` is `svg` parsed.
     pub fn tile(
         &self,
         rasterizer: &Rasterizer,
         svg: &str,
+        document: &roxmltree::Document<'_>,
         width: u32,
         height: u32,
         scale: u8,
@@ -101,7 +103,6 @@ impl TextTiles {
         if svg.contains("<style") || svg.contains("<use") || !svg.contains("<text") {
             return None;
         }
-        let document = roxmltree::Document::parse(svg).ok()?;
         let root = document.root_element();
         if !root.has_tag_name("svg") {
             return None;
@@ -250,13 +251,7 @@ fn draw_tile(
     })
 }
 
+/// A positive SVG length in user units.
 fn length(value: Option<&str>) -> Option<f64> {
-    let value = value?.trim();
-    value
-        .strip_suffix("px")
-        .unwrap_or(value)
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|n| n.is_finite() && *n > 0.0)
+    super::remote::length(value).filter(|n| *n > 0.0)
 }
