@@ -9,7 +9,10 @@
 //! - `cold`: the same, with every kept text forgotten before each render (the worst case).
 //! - `same_context`: Alice's sample again and again (every text kept; the best case).
 //!
-//! `cargo bench --bench render` prints the medians and their ratios at the end.
+//! `cargo bench --bench render` prints criterion's medians, then a summary measured in rounds
+//! that take turns between the cases and the baseline (a batch of each per round), so a machine
+//! whose speed drifts (shared virtual machines do) slows every case alike: the ratios are the
+//! medians of the per-round ratios.
 
 use criterion::{criterion_group, Criterion};
 use opentime::blocks::Campaign;
@@ -195,8 +198,108 @@ fn median_ms(group: &str, name: &str) -> Option<f64> {
     json["median"]["point_estimate"].as_f64().map(|ns| ns / 1e6)
 }
 
+/// Renders `count` times and returns the mean milliseconds per render.
+fn batch(count: u32, mut render: impl FnMut()) -> f64 {
+    let start = std::time::Instant::now();
+    for _ in 0..count {
+        render();
+    }
+    start.elapsed().as_secs_f64() * 1e3 / f64::from(count)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// The cases in turns: per round a batch of the baseline and of each case.
+fn interleaved_summary() {
+    const ROUNDS: usize = 31;
+    let f = fixture();
+    let block = f.campaign.block("cart").expect("cart block");
+    let context = f.input.to_tera_context(block);
+    let options = f.renderer.rasterizer().options();
+    let baseline = || {
+        let svg = f
+            .campaign
+            .render_template("cart.svg", black_box(&context))
+            .expect("tera");
+        let tree = resvg::usvg::Tree::from_str(&svg, &options).expect("svg");
+        let mut pixmap = resvg::tiny_skia::Pixmap::new(600, 300).expect("pixmap");
+        resvg::render(
+            &tree,
+            resvg::tiny_skia::Transform::identity(),
+            &mut pixmap.as_mut(),
+        );
+        black_box(pixmap.encode_png().expect("png").len());
+    };
+    let mut n = 1_000_000u64;
+    let render = |n: u64, forget: bool| {
+        let input = if n == 0 {
+            f.input.clone()
+        } else {
+            TemplateInput::for_block(
+                block,
+                &stream_context(n),
+                Some("stream"),
+                chrono::Utc::now(),
+                Default::default(),
+            )
+        };
+        if forget {
+            f.renderer.rasterizer().forget_text_tiles();
+        }
+        let rendered = f
+            .renderer
+            .render(&f.campaign, block, Format::Png, 1, black_box(&input))
+            .expect("render");
+        black_box(rendered.bytes.len());
+    };
+    // Warm up the stream as a campaign would be (and as criterion's run did).
+    for _ in 0..2_000 {
+        n += 1;
+        render(n, false);
+    }
+    let mut rows: [Vec<f64>; 4] = Default::default();
+    let mut ratios: [Vec<f64>; 3] = Default::default();
+    for _ in 0..ROUNDS {
+        let base = batch(8, baseline);
+        let stream = batch(40, || {
+            n += 1;
+            render(n, false)
+        });
+        let same = batch(40, || render(0, false));
+        let cold = batch(8, || {
+            n += 1;
+            render(n, true)
+        });
+        // Leave the stream warm again for the next round.
+        for _ in 0..300 {
+            n += 1;
+            render(n, false);
+        }
+        for (row, value) in rows.iter_mut().zip([base, stream, cold, same]) {
+            row.push(value);
+        }
+        for (row, value) in ratios.iter_mut().zip([stream, cold, same]) {
+            row.push(base / value);
+        }
+    }
+    let [base, stream, cold, same] = rows.map(median);
+    let [stream_x, cold_x, same_x] = ratios.map(median);
+    println!("\nsummary in {ROUNDS} interleaved rounds (median ms per render; median of per-round ratios):");
+    println!("  baseline usvg+resvg+encode_png:      {base:.3} ms");
+    println!("  opentime, campaign stream:           {stream:.3} ms  ({stream_x:.2}x faster than the baseline)");
+    println!("  opentime, cold (nothing kept):       {cold:.3} ms  ({cold_x:.2}x faster than the baseline)");
+    println!("  opentime, same context again:        {same:.3} ms  ({same_x:.2}x faster than the baseline)");
+}
+
 fn main() {
     benches();
+    // `cargo test --all-targets` runs this once as a smoke test (without `--bench`): no summary.
+    if !std::env::args().any(|arg| arg == "--bench") {
+        return;
+    }
     let bytes = {
         let f = fixture();
         let block = f.campaign.block("cart").expect("cart block");
@@ -208,8 +311,8 @@ fn main() {
     let Some(baseline) = median_ms("cart_miss", "baseline_usvg_resvg_encode_png") else {
         return;
     };
-    println!("\nsummary: demo/cart cache-miss render (600x300, Tera -> SVG -> PNG), {bytes} bytes for alice");
-    println!("  baseline usvg+resvg+encode_png (stream):  median {baseline:.3} ms per render");
+    println!("\ncriterion: demo/cart cache-miss render (600x300, Tera -> SVG -> PNG), {bytes} bytes for alice");
+    println!("  baseline usvg+resvg+encode_png:            median {baseline:.3} ms per render");
     if let Ok(share) = std::fs::read_to_string(stream_share_path()) {
         println!("  campaign stream reused {share}% of its texts from earlier renders");
     }
@@ -225,4 +328,5 @@ fn main() {
             println!("  {label}            median {ours:.3} ms per render  ({:.2}x faster than the baseline)", baseline / ours);
         }
     }
+    interleaved_summary();
 }

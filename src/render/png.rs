@@ -25,23 +25,55 @@ fn encode_with(
     compression: png::Compression,
     filter: png::Filter,
 ) -> Result<Vec<u8>, RenderError> {
-    let opaque = pixmap.pixels().iter().all(|p| p.alpha() == u8::MAX);
-    let demultiplied: Vec<u8>;
-    let data = if opaque {
+    let pixels = pixmap.pixels();
+    let straight: Vec<u8>;
+    let data = if pixels.iter().all(|p| p.alpha() == u8::MAX) {
         pixmap.data()
     } else {
-        demultiplied = pixmap
-            .pixels()
-            .iter()
-            .flat_map(|p| {
-                let c = p.demultiply();
-                [c.red(), c.green(), c.blue(), c.alpha()]
-            })
-            .collect();
-        &demultiplied
+        // Copied once; only the translucent pixels (a card's rounded corners, say) change.
+        let mut copy = pixmap.data().to_vec();
+        for (index, pixel) in pixels.iter().enumerate() {
+            if pixel.alpha() != u8::MAX {
+                let c = pixel.demultiply();
+                copy[index * 4..index * 4 + 4].copy_from_slice(&[
+                    c.red(),
+                    c.green(),
+                    c.blue(),
+                    c.alpha(),
+                ]);
+            }
+        }
+        straight = copy;
+        &straight
     };
+    encode_straight(data, pixmap.width(), pixmap.height(), compression, filter)
+}
+
+/// Straight (not premultiplied) RGBA rows, stored without compression (see
+/// [`encode_uncompressed`]).
+pub fn encode_rgba_uncompressed(
+    rgba: &[u8],
+    width: u32,
+    height: u32,
+) -> Result<Vec<u8>, RenderError> {
+    encode_straight(
+        rgba,
+        width,
+        height,
+        png::Compression::NoCompression,
+        png::Filter::NoFilter,
+    )
+}
+
+fn encode_straight(
+    data: &[u8],
+    width: u32,
+    height: u32,
+    compression: png::Compression,
+    filter: png::Filter,
+) -> Result<Vec<u8>, RenderError> {
     let mut out = Vec::with_capacity(data.len() / 8);
-    let mut encoder = png::Encoder::new(&mut out, pixmap.width(), pixmap.height());
+    let mut encoder = png::Encoder::new(&mut out, width, height);
     encoder.set_color(png::ColorType::Rgba);
     encoder.set_depth(png::BitDepth::Eight);
     encoder.set_compression(compression);

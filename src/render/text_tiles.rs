@@ -1,23 +1,21 @@
-//! Text tiles: a top-level `<text>` of a rendered SVG that comes back (the same markup at the
-//! same place, seen before) is drawn once more at its exact pixel position and kept; later
-//! renders draw the kept pixels as an `<image>` instead of shaping and filling every glyph.
+//! Text tiles: each top-level `<text>` of a rendered SVG becomes a tile — its pixels, at their
+//! exact place on the canvas — and the SVG gets a placeholder `<image>` in its stead, so the
+//! rasterizer draws the tile unscaled at the same point of the painting order.
 //!
-//! Across a campaign most texts repeat — labels, buttons, product names, prices — while a few
-//! carry the personal part (a greeting, a total), so most of a cache-miss render's text work is
-//! already done. Exactness: a tile is rasterized with the same transform as the whole block,
-//! shifted by whole pixels only (anti-aliasing is invariant under whole-pixel shifts), and
-//! drawn back unscaled with nearest-neighbour sampling at the same place in the document, so
-//! painting order is kept. The only difference is 8-bit rounding where a tile's edge pixels are
-//! composited (at most a level or two). Texts that could depend on anything outside their own
-//! markup (`url(…)` paints, CSS, `<use>`, a viewBox that is not the plain size) are left as
-//! they are.
+//! Plain texts ([`super::plain_text`]) are drawn from kept glyphs ([`super::glyph_text`]), which
+//! costs a fraction of shaping and filling every outline. Other texts are drawn by usvg in
+//! place the first time and as a tile once they come back (the tile is rasterized with the same
+//! transform as the whole block, shifted by whole pixels only, so it matches drawing in place
+//! up to a level or two of rounding). Tiles of texts that come back are kept: across a campaign
+//! most texts repeat — labels, buttons, product names, prices — while a few carry the personal
+//! part (a greeting, a total). Texts that could depend on anything outside their own markup
+//! (`url(…)` paints, CSS, `<use>`, a viewBox that is not the plain size) are left as they are.
 
-use super::png;
+use super::plain_text;
 use super::svg::Rasterizer;
 use moka::sync::Cache;
 use resvg::tiny_skia::{Pixmap, Transform};
 use resvg::usvg;
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -27,16 +25,17 @@ use xxhash_rust::xxh3::Xxh3;
 const TILE_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 /// Texts remembered as seen once (a key each).
 const SEEN_ONCE_ENTRIES: u64 = 200_000;
-/// The `href` prefix tiles are drawn under.
-pub const TILE_HREF_PREFIX: &str = "tile:";
+/// The `href` of placeholder images (hidden; it resolves to a transparent pixel so usvg keeps
+/// them in the tree, in order; see [`Tiled`]).
+pub const PLACEHOLDER_HREF: &str = "opentime-text-tile:";
+/// The `id` prefix of placeholder images; the number after it indexes [`Tiled::tiles`].
+pub const PLACEHOLDER_ID_PREFIX: &str = "opentime-text-tile-";
 
-/// One text's pixels and where they go, in output pixels.
-struct Tile {
-    png: Arc<Vec<u8>>,
-    x: i32,
-    y: i32,
-    width: u32,
-    height: u32,
+/// One text's pixels (premultiplied) and where they go, in output pixels.
+pub struct Tile {
+    pub pixmap: Pixmap,
+    pub x: i32,
+    pub y: i32,
 }
 
 pub struct TextTiles {
@@ -55,7 +54,7 @@ impl Default for TextTiles {
             tiles: Cache::builder()
                 .max_capacity(TILE_CACHE_BYTES)
                 .weigher(|_, tile: &Arc<Tile>| {
-                    u32::try_from(tile.png.len() + 64).unwrap_or(u32::MAX)
+                    u32::try_from(tile.pixmap.data().len() + 64).unwrap_or(u32::MAX)
                 })
                 .build(),
             seen_once: Cache::new(SEEN_ONCE_ENTRIES),
@@ -65,10 +64,11 @@ impl Default for TextTiles {
     }
 }
 
-/// An SVG with its eligible texts replaced by tile images, and those images by `href`.
+/// An SVG whose texts are replaced by placeholder images, and the tiles that go there: the
+/// placeholder with id `{PLACEHOLDER_ID_PREFIX}{n}` stands for `tiles[n]`.
 pub struct Tiled {
     pub svg: String,
-    pub images: HashMap<String, Arc<Vec<u8>>>,
+    pub tiles: Vec<Arc<Tile>>,
 }
 
 impl TextTiles {
@@ -100,7 +100,11 @@ impl TextTiles {
         height: u32,
         scale: u8,
     ) -> Option<Tiled> {
-        if svg.contains("<style") || svg.contains("<use") || !svg.contains("<text") {
+        if svg.contains("<style")
+            || svg.contains("<use")
+            || !svg.contains("<text")
+            || svg.contains(PLACEHOLDER_ID_PREFIX)
+        {
             return None;
         }
         let root = document.root_element();
@@ -128,9 +132,11 @@ impl TextTiles {
             f64::from(pixel_height) / root_height,
         );
         let root_tag = opening_tag(&root);
+        // Glyphs are drawn unstretched: only when both axes scale alike.
+        let uniform_scale = ((sx - sy).abs() < 1e-6).then_some(sx as f32);
 
         let mut out = String::with_capacity(svg.len());
-        let mut images = HashMap::new();
+        let mut tiles = Vec::new();
         let mut copied_to = 0;
         for text in root.children().filter(|n| n.has_tag_name("text")) {
             let range = text.range();
@@ -139,46 +145,68 @@ impl TextTiles {
                 continue;
             }
             let key = tile_key(&root_tag, markup, pixel_width, pixel_height);
-            let tile = match self.tiles.get(&key) {
-                Some(tile) => {
-                    self.reused.fetch_add(1, Ordering::Relaxed);
-                    tile
-                }
-                None if !self.seen_once.contains_key(&key) => {
-                    self.seen_once.insert(key, ());
-                    self.drawn.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                None => {
-                    self.drawn.fetch_add(1, Ordering::Relaxed);
-                    let Some(tile) =
-                        draw_tile(rasterizer, &root_tag, markup, pixel_width, pixel_height)
-                    else {
-                        continue;
-                    };
-                    let tile = Arc::new(tile);
-                    self.tiles.insert(key, Arc::clone(&tile));
-                    tile
-                }
+            let glyph_drawn = || {
+                let plain = plain_text::read(text, root, rasterizer.default_font_size())?;
+                let drawn = rasterizer.glyph_text().draw(
+                    &plain,
+                    uniform_scale?,
+                    pixel_width,
+                    pixel_height,
+                )?;
+                Some(Tile {
+                    pixmap: drawn.pixmap,
+                    x: drawn.x,
+                    y: drawn.y,
+                })
             };
-            let href = format!("{TILE_HREF_PREFIX}{key:032x}");
+            let tile = if let Some(tile) = self.tiles.get(&key) {
+                self.reused.fetch_add(1, Ordering::Relaxed);
+                tile
+            } else if let Some(tile) = glyph_drawn() {
+                self.drawn.fetch_add(1, Ordering::Relaxed);
+                let tile = Arc::new(tile);
+                // Kept only once the text comes back, so one-off texts (totals, names) do not
+                // push out the ones that repeat.
+                if self.seen_once.contains_key(&key) {
+                    self.tiles.insert(key, Arc::clone(&tile));
+                } else {
+                    self.seen_once.insert(key, ());
+                }
+                tile
+            } else if !self.seen_once.contains_key(&key) {
+                // Not plain: usvg draws it in place this time, and a tile if it comes back.
+                self.seen_once.insert(key, ());
+                self.drawn.fetch_add(1, Ordering::Relaxed);
+                continue;
+            } else {
+                self.drawn.fetch_add(1, Ordering::Relaxed);
+                let Some(tile) =
+                    draw_tile(rasterizer, &root_tag, markup, pixel_width, pixel_height)
+                else {
+                    continue;
+                };
+                let tile = Arc::new(tile);
+                self.tiles.insert(key, Arc::clone(&tile));
+                tile
+            };
             out.push_str(&svg[copied_to..range.start]);
             let _ = write!(
                 out,
-                r#"<image href="{href}" x="{}" y="{}" width="{}" height="{}" preserveAspectRatio="none" image-rendering="optimizeSpeed"/>"#,
+                r#"<image id="{PLACEHOLDER_ID_PREFIX}{}" href="{PLACEHOLDER_HREF}" x="{}" y="{}" width="{}" height="{}" preserveAspectRatio="none" visibility="hidden"/>"#,
+                tiles.len(),
                 f64::from(tile.x) / sx,
                 f64::from(tile.y) / sy,
-                f64::from(tile.width) / sx,
-                f64::from(tile.height) / sy,
+                f64::from(tile.pixmap.width()) / sx,
+                f64::from(tile.pixmap.height()) / sy,
             );
             copied_to = range.end;
-            images.insert(href, Arc::clone(&tile.png));
+            tiles.push(tile);
         }
-        if images.is_empty() {
+        if tiles.is_empty() {
             return None;
         }
         out.push_str(&svg[copied_to..]);
-        Some(Tiled { svg: out, images })
+        Some(Tiled { svg: out, tiles })
     }
 }
 
@@ -237,17 +265,13 @@ fn draw_tile(
     if x1 <= x0 || y1 <= y0 {
         return None;
     }
-    let (width, height) = ((x1 - x0) as u32, (y1 - y0) as u32);
-    let mut pixmap = Pixmap::new(width, height)?;
+    let mut pixmap = Pixmap::new((x1 - x0) as u32, (y1 - y0) as u32)?;
     let transform = Transform::from_scale(sx, sy).post_translate(-(x0 as f32), -(y0 as f32));
     resvg::render(&tree, transform, &mut pixmap.as_mut());
-    let png = png::encode_uncompressed(&pixmap).ok()?;
     Some(Tile {
-        png: Arc::new(png),
+        pixmap,
         x: x0,
         y: y0,
-        width,
-        height,
     })
 }
 
