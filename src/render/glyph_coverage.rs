@@ -9,8 +9,7 @@
 use moka::sync::Cache;
 use resvg::tiny_skia::{FillRule, Mask, Path, PathBuilder, Rect, Transform};
 use skrifa::instance::{LocationRef, Size};
-use skrifa::outline::{DrawSettings, OutlinePen};
-use skrifa::MetadataProvider;
+use skrifa::outline::{DrawSettings, OutlineGlyphCollection, OutlinePen};
 use std::sync::Arc;
 
 /// Sub-pixel positions per pixel, on each axis.
@@ -72,18 +71,12 @@ impl Default for GlyphCoverage {
 }
 
 impl GlyphCoverage {
-    /// The coverage of `key`'s glyph from `font` (filling it if it is not kept yet).
-    /// `units_per_em` is the font's.
-    pub fn get(
-        &self,
-        key: GlyphKey,
-        font: &skrifa::FontRef<'_>,
-        units_per_em: f32,
-    ) -> Arc<Coverage> {
+    /// The coverage of `key`'s glyph, filled by `fill` if it is not kept yet.
+    pub fn get(&self, key: GlyphKey, fill: impl FnOnce() -> Option<Coverage>) -> Arc<Coverage> {
         if let Some(kept) = self.kept.get(&key) {
             return kept;
         }
-        let coverage = Arc::new(fill(key, font, units_per_em).unwrap_or_else(Coverage::empty));
+        let coverage = Arc::new(fill().unwrap_or_else(Coverage::empty));
         self.kept.insert(key, Arc::clone(&coverage));
         coverage
     }
@@ -95,10 +88,15 @@ impl GlyphCoverage {
     }
 }
 
-/// Fills one glyph's outline at its size and sub-pixel offset. `None` for glyphs without an
-/// outline (a space) or with an outline too large to fill.
-fn fill(key: GlyphKey, font: &skrifa::FontRef<'_>, units_per_em: f32) -> Option<Coverage> {
-    let outline = font.outline_glyphs().get(key.glyph.into())?;
+/// Fills one glyph's outline (from the font's `outlines`, whose units per em are
+/// `units_per_em`) at its size and sub-pixel offset. `None` for glyphs without an outline (a
+/// space).
+pub fn fill(
+    key: GlyphKey,
+    outlines: &OutlineGlyphCollection<'_>,
+    units_per_em: f32,
+) -> Option<Coverage> {
+    let outline = outlines.get(key.glyph.into())?;
     let mut pen = PathPen::default();
     outline
         .draw(

@@ -10,7 +10,7 @@
 //! right-to-left script, a glyph larger than [`MAX_PIXELS_PER_EM`]) is declined, and usvg
 //! draws it.
 
-use super::glyph_coverage::{Coverage, GlyphCoverage, GlyphKey, STEPS};
+use super::glyph_coverage::{self, Coverage, GlyphCoverage, GlyphKey, STEPS};
 use super::plain_text::{Anchor, PlainText};
 use harfrust::{Direction, ShapeOptions, ShaperData, UnicodeBuffer};
 use resvg::tiny_skia::{IntSize, Pixmap};
@@ -158,6 +158,8 @@ impl GlyphText {
             };
 
         let steps = f32::from(STEPS);
+        // Read the outlines table only if a glyph is missing from the kept ones.
+        let mut outlines = None;
         let mut placed = Vec::with_capacity(shaped.len());
         let mut pen = 0.0f32;
         for (info, position) in shaped.glyph_infos().iter().zip(shaped.glyph_positions()) {
@@ -176,7 +178,10 @@ impl GlyphText {
                 step_x,
                 step_y,
             };
-            let coverage = self.coverage.get(key, font, face.units_per_em);
+            let coverage = self.coverage.get(key, || {
+                let outlines = outlines.get_or_insert_with(|| font.outline_glyphs());
+                glyph_coverage::fill(key, outlines, face.units_per_em)
+            });
             if coverage.width > 0 {
                 placed.push(Placed {
                     x: whole_x.saturating_add(coverage.left),

@@ -1,6 +1,8 @@
 //! Text tiles: each top-level `<text>` of a rendered SVG becomes a tile — its pixels, at their
-//! exact place on the canvas — and the SVG gets a placeholder `<image>` in its stead, so the
-//! rasterizer draws the tile unscaled at the same point of the painting order.
+//! exact place on the canvas — and the SVG gets a hidden placeholder `<image>` in its stead, so
+//! the rasterizer knows where the text sat in the painting order: it draws the tiles unscaled
+//! over the finished tree when nothing painted after a placeholder reaches into its tile, and
+//! otherwise draws that render's texts in place (see `svg.rs`).
 //!
 //! Plain texts ([`super::plain_text`]) are drawn from kept glyphs ([`super::glyph_text`]), which
 //! costs a fraction of shaping and filling every outline. Other texts are drawn by usvg in
@@ -40,8 +42,9 @@ pub struct Tile {
 
 pub struct TextTiles {
     tiles: Cache<u128, Arc<Tile>>,
-    /// Texts seen once: a tile costs more to make than drawing the text in place, so it is
-    /// made only when a text comes back (one-off texts such as totals never pay for one).
+    /// Texts seen once. A tile is kept only when its text comes back, so one-off texts such as
+    /// totals do not push out the ones that repeat; a text that is not plain is drawn in place
+    /// the first time (making its tile with usvg costs more than that).
     seen_once: Cache<u128, ()>,
     /// Texts found already drawn, and texts drawn now (for benchmarks and metrics).
     reused: AtomicU64,
