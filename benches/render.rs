@@ -6,7 +6,8 @@
 //!   to four items from a 1,000-product catalog, quantities 1–3 — as the opens of a campaign
 //!   come in; texts repeat as often as they would (labels, names) and are drawn anew where they
 //!   would (most product lines, totals). The share of texts reused is printed with it.
-//! - `cold`: the same, with every kept text forgotten before each render (the worst case).
+//! - `cold`: the same, with every kept text and glyph forgotten before each render (the worst
+//!   case: a process's very first opens).
 //! - `same_context`: Alice's sample again and again (every text kept; the best case).
 //!
 //! `cargo bench --bench render` prints criterion's medians, then a summary measured in rounds
