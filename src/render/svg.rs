@@ -241,10 +241,9 @@ impl Rasterizer {
     }
 }
 
-/// Draws `tile` unscaled over `canvas` at its place (source-over on premultiplied pixels, the
-/// rounding of tiny-skia's own blending). Most of a text tile is empty, so this skips what
-/// tiny-skia's general pattern pipeline (`draw_pixmap`) would blend pixel by pixel; the tests
-/// hold the two to the same result.
+/// Draws `tile` unscaled over `canvas` at its place (source-over on premultiplied pixels).
+/// Most of a text tile is empty, so this skips what tiny-skia's general pattern pipeline
+/// (`draw_pixmap`) would blend pixel by pixel; a test holds the two within a level.
 fn draw_tile_over(canvas: &mut Pixmap, tile: &Tile) {
     let (canvas_width, canvas_height) = (canvas.width() as i32, canvas.height() as i32);
     let (tile_width, tile_height) = (tile.pixmap.width() as i32, tile.pixmap.height() as i32);
