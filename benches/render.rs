@@ -16,8 +16,9 @@
 //! medians of the per-round ratios.
 
 use criterion::{criterion_group, Criterion};
-use opentime::blocks::Campaign;
+use opentime::blocks::{Block, Campaign};
 use opentime::render::{Format, Renderer, TemplateInput};
+use resvg::usvg;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 
@@ -102,30 +103,52 @@ fn stream_context(n: u64) -> serde_json::Map<String, serde_json::Value> {
     .unwrap_or_default()
 }
 
+/// A new subscriber's input for `block` (`n` picks the subscriber).
+fn stream_input(block: &Block, n: u64) -> TemplateInput {
+    TemplateInput::for_block(
+        block,
+        &stream_context(n),
+        Some("stream"),
+        chrono::Utc::now(),
+        Default::default(),
+    )
+}
+
+/// opentime's cache-miss render of `input`, to PNG bytes (their count).
+fn render_opentime(f: &Fixture, block: &Block, input: &TemplateInput) -> usize {
+    f.renderer
+        .render(&f.campaign, block, Format::Png, 1, black_box(input))
+        .expect("render")
+        .bytes
+        .len()
+}
+
+/// The baseline: Tera, then usvg, resvg and tiny-skia's `encode_png`, nothing kept.
+fn render_baseline(f: &Fixture, context: &tera::Context, options: &usvg::Options) -> usize {
+    let svg = f
+        .campaign
+        .render_template("cart.svg", black_box(context))
+        .expect("tera");
+    let tree = usvg::Tree::from_str(&svg, options).expect("svg");
+    let mut pixmap = resvg::tiny_skia::Pixmap::new(600, 300).expect("pixmap");
+    resvg::render(
+        &tree,
+        resvg::tiny_skia::Transform::identity(),
+        &mut pixmap.as_mut(),
+    );
+    pixmap.encode_png().expect("png").len()
+}
+
 fn cart(c: &mut Criterion) {
     let f = fixture();
     let block = f.campaign.block("cart").expect("cart block");
     let mut group = c.benchmark_group("cart_miss");
-    let stream_input = |n: u64| {
-        TemplateInput::for_block(
-            block,
-            &stream_context(n),
-            Some("stream"),
-            chrono::Utc::now(),
-            Default::default(),
-        )
-    };
     let mut n = 0u64;
     let counts_before = f.renderer.rasterizer().text_tile_counts();
     group.bench_function("opentime_campaign_stream", |b| {
         b.iter(|| {
             n += 1;
-            let input = stream_input(n);
-            let rendered = f
-                .renderer
-                .render(&f.campaign, block, Format::Png, 1, black_box(&input))
-                .expect("render");
-            black_box(rendered.bytes.len())
+            black_box(render_opentime(&f, block, &stream_input(block, n)))
         })
     });
     let (reused, drawn) = f.renderer.rasterizer().text_tile_counts();
@@ -140,41 +163,18 @@ fn cart(c: &mut Criterion) {
     group.bench_function("opentime_cold", |b| {
         b.iter(|| {
             n += 1;
-            let input = stream_input(n);
+            let input = stream_input(block, n);
             f.renderer.rasterizer().forget_text_tiles();
-            let rendered = f
-                .renderer
-                .render(&f.campaign, block, Format::Png, 1, black_box(&input))
-                .expect("render");
-            black_box(rendered.bytes.len())
+            black_box(render_opentime(&f, block, &input))
         })
     });
     group.bench_function("opentime_same_context", |b| {
-        b.iter(|| {
-            let rendered = f
-                .renderer
-                .render(&f.campaign, block, Format::Png, 1, black_box(&f.input))
-                .expect("render");
-            black_box(rendered.bytes.len())
-        })
+        b.iter(|| black_box(render_opentime(&f, block, &f.input)))
     });
     group.bench_function("baseline_usvg_resvg_encode_png", |b| {
         let context = f.input.to_tera_context(block);
         let options = f.renderer.rasterizer().options();
-        b.iter(|| {
-            let svg = f
-                .campaign
-                .render_template("cart.svg", black_box(&context))
-                .expect("tera");
-            let tree = resvg::usvg::Tree::from_str(&svg, &options).expect("svg");
-            let mut pixmap = resvg::tiny_skia::Pixmap::new(600, 300).expect("pixmap");
-            resvg::render(
-                &tree,
-                resvg::tiny_skia::Transform::identity(),
-                &mut pixmap.as_mut(),
-            );
-            black_box(pixmap.encode_png().expect("png").len())
-        })
+        b.iter(|| black_box(render_baseline(&f, &context, &options)))
     });
     group.finish();
 }
@@ -221,40 +221,19 @@ fn interleaved_summary() {
     let context = f.input.to_tera_context(block);
     let options = f.renderer.rasterizer().options();
     let baseline = || {
-        let svg = f
-            .campaign
-            .render_template("cart.svg", black_box(&context))
-            .expect("tera");
-        let tree = resvg::usvg::Tree::from_str(&svg, &options).expect("svg");
-        let mut pixmap = resvg::tiny_skia::Pixmap::new(600, 300).expect("pixmap");
-        resvg::render(
-            &tree,
-            resvg::tiny_skia::Transform::identity(),
-            &mut pixmap.as_mut(),
-        );
-        black_box(pixmap.encode_png().expect("png").len());
+        black_box(render_baseline(&f, &context, &options));
     };
     let mut n = 1_000_000u64;
     let render = |n: u64, forget: bool| {
         let input = if n == 0 {
             f.input.clone()
         } else {
-            TemplateInput::for_block(
-                block,
-                &stream_context(n),
-                Some("stream"),
-                chrono::Utc::now(),
-                Default::default(),
-            )
+            stream_input(block, n)
         };
         if forget {
             f.renderer.rasterizer().forget_text_tiles();
         }
-        let rendered = f
-            .renderer
-            .render(&f.campaign, block, Format::Png, 1, black_box(&input))
-            .expect("render");
-        black_box(rendered.bytes.len());
+        black_box(render_opentime(&f, block, &input));
     };
     // Warm up the stream as a campaign would be (and as criterion's run did).
     for _ in 0..2_000 {

@@ -41,7 +41,8 @@ struct Face {
 pub struct GlyphText {
     fonts: Arc<fontdb::Database>,
     faces: Vec<Face>,
-    default_family: String,
+    /// The families of texts that name none.
+    default_families: [FontFamily; 1],
     coverage: GlyphCoverage,
 }
 
@@ -78,7 +79,7 @@ impl GlyphText {
         Self {
             fonts,
             faces,
-            default_family: default_family.to_owned(),
+            default_families: [FontFamily::Named(default_family.to_owned())],
             coverage: GlyphCoverage::default(),
         }
     }
@@ -109,25 +110,24 @@ impl GlyphText {
                 self.draw_with(
                     text,
                     &font,
-                    face_number,
-                    face,
-                    pixels_per_unit,
+                    (face_number, face),
+                    (pixels_per_unit, pixels_per_em),
                     (canvas_width, canvas_height),
                 )
             })
             .flatten()
     }
 
+    /// [`GlyphText::draw`] with the face's bytes at hand, at so many pixels per user unit and
+    /// per em.
     fn draw_with(
         &self,
         text: &PlainText,
         font: &skrifa::FontRef<'_>,
-        face_number: u16,
-        face: &Face,
-        pixels_per_unit: f32,
+        (face_number, face): (u16, &Face),
+        (pixels_per_unit, pixels_per_em): (f32, f32),
         (canvas_width, canvas_height): (u32, u32),
     ) -> Option<DrawnText> {
-        let pixels_per_em = text.font_size * pixels_per_unit;
         let charmap = font.charmap();
         if text.content.chars().any(|c| charmap.map(c).is_none()) {
             return None;
@@ -195,9 +195,8 @@ impl GlyphText {
 
     /// The face usvg's default font selector would pick for `text`.
     fn select(&self, text: &PlainText) -> Option<(u16, &Face)> {
-        let default_family = [FontFamily::Named(self.default_family.clone())];
         let families = if text.families.is_empty() {
-            &default_family[..]
+            &self.default_families[..]
         } else {
             &text.families[..]
         };

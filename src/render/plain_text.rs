@@ -11,10 +11,8 @@
 
 use svgtypes::{FontFamily, Length, LengthUnit, Paint};
 
-/// Presentation attributes a plain text may carry (its own, or inherited from the root).
-const TEXT_ATTRIBUTES: &[&str] = &[
-    "x",
-    "y",
+/// Presentation attributes a plain text inherits from the root (or sets itself).
+const INHERITED_ATTRIBUTES: &[&str] = &[
     "font-size",
     "font-weight",
     "font-family",
@@ -22,23 +20,13 @@ const TEXT_ATTRIBUTES: &[&str] = &[
     "text-anchor",
     "fill",
     "fill-opacity",
-    "opacity",
 ];
 
-/// Root attributes that leave the texts plain: sizes, namespaces, and inherited styles.
-const ROOT_ATTRIBUTES: &[&str] = &[
-    "width",
-    "height",
-    "viewBox",
-    "version",
-    "font-size",
-    "font-weight",
-    "font-family",
-    "font-style",
-    "text-anchor",
-    "fill",
-    "fill-opacity",
-];
+/// Attributes only a plain text itself may carry.
+const OWN_ATTRIBUTES: &[&str] = &["x", "y", "opacity"];
+
+/// Root attributes besides the inherited ones that leave the texts plain.
+const ROOT_ATTRIBUTES: &[&str] = &["width", "height", "viewBox", "version"];
 
 /// Where the text's advance sits against its `x`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,12 +56,14 @@ pub fn read(
     root: roxmltree::Node<'_, '_>,
     default_font_size: f32,
 ) -> Option<PlainText> {
-    let allowed = |node: roxmltree::Node<'_, '_>, names: &[&str]| {
+    let allowed = |node: roxmltree::Node<'_, '_>, own: &[&str]| {
         node.attributes().all(|a| {
-            a.namespace().is_some_and(|ns| ns != XML_NAMESPACE) || names.contains(&a.name())
+            a.namespace().is_some_and(|ns| ns != XML_NAMESPACE)
+                || INHERITED_ATTRIBUTES.contains(&a.name())
+                || own.contains(&a.name())
         })
     };
-    if !allowed(text, TEXT_ATTRIBUTES) || !allowed(root, ROOT_ATTRIBUTES) {
+    if !allowed(text, OWN_ATTRIBUTES) || !allowed(root, ROOT_ATTRIBUTES) {
         return None;
     }
     let mut children = text.children();

@@ -179,24 +179,24 @@ impl Rasterizer {
                 self.text_tiles
                     .tile(self, svg, document, width, height, scale)
             });
-        let Some(tiled) = tiled else {
-            let tree = usvg::Tree::from_str(svg, &self.options_for(fetched, sized))
-                .map_err(|e| RenderError::Svg(e.to_string()))?;
-            return self.render_tree(&tree, width, height, scale);
+        if tiled.is_some() {
+            sized.insert(
+                PLACEHOLDER_HREF.to_owned(),
+                Arc::clone(&self.placeholder_png),
+            );
+        }
+        let options = self.options_for(fetched, sized);
+        let parse = |svg: &str| {
+            usvg::Tree::from_str(svg, &options).map_err(|e| RenderError::Svg(e.to_string()))
         };
-        sized.insert(
-            PLACEHOLDER_HREF.to_owned(),
-            Arc::clone(&self.placeholder_png),
-        );
-        let options = self.options_for(Arc::clone(&fetched), sized.clone());
-        let tree = usvg::Tree::from_str(&tiled.svg, &options)
-            .map_err(|e| RenderError::Svg(e.to_string()))?;
+        let Some(tiled) = tiled else {
+            return self.render_tree(&parse(svg)?, width, height, scale);
+        };
+        let tree = parse(&tiled.svg)?;
         let (mut pixmap, transform) = self.canvas(&tree, width, height, scale)?;
         if !tiles_stay_on_top(&tree, &tiled.tiles, transform) {
             // Something is painted over a text: draw the texts in place instead.
-            let tree = usvg::Tree::from_str(svg, &self.options_for(fetched, sized))
-                .map_err(|e| RenderError::Svg(e.to_string()))?;
-            return self.render_tree(&tree, width, height, scale);
+            return self.render_tree(&parse(svg)?, width, height, scale);
         }
         resvg::render(&tree, transform, &mut pixmap.as_mut());
         for tile in &tiled.tiles {
@@ -326,6 +326,7 @@ fn tiles_stay_on_top(tree: &usvg::Tree, tiles: &[Arc<Tile>], transform: Transfor
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::render::text_tiles::Tiled;
 
     fn rasterizer() -> Rasterizer {
         let assets = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
@@ -343,6 +344,14 @@ mod tests {
             .map(|(x, y)| x.abs_diff(*y))
             .max()
             .unwrap_or(0)
+    }
+
+    /// The text tiles of `svg` at scale 1, as a render would make them.
+    fn tile(rasterizer: &Rasterizer, svg: &str, width: u32, height: u32) -> Option<Tiled> {
+        let document = roxmltree::Document::parse(svg).unwrap();
+        rasterizer
+            .text_tiles
+            .tile(rasterizer, svg, &document, width, height, 1)
     }
 
     /// Per-channel differences: the largest, and the mean.
@@ -415,11 +424,7 @@ mod tests {
     fn texts_drawn_from_kept_glyphs_look_like_usvg_drawing_them() {
         let rasterizer = rasterizer();
         let svg = plain_texts(0.0);
-        let document = roxmltree::Document::parse(&svg).unwrap();
-        let tiled = rasterizer
-            .text_tiles
-            .tile(&rasterizer, &svg, &document, 300, 120, 1)
-            .unwrap();
+        let tiled = tile(&rasterizer, &svg, 300, 120).unwrap();
         assert_eq!(
             tiled.tiles.len(),
             5,
@@ -501,17 +506,7 @@ mod tests {
             assert!(off <= 2, "scale {scale}: tiles {off} levels off");
             assert_eq!(max_diff(&tiled, &kept), 0, "scale {scale}: kept tiles");
         }
-        let tiled = rasterizer
-            .text_tiles
-            .tile(
-                &rasterizer,
-                svg,
-                &roxmltree::Document::parse(svg).unwrap(),
-                300,
-                120,
-                1,
-            )
-            .unwrap();
+        let tiled = tile(&rasterizer, svg, 300, 120).unwrap();
         assert_eq!(tiled.tiles.len(), 2);
         assert!(!tiled.svg.contains("<text"));
     }
@@ -559,41 +554,11 @@ mod tests {
     fn texts_that_depend_on_more_than_their_markup_are_left_alone() {
         let rasterizer = rasterizer();
         let gradient = r##"<svg xmlns="http://www.w3.org/2000/svg" width="100" height="40"><defs><linearGradient id="g"><stop offset="0" stop-color="red"/></linearGradient></defs><text x="5" y="20" fill="url(#g)">x</text></svg>"##;
-        assert!(rasterizer
-            .text_tiles
-            .tile(
-                &rasterizer,
-                gradient,
-                &roxmltree::Document::parse(gradient).unwrap(),
-                100,
-                40,
-                1
-            )
-            .is_none());
+        assert!(tile(&rasterizer, gradient, 100, 40).is_none());
         let styled = r##"<svg xmlns="http://www.w3.org/2000/svg" width="100" height="40"><style>text{fill:red}</style><text x="5" y="20">x</text></svg>"##;
-        assert!(rasterizer
-            .text_tiles
-            .tile(
-                &rasterizer,
-                styled,
-                &roxmltree::Document::parse(styled).unwrap(),
-                100,
-                40,
-                1
-            )
-            .is_none());
+        assert!(tile(&rasterizer, styled, 100, 40).is_none());
         let view_box = r##"<svg xmlns="http://www.w3.org/2000/svg" width="100" height="40" viewBox="0 0 50 20"><text x="5" y="20">x</text></svg>"##;
-        assert!(rasterizer
-            .text_tiles
-            .tile(
-                &rasterizer,
-                view_box,
-                &roxmltree::Document::parse(view_box).unwrap(),
-                100,
-                40,
-                1
-            )
-            .is_none());
+        assert!(tile(&rasterizer, view_box, 100, 40).is_none());
     }
 
     #[test]
