@@ -6,10 +6,10 @@
 //! the HTTP layer add `Vary: User-Agent` precisely, see `http::cdn`).
 
 use crate::blocks::Block;
-use crate::client::{ClientKind, ClientRules};
-use crate::geo;
-use crate::live_sources::LiveSources;
 use crate::render::TemplateInput;
+use crate::sources::geo_ip;
+use crate::sources::mail_clients::{ClientKind, ClientRules};
+use crate::sources::Sources;
 use hyper::header::{HeaderMap, USER_AGENT};
 use std::net::{IpAddr, SocketAddr};
 
@@ -46,7 +46,7 @@ impl Opener {
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|value| value.to_str().ok());
-        let ip = peer.and_then(|peer| geo::client_ip(peer.ip(), forwarded, trusted_proxy_hops));
+        let ip = peer.and_then(|peer| geo_ip::client_ip(peer.ip(), forwarded, trusted_proxy_hops));
         let user_agent = headers.get(USER_AGENT).and_then(|v| v.to_str().ok());
         let (client, client_by_user_agent) = rules.classify_with_and_without_ip(user_agent, ip);
         Self {
@@ -83,17 +83,12 @@ impl Opener {
 /// Adds to `input` what `block` declared it reads about the open: `client`; `location`
 /// (the context's `location` field when the block reads it, else the IP through the
 /// MaxMind database unless an image proxy fetched, else unknown) and the stores nearest to it.
-pub fn extend_input(
-    input: &mut TemplateInput,
-    block: &Block,
-    opener: &Opener,
-    sources: &LiveSources,
-) {
+pub fn extend_input(input: &mut TemplateInput, block: &Block, opener: &Opener, sources: &Sources) {
     if block.reads_client {
         input.client = Some(opener.client);
     }
     if block.reads_location {
-        let location = geo::resolve(
+        let location = geo_ip::resolve(
             input.ctx.get("location"),
             opener.client,
             opener.ip,

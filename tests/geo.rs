@@ -4,9 +4,9 @@
 use std::net::IpAddr;
 use std::path::Path;
 
-use opentime::client::{ClientKind, ClientRules};
-use opentime::geo::{self, GeoDb, LocationSource};
-use opentime::stores::Stores;
+use opentime::sources::geo_ip::{self, GeoDb, LocationSource};
+use opentime::sources::mail_clients::{ClientKind, ClientRules};
+use opentime::sources::shop_stores::ShopStores;
 use serde_json::json;
 
 const GMAIL_UA: &str =
@@ -50,11 +50,11 @@ fn a_browser_behind_one_cdn_hop_is_located_by_ip() {
     let db = db();
     let rules = ClientRules::builtin();
     let peer = ip("10.1.2.3"); // the CDN's edge, as the TCP peer
-    let client_ip = geo::client_ip(peer, ["198.51.100.200, 203.0.113.9"], 1);
+    let client_ip = geo_ip::client_ip(peer, ["198.51.100.200, 203.0.113.9"], 1);
     assert_eq!(client_ip, Some(ip("203.0.113.9")));
     let kind = rules.classify(Some(CHROME_UA), client_ip);
     assert_eq!(kind, ClientKind::Browser);
-    let location = geo::resolve(None, kind, client_ip, Some(&db));
+    let location = geo_ip::resolve(None, kind, client_ip, Some(&db));
     assert_eq!(location.city.as_deref(), Some("Amsterdam"));
     assert_eq!(location.source, LocationSource::Ip);
 }
@@ -66,7 +66,7 @@ fn a_gmail_proxy_user_agent_ignores_the_ip() {
     let client_ip = Some(ip("192.0.2.55")); // would be Berlin
     let kind = rules.classify(Some(GMAIL_UA), client_ip);
     assert_eq!(kind, ClientKind::GmailProxy);
-    let location = geo::resolve(None, kind, client_ip, Some(&db));
+    let location = geo_ip::resolve(None, kind, client_ip, Some(&db));
     assert_eq!(location.source, LocationSource::Unknown);
     assert_eq!(location.city, None);
 }
@@ -77,7 +77,7 @@ fn apple_relays_ignore_the_ip() {
     let kind = ClientRules::builtin().classify(Some("Mozilla/5.0"), Some(ip("17.58.1.1")));
     assert_eq!(kind, ClientKind::AppleMpp);
     assert!(kind.is_machine_prefetch());
-    let location = geo::resolve(None, kind, Some(ip("17.58.1.1")), Some(&db));
+    let location = geo_ip::resolve(None, kind, Some(ip("17.58.1.1")), Some(&db));
     assert_eq!(location.source, LocationSource::Unknown);
 }
 
@@ -85,7 +85,7 @@ fn apple_relays_ignore_the_ip() {
 fn context_location_beats_the_ip() {
     let db = db();
     let ctx = json!({"city": "Madrid", "country": "ES", "lat": 40.4168, "lon": -3.7038});
-    let location = geo::resolve(
+    let location = geo_ip::resolve(
         Some(&ctx),
         ClientKind::Browser,
         Some(ip("192.0.2.55")),
@@ -98,14 +98,14 @@ fn context_location_beats_the_ip() {
 #[test]
 fn the_store_block_names_the_nearest_store() {
     let db = db();
-    let stores = Stores::demo();
+    let stores = ShopStores::demo();
     for (addr, store_id) in [
         ("192.0.2.1", "ber-mitte"),
         ("198.51.100.1", "par-marais"),
         ("203.0.113.1", "ams-jordaan"),
         ("2001:db8:1::1", "mil-brera"),
     ] {
-        let location = geo::resolve(None, ClientKind::Browser, Some(ip(addr)), Some(&db));
+        let location = geo_ip::resolve(None, ClientKind::Browser, Some(ip(addr)), Some(&db));
         let (lat, lon) = location.coordinates().expect("coordinates");
         let nearest = stores.nearest(lat, lon, 1);
         assert_eq!(nearest[0].store.id, store_id, "{addr}");

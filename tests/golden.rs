@@ -81,8 +81,9 @@ fn demo_blocks_match_their_golden_images() {
     let at = chrono::DateTime::parse_from_rfc3339("2026-11-25T12:00:00Z")
         .unwrap()
         .to_utc();
-    let live = opentime::live_sources::LiveSources::defaults().expect("live sources");
-    let offline = opentime::opener::Opener::offline(opentime::client::ClientKind::Unknown);
+    let live = opentime::sources::Sources::defaults().expect("live sources");
+    let offline =
+        opentime::opener::Opener::offline(opentime::sources::mail_clients::ClientKind::Unknown);
     let mut failures = Vec::new();
     let mut compared = 0;
     for campaign in catalog.campaigns() {

@@ -25,12 +25,12 @@ async fn server_with_images(
     // has its own, shorter deadline (OPENTIME_IMAGE_TIMEOUT_MS, 700 ms by default).
     args.deadline_ms = 5000;
     args.store_timeout_ms = 1000;
-    args.live.image_private_hosts = vec!["images.test".into()];
-    args.live.image_resolve = vec![
+    args.sources.image_private_hosts = vec!["images.test".into()];
+    args.sources.image_resolve = vec![
         "images.test=127.0.0.1".into(),
         "forbidden.test=127.0.0.1".into(),
     ];
-    args.live.image_max_bytes = 256 * 1024;
+    args.sources.image_max_bytes = 256 * 1024;
     tweak(&mut args);
     TestServer::start(args).await
 }
@@ -226,7 +226,7 @@ async fn fifty_concurrent_renders_fetch_a_photo_once() {
     }
     let mut server = server_with_images(&redis, templates.path(), |args| {
         args.deadline_ms = 20_000;
-        args.live.image_timeout_ms = 10_000;
+        args.sources.image_timeout_ms = 10_000;
     })
     .await;
     let client = reqwest::Client::builder()

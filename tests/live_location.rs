@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use opentime::client::ClientKind;
 use opentime::opener::{self, Opener};
+use opentime::sources::mail_clients::ClientKind;
 use serde_json::json;
 
 const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
@@ -26,7 +26,7 @@ fn mmdb() -> std::path::PathBuf {
 /// A server behind one trusted proxy hop, with the fixture database and `templates`.
 async fn located_server(redis: &RedisServer, templates: &std::path::Path) -> TestServer {
     let mut args = test_args(templates, Some(redis.url()));
-    args.live.geoip_db = Some(mmdb());
+    args.sources.geoip_db = Some(mmdb());
     args.trusted_proxy_hops = 1;
     args.deadline_ms = 5000;
     args.store_timeout_ms = 1000;
@@ -129,7 +129,7 @@ fn render_store(fields: serde_json::Value) -> image::RgbaImage {
         chrono::Utc::now(),
         Default::default(),
     );
-    let live = opentime::live_sources::LiveSources::defaults().unwrap();
+    let live = opentime::sources::Sources::defaults().unwrap();
     opener::extend_input(
         &mut input,
         block,

@@ -9,37 +9,39 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use image_server::{ImageServer, BLUE, RED};
-use opentime::remote_image::{FetchError, Fit, RemoteImage, RemoteImageConfig, RemoteImages};
+use opentime::sources::product_photos::{
+    FetchError, Fit, ProductPhoto, ProductPhotoConfig, ProductPhotos,
+};
 
 const LOCALHOST: &str = "127.0.0.1";
 
 /// A fetcher that may reach `images.test` (a listed private host, so 127.0.0.1 is
 /// fine for it) and `*.cdn.test` (wildcard, public addresses only). `forbidden.test`
 /// and `evil.cdn.test` also resolve to 127.0.0.1, to prove they are refused.
-fn fetcher(tweak: impl FnOnce(&mut RemoteImageConfig)) -> RemoteImages {
+fn fetcher(tweak: impl FnOnce(&mut ProductPhotoConfig)) -> ProductPhotos {
     let local: IpAddr = LOCALHOST.parse().unwrap();
     let mut overrides = HashMap::new();
     for host in ["images.test", "forbidden.test", "evil.cdn.test"] {
         overrides.insert(host.to_string(), vec![local]);
     }
-    let mut config = RemoteImageConfig {
+    let mut config = ProductPhotoConfig {
         allowed_hosts: vec!["*.cdn.test".into()],
         private_hosts: vec!["images.test".into()],
         resolve_overrides: overrides,
         connect_timeout: Duration::from_millis(500),
         timeout: Duration::from_millis(800),
         max_bytes: 256 * 1024,
-        ..RemoteImageConfig::default()
+        ..ProductPhotoConfig::default()
     };
     tweak(&mut config);
-    RemoteImages::new(config).expect("valid config")
+    ProductPhotos::new(config).expect("valid config")
 }
 
 fn url(server: &ImageServer, path: &str) -> String {
     format!("http://images.test:{}{}", server.port(), path)
 }
 
-fn pixels(image: &RemoteImage) -> image::RgbaImage {
+fn pixels(image: &ProductPhoto) -> image::RgbaImage {
     image::load_from_memory_with_format(&image.png, image::ImageFormat::Png)
         .expect("result is a PNG")
         .into_rgba8()
@@ -52,7 +54,7 @@ fn close(actual: [u8; 4], expected: [u8; 4], tolerance: u8) -> bool {
         .all(|(a, e)| a.abs_diff(e) <= tolerance)
 }
 
-async fn assert_red_blue(images: &RemoteImages, url: &str, tolerance: u8) {
+async fn assert_red_blue(images: &ProductPhotos, url: &str, tolerance: u8) {
     // 64×32 source into a 32×32 box: contain keeps 2:1, cover crops the middle.
     let contained = images.get(url, 32, 32, Fit::Contain).await.expect(url);
     assert_eq!((contained.width, contained.height), (32, 16), "{url}");

@@ -20,8 +20,8 @@ pub fn run_check(args: &CheckArgs) -> Result<(), CliError> {
     }
     let now = chrono::Utc::now();
     // Blocks that read `location` see the sample's own `location` and the demo stores.
-    let live = crate::live_sources::LiveSources::defaults()?;
-    let opener = crate::opener::Opener::offline(crate::client::ClientKind::Unknown);
+    let live = crate::sources::Sources::defaults()?;
+    let opener = crate::opener::Opener::offline(crate::sources::mail_clients::ClientKind::Unknown);
     for campaign in catalog.campaigns() {
         let samples = match campaign.samples() {
             Ok(samples) if !samples.is_empty() => samples,

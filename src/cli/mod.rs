@@ -28,7 +28,7 @@ pub enum CliError {
     #[error("{0} problem(s) found")]
     CheckFailed(usize),
     #[error("{0}")]
-    Live(#[from] crate::live_sources::LiveSourcesError),
+    Live(#[from] crate::sources::SourcesError),
 }
 
 /// Splits `demo/cart` (or `demo/cart.png`) into campaign, block and optional extension.

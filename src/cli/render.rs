@@ -5,13 +5,13 @@
 
 use super::{split_block_path, CliError};
 use crate::blocks::Campaign;
-use crate::client::ClientKind;
 use crate::config::RenderArgs;
 use crate::context::ContextFields;
-use crate::live_sources::LiveSources;
 use crate::opener::{self, Opener};
 use crate::render::live::{self, LiveRenderError, RenderJob};
 use crate::render::{Format, Renderer, TemplateInput};
+use crate::sources::mail_clients::ClientKind;
+use crate::sources::Sources;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,7 +37,7 @@ pub fn run_render(args: &RenderArgs) -> Result<(), CliError> {
     }
     let client = ClientKind::from_name(&args.client)
         .ok_or_else(|| CliError::Usage(format!("--client {}: not a client kind", args.client)))?;
-    let live_sources = LiveSources::from_args(&args.live)?;
+    let sources = Sources::from_args(&args.sources)?;
     let renderer = Arc::new(Renderer::load(&args.common.assets)?);
     let campaign = Arc::new(Campaign::load(
         &args.common.templates.join(campaign_name),
@@ -63,7 +63,7 @@ pub fn run_render(args: &RenderArgs) -> Result<(), CliError> {
     };
     let query = parse_query_pairs(&args.query)?;
     let mut input = TemplateInput::for_block(&block, &fields, Some(&args.subscriber), at, query);
-    opener::extend_input(&mut input, &block, &Opener::offline(client), &live_sources);
+    opener::extend_input(&mut input, &block, &Opener::offline(client), &sources);
     let job = RenderJob {
         block,
         campaign,
@@ -75,11 +75,11 @@ pub fn run_render(args: &RenderArgs) -> Result<(), CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::Usage(format!("cannot start the runtime: {e}")))?;
-    let wait = Duration::from_millis(args.live.image_timeout_ms) + Duration::from_secs(2);
+    let wait = Duration::from_millis(args.sources.image_timeout_ms) + Duration::from_secs(2);
     let done = runtime
         .block_on(async {
             let deadline = tokio::time::Instant::now() + wait;
-            live::render(renderer, &live_sources.images, job, deadline, None).await
+            live::render(renderer, &sources.photos, job, deadline, None).await
         })
         .map_err(|error| match error {
             LiveRenderError::Render(error) => CliError::Render(error),

@@ -2,15 +2,11 @@
 //!
 //! A context is a map of top-level fields (`cart`, `profile`, `location`, `sms`, …), each owned
 //! by one channel and stored as one JSON value — in Redis, one field of the `ctx:{SUB}` hash.
-//! [`ContextStore`] is the small trait both stores implement: [`RedisStore`] for production,
-//! [`EmbeddedStore`] (a local redb file) for running without Redis.
+//! [`ContextStore`] is the small trait both stores implement (`crate::store`: Redis for
+//! production, a local redb file for running without Redis).
 
-mod embedded;
-mod redis_store;
 mod subscriber;
 
-pub use embedded::EmbeddedStore;
-pub use redis_store::RedisStore;
 pub use subscriber::{SubscriberId, SubscriberIdError};
 
 use async_trait::async_trait;

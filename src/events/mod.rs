@@ -10,11 +10,8 @@
 //! the queue within the grace period.
 
 mod email_field;
-mod embedded_sink;
-mod redis_sink;
 
 pub use email_field::apply as apply_to_email_field;
-pub use embedded_sink::read_all as read_embedded_events;
 
 use crate::metrics::Metrics;
 use crate::opener::Opener;

@@ -205,7 +205,7 @@ async fn render_block(
         _ => live.await?,
     };
     let input = countdown_input(block, input, opener.first_frame_only())?;
-    let variance = Variance::of(block, &input, state.live.geo.is_some());
+    let variance = Variance::of(block, &input, state.sources.geo.is_some());
     let last_modified = Some(cdn::shared_last_modified(campaign.loaded_at, input.now));
     let key = RenderKey::new(
         &campaign.name,
@@ -253,7 +253,7 @@ pub(super) async fn live_input(
         state.clock.now(),
         query,
     );
-    opener::extend_input(&mut input, block, opener, &state.live);
+    opener::extend_input(&mut input, block, opener, &state.sources);
     Ok(input)
 }
 
@@ -405,7 +405,7 @@ async fn render_off_thread(
     };
     let result = live::render(
         Arc::clone(state.catalog.renderer()),
-        &state.live.images,
+        &state.sources.photos,
         job,
         deadline,
         Some(&state.render_permits),

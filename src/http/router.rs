@@ -60,7 +60,7 @@ async fn route(
         request.headers(),
         peer,
         state.config.trusted_proxy_hops,
-        &state.live.clients,
+        &state.sources.clients,
     );
     let response = match segments.as_slice() {
         ["img", campaign, file] => {

@@ -13,13 +13,13 @@ use crate::blocks::{Catalog, TemplateWatcher};
 use crate::cache::RenderCache;
 use crate::clock::Clock;
 use crate::config::{ConfigError, ServeArgs};
-use crate::context::{EmbeddedStore, RedisStore, SharedStore, StoreError};
-use crate::events::{EventRecorder, EventSink};
-use crate::live_sources::{LiveSources, LiveSourcesError};
-use crate::lock::SharedLocks;
+use crate::context::StoreError;
+use crate::events::EventRecorder;
 use crate::metrics::Metrics;
 use crate::opener::PeerAddr;
 use crate::render::{RenderError, Renderer};
+use crate::sources::{Sources, SourcesError};
+use crate::store::EmbeddedPlace;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -40,7 +40,7 @@ pub enum ServeError {
     #[error("assets: {0}")]
     Assets(#[from] RenderError),
     #[error("{0}")]
-    Live(#[from] LiveSourcesError),
+    Live(#[from] SourcesError),
     #[error("{0}")]
     Cors(#[from] CorsError),
     #[error("cannot listen on {addr}: {source}")]
@@ -87,17 +87,24 @@ pub async fn start(args: ServeArgs) -> Result<RunningServer, ServeError> {
 pub async fn start_with_clock(args: ServeArgs, clock: Clock) -> Result<RunningServer, ServeError> {
     args.validate()?;
     let channels = args.channel_tokens()?;
-    let (store, locks, event_sink) = open_store(&args)?;
+    let opened = crate::store::open(
+        args.redis_url.as_deref(),
+        EmbeddedPlace {
+            data_dir: &args.data_dir,
+            seed: &args.seed,
+        },
+        args.store_timeout(),
+    )?;
     let signer = args.common.signer()?;
     if signer.is_development() {
         tracing::warn!("NO SECRET CONFIGURED: tokens are signed with the public development secret; anyone can forge them. Set OPENTIME_SECRET before sending real emails.");
     }
-    let live = Arc::new(LiveSources::from_args(&args.live)?);
+    let sources = Arc::new(Sources::from_args(&args.sources)?);
     let cors = CorsOrigins::new(&args.cors_origins)?;
     tracing::info!(
-        image_hosts = ?args.live.image_hosts,
-        geoip = %args.live.geoip_db.as_deref().map_or("none (location from the context only)".into(), |p| p.display().to_string()),
-        stores = live.stores.len(),
+        image_hosts = ?args.sources.image_hosts,
+        geoip = %args.sources.geoip_db.as_deref().map_or("none (location from the context only)".into(), |p| p.display().to_string()),
+        stores = sources.stores.len(),
         trusted_proxy_hops = args.trusted_proxy_hops,
         "live data"
     );
@@ -136,23 +143,23 @@ pub async fn start_with_clock(args: ServeArgs, clock: Clock) -> Result<RunningSe
     })?;
     let metrics = Arc::new(Metrics::new());
     let events = EventRecorder::start(
-        event_sink,
+        opened.events,
         args.event_queue,
         args.events_maxlen,
         Arc::clone(&metrics),
     );
     let state = Arc::new(AppState {
         signer,
-        store,
+        store: opened.contexts,
         catalog,
         cache: RenderCache::new(args.cache_mb * 1024 * 1024),
         metrics,
-        locks,
+        locks: opened.locks,
         events,
         channels,
         clock,
         render_permits: Arc::new(Semaphore::new(args.render_concurrency())),
-        live,
+        sources,
         cors,
         config: args,
     });
@@ -166,34 +173,6 @@ pub async fn start_with_clock(args: ServeArgs, clock: Clock) -> Result<RunningSe
         task,
         _watcher: watcher,
     })
-}
-
-/// Opens the configured store; its first log line says which one and how to switch.
-/// The same backend serves contexts, locks and events.
-fn open_store(
-    args: &ServeArgs,
-) -> Result<(SharedStore, SharedLocks, Arc<dyn EventSink>), ServeError> {
-    match &args.redis_url {
-        Some(url) => {
-            tracing::info!("context store: Redis (from OPENTIME_REDIS_URL); unset it to run on the embedded store");
-            let store = Arc::new(RedisStore::new(url, args.store_timeout())?);
-            tokio::spawn(Arc::clone(&store).connect_in_background());
-            // Events get their own connection: a batch must not queue before an open's lookup.
-            let events = Arc::new(RedisStore::new(url, args.store_timeout())?);
-            tokio::spawn(Arc::clone(&events).connect_in_background());
-            Ok((store.clone(), store, events))
-        }
-        None => {
-            let path = args.data_dir.join("embedded.redb");
-            tracing::info!(
-                "context store: embedded ({}), seeded with the demo subscribers; set OPENTIME_REDIS_URL=redis://HOST:6379 to use Redis",
-                path.display()
-            );
-            let seed = args.seed.is_dir().then_some(args.seed.as_path());
-            let store = Arc::new(EmbeddedStore::open(&path, seed)?);
-            Ok((store.clone(), store.clone(), store))
-        }
-    }
 }
 
 async fn accept_loop(listener: TcpListener, state: Arc<AppState>, stopped: watch::Receiver<bool>) {

@@ -8,10 +8,10 @@ use crate::clock::Clock;
 use crate::config::ServeArgs;
 use crate::context::SharedStore;
 use crate::events::EventRecorder;
-use crate::live_sources::LiveSources;
 use crate::lock::SharedLocks;
 use crate::metrics::Metrics;
 use crate::signing::Signer;
+use crate::sources::Sources;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
@@ -26,7 +26,7 @@ pub struct AppState {
     /// then falls back) instead of stalling every other request.
     pub render_permits: Arc<Semaphore>,
     /// Remote photos, GeoIP, mail-client rules and stores.
-    pub live: Arc<LiveSources>,
+    pub sources: Arc<Sources>,
     /// Origins allowed to read block answers from script.
     pub cors: CorsOrigins,
     /// Lock-on-open storage (the same backend as `store`).

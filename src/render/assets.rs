@@ -4,7 +4,7 @@
 //! `<image>` on every render, so a 44 px slot should not hold a 128 px file.
 
 use super::RenderError;
-use crate::remote_image::{resize_to_png, Fit};
+use crate::sources::product_photos::{resize_to_png, Fit};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};

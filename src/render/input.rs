@@ -2,10 +2,10 @@
 //! that declare them (`request = [...]`), `client`, `location` and `nearest_stores`.
 
 use crate::blocks::Block;
-use crate::client::ClientKind;
 use crate::context::ContextFields;
-use crate::geo::Location;
-use crate::stores::NearbyStore;
+use crate::sources::geo_ip::Location;
+use crate::sources::mail_clients::ClientKind;
+use crate::sources::shop_stores::NearbyShopStore;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -33,7 +33,7 @@ pub struct TemplateInput {
     pub location: Option<Box<Location>>,
     /// The stores nearest to `location`, nearest first (empty without coordinates).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub nearest_stores: Vec<NearbyStore>,
+    pub nearest_stores: Vec<NearbyShopStore>,
 }
 
 impl TemplateInput {
@@ -101,7 +101,7 @@ impl TemplateInput {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stores::Stores;
+    use crate::sources::shop_stores::ShopStores;
 
     /// A lock stores the inputs as JSON and renders from them again: they must read back.
     #[test]
@@ -121,7 +121,7 @@ mod tests {
         .unwrap();
         let with_facts = TemplateInput {
             client: Some(ClientKind::GmailProxy),
-            nearest_stores: Stores::demo().nearest(48.86, 2.34, 2),
+            nearest_stores: ShopStores::demo().nearest(48.86, 2.34, 2),
             location: Some(Box::new(location)),
             ..TemplateInput::default()
         };

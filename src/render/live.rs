@@ -6,7 +6,7 @@
 use super::remote::{self, FetchedImages};
 use super::{Format, RenderError, Rendered, Renderer, TemplateInput, TemplateOutput};
 use crate::blocks::{Block, Campaign};
-use crate::remote_image::RemoteImages;
+use crate::sources::product_photos::ProductPhotos;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -44,7 +44,7 @@ pub struct LiveRender {
 /// `None` renders without a bound (the offline command).
 pub async fn render(
     renderer: Arc<Renderer>,
-    images: &RemoteImages,
+    images: &ProductPhotos,
     job: RenderJob,
     deadline: Instant,
     permits: Option<&Arc<Semaphore>>,

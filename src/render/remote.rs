@@ -1,10 +1,10 @@
 //! Remote images in a rendered SVG: find the `<image href="http(s)://…">` slots with the
-//! pixel size each is drawn at, fetch them all at once through [`RemoteImages`] (allow-list,
+//! pixel size each is drawn at, fetch them all at once through [`ProductPhotos`] (allow-list,
 //! byte cap, cache, single flight) within a deadline, and hand the results to the
 //! rasterizer's image resolver. A slot whose photo cannot be had gets a neutral grey tile
 //! of its shape, and the failure is reported so the answer can say so — never an error.
 
-use crate::remote_image::{FetchError, Fit, RemoteImages, MAX_OUTPUT_DIMENSION};
+use crate::sources::product_photos::{FetchError, Fit, ProductPhotos, MAX_OUTPUT_DIMENSION};
 use image::{ImageFormat, Rgba, RgbaImage};
 use std::collections::HashMap;
 use std::io::Cursor;
@@ -182,7 +182,7 @@ fn image_slots(
 /// Fetches every slot at once; stops waiting at `deadline`. A fetch still running then
 /// goes on in the background and fills the image cache for the next open.
 pub async fn fetch(
-    images: &RemoteImages,
+    images: &ProductPhotos,
     slots: Vec<ImageSlot>,
     deadline: Instant,
 ) -> FetchedImages {

@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-mod live;
-pub use live::LiveArgs;
+mod sources;
+pub use sources::SourcesArgs;
 
 /// The file read for settings when `--config` / `OPENTIME_CONFIG` names none.
 pub const DEFAULT_CONFIG_FILE: &str = "opentime.toml";
@@ -164,7 +164,7 @@ pub struct ServeArgs {
     #[arg(long, env = "OPENTIME_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
     #[command(flatten)]
-    pub live: LiveArgs,
+    pub sources: SourcesArgs,
 }
 
 impl std::fmt::Debug for ServeArgs {
@@ -276,7 +276,7 @@ pub struct RenderArgs {
     #[arg(long, default_value = "unknown")]
     pub client: String,
     #[command(flatten)]
-    pub live: LiveArgs,
+    pub sources: SourcesArgs,
 }
 
 #[derive(Debug, Clone, Args)]

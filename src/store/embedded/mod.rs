@@ -1,12 +1,18 @@
-//! The embedded context store: a redb file on local disk, for running without Redis.
+//! The embedded store: a redb file on local disk, for running without Redis. It keeps
+//! contexts ([`context`]), lock-on-open ([`lock`]) and events ([`events`]).
 //!
 //! It keeps each subscriber's context as one JSON object, so it behaves like the Redis hash
 //! (fields are merged, never replaced wholesale). On first start it is seeded with the demo
 //! subscribers (`templates/demo/samples/*.json`: the file name is the subscriber id), so
 //! `opentime serve` shows real blocks with no set-up at all.
 
-use super::{ContextFields, ContextStore, StoreError, StoreKind, SubscriberId};
-use async_trait::async_trait;
+mod context;
+mod events;
+mod lock;
+
+pub use events::read_all as read_embedded_events;
+
+use crate::context::{ContextFields, StoreError, SubscriberId};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -21,7 +27,7 @@ pub struct EmbeddedStore {
     path: PathBuf,
 }
 
-fn backend<E: std::fmt::Display>(error: E) -> StoreError {
+pub(super) fn backend<E: std::fmt::Display>(error: E) -> StoreError {
     StoreError::Backend(error.to_string())
 }
 
@@ -163,56 +169,10 @@ fn read_seed_dir(dir: &Path) -> Result<Vec<(String, ContextFields)>, StoreError>
     Ok(samples)
 }
 
-#[async_trait]
-impl ContextStore for EmbeddedStore {
-    fn kind(&self) -> StoreKind {
-        StoreKind::Embedded
-    }
-
-    async fn load(&self, subscriber: &SubscriberId) -> Result<ContextFields, StoreError> {
-        Self::read_fields(&self.database, subscriber.as_str())
-    }
-
-    async fn merge(
-        &self,
-        subscriber: &SubscriberId,
-        fields: ContextFields,
-    ) -> Result<(), StoreError> {
-        self.update(subscriber, move |current| {
-            current
-                .get_or_insert_with(ContextFields::new)
-                .extend(fields);
-        })
-        .await
-    }
-
-    async fn remove_field(
-        &self,
-        subscriber: &SubscriberId,
-        field: &str,
-    ) -> Result<bool, StoreError> {
-        let field = field.to_owned();
-        self.update(subscriber, move |current| {
-            current
-                .as_mut()
-                .is_some_and(|fields| fields.remove(&field).is_some())
-        })
-        .await
-    }
-
-    async fn remove_all(&self, subscriber: &SubscriberId) -> Result<bool, StoreError> {
-        self.update(subscriber, |current| current.take().is_some())
-            .await
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.database.begin_read().map(|_| ()).map_err(backend)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::context::ContextStore;
     use serde_json::json;
 
     fn subscriber(id: &str) -> SubscriberId {

@@ -1,12 +1,16 @@
-//! The Redis context store: `ctx:{SUB}` hashes, one JSON value per field.
+//! The Redis store: subscriber contexts ([`context`]), lock-on-open ([`lock`]) and events
+//! ([`events`]) in one Redis.
 //!
 //! One multiplexed connection (`ConnectionManager`) serves every request and reconnects by
 //! itself. The first connection is made in the background, so the server starts and answers
 //! with fallbacks even while Redis is down; until it is up, lookups fail at once instead of
 //! waiting for a connect timeout on every open.
 
-use super::{parse_field_value, ContextFields, ContextStore, StoreError, StoreKind, SubscriberId};
-use async_trait::async_trait;
+mod context;
+mod events;
+mod lock;
+
+use crate::context::StoreError;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::time::Duration;
 use tokio::sync::OnceCell;
@@ -73,7 +77,7 @@ impl RedisStore {
     }
 }
 
-fn to_store_error(error: redis::RedisError) -> StoreError {
+pub(super) fn to_store_error(error: redis::RedisError) -> StoreError {
     if error.is_timeout() {
         StoreError::Timeout
     } else if error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal()
@@ -81,78 +85,5 @@ fn to_store_error(error: redis::RedisError) -> StoreError {
         StoreError::Unavailable(error.category().to_string())
     } else {
         StoreError::Backend(error.category().to_string())
-    }
-}
-
-#[async_trait]
-impl ContextStore for RedisStore {
-    fn kind(&self) -> StoreKind {
-        StoreKind::Redis
-    }
-
-    async fn load(&self, subscriber: &SubscriberId) -> Result<ContextFields, StoreError> {
-        let mut connection = self.connection()?;
-        let raw: Vec<(String, String)> = redis::cmd("HGETALL")
-            .arg(subscriber.context_key())
-            .query_async(&mut connection)
-            .await
-            .map_err(to_store_error)?;
-        Ok(raw
-            .into_iter()
-            .map(|(field, value)| (field, parse_field_value(&value)))
-            .collect())
-    }
-
-    async fn merge(
-        &self,
-        subscriber: &SubscriberId,
-        fields: ContextFields,
-    ) -> Result<(), StoreError> {
-        if fields.is_empty() {
-            return Ok(());
-        }
-        let mut connection = self.connection()?;
-        let mut command = redis::cmd("HSET");
-        command.arg(subscriber.context_key());
-        for (field, value) in &fields {
-            command.arg(field).arg(value.to_string());
-        }
-        command
-            .query_async::<()>(&mut connection)
-            .await
-            .map_err(to_store_error)
-    }
-
-    async fn remove_field(
-        &self,
-        subscriber: &SubscriberId,
-        field: &str,
-    ) -> Result<bool, StoreError> {
-        let mut connection = self.connection()?;
-        let removed: i64 = redis::cmd("HDEL")
-            .arg(subscriber.context_key())
-            .arg(field)
-            .query_async(&mut connection)
-            .await
-            .map_err(to_store_error)?;
-        Ok(removed > 0)
-    }
-
-    async fn remove_all(&self, subscriber: &SubscriberId) -> Result<bool, StoreError> {
-        let mut connection = self.connection()?;
-        let removed: i64 = redis::cmd("DEL")
-            .arg(subscriber.context_key())
-            .query_async(&mut connection)
-            .await
-            .map_err(to_store_error)?;
-        Ok(removed > 0)
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        let mut connection = self.connection()?;
-        redis::cmd("PING")
-            .query_async::<()>(&mut connection)
-            .await
-            .map_err(to_store_error)
     }
 }

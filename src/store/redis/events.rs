@@ -1,12 +1,13 @@
 //! Events into Redis: one pipeline per batch — `SCRIPT LOAD` once, then per event
 //! `XADD events:opens MAXLEN ~ N` and, for a subscriber, `EVALSHA` of a small Lua script that
-//! updates `ctx:{SUB}`'s `email` field in place (the same rules as `email_field.rs`). The stream
+//! updates `ctx:{SUB}`'s `email` field in place (the same rules as `events/email_field.rs`). The stream
 //! and the context hash are separate keys (separate Redis Cluster slots), so they are separate
 //! commands. The server gives the writer its own connection, so a batch never queues in front
 //! of an open's context lookup.
 
-use super::{Event, EventError, EventSink, STREAM_KEY};
-use crate::context::{RedisStore, StoreError};
+use super::RedisStore;
+use crate::context::StoreError;
+use crate::events::{Event, EventError, EventSink, STREAM_KEY};
 use async_trait::async_trait;
 use chrono::SecondsFormat;
 use std::sync::OnceLock;

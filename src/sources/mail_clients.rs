@@ -15,7 +15,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 /// The rules shipped with opentime.
-const BUILTIN_RULES: &str = include_str!("../assets/clients.toml");
+const BUILTIN_RULES: &str = include_str!("../../assets/clients.toml");
 
 /// What kind of client fetched the image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -259,7 +259,7 @@ impl ClientRules {
     }
 
     /// Classifies a request by its User-Agent and the client's IP address (after
-    /// `X-Forwarded-For` handling, see `geo::client_ip`). Never fails: no match is
+    /// `X-Forwarded-For` handling, see `geo_ip::client_ip`). Never fails: no match is
     /// [`ClientKind::Unknown`].
     pub fn classify(&self, user_agent: Option<&str>, ip: Option<IpAddr>) -> ClientKind {
         let ua_lower = user_agent

@@ -2,8 +2,8 @@
 //! the entry's fields as a JSON object, trimmed to the cap), and the `email` field is updated
 //! in the subscriber's context like the Redis script does.
 
-use super::{apply_to_email_field, Event, EventError, EventSink};
-use crate::context::EmbeddedStore;
+use super::EmbeddedStore;
+use crate::events::{apply_to_email_field, Event, EventError, EventSink};
 use async_trait::async_trait;
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::sync::Arc;

@@ -1,21 +1,27 @@
-//! The live-data sources a render may consult besides the subscriber's context: the
-//! remote-image fetcher, the MaxMind database, the mail-client rules and the stores.
-//! Built once at start-up from [`LiveArgs`]; a bad setting stops start-up with a clear
+//! What an open may consult besides the subscriber's context: product photos from the shop's
+//! image hosts ([`product_photos`]), the reader's location by IP ([`geo_ip`]), the mail-client
+//! and image-proxy rules ([`mail_clients`]) and the shop's physical stores ([`shop_stores`]).
+//! Built once at start-up from [`SourcesArgs`]; a bad setting stops start-up with a clear
 //! error instead of failing opens later.
 
-use crate::client::{ClientRules, ClientRulesError};
-use crate::config::LiveArgs;
-use crate::geo::{GeoDb, GeoError};
-use crate::remote_image::{RemoteImageConfig, RemoteImageConfigError, RemoteImages};
-use crate::stores::{Stores, StoresError};
+pub mod geo_ip;
+pub mod mail_clients;
+pub mod product_photos;
+pub mod shop_stores;
+
+use crate::config::SourcesArgs;
+use geo_ip::{GeoDb, GeoError};
+use mail_clients::{ClientRules, ClientRulesError};
+use product_photos::{ProductPhotoConfig, ProductPhotoConfigError, ProductPhotos};
+use shop_stores::{ShopStores, ShopStoresError};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
-pub enum LiveSourcesError {
+pub enum SourcesError {
     #[error("OPENTIME_IMAGE_HOSTS: {0}")]
-    Images(#[from] RemoteImageConfigError),
+    Photos(#[from] ProductPhotoConfigError),
     #[error("OPENTIME_IMAGE_RESOLVE: `{0}` is not HOST=IP")]
     Resolve(String),
     #[error("OPENTIME_GEOIP_DB: {0}")]
@@ -23,34 +29,34 @@ pub enum LiveSourcesError {
     #[error("OPENTIME_CLIENTS_FILE: {0}")]
     Clients(#[from] ClientRulesError),
     #[error("OPENTIME_STORES: {0}")]
-    Stores(#[from] StoresError),
+    ShopStores(#[from] ShopStoresError),
 }
 
-pub struct LiveSources {
+pub struct Sources {
     /// Fetches, resizes and caches product photos from allow-listed hosts.
-    pub images: RemoteImages,
+    pub photos: ProductPhotos,
     /// Locates readers by IP; `None` when no `.mmdb` is configured.
     pub geo: Option<GeoDb>,
     /// Tells mail clients and image proxies apart.
     pub clients: ClientRules,
     /// The shop's stores, for "nearest store" blocks.
-    pub stores: Stores,
+    pub stores: ShopStores,
 }
 
-impl LiveSources {
-    pub fn from_args(args: &LiveArgs) -> Result<Self, LiveSourcesError> {
+impl Sources {
+    pub fn from_args(args: &SourcesArgs) -> Result<Self, SourcesError> {
         let mut resolve_overrides: HashMap<String, Vec<IpAddr>> = HashMap::new();
         for entry in &args.image_resolve {
             let (host, ip) = entry
                 .split_once('=')
                 .and_then(|(host, ip)| Some((host.trim(), ip.trim().parse::<IpAddr>().ok()?)))
-                .ok_or_else(|| LiveSourcesError::Resolve(entry.clone()))?;
+                .ok_or_else(|| SourcesError::Resolve(entry.clone()))?;
             resolve_overrides
                 .entry(host.to_owned())
                 .or_default()
                 .push(ip);
         }
-        let images = RemoteImages::new(RemoteImageConfig {
+        let images = ProductPhotos::new(ProductPhotoConfig {
             allowed_hosts: args.image_hosts.clone(),
             private_hosts: args.image_private_hosts.clone(),
             resolve_overrides,
@@ -60,13 +66,13 @@ impl LiveSources {
             cache_ttl: Duration::from_secs(args.image_cache_ttl_secs),
             failure_ttl: Duration::from_secs(args.image_failure_ttl_secs),
             cache_capacity_bytes: args.image_cache_mb.saturating_mul(1024 * 1024),
-            ..RemoteImageConfig::default()
+            ..ProductPhotoConfig::default()
         })?;
         let geo = args.geoip_db.as_deref().map(GeoDb::open).transpose()?;
         let clients = ClientRules::load(args.clients_file.as_deref())?;
-        let stores = Stores::load_or_demo(args.stores.as_deref())?;
+        let stores = ShopStores::load_or_demo(args.stores.as_deref())?;
         Ok(Self {
-            images,
+            photos: images,
             geo,
             clients,
             stores,
@@ -74,8 +80,8 @@ impl LiveSources {
     }
 
     /// The defaults: no remote host allowed, no database, shipped rules, demo stores.
-    pub fn defaults() -> Result<Self, LiveSourcesError> {
-        Self::from_args(&LiveArgs::default())
+    pub fn defaults() -> Result<Self, SourcesError> {
+        Self::from_args(&SourcesArgs::default())
     }
 }
 
@@ -84,7 +90,7 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
-    type Tweak = fn(&mut LiveArgs);
+    type Tweak = fn(&mut SourcesArgs);
 
     #[test]
     fn bad_settings_stop_start_up_with_the_setting_named() {
@@ -111,12 +117,12 @@ mod tests {
             ),
         ];
         for (tweak, setting) in cases {
-            let mut args = LiveArgs::default();
+            let mut args = SourcesArgs::default();
             tweak(&mut args);
-            let error = LiveSources::from_args(&args).err().expect("an error");
+            let error = Sources::from_args(&args).err().expect("an error");
             assert!(error.to_string().starts_with(setting), "{error}");
         }
-        let sources = LiveSources::defaults().unwrap();
+        let sources = Sources::defaults().unwrap();
         assert_eq!(sources.stores.len(), 6);
         assert!(sources.geo.is_none());
     }

@@ -1,13 +1,13 @@
 //! Settings for live data: remote product photos, the MaxMind database, the mail-client
 //! rules and the stores file. Shared by `serve` and `render` (the offline render fetches
-//! photos the same way the server does), turned into [`crate::live_sources::LiveSources`]
+//! photos the same way the server does), turned into [`crate::sources::Sources`]
 //! once at start-up.
 
 use clap::Args;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Args)]
-pub struct LiveArgs {
+pub struct SourcesArgs {
     /// Hosts remote images may be fetched from, comma-separated: `cdn.shop.com`,
     /// `*.shopcdn.net` (subdomains only) or an IP address. Empty: no remote image is fetched.
     #[arg(long, env = "OPENTIME_IMAGE_HOSTS", value_delimiter = ',')]
@@ -45,12 +45,12 @@ pub struct LiveArgs {
     /// Mail-client rules (the format of `assets/clients.toml`); the shipped rules by default.
     #[arg(long, env = "OPENTIME_CLIENTS_FILE")]
     pub clients_file: Option<PathBuf>,
-    /// Stores file (JSON, the format of `assets/demo-stores.json`); the demo stores by default.
+    /// ShopStores file (JSON, the format of `assets/demo-stores.json`); the demo stores by default.
     #[arg(long, env = "OPENTIME_STORES")]
     pub stores: Option<PathBuf>,
 }
 
-impl Default for LiveArgs {
+impl Default for SourcesArgs {
     fn default() -> Self {
         Self {
             image_hosts: Vec::new(),
@@ -75,25 +75,25 @@ mod tests {
     use clap::{CommandFactory, FromArgMatches};
     use std::path::Path;
 
-    fn serve_with(settings: &str, args: &[&str]) -> super::LiveArgs {
+    fn serve_with(settings: &str, args: &[&str]) -> super::SourcesArgs {
         let settings: toml::Table = settings.parse().unwrap();
         let command = apply_settings(Cli::command(), &settings, Path::new("t.toml")).unwrap();
         let matches = command.get_matches_from(args);
         match Cli::from_arg_matches(&matches).unwrap().command {
-            Command::Serve(args) => args.live,
+            Command::Serve(args) => args.sources,
             _ => panic!("serve expected"),
         }
     }
 
     #[test]
     fn lists_split_on_commas_in_files_and_flags() {
-        let live = serve_with(
+        let sources = serve_with(
             "image-hosts = \"cdn.shop.test,*.img.test\"\nimage-timeout-ms = 500",
             &["opentime", "serve"],
         );
-        assert_eq!(live.image_hosts, ["cdn.shop.test", "*.img.test"]);
-        assert_eq!(live.image_timeout_ms, 500);
-        let live = serve_with(
+        assert_eq!(sources.image_hosts, ["cdn.shop.test", "*.img.test"]);
+        assert_eq!(sources.image_timeout_ms, 500);
+        let sources = serve_with(
             "",
             &[
                 "opentime",
@@ -104,8 +104,8 @@ mod tests {
                 "x.mmdb",
             ],
         );
-        assert_eq!(live.image_hosts, ["a.test", "b.test"]);
-        assert_eq!(live.geoip_db.as_deref(), Some(Path::new("x.mmdb")));
+        assert_eq!(sources.image_hosts, ["a.test", "b.test"]);
+        assert_eq!(sources.geoip_db.as_deref(), Some(Path::new("x.mmdb")));
     }
 
     #[test]
@@ -113,7 +113,7 @@ mod tests {
         let parsed = serve_with("", &["opentime", "serve"]);
         assert_eq!(
             format!("{parsed:?}"),
-            format!("{:?}", super::LiveArgs::default())
+            format!("{:?}", super::SourcesArgs::default())
         );
     }
 }

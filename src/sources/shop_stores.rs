@@ -2,7 +2,7 @@
 //!
 //! A `stores` JSON file (configurable path; `assets/demo-stores.json` for the demo)
 //! lists the stores with coordinates. A store-finder block asks for the `n` nearest to
-//! the reader's [`Location`](crate::geo::Location) and shows the distance. Distances are
+//! the reader's [`Location`](crate::sources::geo_ip::Location) and shows the distance. Distances are
 //! great-circle (haversine) kilometres: good to well under 1 % for "2.4 km away".
 
 use std::collections::HashSet;
@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 /// The demo stores shipped with opentime.
-const DEMO_STORES: &str = include_str!("../assets/demo-stores.json");
+const DEMO_STORES: &str = include_str!("../../assets/demo-stores.json");
 
 /// Mean Earth radius (IUGG), in kilometres.
 const EARTH_RADIUS_KM: f64 = 6371.0088;
@@ -19,7 +19,7 @@ const EARTH_RADIUS_KM: f64 = 6371.0088;
 /// One store as written in the stores file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Store {
+pub struct ShopStore {
     pub id: String,
     pub name: String,
     pub address: String,
@@ -34,16 +34,16 @@ pub struct Store {
 }
 
 /// A store with its distance from the point asked about; templates see the store's
-/// fields plus `distance_km` (and a lock stores them so, see [`NearbyStore`]'s `Deserialize`).
+/// fields plus `distance_km` (and a lock stores them so, see [`NearbyShopStore`]'s `Deserialize`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(from = "FlatNearbyStore")]
-pub struct NearbyStore {
+pub struct NearbyShopStore {
     #[serde(flatten)]
-    pub store: Store,
+    pub store: ShopStore,
     pub distance_km: f64,
 }
 
-/// The flat form [`NearbyStore`] serializes to (`Store` refuses unknown fields, so it cannot
+/// The flat form [`NearbyShopStore`] serializes to (`ShopStore` refuses unknown fields, so it cannot
 /// be read back through `flatten`).
 #[derive(Deserialize)]
 struct FlatNearbyStore {
@@ -60,10 +60,10 @@ struct FlatNearbyStore {
     distance_km: f64,
 }
 
-impl From<FlatNearbyStore> for NearbyStore {
+impl From<FlatNearbyStore> for NearbyShopStore {
     fn from(flat: FlatNearbyStore) -> Self {
         Self {
-            store: Store {
+            store: ShopStore {
                 id: flat.id,
                 name: flat.name,
                 address: flat.address,
@@ -80,7 +80,7 @@ impl From<FlatNearbyStore> for NearbyStore {
 
 /// Why a stores file could not be used.
 #[derive(Debug, thiserror::Error)]
-pub enum StoresError {
+pub enum ShopStoresError {
     #[error("cannot read stores file {path}: {source}")]
     Read {
         path: PathBuf,
@@ -96,17 +96,17 @@ pub enum StoresError {
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum StoresFile {
-    Wrapped { stores: Vec<Store> },
-    Bare(Vec<Store>),
+    Wrapped { stores: Vec<ShopStore> },
+    Bare(Vec<ShopStore>),
 }
 
 /// All stores, validated once at load.
 #[derive(Debug, Clone, Default)]
-pub struct Stores {
-    stores: Vec<Store>,
+pub struct ShopStores {
+    stores: Vec<ShopStore>,
 }
 
-impl Stores {
+impl ShopStores {
     /// The demo stores from `assets/demo-stores.json`.
     pub fn demo() -> Self {
         // The embedded file is part of the build and covered by a unit test.
@@ -114,7 +114,7 @@ impl Stores {
     }
 
     /// The stores at `path` when given, else the demo stores (checked, not assumed, valid).
-    pub fn load_or_demo(path: Option<&Path>) -> Result<Self, StoresError> {
+    pub fn load_or_demo(path: Option<&Path>) -> Result<Self, ShopStoresError> {
         match path {
             Some(path) => Self::load(path),
             None => Self::from_json_str(DEMO_STORES),
@@ -122,8 +122,8 @@ impl Stores {
     }
 
     /// Reads and validates a stores file.
-    pub fn load(path: &Path) -> Result<Self, StoresError> {
-        let text = std::fs::read_to_string(path).map_err(|source| StoresError::Read {
+    pub fn load(path: &Path) -> Result<Self, ShopStoresError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ShopStoresError::Read {
             path: path.to_path_buf(),
             source,
         })?;
@@ -131,7 +131,7 @@ impl Stores {
     }
 
     /// Parses and validates stores JSON.
-    pub fn from_json_str(text: &str) -> Result<Self, StoresError> {
+    pub fn from_json_str(text: &str) -> Result<Self, ShopStoresError> {
         let stores = match serde_json::from_str(text)? {
             StoresFile::Wrapped { stores } | StoresFile::Bare(stores) => stores,
         };
@@ -139,10 +139,10 @@ impl Stores {
     }
 
     /// Validates stores: non-empty unique ids, coordinates in range.
-    pub fn new(stores: Vec<Store>) -> Result<Self, StoresError> {
+    pub fn new(stores: Vec<ShopStore>) -> Result<Self, ShopStoresError> {
         let mut seen = HashSet::new();
         for store in &stores {
-            let invalid = |reason| StoresError::Invalid {
+            let invalid = |reason| ShopStoresError::Invalid {
                 id: store.id.clone(),
                 reason,
             };
@@ -170,25 +170,25 @@ impl Stores {
         self.stores.is_empty()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Store> {
+    pub fn iter(&self) -> impl Iterator<Item = &ShopStore> {
         self.stores.iter()
     }
 
     /// The store with this id.
-    pub fn get(&self, id: &str) -> Option<&Store> {
+    pub fn get(&self, id: &str) -> Option<&ShopStore> {
         self.stores.iter().find(|store| store.id == id)
     }
 
     /// The `n` stores nearest to (`lat`, `lon`), nearest first; ties keep file order.
     /// Empty when the point is not a valid coordinate.
-    pub fn nearest(&self, lat: f64, lon: f64, n: usize) -> Vec<NearbyStore> {
+    pub fn nearest(&self, lat: f64, lon: f64, n: usize) -> Vec<NearbyShopStore> {
         if n == 0 || !lat.is_finite() || !lon.is_finite() {
             return Vec::new();
         }
         if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
             return Vec::new();
         }
-        let mut by_distance: Vec<(f64, &Store)> = self
+        let mut by_distance: Vec<(f64, &ShopStore)> = self
             .stores
             .iter()
             .map(|store| (haversine_km(lat, lon, store.lat, store.lon), store))
@@ -197,7 +197,7 @@ impl Stores {
         by_distance
             .into_iter()
             .take(n)
-            .map(|(distance_km, store)| NearbyStore {
+            .map(|(distance_km, store)| NearbyShopStore {
                 store: store.clone(),
                 distance_km,
             })
@@ -219,10 +219,10 @@ pub fn haversine_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
 mod tests {
     use super::*;
 
-    fn store(id: &str, lat: f64, lon: f64) -> Store {
-        Store {
+    fn store(id: &str, lat: f64, lon: f64) -> ShopStore {
+        ShopStore {
             id: id.into(),
-            name: format!("Store {id}"),
+            name: format!("ShopStore {id}"),
             address: "1 Test Street".into(),
             city: "Testville".into(),
             country: None,
@@ -245,7 +245,7 @@ mod tests {
 
     #[test]
     fn demo_stores_load_and_are_european() {
-        let stores = Stores::demo();
+        let stores = ShopStores::demo();
         assert_eq!(stores.len(), 6);
         assert!(stores.iter().all(|s| (35.0..72.0).contains(&s.lat)));
         assert!(stores.get("par-marais").is_some());
@@ -253,7 +253,7 @@ mod tests {
 
     #[test]
     fn nearest_orders_by_distance() {
-        let stores = Stores::demo();
+        let stores = ShopStores::demo();
         // Near the Eiffel Tower.
         let near = stores.nearest(48.8584, 2.2945, 3);
         let ids: Vec<&str> = near.iter().map(|s| s.store.id.as_str()).collect();
@@ -269,17 +269,17 @@ mod tests {
 
     #[test]
     fn nearest_with_bad_input_is_empty() {
-        let stores = Stores::demo();
+        let stores = ShopStores::demo();
         assert!(stores.nearest(f64::NAN, 2.0, 3).is_empty());
         assert!(stores.nearest(48.0, f64::INFINITY, 3).is_empty());
         assert!(stores.nearest(123.0, 2.0, 3).is_empty());
         assert!(stores.nearest(48.0, 2.0, 0).is_empty());
-        assert!(Stores::default().nearest(48.0, 2.0, 3).is_empty());
+        assert!(ShopStores::default().nearest(48.0, 2.0, 3).is_empty());
     }
 
     #[test]
     fn nearby_store_serializes_flat() {
-        let near = Stores::new(vec![store("a", 1.0, 1.0)])
+        let near = ShopStores::new(vec![store("a", 1.0, 1.0)])
             .unwrap()
             .nearest(1.0, 1.0, 1);
         let v = serde_json::to_value(&near[0]).unwrap();
@@ -290,7 +290,7 @@ mod tests {
 
     #[test]
     fn bare_array_is_accepted() {
-        let stores = Stores::from_json_str(
+        let stores = ShopStores::from_json_str(
             r#"[{"id":"x","name":"X","address":"A","city":"C","lat":1.5,"lon":2.5}]"#,
         )
         .unwrap();
@@ -299,33 +299,33 @@ mod tests {
 
     #[test]
     fn invalid_files_are_typed_errors() {
-        let dup = Stores::new(vec![store("a", 1.0, 1.0), store("a", 2.0, 2.0)]);
+        let dup = ShopStores::new(vec![store("a", 1.0, 1.0), store("a", 2.0, 2.0)]);
         assert!(matches!(
             dup,
-            Err(StoresError::Invalid {
+            Err(ShopStoresError::Invalid {
                 reason: "duplicate id",
                 ..
             })
         ));
         assert!(matches!(
-            Stores::new(vec![store("a", 91.0, 1.0)]),
-            Err(StoresError::Invalid { .. })
+            ShopStores::new(vec![store("a", 91.0, 1.0)]),
+            Err(ShopStoresError::Invalid { .. })
         ));
         assert!(matches!(
-            Stores::new(vec![store("a", 1.0, f64::NAN)]),
-            Err(StoresError::Invalid { .. })
+            ShopStores::new(vec![store("a", 1.0, f64::NAN)]),
+            Err(ShopStoresError::Invalid { .. })
         ));
         assert!(matches!(
-            Stores::new(vec![store(" ", 1.0, 1.0)]),
-            Err(StoresError::Invalid { .. })
+            ShopStores::new(vec![store(" ", 1.0, 1.0)]),
+            Err(ShopStoresError::Invalid { .. })
         ));
         assert!(matches!(
-            Stores::from_json_str("{\"stores\": 3}"),
-            Err(StoresError::Parse(_))
+            ShopStores::from_json_str("{\"stores\": 3}"),
+            Err(ShopStoresError::Parse(_))
         ));
         assert!(matches!(
-            Stores::load(Path::new("/nonexistent/stores.json")),
-            Err(StoresError::Read { .. })
+            ShopStores::load(Path::new("/nonexistent/stores.json")),
+            Err(ShopStoresError::Read { .. })
         ));
     }
 }

@@ -1,6 +1,6 @@
 //! Images that templates pull from the shop's own servers (product photos from the CDN).
 //!
-//! [`RemoteImages::get`] fetches a URL taken from subscriber context, only from allowed
+//! [`ProductPhotos::get`] fetches a URL taken from subscriber context, only from allowed
 //! hosts (see `allow_list`), within a deadline and a byte cap, decodes and resizes it
 //! (`decode`), and caches the result by URL and size, with a TTL, and failures for a
 //! shorter one. Concurrent renders asking for the same image share one fetch. Errors are
@@ -30,7 +30,7 @@ pub const MAX_OUTPUT_DIMENSION: u32 = 4096;
 
 /// Settings for remote images; `Default` is safe (an empty allow-list fetches nothing).
 #[derive(Debug, Clone)]
-pub struct RemoteImageConfig {
+pub struct ProductPhotoConfig {
     /// Hosts images may come from: exact names (`cdn.shop.com`), `*.shopcdn.net`
     /// wildcards (any subdomain, not the bare domain), or IP addresses.
     pub allowed_hosts: Vec<String>,
@@ -62,7 +62,7 @@ pub struct RemoteImageConfig {
     pub user_agent: String,
 }
 
-impl Default for RemoteImageConfig {
+impl Default for ProductPhotoConfig {
     fn default() -> Self {
         Self {
             allowed_hosts: Vec::new(),
@@ -94,14 +94,14 @@ pub enum Fit {
 
 /// A fetched image, resized, as PNG.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoteImage {
+pub struct ProductPhoto {
     pub width: u32,
     pub height: u32,
     /// PNG bytes.
     pub png: Bytes,
 }
 
-impl RemoteImage {
+impl ProductPhoto {
     /// A `data:image/png;base64,…` URI for an SVG `<image href>`.
     pub fn data_uri(&self) -> String {
         let mut uri = String::from("data:image/png;base64,");
@@ -197,7 +197,7 @@ impl FetchError {
 
 /// Why the remote-image settings are not usable.
 #[derive(Debug, thiserror::Error)]
-pub enum RemoteImageConfigError {
+pub enum ProductPhotoConfigError {
     #[error(transparent)]
     AllowList(#[from] AllowListError),
     #[error("cannot build the image HTTP client: {0}")]
@@ -214,7 +214,7 @@ struct CacheKey {
     fit: Fit,
 }
 
-type Outcome = Result<Arc<RemoteImage>, FetchError>;
+type Outcome = Result<Arc<ProductPhoto>, FetchError>;
 
 /// Keeps images for `cache_ttl`, failures for `failure_ttl`.
 struct OutcomeExpiry {
@@ -230,7 +230,7 @@ impl moka::Expiry<CacheKey, Outcome> for OutcomeExpiry {
 
 /// The remote-image fetcher and its cache. Cheap to clone; share one per process.
 #[derive(Clone)]
-pub struct RemoteImages {
+pub struct ProductPhotos {
     inner: Arc<Inner>,
 }
 
@@ -243,17 +243,17 @@ struct Inner {
     decode_limits: DecodeLimits,
 }
 
-impl std::fmt::Debug for RemoteImages {
+impl std::fmt::Debug for ProductPhotos {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RemoteImages")
+        f.debug_struct("ProductPhotos")
             .field("cached", &self.inner.cache.entry_count())
             .finish_non_exhaustive()
     }
 }
 
-impl RemoteImages {
+impl ProductPhotos {
     /// Builds the fetcher; fails on a bad allow-list entry or a zero limit.
-    pub fn new(config: RemoteImageConfig) -> Result<Self, RemoteImageConfigError> {
+    pub fn new(config: ProductPhotoConfig) -> Result<Self, ProductPhotoConfigError> {
         for (name, zero) in [
             ("timeout", config.timeout.is_zero()),
             ("connect_timeout", config.connect_timeout.is_zero()),
@@ -262,7 +262,7 @@ impl RemoteImages {
             ("max_decode_alloc", config.max_decode_alloc == 0),
         ] {
             if zero {
-                return Err(RemoteImageConfigError::Zero(name));
+                return Err(ProductPhotoConfigError::Zero(name));
             }
         }
         let allow = Arc::new(AllowList::new(
@@ -297,7 +297,7 @@ impl RemoteImages {
             .timeout(config.timeout)
             .user_agent(config.user_agent.clone())
             .build()
-            .map_err(RemoteImageConfigError::Client)?;
+            .map_err(ProductPhotoConfigError::Client)?;
 
         let cache = Cache::builder()
             .max_capacity(config.cache_capacity_bytes)
@@ -336,7 +336,7 @@ impl RemoteImages {
         width: u32,
         height: u32,
         fit: Fit,
-    ) -> Result<Arc<RemoteImage>, FetchError> {
+    ) -> Result<Arc<ProductPhoto>, FetchError> {
         if !(1..=MAX_OUTPUT_DIMENSION).contains(&width)
             || !(1..=MAX_OUTPUT_DIMENSION).contains(&height)
         {
@@ -380,7 +380,7 @@ impl Inner {
         })
         .await
         .map_err(|_| FetchError::Internal)??;
-        Ok(Arc::new(RemoteImage {
+        Ok(Arc::new(ProductPhoto {
             width: prepared.width,
             height: prepared.height,
             png: Bytes::from(prepared.png),
@@ -465,7 +465,7 @@ mod tests {
 
     #[test]
     fn data_uri_is_base64_png() {
-        let image = RemoteImage {
+        let image = ProductPhoto {
             width: 1,
             height: 1,
             png: Bytes::from_static(b"\x89PNG"),
@@ -475,29 +475,29 @@ mod tests {
 
     #[test]
     fn zero_limits_and_bad_hosts_are_config_errors() {
-        let config = RemoteImageConfig {
+        let config = ProductPhotoConfig {
             timeout: Duration::ZERO,
-            ..RemoteImageConfig::default()
+            ..ProductPhotoConfig::default()
         };
         assert!(matches!(
-            RemoteImages::new(config),
-            Err(RemoteImageConfigError::Zero("timeout"))
+            ProductPhotos::new(config),
+            Err(ProductPhotoConfigError::Zero("timeout"))
         ));
-        let config = RemoteImageConfig {
+        let config = ProductPhotoConfig {
             allowed_hosts: vec!["http://x".into()],
-            ..RemoteImageConfig::default()
+            ..ProductPhotoConfig::default()
         };
         assert!(matches!(
-            RemoteImages::new(config),
-            Err(RemoteImageConfigError::AllowList(_))
+            ProductPhotos::new(config),
+            Err(ProductPhotoConfigError::AllowList(_))
         ));
     }
 
     #[tokio::test]
     async fn refusals_before_the_network() {
-        let images = RemoteImages::new(RemoteImageConfig {
+        let images = ProductPhotos::new(ProductPhotoConfig {
             allowed_hosts: vec!["cdn.shop.test".into()],
-            ..RemoteImageConfig::default()
+            ..ProductPhotoConfig::default()
         })
         .unwrap();
         let get = |url: &'static str, w, h| {

@@ -1,0 +1,72 @@
+//! Where opentime keeps data: a Redis ([`redis`]) or an embedded redb file ([`embedded`]).
+//! Each store holds the three kinds of data an open touches — subscriber contexts
+//! ([`crate::context::ContextStore`]), lock-on-open ([`crate::lock::LockStore`]) and events
+//! ([`crate::events::EventSink`]) — in one folder, so a backend is read in one place.
+
+pub mod embedded;
+pub mod redis;
+
+pub use embedded::EmbeddedStore;
+pub use redis::RedisStore;
+
+use crate::context::{SharedStore, StoreError};
+use crate::events::EventSink;
+use crate::lock::SharedLocks;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where the embedded store keeps its file.
+#[derive(Debug, Clone, Copy)]
+pub struct EmbeddedPlace<'a> {
+    /// The data folder (`OPENTIME_DATA_DIR`): the file is `embedded.redb` in it.
+    pub data_dir: &'a Path,
+    /// The demo subscribers it is seeded with on first start, when the folder exists.
+    pub seed: &'a Path,
+}
+
+/// The open store, as the three handles an open uses. One backend serves all three.
+pub struct Opened {
+    pub contexts: SharedStore,
+    pub locks: SharedLocks,
+    pub events: Arc<dyn EventSink>,
+}
+
+/// Opens Redis at `redis_url`, else the embedded store; its log line says which one and how
+/// to switch. Redis is connected in the background (the server answers with fallbacks until
+/// it is up); the event writer gets its own connection, so a batch never queues before an
+/// open's lookup.
+pub fn open(
+    redis_url: Option<&str>,
+    embedded: EmbeddedPlace<'_>,
+    command_timeout: Duration,
+) -> Result<Opened, StoreError> {
+    match redis_url {
+        Some(url) => {
+            tracing::info!("context store: Redis (from OPENTIME_REDIS_URL); unset it to run on the embedded store");
+            let store = Arc::new(RedisStore::new(url, command_timeout)?);
+            tokio::spawn(Arc::clone(&store).connect_in_background());
+            let events = Arc::new(RedisStore::new(url, command_timeout)?);
+            tokio::spawn(Arc::clone(&events).connect_in_background());
+            Ok(Opened {
+                contexts: store.clone(),
+                locks: store,
+                events,
+            })
+        }
+        None => {
+            let path = embedded.data_dir.join("embedded.redb");
+            tracing::info!(
+                "context store: embedded ({}), seeded with the demo subscribers; set OPENTIME_REDIS_URL=redis://HOST:6379 to use Redis",
+                path.display()
+            );
+            let seed = embedded.seed.is_dir().then_some(embedded.seed);
+            let store = Arc::new(EmbeddedStore::open(&path, seed)?);
+            Ok(Opened {
+                contexts: store.clone(),
+                locks: store.clone(),
+                events: store,
+            })
+        }
+    }
+}
