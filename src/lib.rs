@@ -17,6 +17,7 @@ pub mod context;
 pub mod countdown;
 pub mod events;
 pub mod geo;
+pub mod gif;
 pub mod http;
 pub mod live_sources;
 pub mod lock;

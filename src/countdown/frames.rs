@@ -21,7 +21,7 @@ use super::deadline::{Remaining, ShownUnits, UnitVisibility};
 use super::labels::{LabelStyle, Labels, Lang};
 use super::layer::{self, TextLayer, Tile};
 use super::text_splice::{Skeleton, TextSlot};
-use crate::render::gif::Patch;
+use crate::gif::Patch;
 
 /// Per-channel difference allowed between the shortcut and a full render of a base frame.
 const SHORTCUT_TOLERANCE: u8 = 2;

@@ -10,7 +10,7 @@
 use resvg::tiny_skia::{self, IntRect, Pixmap, PixmapMut, Transform};
 use resvg::usvg::{self, Node, Tree};
 
-use crate::render::gif::Patch;
+use crate::gif::Patch;
 
 /// Extra pixels around a painted bounding box. Anti-aliasing only covers pixels the exact
 /// geometry touches (rounded out), so one pixel is slack against float rounding.

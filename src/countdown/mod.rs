@@ -2,7 +2,7 @@
 //! the moment the email is opened, in the subscriber's language, holding at zero.
 //!
 //! [`deadline`] parses `until`/`tz`, [`labels`] names the units, [`frames`] renders the
-//! template's frames and [`crate::render::gif`] encodes them; [`render_countdown`] ties them
+//! template's frames and [`crate::gif`] encodes them; [`render_countdown`] ties them
 //! together. Expired countdowns and Outlook (which shows only the first frame) get one still.
 //! Where a block's deadline comes from is `crate::blocks::countdown`'s job; the first frame's
 //! golden image is checked in `tests/golden.rs`.
@@ -21,8 +21,8 @@ pub use deadline::{parse_deadline, DeadlineError, DstPolicy, Remaining, UnitVisi
 pub use frames::{CountdownFrames, FrameError, FramePlan, FrameState, FrameTemplate, Strategy};
 pub use labels::{LabelStyle, Labels, Lang, UnknownLanguage};
 
-pub use crate::render::gif::Looping;
-use crate::render::gif::{self, AnimationFrame, GifError};
+pub use crate::gif::Looping;
+use crate::gif::{self, AnimationFrame, GifError};
 
 /// Frames when a block does not say.
 pub const DEFAULT_FRAMES: usize = 60;
@@ -184,7 +184,7 @@ pub fn render_countdown(
 mod tests {
     use super::*;
     use crate::countdown::testkit::{self, max_diff, utc};
-    use crate::render::gif::decode::decode;
+    use crate::gif::decode::decode;
 
     /// A full render of the demo showing `left` (units chosen from `first`).
     fn reference(t: &FrameTemplate, left: u64, first: u64, lang: Lang) -> Vec<u8> {
@@ -212,7 +212,7 @@ mod tests {
             .expect("renders");
         assert!(!gif.expired && !gif.reaches_zero);
         assert_eq!(gif.full_renders, 1);
-        let d = decode(&gif.bytes);
+        let d = decode(&gif.bytes).expect("decodes");
         assert_eq!((d.width, d.height), (600, 120));
         assert_eq!(d.canvases.len(), 60);
         assert_eq!(gif.frames, 60);
@@ -246,7 +246,7 @@ mod tests {
         };
         let gif = render_countdown(&t, None, at + chrono::Duration::hours(5), at, &settings)
             .expect("renders");
-        let d = decode(&gif.bytes);
+        let d = decode(&gif.bytes).expect("decodes");
         assert!(!d.has_loop_extension && !d.loops_forever);
         assert_eq!(d.delays, vec![50; 10]);
     }
@@ -265,7 +265,7 @@ mod tests {
         )
         .expect("renders");
         assert!(gif.reaches_zero);
-        let d = decode(&gif.bytes);
+        let d = decode(&gif.bytes).expect("decodes");
         // 3, 2, 1, 0 — then the zero frame holds for the rest of the minute.
         assert_eq!(d.canvases.len(), 4);
         assert_eq!(d.delays, vec![100, 100, 100, 5_700]);
@@ -296,7 +296,7 @@ mod tests {
             let gif = render_countdown(&t, None, deadline, at, &CountdownSettings::default())
                 .expect("renders");
             assert!(gif.expired);
-            let d = decode(&gif.bytes);
+            let d = decode(&gif.bytes).expect("decodes");
             assert_eq!(d.canvases.len(), 1);
             assert!(!d.has_loop_extension);
             assert!(max_diff(&d.canvases[0], &expired_state(&t)) <= 2);
@@ -310,7 +310,7 @@ mod tests {
         let t = testkit::demo(&tera, &svg);
         let gif = render_countdown(&t, Some("ended.svg"), at, at, &CountdownSettings::default())
             .expect("renders");
-        let d = decode(&gif.bytes);
+        let d = decode(&gif.bytes).expect("decodes");
         assert_eq!(&d.canvases[0][..4], &[255, 0, 0, 255]);
     }
 
@@ -325,7 +325,7 @@ mod tests {
         };
         let deadline = at + chrono::Duration::seconds(LEFT as i64);
         let gif = render_countdown(&t, None, deadline, at, &settings).expect("renders");
-        let d = decode(&gif.bytes);
+        let d = decode(&gif.bytes).expect("decodes");
         assert_eq!(d.canvases.len(), 1);
         assert!(max_diff(&d.canvases[0], &reference(&t, LEFT, LEFT, Lang::En)) <= 2);
     }
@@ -345,7 +345,7 @@ mod tests {
         let at = utc("2026-10-31T16:00:00Z");
         let gif = render_countdown(&t, None, deadline, at, &CountdownSettings::default())
             .expect("renders");
-        let d = decode(&gif.bytes);
+        let d = decode(&gif.bytes).expect("decodes");
         assert!(
             max_diff(
                 &d.canvases[0],
@@ -367,7 +367,7 @@ mod tests {
             ..CountdownSettings::default()
         };
         let gif = render_countdown(&t, None, deadline, at, &settings).expect("renders");
-        let d = decode(&gif.bytes);
+        let d = decode(&gif.bytes).expect("decodes");
         let want = reference(&t, 23 * 3_600, 23 * 3_600, Lang::De);
         assert!(max_diff(&d.canvases[0], &want) <= 2);
     }
@@ -413,7 +413,7 @@ mod tests {
         };
         let deadline = at + chrono::Duration::seconds(LEFT as i64);
         let gif = render_countdown(&t, None, deadline, at, &settings).expect("renders");
-        let d = decode(&gif.bytes);
+        let d = decode(&gif.bytes).expect("decodes");
         assert_eq!((d.width, d.height, d.canvases.len()), (1200, 240, 3));
         let t1 = testkit::demo(&tera, &svg);
         let many = CountdownSettings {
@@ -449,7 +449,7 @@ mod tests {
         let left = 3_600 + 65;
         let deadline = at + chrono::Duration::seconds(left as i64);
         let gif = render_countdown(&t, None, deadline, at, &settings).expect("renders");
-        let d = decode(&gif.bytes);
+        let d = decode(&gif.bytes).expect("decodes");
         assert_eq!(d.canvases.len(), 12);
         for (k, got) in d.canvases.iter().enumerate() {
             let want: Vec<u8> = reference(&t, left - k as u64, left, Lang::En)

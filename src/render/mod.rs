@@ -9,7 +9,6 @@ mod assets;
 mod countdown;
 mod fallback;
 mod fonts;
-pub mod gif;
 mod glyph_coverage;
 mod glyph_text;
 mod html;
