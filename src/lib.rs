@@ -27,6 +27,7 @@ pub mod remote_image;
 pub mod render;
 pub mod signing;
 pub mod stores;
+pub mod template_error;
 
 pub use cli::{check::run_check, render::run_render, tokens::run_tokens, url::run_url};
 pub use http::server::{serve, start, start_with_clock, RunningServer, ServeError};

@@ -39,19 +39,6 @@ struct TextState {
     above: Vec<tiny_skia::Rect>,
 }
 
-/// The full render of a tree at `ts` into a `width` × `height` pixmap.
-pub(crate) fn render_full(tree: &Tree, ts: Transform, width: u32, height: u32) -> Option<Pixmap> {
-    let mut pm = Pixmap::new(width, height)?;
-    resvg::render(tree, ts, &mut pm.as_mut());
-    Some(pm)
-}
-
-/// The transform that maps the tree's size onto `width` × `height` pixels.
-pub(crate) fn fit(tree: &Tree, width: u32, height: u32) -> Transform {
-    let size = tree.size();
-    Transform::from_scale(width as f32 / size.width(), height as f32 / size.height())
-}
-
 /// Where a node paints ink, in pixels (strokes and filter regions included). Texts count
 /// their glyph outlines, not their font-metrics box, so neighbouring digits stay apart.
 fn painted_bounds(node: &Node, ts: Transform) -> Option<tiny_skia::Rect> {

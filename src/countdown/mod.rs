@@ -1,25 +1,37 @@
 //! Countdown timers: an animated GIF counting down to a deadline, one frame per second from
 //! the moment the email is opened, in the subscriber's language, holding at zero.
 //!
-//! [`deadline`] parses `until`/`tz`, [`labels`] names the units, [`frames`] renders the
-//! template's frames and [`crate::gif`] encodes them; [`render_countdown`] ties them
-//! together. Expired countdowns and Outlook (which shows only the first frame) get one still.
-//! Where a block's deadline comes from is `crate::blocks::countdown`'s job; the first frame's
-//! golden image is checked in `tests/golden.rs`.
+//! Everything about countdown blocks lives here: [`settings`] validates a block's settings
+//! and resolves one open's deadline and language, [`deadline`] parses `until`/`tz`, [`labels`]
+//! names the units, [`frame_template`] fills the template for one second, [`frames`] renders
+//! the animation's frames (with the text shortcut of `text_splice` and `layer`) and
+//! [`crate::gif`] encodes them; [`render_countdown`] ties them together, and [`answer`] is the
+//! block's answer (GIF, expired still or expired image). Expired countdowns and Outlook (which
+//! shows only the first frame) get one still. The first frame's golden image is checked in
+//! `tests/golden.rs`.
+//!
+//! Layering: this module uses `crate::render` (rasterizer, fallback images), `crate::gif` and
+//! `crate::template_error`, never `crate::blocks` (which holds a [`CountdownSpec`] per block).
 
+pub mod answer;
 pub mod deadline;
+pub mod frame_template;
 pub mod frames;
 pub mod labels;
 mod layer;
+pub mod settings;
 #[cfg(test)]
 pub(crate) mod testkit;
 mod text_splice;
 
 use chrono::{DateTime, Utc};
 
+pub use answer::{answer, CountdownBlock, CountdownOpen};
 pub use deadline::{parse_deadline, DeadlineError, DstPolicy, Remaining, UnitVisibility};
-pub use frames::{CountdownFrames, FrameError, FramePlan, FrameState, FrameTemplate, Strategy};
+pub use frame_template::{FrameError, FrameState, FrameTemplate};
+pub use frames::{CountdownFrames, FramePlan, Strategy};
 pub use labels::{LabelStyle, Labels, Lang, UnknownLanguage};
+pub use settings::{CountdownRequest, CountdownSettingsText, CountdownSpec};
 
 pub use crate::gif::Looping;
 use crate::gif::{self, AnimationFrame, GifError};
@@ -89,6 +101,9 @@ pub enum CountdownError {
     /// No deadline in the context, the request or the block.
     #[error("no-deadline: the block has no deadline and the request gives no `until`")]
     NoDeadline,
+    /// The block's `expired_image` could not be read or prepared.
+    #[error(transparent)]
+    ExpiredImage(Box<crate::render::RenderError>),
 }
 
 impl CountdownError {
@@ -102,6 +117,7 @@ impl CountdownError {
             CountdownError::Frames(FrameError::BadSize(..)) => "bad-size",
             CountdownError::Gif(_) => "gif-error",
             CountdownError::NoDeadline => "no-deadline",
+            CountdownError::ExpiredImage(error) => error.reason(),
         }
     }
 }

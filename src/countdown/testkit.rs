@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use resvg::usvg;
 use serde_json::{Map, Value};
 
-use super::frames::FrameTemplate;
+use super::frame_template::FrameTemplate;
 
 pub(crate) const DEMO: &str = "demo/countdown.svg";
 

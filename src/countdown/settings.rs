@@ -5,12 +5,11 @@
 //! local time), or from the block's fixed `deadline`. [`CountdownSpec::resolve`] turns those
 //! inputs into one [`CountdownRequest`], and [`CountdownRequest::canonical_query`] writes it
 //! back as the only query the render sees, so the render cache key holds exactly what decides
-//! the picture. Drawing is `crate::countdown`'s job, not this file's.
+//! the picture. Drawing is the rest of [`crate::countdown`]'s job.
 
-use crate::countdown::{
-    deadline, parse_deadline, CountdownError, CountdownSettings, DeadlineError, DstPolicy,
-    LabelStyle, Lang, Looping, UnitVisibility, MAX_FRAMES,
-};
+use super::deadline::{self, parse_deadline, DeadlineError, DstPolicy, UnitVisibility};
+use super::labels::{LabelStyle, Lang};
+use super::{CountdownError, CountdownSettings, Looping, DEFAULT_FRAMES, MAX_FRAMES};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -96,7 +95,7 @@ impl CountdownSpec {
                     .map_err(|e| format!("deadline = {d:?}: {e}"))
             })
             .transpose()?;
-        let frames = text.frames.unwrap_or(crate::countdown::DEFAULT_FRAMES);
+        let frames = text.frames.unwrap_or(DEFAULT_FRAMES);
         if !(1..=MAX_FRAMES).contains(&frames) {
             return Err(format!("frames must be 1..={MAX_FRAMES}"));
         }
