@@ -21,31 +21,31 @@ use crate::render::svg::Rasterizer;
 use crate::render::{fallback, RenderError, Rendered};
 
 /// What the answer needs to know about a countdown block.
-pub struct CountdownBlock<'a> {
-    pub name: &'a str,
+pub(crate) struct CountdownBlock<'a> {
+    pub(crate) name: &'a str,
     /// The campaign's compiled templates.
-    pub tera: &'a tera::Tera,
+    pub(crate) tera: &'a tera::Tera,
     /// The countdown template's name in `tera`.
-    pub template: &'a str,
+    pub(crate) template: &'a str,
     /// Picture size in template units (CSS pixels).
-    pub width: u32,
-    pub height: u32,
-    pub spec: &'a CountdownSpec,
+    pub(crate) width: u32,
+    pub(crate) height: u32,
+    pub(crate) spec: &'a CountdownSpec,
     /// Where the campaign's files are (`expired_image` is relative to it).
-    pub campaign_dir: &'a Path,
+    pub(crate) campaign_dir: &'a Path,
 }
 
 /// One open of a countdown: the subscriber's context fields, the canonical query, the moment.
-pub struct CountdownOpen<'a> {
-    pub ctx: &'a Map<String, Value>,
-    pub query: &'a BTreeMap<String, String>,
-    pub now: DateTime<Utc>,
+pub(crate) struct CountdownOpen<'a> {
+    pub(crate) ctx: &'a Map<String, Value>,
+    pub(crate) query: &'a BTreeMap<String, String>,
+    pub(crate) now: DateTime<Utc>,
     /// 1 = the declared size, 2 = retina.
-    pub scale: u8,
+    pub(crate) scale: u8,
 }
 
 /// Answers `block` for `open`: an animated GIF, the expired still, or the expired image.
-pub fn answer(
+pub(crate) fn answer(
     block: &CountdownBlock,
     rasterizer: &Rasterizer,
     open: &CountdownOpen,

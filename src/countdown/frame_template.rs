@@ -18,7 +18,7 @@ use crate::render::svg;
 use crate::template_error::describe_tera_error;
 
 /// Largest picture side in pixels (after scale).
-pub const MAX_SIDE: u32 = 2400;
+pub(crate) const MAX_SIDE: u32 = 2400;
 
 /// A compiled template and how to draw it.
 pub struct FrameTemplate<'a> {
@@ -51,15 +51,15 @@ pub enum FrameError {
 
 /// The values one frame's template sees.
 #[derive(Debug, Clone, Copy)]
-pub struct FrameState {
-    pub left: Remaining,
-    pub shown: ShownUnits,
-    pub expired: bool,
+pub(crate) struct FrameState {
+    pub(crate) left: Remaining,
+    pub(crate) shown: ShownUnits,
+    pub(crate) expired: bool,
 }
 
 impl<'a> FrameTemplate<'a> {
     /// Picture size in device pixels.
-    pub fn pixel_size(&self) -> Result<(u32, u32), FrameError> {
+    pub(crate) fn pixel_size(&self) -> Result<(u32, u32), FrameError> {
         let bad = || FrameError::BadSize(self.width, self.height, self.scale);
         if !(self.scale.is_finite() && (0.25..=4.0).contains(&self.scale)) {
             return Err(bad());
@@ -84,7 +84,11 @@ impl<'a> FrameTemplate<'a> {
     }
 
     /// The SVG source of one frame.
-    pub fn svg_source(&self, state: &FrameState, labels: &Labels) -> Result<String, FrameError> {
+    pub(crate) fn svg_source(
+        &self,
+        state: &FrameState,
+        labels: &Labels,
+    ) -> Result<String, FrameError> {
         self.fill(&frame_context(self.base_context(), state, labels))
     }
 
@@ -101,7 +105,11 @@ impl<'a> FrameTemplate<'a> {
     }
 
     /// One frame rendered in full (also the expired picture and the Outlook still).
-    pub fn render_still(&self, state: &FrameState, labels: &Labels) -> Result<Pixmap, FrameError> {
+    pub(crate) fn render_still(
+        &self,
+        state: &FrameState,
+        labels: &Labels,
+    ) -> Result<Pixmap, FrameError> {
         let svg = self.svg_source(state, labels)?;
         self.rasterize(&svg).map(|(_, pm)| pm)
     }
@@ -125,7 +133,11 @@ fn two_digits(n: u64) -> String {
 }
 
 /// Adds a frame's countdown values to `ctx`.
-pub fn frame_context(mut ctx: tera::Context, state: &FrameState, labels: &Labels) -> tera::Context {
+pub(crate) fn frame_context(
+    mut ctx: tera::Context,
+    state: &FrameState,
+    labels: &Labels,
+) -> tera::Context {
     let l = &state.left;
     let values = [
         ("days", state.shown.days, two_digits(l.days), labels.days),

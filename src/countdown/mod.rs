@@ -13,35 +13,38 @@
 //! Layering: this module uses `crate::render` (rasterizer, fallback images), `crate::gif` and
 //! `crate::template_error`, never `crate::blocks` (which holds a [`CountdownSpec`] per block).
 
-pub mod answer;
-pub mod deadline;
-pub mod frame_template;
+mod answer;
+mod deadline;
+mod frame_template;
 pub mod frames;
-pub mod labels;
+mod labels;
 mod layer;
-pub mod settings;
+pub(crate) mod settings;
 #[cfg(test)]
 pub(crate) mod testkit;
 mod text_splice;
 
 use chrono::{DateTime, Utc};
 
-pub use answer::{answer, CountdownBlock, CountdownOpen};
+pub(crate) use answer::{answer, CountdownBlock, CountdownOpen};
 pub use deadline::{parse_deadline, DeadlineError, DstPolicy, Remaining, UnitVisibility};
-pub use frame_template::{FrameError, FrameState, FrameTemplate};
+pub use frame_template::{FrameError, FrameTemplate};
 pub use frames::{CountdownFrames, FramePlan, Strategy};
-pub use labels::{LabelStyle, Labels, Lang, UnknownLanguage};
-pub use settings::{CountdownRequest, CountdownSettingsText, CountdownSpec};
+pub use labels::{LabelStyle, Lang, UnknownLanguage};
+pub use settings::CountdownSpec;
 
 pub use crate::gif::Looping;
+
 use crate::gif::{self, AnimationFrame, GifError};
+use frame_template::FrameState;
+use labels::Labels;
 
 /// Frames when a block does not say.
-pub const DEFAULT_FRAMES: usize = 60;
+pub(crate) const DEFAULT_FRAMES: usize = 60;
 /// Most frames one GIF may have (two minutes at one per second).
-pub const MAX_FRAMES: usize = 120;
+pub(crate) const MAX_FRAMES: usize = 120;
 /// One second per frame, in GIF centiseconds.
-pub const DEFAULT_DELAY_CS: u16 = 100;
+pub(crate) const DEFAULT_DELAY_CS: u16 = 100;
 
 /// How a countdown block animates; `Default` is the product default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

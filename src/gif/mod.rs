@@ -24,7 +24,7 @@ use palette::Palette;
 use write::write_gif;
 
 /// Largest canvas side we encode.
-pub const MAX_SIDE: u32 = 4096;
+pub(crate) const MAX_SIDE: u32 = 4096;
 
 /// A rectangle of new pixels in premultiplied RGBA (tiny-skia's `Pixmap::data` layout).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,10 +39,10 @@ pub struct Patch {
 
 /// One animation step: paint `patch` over the current picture, then show it for `delay_cs`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AnimationFrame {
-    pub patch: Patch,
+pub(crate) struct AnimationFrame {
+    pub(crate) patch: Patch,
     /// Display time in centiseconds (GIF's unit).
-    pub delay_cs: u16,
+    pub(crate) delay_cs: u16,
 }
 
 /// Whether the animation restarts after its last frame.
@@ -57,10 +57,10 @@ pub enum Looping {
 
 /// An encoded GIF.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EncodedGif {
-    pub bytes: Vec<u8>,
+pub(crate) struct EncodedGif {
+    pub(crate) bytes: Vec<u8>,
     /// Frames in the file (after folding frames that changed nothing).
-    pub frames: usize,
+    pub(crate) frames: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +78,7 @@ pub enum GifError {
 }
 
 /// Encodes an animation of `width` × `height` pixels.
-pub fn encode_animation(
+pub(crate) fn encode_animation(
     width: u32,
     height: u32,
     frames: &[AnimationFrame],
@@ -104,7 +104,7 @@ pub fn encode_animation(
 }
 
 /// Encodes one still picture (the expired state, or the first frame for Outlook).
-pub fn encode_still(width: u32, height: u32, rgba: &[u8]) -> Result<Vec<u8>, GifError> {
+pub(crate) fn encode_still(width: u32, height: u32, rgba: &[u8]) -> Result<Vec<u8>, GifError> {
     let frame = AnimationFrame {
         patch: Patch {
             x: 0,
