@@ -3,7 +3,7 @@
 //! `expired_image`.
 //!
 //! The deadline and language come from the query, which the HTTP layer has already resolved
-//! and made canonical ([`super::settings`]); resolving again here keeps the offline CLI
+//! and made canonical (`super::settings`); resolving again here keeps the offline CLI
 //! (`opentime render`, `opentime check`) on exactly the server's path. The caller describes the
 //! block with a [`CountdownBlock`] view, so this module needs nothing from `crate::blocks`.
 

@@ -1,11 +1,11 @@
 //! Countdown timers: an animated GIF counting down to a deadline, one frame per second from
 //! the moment the email is opened, in the subscriber's language, holding at zero.
 //!
-//! Everything about countdown blocks lives here: [`settings`] validates a block's settings
-//! and resolves one open's deadline and language, [`deadline`] parses `until`/`tz`, [`labels`]
-//! names the units, [`frame_template`] fills the template for one second, [`frames`] renders
+//! Everything about countdown blocks lives here: `settings` validates a block's settings
+//! and resolves one open's deadline and language, `deadline` parses `until`/`tz`, `labels`
+//! names the units, `frame_template` fills the template for one second, [`frames`] renders
 //! the animation's frames (with the text shortcut of `text_splice` and `layer`) and
-//! [`crate::gif`] encodes them; [`render_countdown`] ties them together, and [`answer`] is the
+//! [`crate::gif`] encodes them; [`render_countdown`] ties them together, and `answer` is the
 //! block's answer (GIF, expired still or expired image). Expired countdowns and Outlook (which
 //! shows only the first frame) get one still. The first frame's golden image is checked in
 //! `tests/golden.rs`.
