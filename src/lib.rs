@@ -15,6 +15,7 @@ pub mod config;
 pub mod context;
 pub mod countdown;
 pub mod events;
+pub mod gif;
 pub mod http;
 pub mod lock;
 pub mod metrics;
@@ -23,6 +24,7 @@ pub mod render;
 pub mod signing;
 pub mod sources;
 pub mod store;
+pub mod template_error;
 
 pub use cli::{check::run_check, render::run_render, tokens::run_tokens, url::run_url};
 pub use http::server::{serve, start, start_with_clock, RunningServer, ServeError};

@@ -11,6 +11,7 @@ mod common;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use common::{get, repo, test_args, RedisServer, TestServer};
 use opentime::clock::Clock;
+use opentime::gif::decode::decode;
 
 /// The golden image's moment and time left: 2 days 13:27:45, minutes roll over at frame 46.
 const AT: &str = "2026-11-25T14:32:15Z";
@@ -24,57 +25,6 @@ fn utc(text: &str) -> DateTime<Utc> {
 
 fn z(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-/// A decoded GIF: what a viewer shows after each frame (straight RGBA), delays, loop.
-struct Decoded {
-    width: usize,
-    height: usize,
-    canvases: Vec<Vec<u8>>,
-    delays: Vec<u16>,
-    loop_extension: bool,
-    loops_forever: bool,
-}
-
-fn decode(bytes: &[u8]) -> Decoded {
-    let mut options = gif::DecodeOptions::new();
-    options.set_color_output(gif::ColorOutput::RGBA);
-    let mut decoder = options.read_info(bytes).expect("a GIF");
-    let (width, height) = (usize::from(decoder.width()), usize::from(decoder.height()));
-    let mut canvas = vec![0u8; width * height * 4];
-    let (mut canvases, mut delays) = (Vec::new(), Vec::new());
-    let mut clear: Option<(usize, usize, usize, usize)> = None;
-    while let Some(frame) = decoder.read_next_frame().expect("a frame") {
-        if let Some((left, top, w, h)) = clear.take() {
-            for y in top..top + h {
-                canvas[(y * width + left) * 4..(y * width + left + w) * 4].fill(0);
-            }
-        }
-        let (left, top) = (usize::from(frame.left), usize::from(frame.top));
-        let (w, h) = (usize::from(frame.width), usize::from(frame.height));
-        for y in 0..h {
-            for x in 0..w {
-                let pixel = &frame.buffer[(y * w + x) * 4..][..4];
-                if pixel[3] != 0 {
-                    let at = ((top + y) * width + left + x) * 4;
-                    canvas[at..at + 4].copy_from_slice(pixel);
-                }
-            }
-        }
-        canvases.push(canvas.clone());
-        delays.push(frame.delay);
-        if frame.dispose == gif::DisposalMethod::Background {
-            clear = Some((left, top, w, h));
-        }
-    }
-    Decoded {
-        width,
-        height,
-        canvases,
-        delays,
-        loop_extension: bytes.windows(11).any(|w| w == b"NETSCAPE2.0"),
-        loops_forever: decoder.repeat() == gif::Repeat::Infinite,
-    }
 }
 
 fn max_diff(a: &[u8], b: &[u8]) -> u8 {
@@ -129,11 +79,11 @@ async fn sixty_frames_with_delays_loop_and_the_golden_first_frame() {
     );
     assert!(answer.header("etag").is_some());
     assert!(answer.body.len() < 60_000, "{} bytes", answer.body.len());
-    let gif = decode(&answer.body);
+    let gif = decode(&answer.body).expect("a GIF");
     assert_eq!((gif.width, gif.height), (600, 120));
     assert_eq!(gif.canvases.len(), 60);
     assert!(gif.delays.iter().all(|&d| d == 100), "{:?}", gif.delays);
-    assert!(gif.loop_extension && gif.loops_forever);
+    assert!(gif.has_loop_extension && gif.loops_forever);
     let golden = image::open(repo().join("tests/golden/demo-countdown-first.png"))
         .expect("golden image")
         .to_rgba8();
@@ -146,16 +96,16 @@ async fn frame_k_shows_the_time_left_k_seconds_later() {
     let at = utc(AT);
     let (_redis, server, clock) = server_at(at).await;
     let until = until_after(LEFT);
-    let gif = decode(&get(&countdown_url(&server, &until)).await.body);
+    let gif = decode(&get(&countdown_url(&server, &until)).await.body).expect("a GIF");
     assert_eq!(gif.canvases.len(), 60);
     let mut first_frames = Vec::new();
     for k in 0..=60 {
         if [1, 9, 10, 11, 45, 46, 47, 59, 60].contains(&k) {
             clock.set(at + Duration::seconds(k));
             let answer = get(&countdown_url(&server, &format!("{until}&first_frame=1"))).await;
-            let still = decode(&answer.body);
+            let still = decode(&answer.body).expect("a GIF");
             assert_eq!(still.canvases.len(), 1, "first_frame=1 is a still");
-            assert!(!still.loop_extension);
+            assert!(!still.has_loop_extension);
             first_frames.push((k as usize, still.canvases[0].clone()));
         }
     }
@@ -181,11 +131,11 @@ async fn frame_k_shows_the_time_left_k_seconds_later() {
 async fn expired_is_a_single_frame() {
     let at = utc(AT);
     let (_redis, server, clock) = server_at(at).await;
-    let live = decode(&get(&countdown_url(&server, &until_after(3))).await.body);
+    let live = decode(&get(&countdown_url(&server, &until_after(3))).await.body).expect("a GIF");
     assert_eq!(live.canvases.len(), 4, "3, 2, 1, 0 and then it holds");
     assert_eq!(live.delays, vec![100, 100, 100, 5_700]);
     assert!(
-        !live.loop_extension,
+        !live.has_loop_extension,
         "a finished countdown never starts again"
     );
     for later in [3, 4, 86_400] {
@@ -193,9 +143,9 @@ async fn expired_is_a_single_frame() {
         let answer = get(&countdown_url(&server, &until_after(3))).await;
         assert_eq!(answer.status, 200);
         assert_eq!(answer.header("x-opentime-fallback"), None);
-        let expired = decode(&answer.body);
+        let expired = decode(&answer.body).expect("a GIF");
         assert_eq!(expired.canvases.len(), 1);
-        assert!(!expired.loop_extension);
+        assert!(!expired.has_loop_extension);
         assert!(max_diff(&expired.canvases[0], &live.canvases[3]) > 100);
     }
     server.shutdown().await;
@@ -216,9 +166,9 @@ async fn dst_crossing_deadlines_in_two_time_zones() {
     let sixteen = get(&countdown_url(&server, "until=2026-11-01T08:00:00Z")).await;
     let fifteen = get(&countdown_url(&server, "until=2026-11-01T07:00:00Z")).await;
     let (local, sixteen, fifteen) = (
-        decode(&local.body),
-        decode(&sixteen.body),
-        decode(&fifteen.body),
+        decode(&local.body).expect("a GIF"),
+        decode(&sixteen.body).expect("a GIF"),
+        decode(&fifteen.body).expect("a GIF"),
     );
     assert_eq!(max_diff(&local.canvases[0], &sixteen.canvases[0]), 0);
     assert!(max_diff(&local.canvases[0], &fifteen.canvases[0]) > 100);
@@ -231,7 +181,7 @@ async fn dst_crossing_deadlines_in_two_time_zones() {
     ))
     .await;
     assert_eq!(local.header("x-opentime-fallback"), None);
-    let local = decode(&local.body);
+    let local = decode(&local.body).expect("a GIF");
     let twenty_three = decode(
         &get(&countdown_url(
             &server,
@@ -239,7 +189,8 @@ async fn dst_crossing_deadlines_in_two_time_zones() {
         ))
         .await
         .body,
-    );
+    )
+    .expect("a GIF");
     let twenty_four = decode(
         &get(&countdown_url(
             &server,
@@ -247,12 +198,14 @@ async fn dst_crossing_deadlines_in_two_time_zones() {
         ))
         .await
         .body,
-    );
+    )
+    .expect("a GIF");
     let english = decode(
         &get(&countdown_url(&server, "until=2027-03-28T10:00:00Z"))
             .await
             .body,
-    );
+    )
+    .expect("a GIF");
     assert_eq!(max_diff(&local.canvases[0], &twenty_three.canvases[0]), 0);
     assert!(max_diff(&local.canvases[0], &twenty_four.canvases[0]) > 100);
     assert!(
@@ -392,9 +345,9 @@ async fn a_countdown_from_the_context_is_personalized() {
     assert_eq!(answer.header("x-opentime-fallback"), None);
     assert_eq!(answer.header("cache-control"), Some("no-cache"));
     assert!(answer.header("etag").is_some());
-    let gif = decode(&answer.body);
+    let gif = decode(&answer.body).expect("a GIF");
     assert_eq!(gif.canvases.len(), 10);
-    assert!(!gif.loop_extension, "loop = \"once\"");
+    assert!(!gif.has_loop_extension, "loop = \"once\"");
     // The query cannot override a deadline the context gives.
     let other = get(&format!(
         "{}&until={}",
@@ -456,9 +409,12 @@ async fn outlook_desktop_gets_the_first_frame_as_a_still() {
     assert_eq!(outlook.header("x-opentime-fallback"), None);
     assert_eq!(outlook.header("vary"), Some("User-Agent"));
     assert!(outlook.body.len() < animated.body.len());
-    let (still, animated) = (decode(&outlook.body), decode(&animated.body));
+    let (still, animated) = (
+        decode(&outlook.body).expect("a GIF"),
+        decode(&animated.body).expect("a GIF"),
+    );
     assert_eq!(still.canvases.len(), 1);
-    assert!(!still.loop_extension);
+    assert!(!still.has_loop_extension);
     assert_eq!(max_diff(&still.canvases[0], &animated.canvases[0]), 0);
     server.shutdown().await;
 }

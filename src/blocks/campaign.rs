@@ -5,9 +5,9 @@
 
 use super::filters;
 use super::manifest::{self, Block, BlockKind, ManifestError};
-use super::template_error::describe_tera_error;
 use crate::context::ContextFields;
 use crate::render::{Fallback, Renderer};
+use crate::template_error::describe_tera_error;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -13,11 +13,11 @@
 //! ```
 //! Unknown keys are an error, so a typo in a setting is caught by `opentime check`.
 
-use super::countdown::{
-    CountdownSettingsText, CountdownSpec, DEFAULT_COUNTDOWN_MAX_AGE, MAX_COUNTDOWN_MAX_AGE,
-};
 use super::links::Links;
 use super::suppress::Suppression;
+use crate::countdown::settings::{
+    CountdownSettingsText, CountdownSpec, DEFAULT_COUNTDOWN_MAX_AGE, MAX_COUNTDOWN_MAX_AGE,
+};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 

@@ -7,19 +7,16 @@
 
 mod campaign;
 mod catalog;
-pub mod countdown;
 mod filters;
 pub mod links;
 pub mod manifest;
 mod reload;
 pub mod suppress;
-mod template_error;
 
 pub use campaign::{Campaign, CampaignError};
 pub use catalog::Catalog;
 pub use manifest::{Block, BlockKind, CachePolicy, ManifestError};
 pub use reload::TemplateWatcher;
-pub use template_error::describe_tera_error;
 
 /// Whether a name is acceptable as a campaign or block name (it appears in URLs and keys).
 pub fn is_valid_name(name: &str) -> bool {

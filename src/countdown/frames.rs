@@ -14,36 +14,18 @@
 use std::collections::hash_map::{Entry, HashMap};
 
 use resvg::tiny_skia::Pixmap;
-use resvg::usvg::{self, Tree};
-use serde_json::{Map, Value};
+use resvg::usvg::Tree;
 
-use super::deadline::{Remaining, ShownUnits, UnitVisibility};
+use super::deadline::{Remaining, UnitVisibility};
+use super::frame_template::{frame_context, FrameError, FrameState, FrameTemplate};
 use super::labels::{LabelStyle, Labels, Lang};
 use super::layer::{self, TextLayer, Tile};
 use super::text_splice::{Skeleton, TextSlot};
-use crate::render::gif::Patch;
+use crate::gif::Patch;
+use crate::render::svg;
 
 /// Per-channel difference allowed between the shortcut and a full render of a base frame.
 const SHORTCUT_TOLERANCE: u8 = 2;
-
-/// Largest picture side in pixels (after scale).
-pub const MAX_SIDE: u32 = 2400;
-
-/// A compiled template and how to draw it.
-pub struct FrameTemplate<'a> {
-    pub tera: &'a tera::Tera,
-    /// Template name in `tera`.
-    pub name: &'a str,
-    /// usvg options with the font database (shared, `Arc`).
-    pub svg: &'a usvg::Options<'a>,
-    /// Picture size in template units (CSS pixels).
-    pub width: u32,
-    pub height: u32,
-    /// Device pixels per unit (2 for retina).
-    pub scale: f32,
-    /// Extra context the template sees at top level (countdown keys win on a clash).
-    pub extra: &'a Map<String, Value>,
-}
 
 /// What the frames show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,137 +69,6 @@ impl CountdownFrames {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum FrameError {
-    #[error("template: {0}")]
-    Template(String),
-    #[error("svg: {0}")]
-    Svg(#[from] usvg::Error),
-    #[error("size {0}x{1} at scale {2} out of range")]
-    BadSize(u32, u32, f32),
-}
-
-impl From<tera::Error> for FrameError {
-    fn from(e: tera::Error) -> Self {
-        // Tera keeps the useful part (file, line, cause) in the source chain.
-        let mut msg = e.to_string();
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            msg.push_str(": ");
-            msg.push_str(&s.to_string());
-            src = s.source();
-        }
-        FrameError::Template(msg)
-    }
-}
-
-/// The values one frame's template sees.
-#[derive(Debug, Clone, Copy)]
-pub struct FrameState {
-    pub left: Remaining,
-    pub shown: ShownUnits,
-    pub expired: bool,
-}
-
-impl<'a> FrameTemplate<'a> {
-    /// Picture size in device pixels.
-    pub fn pixel_size(&self) -> Result<(u32, u32), FrameError> {
-        let bad = || FrameError::BadSize(self.width, self.height, self.scale);
-        if !(self.scale.is_finite() && (0.25..=4.0).contains(&self.scale)) {
-            return Err(bad());
-        }
-        let w = (self.width as f32 * self.scale).round();
-        let h = (self.height as f32 * self.scale).round();
-        if !(1.0..=MAX_SIDE as f32).contains(&w) || !(1.0..=MAX_SIDE as f32).contains(&h) {
-            return Err(bad());
-        }
-        Ok((w as u32, h as u32))
-    }
-
-    /// The base context: the extra values, then the picture size.
-    fn base_context(&self) -> tera::Context {
-        let mut ctx = tera::Context::new();
-        for (k, v) in self.extra {
-            ctx.insert(k.as_str(), v);
-        }
-        ctx.insert("width", &self.width);
-        ctx.insert("height", &self.height);
-        ctx
-    }
-
-    /// The SVG source of one frame.
-    pub fn svg_source(&self, state: &FrameState, labels: &Labels) -> Result<String, FrameError> {
-        let ctx = frame_context(self.base_context(), state, labels);
-        Ok(self.tera.render(self.name, &ctx)?)
-    }
-
-    /// One frame rendered in full (also the expired picture and the Outlook still).
-    pub fn render_still(&self, state: &FrameState, labels: &Labels) -> Result<Pixmap, FrameError> {
-        let svg = self.svg_source(state, labels)?;
-        self.rasterize(&svg).map(|(_, pm)| pm)
-    }
-
-    fn rasterize(&self, svg: &str) -> Result<(Tree, Pixmap), FrameError> {
-        let (w, h) = self.pixel_size()?;
-        let tree = Tree::from_str(svg, self.svg)?;
-        let ts = layer::fit(&tree, w, h);
-        let pm = layer::render_full(&tree, ts, w, h).ok_or(FrameError::BadSize(
-            self.width,
-            self.height,
-            self.scale,
-        ))?;
-        Ok((tree, pm))
-    }
-}
-
-/// Two digits at least (`"07"`, `"123"` days).
-fn two_digits(n: u64) -> String {
-    format!("{n:02}")
-}
-
-/// Adds a frame's countdown values to `ctx`.
-pub fn frame_context(mut ctx: tera::Context, state: &FrameState, labels: &Labels) -> tera::Context {
-    let l = &state.left;
-    let values = [
-        ("days", state.shown.days, two_digits(l.days), labels.days),
-        (
-            "hours",
-            state.shown.hours,
-            two_digits(u64::from(l.hours)),
-            labels.hours,
-        ),
-        (
-            "minutes",
-            state.shown.minutes,
-            two_digits(u64::from(l.minutes)),
-            labels.minutes,
-        ),
-        (
-            "seconds",
-            state.shown.seconds,
-            two_digits(u64::from(l.seconds)),
-            labels.seconds,
-        ),
-    ];
-    let units: Vec<Value> = values
-        .iter()
-        .filter(|(_, shown, _, _)| *shown)
-        .map(|(key, _, value, label)| {
-            let digits: Vec<String> = value.chars().map(String::from).collect();
-            serde_json::json!({"key": key, "value": value, "label": label, "digits": digits})
-        })
-        .collect();
-    for (key, shown, value, _) in &values {
-        ctx.insert(*key, value);
-        ctx.insert(format!("show_{key}"), shown);
-    }
-    ctx.insert("units", &units);
-    ctx.insert("labels", labels);
-    ctx.insert("expired", &state.expired);
-    ctx.insert("total_seconds", &l.total);
-    ctx
-}
-
 /// The frame state and labels for frame `k` of `plan`. Units are chosen once, from the first
 /// frame, so the layout does not jump within one animation.
 fn state_at(plan: &FramePlan, k: usize) -> (FrameState, Labels) {
@@ -246,8 +97,7 @@ pub fn render_frames(
     let base_ctx = t.base_context();
     let source = |k: usize| -> Result<String, FrameError> {
         let (state, labels) = state_at(plan, k);
-        Ok(t.tera
-            .render(t.name, &frame_context(base_ctx.clone(), &state, &labels))?)
+        t.fill(&frame_context(base_ctx.clone(), &state, &labels))
     };
     let mut patches = Vec::with_capacity(distinct);
     let mut full_renders = 0;
@@ -385,12 +235,12 @@ fn text_layer(
         .map(|&i| sk.slots().get(i))
         .collect::<Option<_>>()?;
     let ids: Vec<&str> = slots.iter().map(|s| s.id()).collect();
-    let ts = layer::fit(tree, full.width(), full.height());
+    let ts = svg::fit(tree, full.width(), full.height());
     let mut layer = TextLayer::new(tree, full, ts, &ids)?;
     let alone = slots
         .iter()
         .zip(changing)
-        .map(|(s, &i)| Tree::from_str(&s.standalone(contents.get(i)?), t.svg).ok())
+        .map(|(s, &i)| t.parse(&s.standalone(contents.get(i)?)).ok())
         .collect::<Option<Vec<_>>>()?;
     layer
         .reproduces(&alone, full, SHORTCUT_TOLERANCE)
@@ -413,7 +263,7 @@ fn redraw<'a>(
     for &(i, content) in changes {
         if let Entry::Vacant(e) = tiles.entry((i, content)) {
             let slot = sk.slots().get(*changing.get(i)?)?;
-            let tree = Tree::from_str(&slot.standalone(content), t.svg).ok()?;
+            let tree = t.parse(&slot.standalone(content)).ok()?;
             e.insert(layer.tile(i, &tree)?);
         }
     }
@@ -428,6 +278,7 @@ fn redraw<'a>(
 mod tests {
     use super::*;
     use crate::countdown::testkit::{self, max_diff};
+    use serde_json::{Map, Value};
 
     fn plan(start: u64, count: usize) -> FramePlan {
         FramePlan {

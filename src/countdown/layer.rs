@@ -10,7 +10,7 @@
 use resvg::tiny_skia::{self, IntRect, Pixmap, PixmapMut, Transform};
 use resvg::usvg::{self, Node, Tree};
 
-use crate::render::gif::Patch;
+use crate::gif::Patch;
 
 /// Extra pixels around a painted bounding box. Anti-aliasing only covers pixels the exact
 /// geometry touches (rounded out), so one pixel is slack against float rounding.
@@ -37,19 +37,6 @@ struct TextState {
     rect: IntRect,
     /// Pixel bounds of everything painted after it (except the other changing texts).
     above: Vec<tiny_skia::Rect>,
-}
-
-/// The full render of a tree at `ts` into a `width` × `height` pixmap.
-pub(crate) fn render_full(tree: &Tree, ts: Transform, width: u32, height: u32) -> Option<Pixmap> {
-    let mut pm = Pixmap::new(width, height)?;
-    resvg::render(tree, ts, &mut pm.as_mut());
-    Some(pm)
-}
-
-/// The transform that maps the tree's size onto `width` × `height` pixels.
-pub(crate) fn fit(tree: &Tree, width: u32, height: u32) -> Transform {
-    let size = tree.size();
-    Transform::from_scale(width as f32 / size.width(), height as f32 / size.height())
 }
 
 /// Where a node paints ink, in pixels (strokes and filter regions included). Texts count

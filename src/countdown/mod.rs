@@ -1,35 +1,50 @@
 //! Countdown timers: an animated GIF counting down to a deadline, one frame per second from
 //! the moment the email is opened, in the subscriber's language, holding at zero.
 //!
-//! [`deadline`] parses `until`/`tz`, [`labels`] names the units, [`frames`] renders the
-//! template's frames and [`crate::render::gif`] encodes them; [`render_countdown`] ties them
-//! together. Expired countdowns and Outlook (which shows only the first frame) get one still.
-//! Where a block's deadline comes from is `crate::blocks::countdown`'s job; the first frame's
-//! golden image is checked in `tests/golden.rs`.
+//! Everything about countdown blocks lives here: `settings` validates a block's settings
+//! and resolves one open's deadline and language, `deadline` parses `until`/`tz`, `labels`
+//! names the units, `frame_template` fills the template for one second, [`frames`] renders
+//! the animation's frames (with the text shortcut of `text_splice` and `layer`) and
+//! [`crate::gif`] encodes them; [`render_countdown`] ties them together, and `answer` is the
+//! block's answer (GIF, expired still or expired image). Expired countdowns and Outlook (which
+//! shows only the first frame) get one still. The first frame's golden image is checked in
+//! `tests/golden.rs`.
+//!
+//! Layering: this module uses `crate::render` (rasterizer, fallback images), `crate::gif` and
+//! `crate::template_error`, never `crate::blocks` (which holds a [`CountdownSpec`] per block).
 
-pub mod deadline;
+mod answer;
+mod deadline;
+mod frame_template;
 pub mod frames;
-pub mod labels;
+mod labels;
 mod layer;
+pub(crate) mod settings;
 #[cfg(test)]
 pub(crate) mod testkit;
 mod text_splice;
 
 use chrono::{DateTime, Utc};
 
+pub(crate) use answer::{answer, CountdownBlock, CountdownOpen};
 pub use deadline::{parse_deadline, DeadlineError, DstPolicy, Remaining, UnitVisibility};
-pub use frames::{CountdownFrames, FrameError, FramePlan, FrameState, FrameTemplate, Strategy};
-pub use labels::{LabelStyle, Labels, Lang, UnknownLanguage};
+pub use frame_template::{FrameError, FrameTemplate};
+pub use frames::{CountdownFrames, FramePlan, Strategy};
+pub use labels::{LabelStyle, Lang, UnknownLanguage};
+pub use settings::CountdownSpec;
 
-pub use crate::render::gif::Looping;
-use crate::render::gif::{self, AnimationFrame, GifError};
+pub use crate::gif::Looping;
+
+use crate::gif::{self, AnimationFrame, GifError};
+use frame_template::FrameState;
+use labels::Labels;
 
 /// Frames when a block does not say.
-pub const DEFAULT_FRAMES: usize = 60;
+pub(crate) const DEFAULT_FRAMES: usize = 60;
 /// Most frames one GIF may have (two minutes at one per second).
-pub const MAX_FRAMES: usize = 120;
+pub(crate) const MAX_FRAMES: usize = 120;
 /// One second per frame, in GIF centiseconds.
-pub const DEFAULT_DELAY_CS: u16 = 100;
+pub(crate) const DEFAULT_DELAY_CS: u16 = 100;
 
 /// How a countdown block animates; `Default` is the product default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +104,9 @@ pub enum CountdownError {
     /// No deadline in the context, the request or the block.
     #[error("no-deadline: the block has no deadline and the request gives no `until`")]
     NoDeadline,
+    /// The block's `expired_image` could not be read or prepared.
+    #[error(transparent)]
+    ExpiredImage(Box<crate::render::RenderError>),
 }
 
 impl CountdownError {
@@ -102,6 +120,7 @@ impl CountdownError {
             CountdownError::Frames(FrameError::BadSize(..)) => "bad-size",
             CountdownError::Gif(_) => "gif-error",
             CountdownError::NoDeadline => "no-deadline",
+            CountdownError::ExpiredImage(error) => error.reason(),
         }
     }
 }
@@ -184,7 +203,7 @@ pub fn render_countdown(
 mod tests {
     use super::*;
     use crate::countdown::testkit::{self, max_diff, utc};
-    use crate::render::gif::decode::decode;
+    use crate::gif::decode::decode;
 
     /// A full render of the demo showing `left` (units chosen from `first`).
     fn reference(t: &FrameTemplate, left: u64, first: u64, lang: Lang) -> Vec<u8> {
@@ -212,7 +231,7 @@ mod tests {
             .expect("renders");
         assert!(!gif.expired && !gif.reaches_zero);
         assert_eq!(gif.full_renders, 1);
-        let d = decode(&gif.bytes);
+        let d = decode(&gif.bytes).expect("decodes");
         assert_eq!((d.width, d.height), (600, 120));
         assert_eq!(d.canvases.len(), 60);
         assert_eq!(gif.frames, 60);
@@ -246,7 +265,7 @@ mod tests {
         };
         let gif = render_countdown(&t, None, at + chrono::Duration::hours(5), at, &settings)
             .expect("renders");
-        let d = decode(&gif.bytes);
+        let d = decode(&gif.bytes).expect("decodes");
         assert!(!d.has_loop_extension && !d.loops_forever);
         assert_eq!(d.delays, vec![50; 10]);
     }
@@ -265,7 +284,7 @@ mod tests {
         )
         .expect("renders");
         assert!(gif.reaches_zero);
-        let d = decode(&gif.bytes);
+        let d = decode(&gif.bytes).expect("decodes");
         // 3, 2, 1, 0 — then the zero frame holds for the rest of the minute.
         assert_eq!(d.canvases.len(), 4);
         assert_eq!(d.delays, vec![100, 100, 100, 5_700]);
@@ -296,7 +315,7 @@ mod tests {
             let gif = render_countdown(&t, None, deadline, at, &CountdownSettings::default())
                 .expect("renders");
             assert!(gif.expired);
-            let d = decode(&gif.bytes);
+            let d = decode(&gif.bytes).expect("decodes");
             assert_eq!(d.canvases.len(), 1);
             assert!(!d.has_loop_extension);
             assert!(max_diff(&d.canvases[0], &expired_state(&t)) <= 2);
@@ -310,7 +329,7 @@ mod tests {
         let t = testkit::demo(&tera, &svg);
         let gif = render_countdown(&t, Some("ended.svg"), at, at, &CountdownSettings::default())
             .expect("renders");
-        let d = decode(&gif.bytes);
+        let d = decode(&gif.bytes).expect("decodes");
         assert_eq!(&d.canvases[0][..4], &[255, 0, 0, 255]);
     }
 
@@ -325,7 +344,7 @@ mod tests {
         };
         let deadline = at + chrono::Duration::seconds(LEFT as i64);
         let gif = render_countdown(&t, None, deadline, at, &settings).expect("renders");
-        let d = decode(&gif.bytes);
+        let d = decode(&gif.bytes).expect("decodes");
         assert_eq!(d.canvases.len(), 1);
         assert!(max_diff(&d.canvases[0], &reference(&t, LEFT, LEFT, Lang::En)) <= 2);
     }
@@ -345,7 +364,7 @@ mod tests {
         let at = utc("2026-10-31T16:00:00Z");
         let gif = render_countdown(&t, None, deadline, at, &CountdownSettings::default())
             .expect("renders");
-        let d = decode(&gif.bytes);
+        let d = decode(&gif.bytes).expect("decodes");
         assert!(
             max_diff(
                 &d.canvases[0],
@@ -367,7 +386,7 @@ mod tests {
             ..CountdownSettings::default()
         };
         let gif = render_countdown(&t, None, deadline, at, &settings).expect("renders");
-        let d = decode(&gif.bytes);
+        let d = decode(&gif.bytes).expect("decodes");
         let want = reference(&t, 23 * 3_600, 23 * 3_600, Lang::De);
         assert!(max_diff(&d.canvases[0], &want) <= 2);
     }
@@ -413,7 +432,7 @@ mod tests {
         };
         let deadline = at + chrono::Duration::seconds(LEFT as i64);
         let gif = render_countdown(&t, None, deadline, at, &settings).expect("renders");
-        let d = decode(&gif.bytes);
+        let d = decode(&gif.bytes).expect("decodes");
         assert_eq!((d.width, d.height, d.canvases.len()), (1200, 240, 3));
         let t1 = testkit::demo(&tera, &svg);
         let many = CountdownSettings {
@@ -449,7 +468,7 @@ mod tests {
         let left = 3_600 + 65;
         let deadline = at + chrono::Duration::seconds(left as i64);
         let gif = render_countdown(&t, None, deadline, at, &settings).expect("renders");
-        let d = decode(&gif.bytes);
+        let d = decode(&gif.bytes).expect("decodes");
         assert_eq!(d.canvases.len(), 12);
         for (k, got) in d.canvases.iter().enumerate() {
             let want: Vec<u8> = reference(&t, left - k as u64, left, Lang::En)

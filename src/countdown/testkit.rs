@@ -1,34 +1,30 @@
-//! Shared test fixtures: the Inter fonts, the demo template, a fixed clock.
+//! Shared test fixtures: the render's usvg options (shipped fonts), the demo template, a
+//! fixed clock.
 
-use std::sync::{Arc, OnceLock};
+use std::path::Path;
+use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use resvg::usvg;
 use serde_json::{Map, Value};
 
-use super::frames::FrameTemplate;
+use super::frame_template::FrameTemplate;
+use crate::render::Renderer;
 
 pub(crate) const DEMO: &str = "demo/countdown.svg";
 
-fn fontdb() -> Arc<usvg::fontdb::Database> {
-    static DB: OnceLock<Arc<usvg::fontdb::Database>> = OnceLock::new();
-    DB.get_or_init(|| {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/fonts");
-        let mut db = usvg::fontdb::Database::new();
-        for f in ["Inter-Regular.otf", "Inter-Bold.otf"] {
-            db.load_font_data(std::fs::read(format!("{dir}/{f}")).expect("font file"));
-        }
-        Arc::new(db)
+/// The render's own renderer (shipped fonts and images), loaded once for all tests.
+fn renderer() -> &'static Renderer {
+    static RENDERER: OnceLock<Renderer> = OnceLock::new();
+    RENDERER.get_or_init(|| {
+        let assets = concat!(env!("CARGO_MANIFEST_DIR"), "/assets");
+        Renderer::load(Path::new(assets)).expect("assets")
     })
-    .clone()
 }
 
+/// The usvg options every render parses with (`Rasterizer::options`).
 pub(crate) fn options() -> usvg::Options<'static> {
-    usvg::Options {
-        fontdb: fontdb(),
-        font_family: "Inter".into(),
-        ..usvg::Options::default()
-    }
+    renderer().rasterizer().options()
 }
 
 pub(crate) fn tera() -> tera::Tera {

@@ -6,10 +6,8 @@
 //! server and the offline `render` command alike.
 
 mod assets;
-mod countdown;
-mod fallback;
+pub(crate) mod fallback;
 mod fonts;
-pub mod gif;
 mod glyph_coverage;
 mod glyph_text;
 mod html;
@@ -181,7 +179,30 @@ impl Renderer {
             }
             // A countdown is finished in this step: its frames are drawn and encoded together.
             Format::Gif => {
-                countdown::render(self, campaign, block, scale, input).map(TemplateOutput::Done)
+                let unsupported = || RenderError::Unsupported {
+                    block: block.name.clone(),
+                    format: "gif",
+                };
+                let countdown = crate::countdown::CountdownBlock {
+                    name: &block.name,
+                    tera: campaign.tera(),
+                    template: block.template.as_deref().ok_or_else(unsupported)?,
+                    width: block.width,
+                    height: block.height,
+                    spec: block.countdown.as_deref().ok_or_else(unsupported)?,
+                    campaign_dir: &campaign.dir,
+                };
+                let open = crate::countdown::CountdownOpen {
+                    ctx: &input.ctx,
+                    query: &input.query,
+                    now: input.now,
+                    scale,
+                };
+                Ok(TemplateOutput::Done(crate::countdown::answer(
+                    &countdown,
+                    &self.rasterizer,
+                    &open,
+                )?))
             }
         }
     }

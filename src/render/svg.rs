@@ -219,12 +219,7 @@ impl Rasterizer {
         let pixmap = Pixmap::new(pixel_width, pixel_height).ok_or_else(|| {
             RenderError::Svg(format!("cannot allocate {pixel_width}×{pixel_height}"))
         })?;
-        let size = tree.size();
-        let transform = Transform::from_scale(
-            pixel_width as f32 / size.width(),
-            pixel_height as f32 / size.height(),
-        );
-        Ok((pixmap, transform))
+        Ok((pixmap, fit(tree, pixel_width, pixel_height)))
     }
 
     /// Renders a parsed tree; see [`Rasterizer::rasterize`].
@@ -239,6 +234,30 @@ impl Rasterizer {
         resvg::render(tree, transform, &mut pixmap.as_mut());
         Ok(pixmap)
     }
+}
+
+/// The transform that stretches `tree`'s own size onto `pixel_width`×`pixel_height` pixels
+/// (every render's; countdown frames use it too, so they draw exactly like the rest).
+pub(crate) fn fit(tree: &usvg::Tree, pixel_width: u32, pixel_height: u32) -> Transform {
+    let size = tree.size();
+    Transform::from_scale(
+        pixel_width as f32 / size.width(),
+        pixel_height as f32 / size.height(),
+    )
+}
+
+/// `tree` drawn with `transform` onto a new transparent `pixel_width`×`pixel_height` pixmap;
+/// `None` when that size cannot be allocated. For callers that keep the parsed tree (a
+/// countdown's frames reuse it to redraw only their changing texts).
+pub(crate) fn draw(
+    tree: &usvg::Tree,
+    transform: Transform,
+    pixel_width: u32,
+    pixel_height: u32,
+) -> Option<Pixmap> {
+    let mut pixmap = Pixmap::new(pixel_width, pixel_height)?;
+    resvg::render(tree, transform, &mut pixmap.as_mut());
+    Some(pixmap)
 }
 
 /// Draws `tile` unscaled over `canvas` at its place (source-over on premultiplied pixels).

@@ -1,5 +1,8 @@
 //! Turns Tera's nested errors into one line a template author can act on:
 //! `templates/demo/cart.svg:12:5: expected an identifier`.
+//!
+//! Shared by every block that renders a template (campaigns compiling and filling templates,
+//! countdowns drawing their frames), so a template error reads the same wherever it happens.
 
 use std::error::Error as _;
 use std::path::Path;

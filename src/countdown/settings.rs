@@ -5,42 +5,41 @@
 //! local time), or from the block's fixed `deadline`. [`CountdownSpec::resolve`] turns those
 //! inputs into one [`CountdownRequest`], and [`CountdownRequest::canonical_query`] writes it
 //! back as the only query the render sees, so the render cache key holds exactly what decides
-//! the picture. Drawing is `crate::countdown`'s job, not this file's.
+//! the picture. Drawing is the rest of [`crate::countdown`]'s job.
 
-use crate::countdown::{
-    deadline, parse_deadline, CountdownError, CountdownSettings, DeadlineError, DstPolicy,
-    LabelStyle, Lang, Looping, UnitVisibility, MAX_FRAMES,
-};
+use super::deadline::{self, parse_deadline, DeadlineError, DstPolicy, UnitVisibility};
+use super::labels::{LabelStyle, Lang};
+use super::{CountdownError, CountdownSettings, Looping, DEFAULT_FRAMES, MAX_FRAMES};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// Seconds a shared countdown may be cached by default: the GIF is rendered for the second it
 /// was asked in, so a copy served later starts that many seconds behind.
-pub const DEFAULT_COUNTDOWN_MAX_AGE: u32 = 5;
+pub(crate) const DEFAULT_COUNTDOWN_MAX_AGE: u32 = 5;
 /// Longest a shared countdown may be cached: its first frame is that far off by then.
-pub const MAX_COUNTDOWN_MAX_AGE: u32 = 60;
+pub(crate) const MAX_COUNTDOWN_MAX_AGE: u32 = 60;
 
 /// Query keys a countdown reads; any other key is dropped before the render.
-pub const QUERY_UNTIL: &str = "until";
-pub const QUERY_TZ: &str = "tz";
-pub const QUERY_LANG: &str = "lang";
+pub(crate) const QUERY_UNTIL: &str = "until";
+pub(crate) const QUERY_TZ: &str = "tz";
+pub(crate) const QUERY_LANG: &str = "lang";
 /// Set by the HTTP layer (Outlook for Windows shows only the first frame).
-pub const QUERY_FIRST_FRAME: &str = "first_frame";
+pub(crate) const QUERY_FIRST_FRAME: &str = "first_frame";
 
 /// The raw countdown settings of one block in `blocks.toml`.
 #[derive(Debug, Clone, Default)]
-pub struct CountdownSettingsText<'a> {
-    pub deadline_field: Option<&'a str>,
-    pub deadline: Option<&'a str>,
-    pub tz: Option<&'a str>,
-    pub frames: Option<usize>,
-    pub looping: Option<&'a str>,
-    pub lang: Option<&'a str>,
-    pub labels: Option<&'a str>,
-    pub hide_units: Option<&'a str>,
-    pub expired_template: Option<&'a str>,
-    pub expired_image: Option<&'a str>,
+pub(crate) struct CountdownSettingsText<'a> {
+    pub(crate) deadline_field: Option<&'a str>,
+    pub(crate) deadline: Option<&'a str>,
+    pub(crate) tz: Option<&'a str>,
+    pub(crate) frames: Option<usize>,
+    pub(crate) looping: Option<&'a str>,
+    pub(crate) lang: Option<&'a str>,
+    pub(crate) labels: Option<&'a str>,
+    pub(crate) hide_units: Option<&'a str>,
+    pub(crate) expired_template: Option<&'a str>,
+    pub(crate) expired_image: Option<&'a str>,
 }
 
 /// A countdown block's validated settings.
@@ -63,16 +62,16 @@ pub struct CountdownSpec {
 
 /// What one open of a countdown shows: resolved from the block, the context and the query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CountdownRequest {
-    pub deadline: DateTime<Utc>,
-    pub lang: Lang,
+pub(crate) struct CountdownRequest {
+    pub(crate) deadline: DateTime<Utc>,
+    pub(crate) lang: Lang,
     /// Render only the first frame (a still for clients that show nothing else).
-    pub first_frame_only: bool,
+    pub(crate) first_frame_only: bool,
 }
 
 impl CountdownSpec {
     /// Validates a block's settings; the error is a sentence for `opentime check`.
-    pub fn parse(text: &CountdownSettingsText<'_>) -> Result<Self, String> {
+    pub(crate) fn parse(text: &CountdownSettingsText<'_>) -> Result<Self, String> {
         let deadline_field = text
             .deadline_field
             .map(|path| {
@@ -96,7 +95,7 @@ impl CountdownSpec {
                     .map_err(|e| format!("deadline = {d:?}: {e}"))
             })
             .transpose()?;
-        let frames = text.frames.unwrap_or(crate::countdown::DEFAULT_FRAMES);
+        let frames = text.frames.unwrap_or(DEFAULT_FRAMES);
         if !(1..=MAX_FRAMES).contains(&frames) {
             return Err(format!("frames must be 1..={MAX_FRAMES}"));
         }
@@ -147,7 +146,7 @@ impl CountdownSpec {
     }
 
     /// The context field the block reads (the first part of `deadline_field`).
-    pub fn context_field(&self) -> Option<&str> {
+    pub(crate) fn context_field(&self) -> Option<&str> {
         self.deadline_field
             .as_ref()
             .and_then(|p| p.first())
@@ -156,7 +155,7 @@ impl CountdownSpec {
 
     /// This open's deadline and language: the context field, else `until` (+ `tz`), else the
     /// block's deadline. Invalid values are errors (the block's fallback), never a guess.
-    pub fn resolve(
+    pub(crate) fn resolve(
         &self,
         ctx: &serde_json::Map<String, Value>,
         query: &BTreeMap<String, String>,
@@ -201,7 +200,7 @@ impl CountdownSpec {
     }
 
     /// The animation settings for one request.
-    pub fn settings_for(&self, request: &CountdownRequest) -> CountdownSettings {
+    pub(crate) fn settings_for(&self, request: &CountdownRequest) -> CountdownSettings {
         CountdownSettings {
             lang: request.lang,
             first_frame_only: request.first_frame_only,
@@ -213,7 +212,7 @@ impl CountdownSpec {
 impl CountdownRequest {
     /// The request written as the only query the render sees (and the cache key holds):
     /// `until` in UTC to the second, `lang`, and `first_frame` when set.
-    pub fn canonical_query(&self) -> BTreeMap<String, String> {
+    pub(crate) fn canonical_query(&self) -> BTreeMap<String, String> {
         let mut query = BTreeMap::new();
         query.insert(
             QUERY_UNTIL.to_owned(),

@@ -1,0 +1,45 @@
+//! Writing: the planned frames, as indices into the global palette, handed to the `gif`
+//! crate's encoder (which LZW-compresses them with weezl).
+
+use std::borrow::Cow;
+
+use ::gif::{Encoder, Frame, Repeat};
+
+use super::frame_plan::PlannedFrame;
+use super::palette::Palette;
+use super::{EncodedGif, GifError, Looping};
+
+pub(super) fn write_gif(
+    width: u16,
+    height: u16,
+    pal: &Palette,
+    frames: &[PlannedFrame],
+    looping: Looping,
+) -> Result<EncodedGif, GifError> {
+    let mut enc = Encoder::new(Vec::new(), width, height, &pal.rgb)?;
+    if looping == Looping::Forever {
+        enc.set_repeat(Repeat::Infinite)?;
+    }
+    for f in frames {
+        // Indexed pixels against the global palette; the `gif` crate LZW-compresses them
+        // (weezl), with the smallest code size the frame's indices allow.
+        // Rect sides are within the canvas, which fits u16.
+        let frame = Frame {
+            delay: f.delay,
+            dispose: f.dispose,
+            transparent: Some(pal.transparent),
+            left: f.rect.x0 as u16,
+            top: f.rect.y0 as u16,
+            width: f.rect.width() as u16,
+            height: (f.rect.y1 - f.rect.y0) as u16,
+            palette: None,
+            buffer: Cow::Borrowed(&f.pixels),
+            ..Frame::default()
+        };
+        enc.write_frame(&frame)?;
+    }
+    Ok(EncodedGif {
+        bytes: enc.into_inner()?,
+        frames: frames.len(),
+    })
+}
