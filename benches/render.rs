@@ -17,7 +17,8 @@
 
 use criterion::{criterion_group, Criterion};
 use opentime::blocks::{Block, Campaign};
-use opentime::render::{Format, Renderer, TemplateInput};
+use opentime::open::TemplateInput;
+use opentime::render::{Format, Renderer};
 use resvg::usvg;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -116,11 +117,17 @@ fn stream_input(block: &Block, n: u64) -> TemplateInput {
 
 /// opentime's cache-miss render of `input`, to PNG bytes (their count).
 fn render_opentime(f: &Fixture, block: &Block, input: &TemplateInput) -> usize {
-    f.renderer
-        .render(&f.campaign, block, Format::Png, 1, black_box(input))
-        .expect("render")
-        .bytes
-        .len()
+    opentime::open::render_block(
+        &f.renderer,
+        &f.campaign,
+        block,
+        Format::Png,
+        1,
+        black_box(input),
+    )
+    .expect("render")
+    .bytes
+    .len()
 }
 
 /// The baseline: Tera, then usvg, resvg and tiny-skia's `encode_png`, nothing kept.
@@ -283,8 +290,7 @@ fn main() {
     let bytes = {
         let f = fixture();
         let block = f.campaign.block("cart").expect("cart block");
-        f.renderer
-            .render(&f.campaign, block, Format::Png, 1, &f.input)
+        opentime::open::render_block(&f.renderer, &f.campaign, block, Format::Png, 1, &f.input)
             .map(|r| r.bytes.len())
             .unwrap_or(0)
     };

@@ -19,7 +19,7 @@ pub mod gif;
 pub mod http;
 pub mod lock;
 pub mod metrics;
-pub mod opener;
+pub mod open;
 pub mod render;
 pub mod signing;
 pub mod sources;

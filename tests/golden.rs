@@ -11,7 +11,8 @@ mod common;
 
 use common::repo;
 use opentime::blocks::{BlockKind, Catalog};
-use opentime::render::{Format, Renderer, TemplateInput};
+use opentime::open::TemplateInput;
+use opentime::render::{Format, Renderer};
 use std::sync::Arc;
 
 /// A channel may differ by this much without counting (anti-aliasing rounding).
@@ -83,7 +84,7 @@ fn demo_blocks_match_their_golden_images() {
         .to_utc();
     let live = opentime::sources::Sources::defaults().expect("live sources");
     let offline =
-        opentime::opener::Opener::offline(opentime::sources::mail_clients::ClientKind::Unknown);
+        opentime::open::Opener::offline(opentime::sources::mail_clients::ClientKind::Unknown);
     let mut failures = Vec::new();
     let mut compared = 0;
     for campaign in catalog.campaigns() {
@@ -93,11 +94,16 @@ fn demo_blocks_match_their_golden_images() {
                 let mut input =
                     TemplateInput::for_block(block, fields, Some(sample), at, Default::default());
                 // Blocks that read `location` see the sample's own, and the demo stores.
-                opentime::opener::extend_input(&mut input, block, &offline, &live);
-                let rendered = catalog
-                    .renderer()
-                    .render(&campaign, block, Format::Png, 1, &input)
-                    .expect("render");
+                opentime::open::add_opener_facts(&mut input, block, &offline, &live);
+                let rendered = opentime::open::render_block(
+                    catalog.renderer(),
+                    &campaign,
+                    block,
+                    Format::Png,
+                    1,
+                    &input,
+                )
+                .expect("render");
                 let image = image::load_from_memory(&rendered.bytes)
                     .expect("png")
                     .to_rgba8();
@@ -136,10 +142,15 @@ fn countdown_first_frames_match_their_golden_images() {
         for block in campaign.blocks().filter(|b| b.kind == BlockKind::Countdown) {
             let input =
                 TemplateInput::for_block(block, &Default::default(), None, at, query.clone());
-            let rendered = catalog
-                .renderer()
-                .render(&campaign, block, Format::Gif, 1, &input)
-                .expect("render");
+            let rendered = opentime::open::render_block(
+                catalog.renderer(),
+                &campaign,
+                block,
+                Format::Gif,
+                1,
+                &input,
+            )
+            .expect("render");
             let mut options = gif::DecodeOptions::new();
             options.set_color_output(gif::ColorOutput::RGBA);
             let mut decoder = options.read_info(&rendered.bytes[..]).expect("gif");

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use opentime::opener::{self, Opener};
+use opentime::open::{self, Opener};
 use opentime::sources::mail_clients::ClientKind;
 use serde_json::json;
 
@@ -117,7 +117,8 @@ async fn the_store_png_is_the_render_for_the_located_reader() {
 
 fn render_store(fields: serde_json::Value) -> image::RgbaImage {
     use opentime::blocks::Campaign;
-    use opentime::render::{Format, Renderer, TemplateInput};
+    use opentime::open::TemplateInput;
+    use opentime::render::{Format, Renderer};
     let renderer = Renderer::load(&repo().join("assets")).unwrap();
     let campaign = Campaign::load(&repo().join("templates/demo"), &renderer).unwrap();
     let block = campaign.block("store").unwrap();
@@ -130,14 +131,13 @@ fn render_store(fields: serde_json::Value) -> image::RgbaImage {
         Default::default(),
     );
     let live = opentime::sources::Sources::defaults().unwrap();
-    opener::extend_input(
+    open::add_opener_facts(
         &mut input,
         block,
         &Opener::offline(ClientKind::Browser),
         &live,
     );
-    let bytes = renderer
-        .render(&campaign, block, Format::Png, 1, &input)
+    let bytes = opentime::open::render_block(&renderer, &campaign, block, Format::Png, 1, &input)
         .unwrap()
         .bytes;
     decode_png(&bytes)

@@ -5,7 +5,8 @@ mod common;
 
 use common::*;
 use opentime::blocks::Campaign;
-use opentime::render::{Format, Renderer, TemplateInput};
+use opentime::open::TemplateInput;
+use opentime::render::{Format, Renderer};
 use serde_json::json;
 
 const MANIFEST: &str = r#"
@@ -65,9 +66,9 @@ fn each_kind_of_suppressed_variant_is_what_shows() {
             chrono::Utc::now(),
             Default::default(),
         );
-        let rendered = renderer
-            .render(&campaign, block, Format::Png, 1, &input)
-            .unwrap();
+        let rendered =
+            opentime::open::render_block(&renderer, &campaign, block, Format::Png, 1, &input)
+                .unwrap();
         decode_png(&rendered.bytes)
     };
     for block in ["offer", "banner", "pixel"] {

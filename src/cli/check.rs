@@ -5,7 +5,10 @@ use super::CliError;
 use crate::blocks::{BlockKind, Catalog};
 use crate::config::CheckArgs;
 use crate::context::ContextFields;
-use crate::render::{Format, Renderer, TemplateInput};
+use crate::open::{add_opener_facts, render_block, Opener, TemplateInput};
+use crate::render::{Format, Renderer};
+use crate::sources::mail_clients::ClientKind;
+use crate::sources::Sources;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,8 +23,8 @@ pub fn run_check(args: &CheckArgs) -> Result<(), CliError> {
     }
     let now = chrono::Utc::now();
     // Blocks that read `location` see the sample's own `location` and the demo stores.
-    let live = crate::sources::Sources::defaults()?;
-    let opener = crate::opener::Opener::offline(crate::sources::mail_clients::ClientKind::Unknown);
+    let sources = Sources::defaults()?;
+    let opener = Opener::offline(ClientKind::Unknown);
     for campaign in catalog.campaigns() {
         let samples = match campaign.samples() {
             Ok(samples) if !samples.is_empty() => samples,
@@ -45,13 +48,10 @@ pub fn run_check(args: &CheckArgs) -> Result<(), CliError> {
             for (sample, fields) in &samples {
                 let mut input =
                     TemplateInput::for_block(block, fields, Some(sample), now, BTreeMap::new());
-                crate::opener::extend_input(&mut input, block, &opener, &live);
+                add_opener_facts(&mut input, block, &opener, &sources);
                 for &format in &formats {
                     let started = Instant::now();
-                    match catalog
-                        .renderer()
-                        .render(&campaign, block, format, 1, &input)
-                    {
+                    match render_block(catalog.renderer(), &campaign, block, format, 1, &input) {
                         Ok(rendered) => println!(
                             "ok    {}/{}.{} with {sample}: {} bytes in {:.1} ms",
                             campaign.name,

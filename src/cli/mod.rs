@@ -17,6 +17,8 @@ pub enum CliError {
     Campaign(#[from] CampaignError),
     #[error("{0}")]
     Render(#[from] RenderError),
+    #[error("{0}")]
+    BlockRender(#[from] crate::open::BlockRenderError),
     #[error("`{0}` is not CAMPAIGN/BLOCK")]
     BlockPath(String),
     #[error("campaign `{campaign}` has no block `{block}`")]
@@ -28,7 +30,7 @@ pub enum CliError {
     #[error("{0} problem(s) found")]
     CheckFailed(usize),
     #[error("{0}")]
-    Live(#[from] crate::sources::SourcesError),
+    Sources(#[from] crate::sources::SourcesError),
 }
 
 /// Splits `demo/cart` (or `demo/cart.png`) into campaign, block and optional extension.

@@ -7,9 +7,9 @@ use super::{split_block_path, CliError};
 use crate::blocks::Campaign;
 use crate::config::RenderArgs;
 use crate::context::ContextFields;
-use crate::opener::{self, Opener};
-use crate::render::live::{self, LiveRenderError, RenderJob};
-use crate::render::{Format, Renderer, TemplateInput};
+use crate::open::render_job::{self, RenderJob, RenderJobError};
+use crate::open::{add_opener_facts, Opener, RenderInput, TemplateInput};
+use crate::render::{Format, Renderer};
 use crate::sources::mail_clients::ClientKind;
 use crate::sources::Sources;
 use chrono::{DateTime, Utc};
@@ -62,14 +62,25 @@ pub fn run_render(args: &RenderArgs) -> Result<(), CliError> {
         None => Utc::now(),
     };
     let query = parse_query_pairs(&args.query)?;
+    let opener = Opener::offline(client);
     let mut input = TemplateInput::for_block(&block, &fields, Some(&args.subscriber), at, query);
-    opener::extend_input(&mut input, &block, &Opener::offline(client), &sources);
+    add_opener_facts(&mut input, &block, &opener, &sources);
+    let decided = RenderInput::decide(
+        &campaign,
+        &block,
+        format,
+        args.scale,
+        input,
+        &opener,
+        sources.geo.is_some(),
+    )
+    .map_err(|e| CliError::BlockRender(e.into()))?;
     let job = RenderJob {
         block,
         campaign,
         format,
         scale: args.scale,
-        input,
+        input: decided.input,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -79,11 +90,11 @@ pub fn run_render(args: &RenderArgs) -> Result<(), CliError> {
     let done = runtime
         .block_on(async {
             let deadline = tokio::time::Instant::now() + wait;
-            live::render(renderer, &sources.photos, job, deadline, None).await
+            render_job::run(renderer, &sources.photos, job, deadline, None).await
         })
         .map_err(|error| match error {
-            LiveRenderError::Render(error) => CliError::Render(error),
-            LiveRenderError::Overloaded => CliError::Usage(error.to_string()),
+            RenderJobError::Render(error) => CliError::BlockRender(error),
+            RenderJobError::Overloaded => CliError::Usage(error.to_string()),
         })?;
     for (href, failure) in done.images.failures() {
         eprintln!("placeholder for {href}: {}", failure.reason());

@@ -14,7 +14,7 @@ mod email_field;
 pub use email_field::apply as apply_to_email_field;
 
 use crate::metrics::Metrics;
-use crate::opener::Opener;
+use crate::sources::mail_clients::ClientKind;
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use std::sync::Arc;
@@ -67,7 +67,7 @@ pub struct Event {
     /// Verified subscriber id; `None` for shared blocks (no `email` field update then).
     pub subscriber: Option<String>,
     pub at: DateTime<Utc>,
-    /// Client kind of the fetcher (see [`crate::opener`]).
+    /// Client kind of the fetcher (see `crate::open::opener`).
     pub client: &'static str,
     /// Whether a machine fetched ahead of a person (Apple Mail Privacy Protection).
     pub prefetch: bool,
@@ -85,13 +85,14 @@ impl Event {
             .and_then(|s| crate::context::SubscriberId::parse(s).ok())
     }
 
-    /// An event happening now, fetched by `opener`.
+    /// An event happening now, fetched by a `client` (a machine `prefetch` or a person).
     pub fn now(
         kind: EventKind,
         campaign: &str,
         block: &str,
         subscriber: Option<&str>,
-        opener: Opener,
+        client: ClientKind,
+        prefetch: bool,
     ) -> Self {
         Self {
             kind,
@@ -99,8 +100,8 @@ impl Event {
             block: block.to_owned(),
             subscriber: subscriber.map(str::to_owned),
             at: Utc::now(),
-            client: opener.client.as_str(),
-            prefetch: opener.prefetch,
+            client: client.as_str(),
+            prefetch,
             item: None,
             link: None,
         }

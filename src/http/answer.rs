@@ -1,15 +1,13 @@
-//! Turns the outcome of a block route into an HTTP response — the one place where every
-//! failure is mapped to its answer:
-//! - rendered → 200 (or 304 on a matching `If-None-Match`) with caching headers;
-//! - any failure on an image route → 200 with the block's fallback, `no-store` and
+//! Turns the outcome of an open into an HTTP response — the one place where every outcome is
+//! mapped to its answer (the caching headers of each come from [`super::headers`]):
+//! - rendered → 200, or 304 when the client's copy is current;
+//! - any failure on an image route → 200 with the block's fallback and
 //!   `X-Opentime-Fallback: <reason>` (an email image must never be broken);
 //! - a malformed query on the HTML route → 400 with the reason;
 //! - an unknown campaign, block or format → 404 (a 1×1 transparent PNG on image routes).
 
-use super::block_route::BlockError;
-use super::headers::{self, FALLBACK_REASON};
-use crate::blocks::CachePolicy;
-use crate::cache::CachedRender;
+use super::headers;
+use crate::open::{OpenError, Opened};
 use crate::render::{Fallback, Format};
 use bytes::Bytes;
 use http_body_util::Full;
@@ -24,7 +22,6 @@ pub struct BlockTarget<'a> {
     pub campaign: &'a str,
     pub block: &'a str,
     pub format: Format,
-    pub scale: u8,
 }
 
 /// A plain response with a body and content type, never stored by caches.
@@ -66,37 +63,36 @@ fn transparent_pixel() -> &'static Bytes {
 
 /// A rendered block: 200 with its bytes, or 304 when the client already has them.
 pub fn rendered(
-    render: &CachedRender,
-    policy: CachePolicy,
+    opened: &Opened,
     target: &BlockTarget<'_>,
     request_headers: &HeaderMap,
 ) -> Response<Body> {
-    let not_modified = headers::if_none_match_hits(request_headers, &render.etag);
-    let mut response = if not_modified {
+    let caching = headers::for_render(opened, target.campaign, target.block, request_headers);
+    let mut response = if caching.not_modified {
         let mut response = Response::new(Full::new(Bytes::new()));
         *response.status_mut() = StatusCode::NOT_MODIFIED;
         response
     } else {
+        let render = &opened.render;
         let mut response = Response::new(Full::new(render.bytes.clone()));
         response
             .headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static(render.content_type));
         response
     };
-    let headers = response.headers_mut();
-    headers::add_validators(headers, &render.etag, policy);
-    headers::add_surrogate_keys(headers, target.campaign, target.block);
+    response.headers_mut().extend(caching.headers);
     response
 }
 
-/// The answer to a failed block request.
+/// The answer to a failed open: the block's fallback at the asked `scale`.
 pub fn failure(
-    error: &BlockError,
+    error: &OpenError,
     fallback: &Fallback,
+    scale: u8,
     target: &BlockTarget<'_>,
 ) -> Response<Body> {
     if target.format == Format::Html {
-        if let BlockError::BadQuery(reason) = error {
+        if let OpenError::BadQuery(reason) = error {
             return plain(
                 StatusCode::BAD_REQUEST,
                 "text/plain; charset=utf-8",
@@ -107,14 +103,17 @@ pub fn failure(
     let (body, content_type) = match target.format {
         Format::Html => (fallback.html.clone(), "text/html; charset=utf-8"),
         Format::Png | Format::Gif => (
-            fallback.image_for_scale(target.scale).clone(),
+            fallback.image_for_scale(scale).clone(),
             fallback.content_type,
         ),
     };
     let mut response = plain(StatusCode::OK, content_type, body);
-    let headers = response.headers_mut();
-    headers.insert(FALLBACK_REASON, HeaderValue::from_static(error.reason()));
-    headers::add_surrogate_keys(headers, target.campaign, target.block);
+    headers::for_fallback(
+        response.headers_mut(),
+        error.reason(),
+        target.campaign,
+        target.block,
+    );
     response
 }
 

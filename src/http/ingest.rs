@@ -292,7 +292,7 @@ async fn within<T>(
 }
 
 async fn read(state: &AppState, subscriber: &SubscriberId) -> Result<Response<Body>, IngestError> {
-    let fields = within(state.store.load(subscriber)).await?;
+    let fields = within(state.pipeline.contexts.load(subscriber)).await?;
     if fields.is_empty() {
         return Err(IngestError::NoContext);
     }
@@ -318,7 +318,7 @@ async fn write(
             json!({"channel": channel, "at": at}),
         );
     }
-    within(state.store.merge(subscriber, record)).await?;
+    within(state.pipeline.contexts.merge(subscriber, record)).await?;
     tracing::debug!(subscriber = %subscriber, channel, fields = ?names, "context written");
     Ok(json_answer(
         StatusCode::OK,
@@ -333,9 +333,9 @@ async fn delete_field(
     field: &str,
 ) -> Result<Response<Body>, IngestError> {
     check_field_name(field)?;
-    let deleted = within(state.store.remove_field(subscriber, field)).await?;
+    let deleted = within(state.pipeline.contexts.remove_field(subscriber, field)).await?;
     let record = format!("{WRITTEN_BY_PREFIX}{field}");
-    if let Err(error) = within(state.store.remove_field(subscriber, &record)).await {
+    if let Err(error) = within(state.pipeline.contexts.remove_field(subscriber, &record)).await {
         tracing::warn!(%error, "field deleted, its _by record not");
     }
     tracing::debug!(subscriber = %subscriber, channel, field, deleted, "context field deleted");
@@ -350,7 +350,7 @@ async fn delete_all(
     subscriber: &SubscriberId,
     channel: &str,
 ) -> Result<Response<Body>, IngestError> {
-    let deleted = within(state.store.remove_all(subscriber)).await?;
+    let deleted = within(state.pipeline.contexts.remove_all(subscriber)).await?;
     tracing::debug!(subscriber = %subscriber, channel, deleted, "context deleted");
     Ok(json_answer(
         StatusCode::OK,

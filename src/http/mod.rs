@@ -1,17 +1,15 @@
-//! The HTTP face of opentime: accept loop and shutdown ([`server`]), routing ([`router`]), the
-//! block routes ([`block_route`]), and the rules for caching headers ([`headers`]). Every
-//! failure of a block route becomes an answer in one place: [`answer`].
+//! The HTTP face of opentime: accept loop and shutdown ([`server`]), routing ([`router`]), and
+//! one small file per route that turns a request into an open pipeline call (`crate::open`)
+//! and its outcome into an answer. Every outcome becomes an answer in one place ([`answer`]);
+//! every caching header is decided in one place ([`headers`]).
 
 mod answer;
 mod block_route;
-pub mod cdn;
 mod click;
 pub mod cors;
 pub mod headers;
 mod ingest;
-mod locked;
 mod pixel;
-mod query;
 mod router;
 pub mod server;
 mod shutdown;

@@ -1,13 +1,10 @@
 //! `GET /open/{campaign}.gif?s=&t=`: the 1×1 transparent tracking pixel. Always the pixel
-//! (`no-store`, so every open reaches us); a pixel event is recorded when the campaign exists
-//! and, if a subscriber is named, its token is right (a forged URL records nothing).
+//! (`no-store`, so every open reaches us); the open pipeline records the pixel event
+//! (`crate::open::pixel`).
 
 use super::answer::{self, Body};
-use super::query;
 use super::state::AppState;
-use crate::context::SubscriberId;
-use crate::events::{Event, EventKind};
-use crate::opener::Opener;
+use crate::open::Opener;
 use crate::render::TRANSPARENT_GIF;
 use hyper::{Response, StatusCode};
 
@@ -17,31 +14,13 @@ pub fn serve(
     raw_query: Option<&str>,
     opener: Opener,
 ) -> Response<Body> {
-    let campaign = file
+    let known = file
         .strip_suffix(".gif")
-        .and_then(|name| state.catalog.campaign(name));
-    let Some(campaign) = campaign else {
-        return answer::plain(StatusCode::NOT_FOUND, "image/gif", &TRANSPARENT_GIF[..]);
+        .is_some_and(|campaign| state.pipeline.pixel(campaign, raw_query, opener));
+    let status = if known {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
     };
-    let subscriber =
-        query::parse(raw_query)
-            .ok()
-            .and_then(|query| match (query.subscriber, query.token) {
-                (None, _) => Some(None),
-                (Some(raw), Some(token)) => SubscriberId::parse(&raw)
-                    .ok()
-                    .filter(|s| state.signer.verify(s.as_str(), &token))
-                    .map(Some),
-                (Some(_), None) => None,
-            });
-    if let Some(subscriber) = subscriber {
-        state.events.record(Event::now(
-            EventKind::Pixel,
-            &campaign.name,
-            "",
-            subscriber.as_ref().map(SubscriberId::as_str),
-            opener,
-        ));
-    }
-    answer::plain(StatusCode::OK, "image/gif", &TRANSPARENT_GIF[..])
+    answer::plain(status, "image/gif", &TRANSPARENT_GIF[..])
 }

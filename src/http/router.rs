@@ -2,12 +2,13 @@
 
 use super::answer::{self, Body};
 use super::block_route;
+use super::server::PeerAddr;
 use super::state::AppState;
 use super::{click, ingest, pixel};
-use crate::opener::{Opener, PeerAddr};
+use crate::open::Opener;
 use crate::render::Format;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW};
+use hyper::header::{HeaderValue, ALLOW, USER_AGENT};
 use hyper::{Method, Request, Response, StatusCode};
 use std::sync::Arc;
 
@@ -18,7 +19,10 @@ pub async fn handle(state: Arc<AppState>, request: Request<Incoming>) -> Respons
     } else {
         route(&state, &request).await
     };
-    state.metrics.request(route, response.status().as_u16());
+    state
+        .pipeline
+        .metrics
+        .request(route, response.status().as_u16());
     if is_head {
         answer::strip_body_for_head(response)
     } else {
@@ -55,13 +59,7 @@ async fn route(
         return (route_name, response);
     }
     let query = request.uri().query();
-    let peer = request.extensions().get::<PeerAddr>().map(|p| p.0);
-    let opener = Opener::of(
-        request.headers(),
-        peer,
-        state.config.trusted_proxy_hops,
-        &state.sources.clients,
-    );
+    let opener = opener_of(state, request);
     let response = match segments.as_slice() {
         ["img", campaign, file] => {
             block_route::serve(
@@ -94,7 +92,7 @@ async fn route(
         ["metrics"] => answer::plain(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            state.metrics.encode(),
+            state.pipeline.metrics.encode(),
         ),
         _ => answer::plain(
             StatusCode::NOT_FOUND,
@@ -105,17 +103,38 @@ async fn route(
     (route_name, response)
 }
 
+/// Who fetched: from the User-Agent, `X-Forwarded-For` (through the trusted proxy hops) and
+/// the connection's peer address.
+fn opener_of(state: &AppState, request: &Request<Incoming>) -> Opener {
+    let headers = request.headers();
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok());
+    Opener::of(
+        headers.get(USER_AGENT).and_then(|v| v.to_str().ok()),
+        forwarded,
+        request.extensions().get::<PeerAddr>().map(|p| p.0.ip()),
+        state.config.trusted_proxy_hops,
+        &state.pipeline.sources.clients,
+    )
+}
+
 /// Ready when the store answers and at least one campaign is loaded.
 async fn readiness(state: &AppState) -> Response<Body> {
-    let store = tokio::time::timeout(state.config.store_timeout() * 5, state.store.ping()).await;
-    let campaigns = state.catalog.campaigns().len();
+    let store = tokio::time::timeout(
+        state.config.store_timeout() * 5,
+        state.pipeline.contexts.ping(),
+    )
+    .await;
+    let campaigns = state.pipeline.catalog.campaigns().len();
     match store {
         Ok(Ok(())) if campaigns > 0 => answer::plain(
             StatusCode::OK,
             "text/plain; charset=utf-8",
             format!(
                 "ready: {} store, {campaigns} campaigns\n",
-                state.store.kind().as_str()
+                state.pipeline.contexts.kind().as_str()
             ),
         ),
         Ok(Ok(())) => answer::plain(

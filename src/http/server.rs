@@ -16,7 +16,7 @@ use crate::config::{ConfigError, ServeArgs};
 use crate::context::StoreError;
 use crate::events::EventRecorder;
 use crate::metrics::Metrics;
-use crate::opener::PeerAddr;
+use crate::open::{OpenLimits, Pipeline};
 use crate::render::{RenderError, Renderer};
 use crate::sources::{Sources, SourcesError};
 use crate::store::EmbeddedPlace;
@@ -49,6 +49,10 @@ pub enum ServeError {
         source: std::io::Error,
     },
 }
+
+/// The TCP peer of a connection, put into each request's extensions by the accept loop.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
 
 /// A server running in the background (used by `serve` and by the tests).
 pub struct RunningServer {
@@ -148,19 +152,26 @@ pub async fn start_with_clock(args: ServeArgs, clock: Clock) -> Result<RunningSe
         args.events_maxlen,
         Arc::clone(&metrics),
     );
-    let state = Arc::new(AppState {
+    let pipeline = Pipeline {
         signer,
-        store: opened.contexts,
+        contexts: opened.contexts,
+        locks: opened.locks,
+        events,
         catalog,
         cache: RenderCache::new(args.cache_mb * 1024 * 1024),
         metrics,
-        locks: opened.locks,
-        events,
-        channels,
-        clock,
         render_permits: Arc::new(Semaphore::new(args.render_concurrency())),
         sources,
+        clock,
+        limits: OpenLimits {
+            deadline: args.deadline(),
+            store_timeout: args.store_timeout(),
+        },
+    };
+    let state = Arc::new(AppState {
+        pipeline,
         cors,
+        channels,
         config: args,
     });
     tracing::info!(%addr, "listening");
@@ -223,7 +234,7 @@ async fn accept_loop(listener: TcpListener, state: Arc<AppState>, stopped: watch
     {
         tracing::warn!("some connections did not finish within the grace period");
     }
-    if !state.events.flush(grace).await {
+    if !state.pipeline.events.flush(grace).await {
         tracing::warn!("some open and click events could not be written before stopping");
     }
     tracing::info!("stopped");

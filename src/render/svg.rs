@@ -2,13 +2,13 @@
 //!
 //! Image references resolve to `asset:NAME` (shipped images), `data:` URLs, and http(s) URLs
 //! only when they were fetched beforehand for this render ([`FetchedImages`], see
-//! [`super::remote`]): a template (or a context value inside one) can never make the
+//! [`super::image_slots`]): a template (or a context value inside one) can never make the
 //! renderer read a local file or open a connection.
 
 use super::assets::AssetImages;
 use super::fonts::DEFAULT_FAMILY;
 use super::glyph_text::GlyphText;
-use super::remote::{self, FetchedImages};
+use super::image_slots::{self, FetchedImages};
 use super::text_tiles::{TextTiles, Tile, PLACEHOLDER_HREF, PLACEHOLDER_ID_PREFIX};
 use super::RenderError;
 use resvg::tiny_skia::{IntRect, Pixmap, Transform};
@@ -162,7 +162,7 @@ impl Rasterizer {
             .then(|| roxmltree::Document::parse(svg).ok())
             .flatten();
         let mut sized: HashMap<String, Arc<Vec<u8>>> = match &document {
-            Some(document) => remote::asset_slots(document, width, scale)
+            Some(document) => image_slots::asset_slots(document, width, scale)
                 .into_iter()
                 .filter_map(|slot| {
                     let name = slot.href.strip_prefix("asset:")?;

@@ -280,5 +280,5 @@ fn draw_tile(
 
 /// A positive SVG length in user units.
 fn length(value: Option<&str>) -> Option<f64> {
-    super::remote::length(value).filter(|n| *n > 0.0)
+    super::image_slots::length(value).filter(|n| *n > 0.0)
 }

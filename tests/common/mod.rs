@@ -280,7 +280,8 @@ pub fn render_offline(
     subscriber: &str,
 ) -> Vec<u8> {
     use opentime::blocks::Campaign;
-    use opentime::render::{Format, Renderer, TemplateInput};
+    use opentime::open::TemplateInput;
+    use opentime::render::{Format, Renderer};
     let renderer = Renderer::load(&repo().join("assets")).expect("assets");
     let campaign =
         Campaign::load(&repo().join("templates").join(campaign), &renderer).expect("campaign");
@@ -293,8 +294,7 @@ pub fn render_offline(
         chrono::Utc::now(),
         Default::default(),
     );
-    renderer
-        .render(&campaign, block, Format::Png, 1, &input)
+    opentime::open::render_block(&renderer, &campaign, block, Format::Png, 1, &input)
         .expect("render")
         .bytes
         .to_vec()

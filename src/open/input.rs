@@ -1,11 +1,19 @@
-//! What a template sees: `ctx`, `subscriber`, `now`, `query` and `block`; and, for blocks
-//! that declare them (`request = [...]`), `client`, `location` and `nearest_stores`.
+//! What a render sees, decided in one place, and so its render cache key: `ctx` (only the
+//! fields the block reads), `subscriber`, `now` (rounded to the block's time bucket), `query`
+//! (a countdown's made canonical), `block`; and, for blocks that declare them
+//! (`request = [...]`), the opener's `client`, `location` and `nearest_stores`.
+//! [`RenderInput::decide`] builds it; [`RenderKey`] is hashed from exactly what it holds.
 
-use crate::blocks::Block;
+use super::opener::Opener;
+use crate::blocks::{Block, BlockKind, Campaign};
+use crate::cache::RenderKey;
 use crate::context::ContextFields;
-use crate::sources::geo_ip::Location;
+use crate::countdown::CountdownError;
+use crate::render::Format;
+use crate::sources::geo_ip::{self, Location, LocationSource};
 use crate::sources::mail_clients::ClientKind;
 use crate::sources::shop_stores::NearbyShopStore;
+use crate::sources::Sources;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -95,6 +103,113 @@ impl TemplateInput {
             &json!({"name": block.name, "width": block.width, "height": block.height}),
         );
         context
+    }
+}
+
+/// How many stores `nearest_stores` lists.
+pub const NEAREST_STORES: usize = 3;
+
+/// What of the request, beyond the URL, a render's bytes depend on (for `Vary` and for
+/// whether a shared block may sit in a shared cache).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestDependence {
+    /// The User-Agent changes the bytes: the template reads `client`, or `location` came from
+    /// the IP (an image proxy's User-Agent turns the IP off), or the block is a countdown
+    /// (Outlook gets the first frame).
+    pub user_agent: bool,
+    /// The client *address* changes the bytes (IP location, Apple's relay ranges): no `Vary`
+    /// can key that.
+    pub client_address: bool,
+}
+
+/// One render's input and its cache key, decided together so they can never disagree.
+pub struct RenderInput {
+    pub input: TemplateInput,
+    pub key: RenderKey,
+    pub depends_on: RequestDependence,
+}
+
+impl RenderInput {
+    /// Decides what the render of `block` sees from `input` (the context fields it reads or a
+    /// lock's stored inputs): a countdown's deadline and language resolved into its canonical
+    /// query, with `first_frame` for clients that show only a GIF's first frame (bad `until`,
+    /// `tz` or `lang` are errors, so the block's fallback). The key then holds exactly (block
+    /// version, deadline, language, first-frame flag, the second of the open), and concurrent
+    /// opens in one second render once.
+    pub fn decide(
+        campaign: &Campaign,
+        block: &Block,
+        format: Format,
+        scale: u8,
+        mut input: TemplateInput,
+        opener: &Opener,
+        geo_configured: bool,
+    ) -> Result<Self, CountdownError> {
+        if let Some(spec) = &block.countdown {
+            let mut request = spec.resolve(&input.ctx, &input.query)?;
+            request.first_frame_only |= opener.first_frame_only();
+            input.query = request.canonical_query();
+        }
+        let depends_on = RequestDependence::of(block, &input, geo_configured);
+        // serde_json writes maps in key order, so equal inputs hash equally.
+        let canonical = serde_json::to_vec(&input).unwrap_or_default();
+        let key = RenderKey::new(
+            &campaign.name,
+            campaign.version,
+            &block.name,
+            format,
+            scale,
+            &canonical,
+        );
+        Ok(Self {
+            input,
+            key,
+            depends_on,
+        })
+    }
+}
+
+impl RequestDependence {
+    fn of(block: &Block, input: &TemplateInput, geo_configured: bool) -> Self {
+        let location_by_request = block.reads_location
+            && geo_configured
+            && input
+                .location
+                .as_ref()
+                .is_none_or(|l| l.source != LocationSource::Context);
+        Self {
+            user_agent: block.reads_client
+                || location_by_request
+                || block.kind == BlockKind::Countdown,
+            client_address: block.reads_client || location_by_request,
+        }
+    }
+}
+
+/// Adds to `input` what `block` declared it reads about the open: `client`; `location`
+/// (the context's `location` field when the block reads it, else the IP through the
+/// MaxMind database unless an image proxy fetched, else unknown) and the stores nearest to it.
+pub fn add_opener_facts(
+    input: &mut TemplateInput,
+    block: &Block,
+    opener: &Opener,
+    sources: &Sources,
+) {
+    if block.reads_client {
+        input.client = Some(opener.client);
+    }
+    if block.reads_location {
+        let location = geo_ip::resolve(
+            input.ctx.get("location"),
+            opener.client,
+            opener.ip,
+            sources.geo.as_ref(),
+        );
+        input.nearest_stores = location
+            .coordinates()
+            .map(|(lat, lon)| sources.stores.nearest(lat, lon, NEAREST_STORES))
+            .unwrap_or_default();
+        input.location = Some(Box::new(location));
     }
 }
 

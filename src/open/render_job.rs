@@ -1,11 +1,14 @@
 //! One open's render, start to end, for the server and for `opentime render` alike:
-//! template (blocking pool) → remote photos (async, all at once, within the deadline) →
-//! raster and encode (blocking pool). CPU steps hold a render permit when the caller bounds
+//! the template step (blocking pool) → product photos (async, all at once, within the
+//! deadline) → the raster step (blocking pool). CPU steps hold a render permit when the caller bounds
 //! concurrency; waiting for photos does not, so a slow image host cannot starve renders.
 
-use super::remote::{self, FetchedImages};
-use super::{Format, RenderError, Rendered, Renderer, TemplateInput, TemplateOutput};
+use super::block_render::{self, BlockRenderError, TemplateOutput};
+use super::input::TemplateInput;
+use super::photos;
 use crate::blocks::{Block, Campaign};
+use crate::render::image_slots;
+use crate::render::{FetchedImages, Format, RenderError, Rendered, Renderer};
 use crate::sources::product_photos::ProductPhotos;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,11 +19,11 @@ use tokio::time::Instant;
 const RASTER_RESERVE_MAX: Duration = Duration::from_millis(250);
 
 #[derive(Debug, thiserror::Error)]
-pub enum LiveRenderError {
+pub enum RenderJobError {
     #[error("render capacity exhausted until the deadline")]
     Overloaded,
     #[error("{0}")]
-    Render(#[from] RenderError),
+    Render(#[from] BlockRenderError),
 }
 
 /// What to render.
@@ -33,7 +36,7 @@ pub struct RenderJob {
 }
 
 /// A finished render with the photos it asked for (and the placeholders it got instead).
-pub struct LiveRender {
+pub struct FinishedRender {
     pub rendered: Rendered,
     pub images: FetchedImages,
     /// Time spent on the CPU steps (not waiting for photos or permits).
@@ -42,13 +45,13 @@ pub struct LiveRender {
 
 /// Renders `job`. `permits` bounds concurrent CPU steps (the server's render concurrency);
 /// `None` renders without a bound (the offline command).
-pub async fn render(
+pub async fn run(
     renderer: Arc<Renderer>,
-    images: &ProductPhotos,
+    photos: &ProductPhotos,
     job: RenderJob,
     deadline: Instant,
     permits: Option<&Arc<Semaphore>>,
-) -> Result<LiveRender, LiveRenderError> {
+) -> Result<FinishedRender, RenderJobError> {
     let RenderJob {
         campaign,
         block,
@@ -61,10 +64,16 @@ pub async fn render(
     let (template_renderer, template_block) = (Arc::clone(&renderer), Arc::clone(&block));
     let (output, slots) = offload(move || {
         let _permit = permit;
-        let output =
-            template_renderer.template_output(&campaign, &template_block, format, scale, &input)?;
+        let output = block_render::template_output(
+            &template_renderer,
+            &campaign,
+            &template_block,
+            format,
+            scale,
+            &input,
+        )?;
         let slots = match &output {
-            TemplateOutput::Svg(svg) => remote::find_slots(svg, template_block.width, scale),
+            TemplateOutput::Svg(svg) => image_slots::find_slots(svg, template_block.width, scale),
             TemplateOutput::Html(_) | TemplateOutput::Done(_) => Vec::new(),
         };
         Ok((output, slots))
@@ -77,7 +86,7 @@ pub async fn render(
     } else {
         let now = Instant::now();
         let reserve = (deadline.saturating_duration_since(now) / 4).min(RASTER_RESERVE_MAX);
-        remote::fetch(images, slots, deadline.checked_sub(reserve).unwrap_or(now)).await
+        photos::fetch(photos, slots, deadline.checked_sub(reserve).unwrap_or(now)).await
     };
 
     let permit = acquire(permits, deadline).await?;
@@ -86,11 +95,11 @@ pub async fn render(
     let raster_images = Arc::clone(&fetched);
     let rendered = offload(move || {
         let _permit = permit;
-        renderer.finish(output, &block, format, scale, raster_images)
+        block_render::finish(&renderer, output, &block, format, scale, raster_images)
     })
     .await?;
     cpu += started.elapsed();
-    Ok(LiveRender {
+    Ok(FinishedRender {
         rendered,
         images: Arc::unwrap_or_clone(fetched),
         cpu,
@@ -100,24 +109,26 @@ pub async fn render(
 async fn acquire(
     permits: Option<&Arc<Semaphore>>,
     deadline: Instant,
-) -> Result<Option<OwnedSemaphorePermit>, LiveRenderError> {
+) -> Result<Option<OwnedSemaphorePermit>, RenderJobError> {
     let Some(permits) = permits else {
         return Ok(None);
     };
     match tokio::time::timeout_at(deadline, Arc::clone(permits).acquire_owned()).await {
         Ok(Ok(permit)) => Ok(Some(permit)),
-        _ => Err(LiveRenderError::Overloaded),
+        _ => Err(RenderJobError::Overloaded),
     }
 }
 
 /// Runs CPU-bound work on the blocking pool; a panic there is a render error, not a crash.
-async fn offload<T, F>(work: F) -> Result<T, LiveRenderError>
+async fn offload<T, F>(work: F) -> Result<T, RenderJobError>
 where
-    F: FnOnce() -> Result<T, RenderError> + Send + 'static,
+    F: FnOnce() -> Result<T, BlockRenderError> + Send + 'static,
     T: Send + 'static,
 {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| RenderError::Svg(format!("render thread failed: {e}")))?
-        .map_err(LiveRenderError::Render)
+        .map_err(|e| {
+            BlockRenderError::from(RenderError::Svg(format!("render thread failed: {e}")))
+        })?
+        .map_err(RenderJobError::Render)
 }

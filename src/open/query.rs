@@ -1,4 +1,4 @@
-//! The query string of block routes: `s` (subscriber), `t` (token), `scale`, and whatever else
+//! The query string of an open: `s` (subscriber), `t` (token), `scale`, and whatever else
 //! the template may read as `query`. Bounded in size so a hostile URL cannot grow the cache key.
 
 use std::collections::BTreeMap;
@@ -28,7 +28,7 @@ pub struct BlockQuery {
     pub token: Option<String>,
     pub scale: u8,
     /// Every other parameter, visible to templates as `query`.
-    pub extra: BTreeMap<String, String>,
+    pub template_query: BTreeMap<String, String>,
 }
 
 pub fn parse(raw: Option<&str>) -> Result<BlockQuery, QueryError> {
@@ -63,7 +63,9 @@ pub fn parse(raw: Option<&str>) -> Result<BlockQuery, QueryError> {
                 }
             }
             _ => {
-                query.extra.insert(key.into_owned(), value.into_owned());
+                query
+                    .template_query
+                    .insert(key.into_owned(), value.into_owned());
             }
         }
     }
@@ -80,8 +82,8 @@ mod tests {
         assert_eq!(query.subscriber.as_deref(), Some("alice"));
         assert_eq!(query.token.as_deref(), Some("abc"));
         assert_eq!(query.scale, 2);
-        assert_eq!(query.extra["city"], "Köln");
-        assert_eq!(query.extra.len(), 2);
+        assert_eq!(query.template_query["city"], "Köln");
+        assert_eq!(query.template_query.len(), 2);
         assert_eq!(parse(None).unwrap().scale, 1);
     }
 

@@ -1,15 +1,14 @@
-//! Remote images in a rendered SVG: find the `<image href="http(s)://…">` slots with the
-//! pixel size each is drawn at, fetch them all at once through [`ProductPhotos`] (allow-list,
-//! byte cap, cache, single flight) within a deadline, and hand the results to the
-//! rasterizer's image resolver. A slot whose photo cannot be had gets a neutral grey tile
-//! of its shape, and the failure is reported so the answer can say so — never an error.
+//! The `<image>` slots of a rendered SVG: the product photos it draws (`href="http(s)://…"`)
+//! and the shipped images (`href="asset:…"`), each with the pixel size it is drawn at, and
+//! [`FetchedImages`], the photos an open fetched for them (`crate::open::photos`), which the
+//! rasterizer's image resolver draws. A slot whose photo could not be had holds a neutral grey
+//! tile of its shape, and the failure is kept so the answer can say so — never an error.
 
-use crate::sources::product_photos::{FetchError, Fit, ProductPhotos, MAX_OUTPUT_DIMENSION};
+use crate::sources::product_photos::{FetchError, Fit, MAX_OUTPUT_DIMENSION};
 use image::{ImageFormat, Rgba, RgbaImage};
 use std::collections::HashMap;
 use std::io::Cursor;
 use std::sync::Arc;
-use tokio::time::Instant;
 
 /// Most distinct remote images one render fetches; further slots get the placeholder.
 pub const MAX_REMOTE_IMAGES: usize = 16;
@@ -91,7 +90,13 @@ impl FetchedImages {
         fetched
     }
 
-    fn fail(&mut self, slot: &ImageSlot, failure: SlotFailure) {
+    /// Keeps the photo fetched for `slot`.
+    pub(crate) fn insert(&mut self, slot: &ImageSlot, png: Vec<u8>) {
+        self.by_href.insert(slot.href.clone(), Arc::new(png));
+    }
+
+    /// Puts the placeholder into `slot` and keeps why.
+    pub(crate) fn fail(&mut self, slot: &ImageSlot, failure: SlotFailure) {
         if let Some(tile) = placeholder(slot.width, slot.height) {
             self.by_href.insert(slot.href.clone(), tile);
         }
@@ -179,43 +184,6 @@ fn image_slots(
     slots
 }
 
-/// Fetches every slot at once; stops waiting at `deadline`. A fetch still running then
-/// goes on in the background and fills the image cache for the next open.
-pub async fn fetch(
-    images: &ProductPhotos,
-    slots: Vec<ImageSlot>,
-    deadline: Instant,
-) -> FetchedImages {
-    let mut fetched = FetchedImages::default();
-    let mut pending = Vec::new();
-    for (index, slot) in slots.into_iter().enumerate() {
-        if index >= MAX_REMOTE_IMAGES {
-            fetched.fail(&slot, SlotFailure::TooMany);
-            continue;
-        }
-        let images = images.clone();
-        let (href, width, height, fit) = (slot.href.clone(), slot.width, slot.height, slot.fit);
-        let task = tokio::spawn(async move { images.get(&href, width, height, fit).await });
-        pending.push((slot, task));
-    }
-    for (slot, task) in pending {
-        match tokio::time::timeout_at(deadline, task).await {
-            Ok(Ok(Ok(image))) => {
-                fetched
-                    .by_href
-                    .insert(slot.href.clone(), Arc::new(image.png.to_vec()));
-            }
-            Ok(Ok(Err(error))) => fetched.fail(&slot, SlotFailure::Fetch(error)),
-            Ok(Err(_)) => fetched.fail(&slot, SlotFailure::Fetch(FetchError::Internal)),
-            Err(_) => fetched.fail(&slot, SlotFailure::Deadline),
-        }
-    }
-    for (href, failure) in fetched.failures() {
-        tracing::debug!(href = %href, reason = failure.reason(), "remote image placeholder");
-    }
-    fetched
-}
-
 /// A grey tile with the slot's aspect ratio (at most 64 px a side: it is stretched anyway).
 fn placeholder(width: u32, height: u32) -> Option<Arc<Vec<u8>>> {
     let longest = width.max(height).max(1);
@@ -228,7 +196,7 @@ fn placeholder(width: u32, height: u32) -> Option<Arc<Vec<u8>>> {
 }
 
 /// An SVG length in user units (`44`, `44px`, `44.5`); percentages and other units are `None`.
-pub(super) fn length(value: Option<&str>) -> Option<f64> {
+pub(crate) fn length(value: Option<&str>) -> Option<f64> {
     let value = value?.trim();
     let number = value.strip_suffix("px").unwrap_or(value).trim();
     number

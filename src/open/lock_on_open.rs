@@ -2,38 +2,38 @@
 //! open stored (see [`crate::lock`]), so every reopen gets the same image.
 //!
 //! - a lock exists → its inputs (the live context is not even read);
-//! - no lock, a person opens → the live inputs, claimed as the lock (`SET NX`); when another
+//! - no lock, a person opens → the context's inputs, claimed as the lock (`SET NX`); when another
 //!   open claimed first, the winner's inputs are served instead, so both see the same;
-//! - no lock, a machine prefetches (Apple's proxy) → the live inputs, no lock;
-//! - the lock store fails or is slow → the live inputs, no lock (never a broken image).
+//! - no lock, a machine prefetches (Apple's proxy) → the context's inputs, no lock;
+//! - the lock store fails or is slow → the context's inputs, no lock (never a broken image).
 
-use super::block_route::BlockError;
-use super::state::AppState;
+use super::error::OpenError;
+use super::input::TemplateInput;
+use super::opener::Opener;
+use super::Pipeline;
 use crate::blocks::Block;
 use crate::context::SubscriberId;
 use crate::lock::{lock_key, Claim};
-use crate::opener::Opener;
-use crate::render::TemplateInput;
 use std::future::Future;
 use std::time::Duration;
 
 /// The inputs a locked block renders from.
 pub(super) async fn input(
-    state: &AppState,
+    pipeline: &Pipeline,
     campaign: &str,
     block: &Block,
     subscriber: &SubscriberId,
     ttl: Duration,
     opener: Opener,
-    live: impl Future<Output = Result<TemplateInput, BlockError>>,
-) -> Result<TemplateInput, BlockError> {
+    context_input: impl Future<Output = Result<TemplateInput, OpenError>>,
+) -> Result<TemplateInput, OpenError> {
     let key = lock_key(subscriber, campaign, &block.name);
-    match stored(state, &key).await {
+    match stored(pipeline, &key).await {
         Lookup::Locked(input) => return Ok(input),
-        Lookup::Unknown => return live.await,
+        Lookup::Unknown => return context_input.await,
         Lookup::Free => {}
     }
-    let input = live.await?;
+    let input = context_input.await?;
     if opener.prefetch {
         return Ok(input);
     }
@@ -41,8 +41,8 @@ pub(super) async fn input(
         return Ok(input);
     };
     let claim = tokio::time::timeout(
-        state.config.store_timeout(),
-        state.locks.claim(&key, &json, ttl),
+        pipeline.limits.store_timeout,
+        pipeline.locks.claim(&key, &json, ttl),
     )
     .await;
     match claim {
@@ -68,8 +68,8 @@ pub(super) enum Lookup {
 }
 
 /// Reads a lock within the store deadline.
-pub(super) async fn stored(state: &AppState, key: &str) -> Lookup {
-    match tokio::time::timeout(state.config.store_timeout(), state.locks.get(key)).await {
+pub(super) async fn stored(pipeline: &Pipeline, key: &str) -> Lookup {
+    match tokio::time::timeout(pipeline.limits.store_timeout, pipeline.locks.get(key)).await {
         Ok(Ok(Some(json))) => match serde_json::from_str(&json) {
             Ok(input) => Lookup::Locked(input),
             Err(error) => {

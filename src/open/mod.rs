@@ -1,0 +1,278 @@
+//! One open of a block, without HTTP: the steps every route and the offline `render` command
+//! share, each in its own file, data flowing down through them:
+//!
+//! 1. [`query`] — the URL's query, parsed once and bounded;
+//! 2. [`verify`] — the subscriber id and its token (**tokens before context**);
+//! 3. [`opener`] — who fetched (mail client, image proxy, machine prefetch, address);
+//! 4. [`subscriber_context`] — the context, one round trip within the store deadline, or
+//!    [`lock_on_open`] — what a locked block showed first;
+//! 5. [`input`] — what the render sees, decided in one place, hence its render cache key;
+//! 6. [`cached_render`] — the render cache, one render per key however many opens ask;
+//! 7. [`render_job`] — the render off the async threads: [`block_render`]'s template step,
+//!    the product [`photos`] (async), then its raster step.
+//!
+//! The open event is queued right after verification (never waited for). [`Pipeline::open_block`]
+//! returns a typed outcome: the render and what it depended on, or an [`OpenError`] that the
+//! HTTP layer turns into the block's fallback. [`click`] and [`pixel`] are the other two opens.
+
+pub mod block_render;
+mod cached_render;
+pub mod click;
+mod error;
+pub mod input;
+mod lock_on_open;
+pub mod opener;
+mod photos;
+pub mod pixel;
+pub mod query;
+pub mod render_job;
+mod subscriber_context;
+mod suppressed;
+mod verify;
+
+pub use block_render::{render_block, BlockRenderError};
+pub use error::OpenError;
+pub use input::{add_opener_facts, RenderInput, RequestDependence, TemplateInput};
+pub use opener::Opener;
+
+use crate::blocks::{Block, BlockKind, CachePolicy, Campaign, Catalog};
+use crate::cache::{CachedRender, RenderCache};
+use crate::clock::Clock;
+use crate::context::{SharedStore, SubscriberId};
+use crate::events::{Event, EventKind, EventRecorder};
+use crate::lock::SharedLocks;
+use crate::metrics::Metrics;
+use crate::render::{Fallback, Format};
+use crate::signing::Signer;
+use crate::sources::Sources;
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+/// Everything an open needs, built once at start-up and shared by every request.
+pub struct Pipeline {
+    pub signer: Signer,
+    /// Subscriber contexts (Redis or the embedded store).
+    pub contexts: SharedStore,
+    /// Lock-on-open storage (the same backend as `contexts`).
+    pub locks: SharedLocks,
+    /// Open and click events, written in the background.
+    pub events: EventRecorder,
+    pub catalog: Arc<Catalog>,
+    pub cache: RenderCache,
+    pub metrics: Arc<Metrics>,
+    /// Bounds renders running at once, so a burst of cache misses queues (up to the deadline,
+    /// then falls back) instead of stalling every other request.
+    pub render_permits: Arc<Semaphore>,
+    /// Product photos, geo-IP, mail-client rules and the shop's stores.
+    pub sources: Arc<Sources>,
+    /// "Now" for renders (the system clock; tests pin it).
+    pub clock: Clock,
+    pub limits: OpenLimits,
+}
+
+/// The time limits of one open.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenLimits {
+    /// The whole open, from request to answer (an image must never look slow).
+    pub deadline: Duration,
+    /// One store round trip (context, lock).
+    pub store_timeout: Duration,
+}
+
+/// One image or HTML block asked for.
+pub struct BlockOpen<'a> {
+    pub campaign: &'a str,
+    pub block: &'a str,
+    pub format: Format,
+    pub query: Option<&'a str>,
+    pub opener: Opener,
+}
+
+/// The block an open names, found in the catalog.
+pub struct FoundBlock {
+    pub campaign: Arc<Campaign>,
+    pub block: Arc<Block>,
+    /// Served when the open fails (prepared at load time, so serving it cannot fail).
+    pub fallback: Arc<Fallback>,
+}
+
+/// A rendered block and what its caching headers depend on.
+pub struct Opened {
+    pub render: Arc<CachedRender>,
+    pub policy: CachePolicy,
+    pub depends_on: RequestDependence,
+    /// The start of the render's time bucket (`now` as the template saw it).
+    pub rendered_for: DateTime<Utc>,
+    /// When the campaign's current version was loaded.
+    pub campaign_loaded_at: SystemTime,
+}
+
+/// What an open came to.
+pub enum OpenOutcome {
+    /// The URL names no block that serves this format: wrong for good.
+    NotFound,
+    Rendered(Opened),
+    /// Anything else: the block's fallback with the reason.
+    Failed {
+        error: OpenError,
+        fallback: Arc<Fallback>,
+        scale: u8,
+    },
+}
+
+impl Pipeline {
+    /// The block `open` names, if it exists and serves `open.format`.
+    pub fn find(&self, campaign: &str, block: &str, format: Format) -> Option<FoundBlock> {
+        let (campaign, block) = self.catalog.find(campaign, block)?;
+        if !serves_format(&block, format) {
+            return None;
+        }
+        let fallback = campaign.fallback(&block.name).cloned()?;
+        Some(FoundBlock {
+            campaign,
+            block,
+            fallback,
+        })
+    }
+
+    /// One open of an image or HTML block, start to end, within the open's deadline.
+    pub async fn open_block(&self, open: BlockOpen<'_>) -> OpenOutcome {
+        let deadline = Instant::now() + self.limits.deadline;
+        let Some(found) = self.find(open.campaign, open.block, open.format) else {
+            return OpenOutcome::NotFound;
+        };
+        let query = match query::parse(open.query) {
+            Ok(query) => query,
+            Err(error) => return self.failed(&found, error.into(), 1),
+        };
+        let scale = query.scale;
+        match self.render_found(&found, open, query, deadline).await {
+            Ok(opened) => OpenOutcome::Rendered(opened),
+            Err(error) => self.failed(&found, error, scale),
+        }
+    }
+
+    async fn render_found(
+        &self,
+        found: &FoundBlock,
+        open: BlockOpen<'_>,
+        query: query::BlockQuery,
+        deadline: Instant,
+    ) -> Result<Opened, OpenError> {
+        let FoundBlock {
+            campaign, block, ..
+        } = found;
+        let subscriber = verify::subscriber(
+            &self.signer,
+            block,
+            query.subscriber.as_deref(),
+            query.token.as_deref(),
+        )?;
+        self.events.record(Event::now(
+            EventKind::Open,
+            &campaign.name,
+            &block.name,
+            subscriber.as_ref().map(SubscriberId::as_str),
+            open.opener.client,
+            open.opener.prefetch,
+        ));
+        let from_context = self.context_input(
+            block,
+            subscriber.as_ref(),
+            query.template_query,
+            &open.opener,
+        );
+        let input = match (&subscriber, block.lock_ttl) {
+            (Some(subscriber), Some(ttl)) => {
+                lock_on_open::input(
+                    self,
+                    &campaign.name,
+                    block,
+                    subscriber,
+                    ttl,
+                    open.opener,
+                    from_context,
+                )
+                .await?
+            }
+            _ => from_context.await?,
+        };
+        let decided = RenderInput::decide(
+            campaign,
+            block,
+            open.format,
+            query.scale,
+            input,
+            &open.opener,
+            self.sources.geo.is_some(),
+        )?;
+        let rendered_for = decided.input.now;
+        let depends_on = decided.depends_on;
+        let job = render_job::RenderJob {
+            campaign: Arc::clone(campaign),
+            block: Arc::clone(block),
+            format: open.format,
+            scale: query.scale,
+            input: decided.input,
+        };
+        let render = cached_render::get_or_render(self, job, decided.key, deadline).await?;
+        Ok(Opened {
+            render,
+            policy: block.cache,
+            depends_on,
+            rendered_for,
+            campaign_loaded_at: campaign.loaded_at,
+        })
+    }
+
+    /// The template input from the subscriber's live context, with the opener's facts for
+    /// blocks that declare them.
+    async fn context_input(
+        &self,
+        block: &Block,
+        subscriber: Option<&SubscriberId>,
+        query: std::collections::BTreeMap<String, String>,
+        opener: &Opener,
+    ) -> Result<TemplateInput, OpenError> {
+        let fields = match (subscriber, block.reads_context()) {
+            (Some(subscriber), true) => subscriber_context::load(self, subscriber).await?,
+            _ => crate::context::ContextFields::new(),
+        };
+        let mut input = TemplateInput::for_block(
+            block,
+            &fields,
+            subscriber.map(SubscriberId::as_str),
+            self.clock.now(),
+            query,
+        );
+        add_opener_facts(&mut input, block, opener, &self.sources);
+        Ok(input)
+    }
+
+    fn failed(&self, found: &FoundBlock, error: OpenError, scale: u8) -> OpenOutcome {
+        self.metrics.fallback(error.reason());
+        let (campaign, block) = (&found.campaign.name, &found.block.name);
+        if error.is_operational() {
+            tracing::warn!(%campaign, %block, reason = error.reason(), %error, "serving fallback");
+        } else {
+            tracing::debug!(%campaign, %block, reason = error.reason(), %error, "serving fallback");
+        }
+        OpenOutcome::Failed {
+            error,
+            fallback: found.fallback.clone(),
+            scale,
+        }
+    }
+}
+
+/// Whether a block can be served in `format` at all (otherwise the URL is wrong for good).
+fn serves_format(block: &Block, format: Format) -> bool {
+    match format {
+        Format::Html => block.html_template.is_some(),
+        Format::Png => matches!(block.kind, BlockKind::Image),
+        Format::Gif => matches!(block.kind, BlockKind::Countdown),
+    }
+}

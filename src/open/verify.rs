@@ -1,0 +1,44 @@
+//! Tokens before context: the subscriber id of an open and its token, checked before anything
+//! is read for it. Blocks that read no personal context need neither (a shared block ignores
+//! the subscriber).
+
+use super::error::OpenError;
+use crate::blocks::Block;
+use crate::context::SubscriberId;
+use crate::signing::Signer;
+
+/// The verified subscriber a block needs: `None` for blocks that read no context.
+pub fn subscriber(
+    signer: &Signer,
+    block: &Block,
+    subscriber: Option<&str>,
+    token: Option<&str>,
+) -> Result<Option<SubscriberId>, OpenError> {
+    if !block.reads_context() {
+        return Ok(None);
+    }
+    let raw = subscriber.ok_or(OpenError::MissingSubscriber)?;
+    let subscriber = SubscriberId::parse(raw)?;
+    if block.token_required && !token.is_some_and(|t| signer.verify(subscriber.as_str(), t)) {
+        return Err(OpenError::BadToken);
+    }
+    Ok(Some(subscriber))
+}
+
+/// A subscriber named with a right token, for the tracking pixel: `Some(None)` when no
+/// subscriber is named, `None` when the URL is forged (a subscriber without or with a wrong
+/// token, or an invalid id).
+pub fn named_subscriber(
+    signer: &Signer,
+    subscriber: Option<&str>,
+    token: Option<&str>,
+) -> Option<Option<SubscriberId>> {
+    match (subscriber, token) {
+        (None, _) => Some(None),
+        (Some(raw), Some(token)) => SubscriberId::parse(raw)
+            .ok()
+            .filter(|s| signer.verify(s.as_str(), token))
+            .map(Some),
+        (Some(_), None) => None,
+    }
+}
