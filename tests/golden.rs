@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::repo;
+use common::{repo, utc};
 use opentime::blocks::{BlockKind, Catalog};
 use opentime::render::{Format, Renderer, TemplateInput};
 use std::sync::Arc;
@@ -78,9 +78,7 @@ fn demo_blocks_match_their_golden_images() {
     let renderer = Arc::new(Renderer::load(&repo().join("assets")).expect("assets"));
     let (catalog, errors) = Catalog::load(&repo().join("templates"), renderer);
     assert!(errors.is_empty(), "{errors:?}");
-    let at = chrono::DateTime::parse_from_rfc3339("2026-11-25T12:00:00Z")
-        .unwrap()
-        .to_utc();
+    let at = utc("2026-11-25T12:00:00Z");
     let live = opentime::live_sources::LiveSources::defaults().expect("live sources");
     let offline = opentime::opener::Opener::offline(opentime::client::ClientKind::Unknown);
     let mut failures = Vec::new();
@@ -123,9 +121,7 @@ fn countdown_first_frames_match_their_golden_images() {
     let renderer = Arc::new(Renderer::load(&repo().join("assets")).expect("assets"));
     let (catalog, errors) = Catalog::load(&repo().join("templates"), renderer);
     assert!(errors.is_empty(), "{errors:?}");
-    let at = chrono::DateTime::parse_from_rfc3339("2026-11-25T14:32:15Z")
-        .unwrap()
-        .to_utc();
+    let at = utc("2026-11-25T14:32:15Z");
     let until = at + chrono::Duration::seconds(2 * 86_400 + 13 * 3_600 + 27 * 60 + 45);
     let query: std::collections::BTreeMap<String, String> =
         [("until".to_owned(), until.to_rfc3339())].into();
