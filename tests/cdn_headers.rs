@@ -27,24 +27,24 @@ fn templates_with_shared_banner() -> tempfile::TempDir {
 }
 
 async fn server_for(templates: &Path, redis: &RedisServer, cors: &[&str]) -> TestServer {
-    let mut args = test_args(templates, Some(redis.url()));
-    args.cors_origins = cors.iter().map(|s| s.to_string()).collect();
-    args.deadline_ms = 5000;
-    args.store_timeout_ms = 1000;
-    TestServer::start(args).await
-}
-
-fn html(url: &str) -> String {
-    url.replace("/img/demo/cart.png", "/html/demo/cart.html")
+    TestServer::builder()
+        .redis(redis)
+        .templates(templates)
+        .cors_origins(cors)
+        .deadline_ms(5000)
+        .store_timeout_ms(1000)
+        .start()
+        .await
 }
 
 #[tokio::test]
 async fn personalized_answers_revalidate_by_etag_on_images_and_html_alike() {
     let redis = RedisServer::start();
-    redis.load_sample("alice", &repo().join("templates/demo/samples/alice.json"));
+    redis.load_sample("alice", &sample_path("alice"));
     let server = server_for(&repo().join("templates"), &redis, &[]).await;
     let image_url = server.signed("demo/cart.png", "alice");
-    for url in [image_url.clone(), html(&image_url)] {
+    let html_url = server.signed_html("demo", "cart", "alice");
+    for url in [image_url.clone(), html_url.clone()] {
         let first = get(&url).await;
         assert_eq!(first.status, 200, "{url}");
         let etag = first.header("etag").expect("ETag").to_owned();
@@ -80,7 +80,7 @@ async fn personalized_answers_revalidate_by_etag_on_images_and_html_alike() {
     // Fallbacks, on either route, are never stored.
     for url in [
         image_url.replace("t=", "t=x"),
-        html(&image_url).replace("t=", "t=x"),
+        html_url.replace("t=", "t=x"),
     ] {
         let fallback = get(&url).await;
         assert_eq!(fallback.header("x-opentime-fallback"), Some("bad-token"));
@@ -95,7 +95,7 @@ async fn personalized_answers_revalidate_by_etag_on_images_and_html_alike() {
 async fn shared_blocks_are_public_with_s_maxage_and_last_modified() {
     let redis = RedisServer::start();
     let templates = templates_with_shared_banner();
-    let mut server = server_for(templates.path(), &redis, &[]).await;
+    let server = server_for(templates.path(), &redis, &[]).await;
     let url = server.url("/img/cdn/banner.png");
     let first = get(&url).await;
     assert_eq!(first.status, 200);
@@ -167,21 +167,20 @@ async fn shared_blocks_are_public_with_s_maxage_and_last_modified() {
     assert!(fragment.header("last-modified").is_some());
     assert!(fragment.header("etag").is_some());
     assert_eq!(fragment.header("surrogate-key"), Some("cdn cdn:banner"));
-    server._dirs.push(templates);
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn cors_echoes_listed_origins_only() {
     let redis = RedisServer::start();
-    redis.load_sample("alice", &repo().join("templates/demo/samples/alice.json"));
+    redis.load_sample("alice", &sample_path("alice"));
     let server = server_for(
         &repo().join("templates"),
         &redis,
         &["https://shop.example.com"],
     )
     .await;
-    let url = html(&server.signed("demo/cart.png", "alice"));
+    let url = server.signed_html("demo", "cart", "alice");
     let allowed = send(
         client()
             .get(&url)
@@ -240,7 +239,7 @@ async fn cors_echoes_listed_origins_only() {
 
     // Without an allow-list: no CORS headers and no Vary: Origin.
     let plain = server_for(&repo().join("templates"), &redis, &[]).await;
-    let url = html(&plain.signed("demo/cart.png", "alice"));
+    let url = plain.signed_html("demo", "cart", "alice");
     let answer = send(
         client()
             .get(&url)

@@ -9,7 +9,7 @@
 mod common;
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use common::{get, repo, test_args, RedisServer, TestServer};
+use common::{get, max_diff, metric, repo, utc, RedisServer, TestServer};
 use opentime::clock::Clock;
 use opentime::gif::decode::decode;
 
@@ -17,34 +17,19 @@ use opentime::gif::decode::decode;
 const AT: &str = "2026-11-25T14:32:15Z";
 const LEFT: i64 = 2 * 86_400 + 13 * 3_600 + 27 * 60 + 45;
 
-fn utc(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text)
-        .expect("test literal")
-        .to_utc()
-}
-
 fn z(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-fn max_diff(a: &[u8], b: &[u8]) -> u8 {
-    assert_eq!(a.len(), b.len(), "same picture size");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| x.abs_diff(*y))
-        .max()
-        .unwrap_or(0)
 }
 
 /// A server on its own Redis with the repo's templates and a manual clock at `at`.
 async fn server_at(at: DateTime<Utc>) -> (RedisServer, TestServer, Clock) {
     let redis = RedisServer::start();
     let clock = Clock::manual(at);
-    let server = TestServer::start_with_clock(
-        test_args(&repo().join("templates"), Some(redis.url())),
-        clock.clone(),
-    )
-    .await;
+    let server = TestServer::builder()
+        .redis(&redis)
+        .clock(clock.clone())
+        .start()
+        .await;
     (redis, server, clock)
 }
 
@@ -55,14 +40,6 @@ fn countdown_url(server: &TestServer, query: &str) -> String {
 /// `until` for a deadline `secs` after `AT`, percent-free (Z form).
 fn until_after(secs: i64) -> String {
     format!("until={}", z(utc(AT) + Duration::seconds(secs)))
-}
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find(|line| line.starts_with(name))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[tokio::test]
@@ -270,7 +247,7 @@ async fn fifty_concurrent_opens_in_one_second_render_once() {
         bodies.push(answer.body);
     }
     assert!(bodies.iter().all(|b| b == &bodies[0]));
-    let metrics = String::from_utf8(get(&server.url("/metrics")).await.body).expect("text");
+    let metrics = server.metrics().await;
     assert_eq!(
         metric(&metrics, "opentime_render_seconds_count{format=\"gif\"}"),
         1.0,
@@ -288,7 +265,7 @@ async fn fifty_concurrent_opens_in_one_second_render_once() {
 #[ignore]
 async fn one_render_per_second_under_sustained_load() {
     let redis = RedisServer::start();
-    let server = TestServer::with_redis(&redis).await;
+    let server = TestServer::builder().redis(&redis).start().await;
     let until = z(Utc::now() + Duration::days(3));
     let url = countdown_url(&server, &format!("until={until}"));
     let client = common::client();
@@ -309,7 +286,7 @@ async fn one_render_per_second_under_sustained_load() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let seconds = started.elapsed().as_secs_f64().ceil();
-    let metrics = String::from_utf8(get(&server.url("/metrics")).await.body).expect("text");
+    let metrics = server.metrics().await;
     let renders = metric(&metrics, "opentime_render_seconds_count{format=\"gif\"}");
     println!("{opens} opens in {seconds} s: {renders} renders");
     assert!(opens >= 100);
@@ -328,12 +305,13 @@ async fn a_countdown_from_the_context_is_personalized() {
     std::fs::write(&manifest, text).expect("write manifest");
     let redis = RedisServer::start();
     let at = utc(AT);
-    let mut server = TestServer::start_with_clock(
-        test_args(templates.path(), Some(redis.url())),
-        Clock::manual(at),
-    )
-    .await;
-    server._dirs.push(templates);
+    let server = TestServer::builder()
+        .redis(&redis)
+        .templates(templates.path())
+        .keep(templates)
+        .clock(Clock::manual(at))
+        .start()
+        .await;
     redis.hset(
         "alice",
         "cart",
@@ -371,12 +349,13 @@ async fn an_expired_image_replaces_the_timer_after_the_deadline() {
     let redis = RedisServer::start();
     let at = utc(AT);
     let clock = Clock::manual(at);
-    let mut server = TestServer::start_with_clock(
-        test_args(templates.path(), Some(redis.url())),
-        clock.clone(),
-    )
-    .await;
-    server._dirs.push(templates);
+    let server = TestServer::builder()
+        .redis(&redis)
+        .templates(templates.path())
+        .keep(templates)
+        .clock(clock.clone())
+        .start()
+        .await;
     let url = server.url(&format!("/img/demo/ended.gif?{}", until_after(60)));
     let live = get(&url).await;
     assert_eq!(live.header("content-type"), Some("image/gif"));

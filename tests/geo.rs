@@ -1,8 +1,9 @@
 //! Location from the test `.mmdb` fixture, through the client classification and the
 //! `X-Forwarded-For` rule, down to the nearest demo store.
 
+mod common;
+
 use std::net::IpAddr;
-use std::path::Path;
 
 use opentime::sources::geo_ip::{self, GeoDb, LocationSource};
 use opentime::sources::mail_clients::{ClientKind, ClientRules};
@@ -14,8 +15,7 @@ const GMAIL_UA: &str =
 const CHROME_UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
 
 fn db() -> GeoDb {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/geo-test.mmdb");
-    GeoDb::open(&path).expect("fixture database opens")
+    GeoDb::open(&common::geo_fixture()).expect("fixture database opens")
 }
 
 fn ip(s: &str) -> IpAddr {

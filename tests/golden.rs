@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::repo;
+use common::{repo, utc};
 use opentime::blocks::{BlockKind, Catalog};
 use opentime::open::TemplateInput;
 use opentime::render::{Format, Renderer};
@@ -79,9 +79,7 @@ fn demo_blocks_match_their_golden_images() {
     let renderer = Arc::new(Renderer::load(&repo().join("assets")).expect("assets"));
     let (catalog, errors) = Catalog::load(&repo().join("templates"), renderer);
     assert!(errors.is_empty(), "{errors:?}");
-    let at = chrono::DateTime::parse_from_rfc3339("2026-11-25T12:00:00Z")
-        .unwrap()
-        .to_utc();
+    let at = utc("2026-11-25T12:00:00Z");
     let live = opentime::sources::Sources::defaults().expect("live sources");
     let offline =
         opentime::open::Opener::offline(opentime::sources::mail_clients::ClientKind::Unknown);
@@ -130,9 +128,7 @@ fn countdown_first_frames_match_their_golden_images() {
     let renderer = Arc::new(Renderer::load(&repo().join("assets")).expect("assets"));
     let (catalog, errors) = Catalog::load(&repo().join("templates"), renderer);
     assert!(errors.is_empty(), "{errors:?}");
-    let at = chrono::DateTime::parse_from_rfc3339("2026-11-25T14:32:15Z")
-        .unwrap()
-        .to_utc();
+    let at = utc("2026-11-25T14:32:15Z");
     let until = at + chrono::Duration::seconds(2 * 86_400 + 13 * 3_600 + 27 * 60 + 45);
     let query: std::collections::BTreeMap<String, String> =
         [("until".to_owned(), until.to_rfc3339())].into();

@@ -15,24 +15,17 @@ const PLACEHOLDER: [u8; 4] = [229, 231, 235, 255];
 
 /// A server that may fetch from `images.test` (resolved to 127.0.0.1, listed as a private
 /// host); `forbidden.test` also resolves to 127.0.0.1 but is on no list.
-async fn server_with_images(
-    redis: &RedisServer,
-    templates: &std::path::Path,
-    tweak: impl FnOnce(&mut opentime::config::ServeArgs),
-) -> TestServer {
-    let mut args = test_args(templates, Some(redis.url()));
-    // Generous: debug-build renders share two cores with the other tests. The image fetch
-    // has its own, shorter deadline (OPENTIME_IMAGE_TIMEOUT_MS, 700 ms by default).
-    args.deadline_ms = 5000;
-    args.store_timeout_ms = 1000;
-    args.sources.image_private_hosts = vec!["images.test".into()];
-    args.sources.image_resolve = vec![
-        "images.test=127.0.0.1".into(),
-        "forbidden.test=127.0.0.1".into(),
-    ];
-    args.sources.image_max_bytes = 256 * 1024;
-    tweak(&mut args);
-    TestServer::start(args).await
+fn server_with_images(redis: &RedisServer, templates: &std::path::Path) -> ServerBuilder {
+    TestServer::builder()
+        .redis(redis)
+        .templates(templates)
+        // Generous: debug-build renders share two cores with the other tests. The image fetch
+        // has its own, shorter deadline (OPENTIME_IMAGE_TIMEOUT_MS, 700 ms by default).
+        .deadline_ms(5000)
+        .store_timeout_ms(1000)
+        .image_private_hosts(&["images.test"])
+        .image_resolve(&["images.test=127.0.0.1", "forbidden.test=127.0.0.1"])
+        .image_max_bytes(256 * 1024)
 }
 
 fn cart_with(urls: &[String]) -> Value {
@@ -58,13 +51,6 @@ fn thumbnail(line: u32) -> (u32, u32, u32) {
     (28 + 10, 28 + 34, top + 22)
 }
 
-fn close(actual: [u8; 4], expected: [u8; 4], tolerance: u8) -> bool {
-    actual
-        .iter()
-        .zip(expected)
-        .all(|(a, e)| a.abs_diff(e) <= tolerance)
-}
-
 #[tokio::test]
 async fn the_cart_shows_the_shops_photos_in_every_format() {
     let images = ImageServer::start(None).await;
@@ -79,7 +65,9 @@ async fn the_cart_shows_the_shops_photos_in_every_format() {
             format!("{base}/photo.webp"),
         ],
     );
-    let server = server_with_images(&redis, &repo().join("templates"), |_| {}).await;
+    let server = server_with_images(&redis, &repo().join("templates"))
+        .start()
+        .await;
     let answer = get(&server.signed("demo/cart.png", "alice")).await;
     assert_eq!(answer.status, 200);
     assert_eq!(answer.header("x-opentime-fallback"), None);
@@ -132,7 +120,9 @@ async fn bad_photos_become_placeholders_and_the_forbidden_host_is_never_reached(
             away.clone(),
         ],
     );
-    let server = server_with_images(&redis, &repo().join("templates"), |_| {}).await;
+    let server = server_with_images(&redis, &repo().join("templates"))
+        .start()
+        .await;
 
     let started = Instant::now();
     let first = get(&server.signed("demo/cart.png", "first")).await;
@@ -172,7 +162,7 @@ async fn bad_photos_become_placeholders_and_the_forbidden_host_is_never_reached(
     // Not cached: the next open renders (and asks the image cache) again.
     let again = get(&server.signed("demo/cart.png", "second")).await;
     assert!(again.header("x-opentime-image-fallback").is_some());
-    let metrics = String::from_utf8(get(&server.url("/metrics")).await.body).unwrap();
+    let metrics = server.metrics().await;
     assert!(
         metrics.contains("opentime_render_cache_hits_total 0"),
         "{metrics}"
@@ -224,11 +214,11 @@ async fn fifty_concurrent_renders_fetch_a_photo_once() {
             &cart_with(std::slice::from_ref(&photo)),
         );
     }
-    let mut server = server_with_images(&redis, templates.path(), |args| {
-        args.deadline_ms = 20_000;
-        args.sources.image_timeout_ms = 10_000;
-    })
-    .await;
+    let server = server_with_images(&redis, templates.path())
+        .deadline_ms(20_000)
+        .image_timeout_ms(10_000)
+        .start()
+        .await;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -260,7 +250,6 @@ async fn fifty_concurrent_renders_fetch_a_photo_once() {
     }
     assert_eq!(renders.len(), 50, "fifty different renders");
     assert_eq!(images.hits("/shared.jpg"), 1, "fetched once");
-    server._dirs.push(templates);
     server.shutdown().await;
 }
 
@@ -273,9 +262,12 @@ async fn without_an_allow_list_nothing_is_fetched() {
         "alice",
         &[format!("http://127.0.0.1:{}/photo.png", images.port())],
     );
-    let mut args = test_args(&repo().join("templates"), Some(redis.url()));
-    (args.deadline_ms, args.store_timeout_ms) = (5000, 1000);
-    let server = TestServer::start(args).await;
+    let server = TestServer::builder()
+        .redis(&redis)
+        .deadline_ms(5000)
+        .store_timeout_ms(1000)
+        .start()
+        .await;
     let answer = get(&server.signed("demo/cart.png", "alice")).await;
     assert_eq!(
         answer.header("x-opentime-image-fallback"),

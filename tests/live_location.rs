@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use opentime::open::{self, Opener};
 use opentime::sources::mail_clients::ClientKind;
 use serde_json::json;
 
@@ -19,18 +18,17 @@ const APPLE_MAIL: &str =
 const BERLIN_IP: &str = "192.0.2.55";
 const PARIS_IP: &str = "198.51.100.7";
 
-fn mmdb() -> std::path::PathBuf {
-    repo().join("tests/fixtures/geo-test.mmdb")
-}
-
 /// A server behind one trusted proxy hop, with the fixture database and `templates`.
 async fn located_server(redis: &RedisServer, templates: &std::path::Path) -> TestServer {
-    let mut args = test_args(templates, Some(redis.url()));
-    args.sources.geoip_db = Some(mmdb());
-    args.trusted_proxy_hops = 1;
-    args.deadline_ms = 5000;
-    args.store_timeout_ms = 1000;
-    TestServer::start(args).await
+    TestServer::builder()
+        .redis(redis)
+        .templates(templates)
+        .geoip_db(geo_fixture())
+        .trusted_proxy_hops(1)
+        .deadline_ms(5000)
+        .store_timeout_ms(1000)
+        .start()
+        .await
 }
 
 async fn open(url: &str, user_agent: &str, forwarded_for: &str) -> Answer {
@@ -43,22 +41,13 @@ async fn open(url: &str, user_agent: &str, forwarded_for: &str) -> Answer {
     .await
 }
 
-fn html_url(server: &TestServer, block: &str, subscriber: &str) -> String {
-    server
-        .signed(&format!("demo/{block}.png"), subscriber)
-        .replace(
-            &format!("/img/demo/{block}.png"),
-            &format!("/html/demo/{block}.html"),
-        )
-}
-
 #[tokio::test]
 async fn the_store_block_names_the_store_nearest_to_the_readers_ip() {
     let redis = RedisServer::start();
     redis.hset("dave", "profile", &json!({"first_name": "Dave"}));
-    redis.load_sample("alice", &repo().join("templates/demo/samples/alice.json"));
+    redis.load_sample("alice", &sample_path("alice"));
     let server = located_server(&redis, &repo().join("templates")).await;
-    let dave = html_url(&server, "store", "dave");
+    let dave = server.signed_html("demo", "store", "dave");
 
     let berlin = open(&dave, CHROME, BERLIN_IP).await;
     assert_eq!(berlin.status, 200);
@@ -87,7 +76,12 @@ async fn the_store_block_names_the_store_nearest_to_the_readers_ip() {
 
     // The subscriber's own location (Paris) beats the IP, and then the answer does not
     // depend on the User-Agent or the address: no Vary.
-    let alice = open(&html_url(&server, "store", "alice"), CHROME, BERLIN_IP).await;
+    let alice = open(
+        &server.signed_html("demo", "store", "alice"),
+        CHROME,
+        BERLIN_IP,
+    )
+    .await;
     let text = String::from_utf8(alice.body.clone()).unwrap();
     assert!(text.contains("Lindenhaus Paris Marais"), "{text}");
     assert_eq!(alice.header("vary"), None);
@@ -116,31 +110,13 @@ async fn the_store_png_is_the_render_for_the_located_reader() {
 }
 
 fn render_store(fields: serde_json::Value) -> image::RgbaImage {
-    use opentime::blocks::Campaign;
-    use opentime::open::TemplateInput;
-    use opentime::render::{Format, Renderer};
-    let renderer = Renderer::load(&repo().join("assets")).unwrap();
-    let campaign = Campaign::load(&repo().join("templates/demo"), &renderer).unwrap();
-    let block = campaign.block("store").unwrap();
-    let fields = fields.as_object().cloned().unwrap();
-    let mut input = TemplateInput::for_block(
-        block,
+    decode_png(&render_offline_opened(
+        "demo",
+        "store",
         &fields,
-        Some("dave"),
-        chrono::Utc::now(),
-        Default::default(),
-    );
-    let live = opentime::sources::Sources::defaults().unwrap();
-    open::add_opener_facts(
-        &mut input,
-        block,
-        &Opener::offline(ClientKind::Browser),
-        &live,
-    );
-    let bytes = opentime::open::render_block(&renderer, &campaign, block, Format::Png, 1, &input)
-        .unwrap()
-        .bytes;
-    decode_png(&bytes)
+        "dave",
+        ClientKind::Browser,
+    ))
 }
 
 #[tokio::test]
@@ -159,7 +135,7 @@ async fn templates_see_the_client_kind_of_real_user_agents() {
         "{{ client }}|{{ location.source }}|{% if location.city %}{{ location.city }}{% endif %}",
     )
     .unwrap();
-    let mut server = located_server(&redis, templates.path()).await;
+    let server = located_server(&redis, templates.path()).await;
     let url = server.url("/html/probe/whoami.html");
     for (user_agent, address, expected) in [
         (GMAIL, BERLIN_IP, "gmail-proxy|unknown|"),
@@ -194,6 +170,5 @@ async fn templates_see_the_client_kind_of_real_user_agents() {
     assert!(String::from_utf8(no_user_agent.body)
         .unwrap()
         .starts_with("unknown|"));
-    server._dirs.push(templates);
     server.shutdown().await;
 }

@@ -1,4 +1,7 @@
-//! The open, end to end: real TCP to the real server, a real `redis-server` per test.
+//! Personalized images at open time, end to end: the subscriber's render at its size and
+//! scale, a context change on the next open, fallbacks with a reason (bad token, Redis down
+//! or slow, overload), templates reloaded from disk, ETag/HEAD/404, the HTML fragment, and
+//! health, readiness and metrics. Real TCP to the real server, a real `redis-server` per test.
 
 mod common;
 
@@ -9,9 +12,9 @@ use std::time::{Duration, Instant};
 #[tokio::test]
 async fn personalized_png_has_the_declared_size_and_the_subscribers_cart() {
     let redis = RedisServer::start();
-    redis.load_sample("alice", &repo().join("templates/demo/samples/alice.json"));
-    redis.load_sample("bob", &repo().join("templates/demo/samples/bob.json"));
-    let server = TestServer::with_redis(&redis).await;
+    redis.load_sample("alice", &sample_path("alice"));
+    redis.load_sample("bob", &sample_path("bob"));
+    let server = TestServer::builder().redis(&redis).start().await;
 
     let alice = get(&server.signed("demo/cart.png", "alice")).await;
     assert_eq!(alice.status, 200);
@@ -42,8 +45,8 @@ async fn personalized_png_has_the_declared_size_and_the_subscribers_cart() {
 #[tokio::test]
 async fn greeting_follows_the_context_on_the_next_open() {
     let redis = RedisServer::start();
-    redis.load_sample("alice", &repo().join("templates/demo/samples/alice.json"));
-    let server = TestServer::with_redis(&redis).await;
+    redis.load_sample("alice", &sample_path("alice"));
+    let server = TestServer::builder().redis(&redis).start().await;
     let url = server.signed("demo/cart.png", "alice");
 
     let before = get(&url).await;
@@ -66,8 +69,8 @@ async fn greeting_follows_the_context_on_the_next_open() {
 #[tokio::test]
 async fn wrong_or_missing_token_gets_the_fallback_with_a_reason() {
     let redis = RedisServer::start();
-    redis.load_sample("alice", &repo().join("templates/demo/samples/alice.json"));
-    let server = TestServer::with_redis(&redis).await;
+    redis.load_sample("alice", &sample_path("alice"));
+    let server = TestServer::builder().redis(&redis).start().await;
     let bob_token_url = server
         .signed("demo/cart.png", "bob")
         .replace("s=bob", "s=alice");
@@ -97,8 +100,7 @@ async fn wrong_or_missing_token_gets_the_fallback_with_a_reason() {
             decode_png(&render_offline("demo", "cart", &sample("alice"), "alice"))
         );
     }
-    let metrics = get(&server.url("/metrics")).await;
-    let text = String::from_utf8(metrics.body).unwrap();
+    let text = server.metrics().await;
     assert!(
         text.contains("opentime_fallbacks_total{reason=\"bad-token\"} 2"),
         "{text}"
@@ -109,10 +111,12 @@ async fn wrong_or_missing_token_gets_the_fallback_with_a_reason() {
 #[tokio::test]
 async fn redis_outage_serves_fallbacks_within_the_deadline_then_recovers() {
     let mut redis = RedisServer::start();
-    redis.load_sample("alice", &repo().join("templates/demo/samples/alice.json"));
-    let mut args = test_args(&repo().join("templates"), Some(redis.url()));
-    args.deadline_ms = 500;
-    let server = TestServer::start(args).await;
+    redis.load_sample("alice", &sample_path("alice"));
+    let server = TestServer::builder()
+        .redis(&redis)
+        .deadline_ms(500)
+        .start()
+        .await;
     let url = server.signed("demo/cart.png", "alice");
     // The first render may outlive the short deadline on a busy machine; it still lands in the cache.
     assert!(
@@ -138,7 +142,7 @@ async fn redis_outage_serves_fallbacks_within_the_deadline_then_recovers() {
     }
 
     redis.restart();
-    redis.load_sample("alice", &repo().join("templates/demo/samples/alice.json"));
+    redis.load_sample("alice", &sample_path("alice"));
     let recovered = eventually(Duration::from_secs(10), || async {
         get(&url).await.header("x-opentime-fallback").is_none()
     })
@@ -155,9 +159,13 @@ async fn redis_outage_serves_fallbacks_within_the_deadline_then_recovers() {
 #[tokio::test]
 async fn a_template_broken_on_disk_keeps_the_last_good_one_and_a_fix_goes_live() {
     let redis = RedisServer::start();
-    redis.load_sample("alice", &repo().join("templates/demo/samples/alice.json"));
+    redis.load_sample("alice", &sample_path("alice"));
     let templates = copy_templates();
-    let mut server = TestServer::start(test_args(templates.path(), Some(redis.url()))).await;
+    let server = TestServer::builder()
+        .redis(&redis)
+        .templates(templates.path())
+        .start()
+        .await;
     let url = server.signed("demo/points.png", "alice");
     let good = get(&url).await;
     assert_eq!(good.header("x-opentime-fallback"), None);
@@ -181,15 +189,14 @@ async fn a_template_broken_on_disk_keeps_the_last_good_one_and_a_fix_goes_live()
     .await;
     assert!(changed, "a fixed template is live within a second or so");
     assert_eq!(get(&url).await.header("x-opentime-fallback"), None);
-    server._dirs.push(templates);
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn etag_revalidation_head_and_unknown_blocks() {
     let redis = RedisServer::start();
-    redis.load_sample("alice", &repo().join("templates/demo/samples/alice.json"));
-    let server = TestServer::with_redis(&redis).await;
+    redis.load_sample("alice", &sample_path("alice"));
+    let server = TestServer::builder().redis(&redis).start().await;
     let url = server.signed("demo/cart.png", "alice");
 
     let first = get(&url).await;
@@ -234,16 +241,14 @@ async fn etag_revalidation_head_and_unknown_blocks() {
 #[tokio::test]
 async fn html_fragment_escapes_context_and_rejects_bad_queries() {
     let redis = RedisServer::start();
-    redis.load_sample("alice", &repo().join("templates/demo/samples/alice.json"));
+    redis.load_sample("alice", &sample_path("alice"));
     redis.hset(
         "alice",
         "profile",
         &json!({"first_name": "<script>alert(1)</script>"}),
     );
-    let server = TestServer::with_redis(&redis).await;
-    let url = server
-        .signed("demo/cart.png", "alice")
-        .replace("/img/demo/cart.png", "/html/demo/cart.html");
+    let server = TestServer::builder().redis(&redis).start().await;
+    let url = server.signed_html("demo", "cart", "alice");
 
     let answer = get(&url).await;
     assert_eq!(answer.status, 200);
@@ -271,8 +276,8 @@ async fn html_fragment_escapes_context_and_rejects_bad_queries() {
 #[tokio::test]
 async fn health_readiness_and_metrics() {
     let redis = RedisServer::start();
-    redis.load_sample("alice", &repo().join("templates/demo/samples/alice.json"));
-    let server = TestServer::with_redis(&redis).await;
+    redis.load_sample("alice", &sample_path("alice"));
+    let server = TestServer::builder().redis(&redis).start().await;
     assert_eq!(get(&server.url("/healthz")).await.status, 200);
     let ready = eventually(Duration::from_secs(5), || async {
         get(&server.url("/readyz")).await.status == 200
@@ -281,7 +286,7 @@ async fn health_readiness_and_metrics() {
     assert!(ready);
     get(&server.signed("demo/cart.png", "alice")).await;
     get(&server.signed("demo/cart.png", "alice")).await;
-    let text = String::from_utf8(get(&server.url("/metrics")).await.body).unwrap();
+    let text = server.metrics().await;
     for expected in [
         "opentime_http_requests_total{route=\"img\",status=\"200\"} 2",
         "opentime_render_cache_hits_total 1",
@@ -295,27 +300,10 @@ async fn health_readiness_and_metrics() {
 }
 
 #[tokio::test]
-async fn embedded_store_serves_the_demo_subscribers_without_redis() {
-    let data = tempfile::tempdir().unwrap();
-    let mut args = test_args(&repo().join("templates"), None);
-    args.data_dir = data.path().to_owned();
-    args.seed = repo().join("templates/demo/samples");
-    let mut server = TestServer::start(args).await;
-    let answer = get(&server.signed("demo/cart.png", "alice")).await;
-    assert_eq!(answer.header("x-opentime-fallback"), None);
-    assert_same_picture(
-        &answer.png(),
-        &decode_png(&render_offline("demo", "cart", &sample("alice"), "alice")),
-    );
-    server._dirs.push(data);
-    server.shutdown().await;
-}
-
-#[tokio::test]
 async fn a_slow_redis_gets_store_timeout_fallbacks_not_a_slow_image() {
     let redis = RedisServer::start();
-    redis.load_sample("alice", &repo().join("templates/demo/samples/alice.json"));
-    let server = TestServer::with_redis(&redis).await;
+    redis.load_sample("alice", &sample_path("alice"));
+    let server = TestServer::builder().redis(&redis).start().await;
     let url = server.signed("demo/cart.png", "alice");
     assert!(
         eventually(Duration::from_secs(10), || async {
@@ -363,15 +351,14 @@ async fn a_burst_of_misses_degrades_to_fallbacks_not_to_errors() {
     let redis = RedisServer::start();
     let subscribers: Vec<String> = (0..24).map(|i| format!("burst{i}")).collect();
     for subscriber in &subscribers {
-        redis.load_sample(
-            subscriber,
-            &repo().join("templates/demo/samples/alice.json"),
-        );
+        redis.load_sample(subscriber, &sample_path("alice"));
     }
-    let mut args = test_args(&repo().join("templates"), Some(redis.url()));
-    args.render_concurrency = Some(1);
-    args.deadline_ms = 120;
-    let server = TestServer::start(args).await;
+    let server = TestServer::builder()
+        .redis(&redis)
+        .render_concurrency(1)
+        .deadline_ms(120)
+        .start()
+        .await;
     let requests = subscribers
         .iter()
         .map(|s| get_owned(server.signed("demo/cart.png", s)));

@@ -1,6 +1,7 @@
 //! Remote images against a real HTTP server on 127.0.0.1: pixels of every format, the
 //! bad cases as typed errors, forbidden hosts never contacted, and single-flight.
 
+mod common;
 mod image_server;
 
 use std::collections::HashMap;
@@ -8,6 +9,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{close, decode_png};
 use image_server::{ImageServer, BLUE, RED};
 use opentime::sources::product_photos::{
     FetchError, Fit, ProductPhoto, ProductPhotoConfig, ProductPhotos,
@@ -42,16 +44,7 @@ fn url(server: &ImageServer, path: &str) -> String {
 }
 
 fn pixels(image: &ProductPhoto) -> image::RgbaImage {
-    image::load_from_memory_with_format(&image.png, image::ImageFormat::Png)
-        .expect("result is a PNG")
-        .into_rgba8()
-}
-
-fn close(actual: [u8; 4], expected: [u8; 4], tolerance: u8) -> bool {
-    actual
-        .iter()
-        .zip(expected)
-        .all(|(a, e)| a.abs_diff(e) <= tolerance)
+    decode_png(&image.png)
 }
 
 async fn assert_red_blue(images: &ProductPhotos, url: &str, tolerance: u8) {

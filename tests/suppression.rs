@@ -1,5 +1,7 @@
-//! Suppressed variants rendered offline: another template, an image file, or a transparent pixel,
-//! and a campaign naming a variant template that does not exist refuses to load.
+//! Suppression (`suppress_if`): rendered offline, each kind of suppressed variant (another
+//! template, an image file, or a transparent pixel) and a campaign naming a variant that does
+//! not exist refusing to load; end to end, an SMS channel's write through the ingest API
+//! suppressing the offer on the very next open, those opens shared with the other channels.
 
 mod common;
 
@@ -8,6 +10,7 @@ use opentime::blocks::Campaign;
 use opentime::open::TemplateInput;
 use opentime::render::{Format, Renderer};
 use serde_json::json;
+use std::time::Duration;
 
 const MANIFEST: &str = r#"
 [blocks.offer]
@@ -113,4 +116,115 @@ fn a_missing_variant_keeps_the_campaign_from_loading() {
             "{error}"
         );
     }
+}
+
+#[tokio::test]
+async fn sms_upgrade_intent_suppresses_the_offer_on_the_next_open_and_the_open_is_shared() {
+    let redis = RedisServer::start();
+    redis.load_sample("alice", &sample_path("alice"));
+    let server = TestServer::builder()
+        .redis(&redis)
+        .channel_tokens(&[("sms", SMS_TOKEN), ("crm", CRM_TOKEN)])
+        .trusted_proxy_hops(0)
+        .start()
+        .await;
+    let url = server.signed("demo/upgrade.png", "alice");
+
+    let offer = the_offer_is_shown(&url).await;
+    the_sms_channel_learns_the_upgrade_intent(&redis, &server).await;
+    the_next_open_is_a_transparent_pixel(&url, &offer).await;
+    both_opens_are_streamed_and_shared_in_the_email_field(&redis, &server).await;
+    server.shutdown().await;
+}
+
+/// 1. The offer is shown.
+async fn the_offer_is_shown(url: &str) -> Answer {
+    let offer = get(url).await;
+    assert_eq!(offer.status, 200);
+    assert_eq!(offer.header("x-opentime-fallback"), None);
+    assert_same_picture(
+        &offer.png(),
+        &decode_png(&render_offline(
+            "demo",
+            "upgrade",
+            &sample("alice"),
+            "alice",
+        )),
+    );
+    assert_eq!(offer.png().dimensions(), (600, 200));
+    offer
+}
+
+/// 2. The SMS channel learns the person wants to upgrade.
+async fn the_sms_channel_learns_the_upgrade_intent(redis: &RedisServer, server: &TestServer) {
+    let written = patch_context(
+        server,
+        "alice",
+        SMS_TOKEN,
+        r#"{"sms": {"intent": "upgrade", "last_message": "I want to upgrade my membership"}}"#,
+    )
+    .await;
+    assert_eq!(written.status, 200, "{:?}", written.json());
+    assert_eq!(written.header("cache-control"), Some("no-store"));
+    assert_eq!(written.json()["written"], json!(["sms"]));
+    assert_eq!(
+        redis.hget_json("alice", "sms").unwrap()["intent"],
+        "upgrade"
+    );
+    assert_eq!(
+        redis.hget_json("alice", "_by.sms").unwrap()["channel"],
+        "sms"
+    );
+    assert_eq!(
+        redis.hget_json("alice", "cart"),
+        Some(sample("alice")["cart"].clone()),
+        "other channels' fields are untouched"
+    );
+}
+
+/// 3. The very next open shows the suppressed variant: a transparent pixel.
+async fn the_next_open_is_a_transparent_pixel(url: &str, offer: &Answer) {
+    let suppressed = get(url).await;
+    assert_eq!(suppressed.status, 200);
+    assert_eq!(suppressed.header("x-opentime-fallback"), None);
+    let pixels = suppressed.png();
+    assert_eq!(pixels.dimensions(), (1, 1));
+    assert_eq!(pixels.get_pixel(0, 0)[3], 0, "fully transparent");
+    assert_ne!(suppressed.header("etag"), offer.header("etag"));
+}
+
+/// 4. Both opens are in the stream, and the email field tells the other channels.
+async fn both_opens_are_streamed_and_shared_in_the_email_field(
+    redis: &RedisServer,
+    server: &TestServer,
+) {
+    let streamed = eventually(Duration::from_secs(5), || async {
+        redis.events().len() >= 2
+    })
+    .await;
+    assert!(streamed, "open events reach the stream");
+    for event in redis.events() {
+        assert_eq!(event["type"], "open");
+        assert_eq!(event["campaign"], "demo");
+        assert_eq!(event["block"], "upgrade");
+        assert_eq!(event["subscriber"], "alice");
+        assert_eq!(event["prefetch"], "0");
+        assert!(chrono::DateTime::parse_from_rfc3339(&event["at"]).is_ok());
+    }
+    let context = send(
+        client()
+            .get(server.url("/v1/context/alice"))
+            .header("authorization", format!("Bearer {CRM_TOKEN}")),
+    )
+    .await;
+    assert_eq!(context.status, 200);
+    assert_eq!(context.header("cache-control"), Some("no-store"));
+    let email = &context.json()["context"]["email"];
+    assert_eq!(email["open_count"], 2, "{email}");
+    assert_eq!(email["last_campaign"], "demo");
+    let last_open = email["last_open"].as_str().unwrap_or_default();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(last_open).is_ok(),
+        "{email}"
+    );
 }

@@ -63,13 +63,6 @@ impl Drop for Varnish {
     }
 }
 
-async fn metric(server: &TestServer, line: &str) -> u64 {
-    let text = String::from_utf8(get(&server.url("/metrics")).await.body).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(line).map(|v| v.trim().parse().unwrap_or(0)))
-        .unwrap_or(0)
-}
-
 #[tokio::test]
 async fn varnish_revalidates_personalized_blocks_and_caches_shared_ones() {
     if !enabled() {
@@ -77,7 +70,7 @@ async fn varnish_revalidates_personalized_blocks_and_caches_shared_ones() {
         return;
     }
     let redis = RedisServer::start();
-    redis.load_sample("alice", &repo().join("templates/demo/samples/alice.json"));
+    redis.load_sample("alice", &sample_path("alice"));
     let templates = copy_templates();
     let banner = templates.path().join("cdn");
     std::fs::create_dir_all(&banner).unwrap();
@@ -91,10 +84,14 @@ async fn varnish_revalidates_personalized_blocks_and_caches_shared_ones() {
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="300" height="100"><rect width="300" height="100" fill="#4f46e5"/></svg>"##,
     )
     .unwrap();
-    let mut args = test_args(templates.path(), Some(redis.url()));
-    args.deadline_ms = 5000;
-    let mut server = TestServer::start(args).await;
-    let varnish = Varnish::start(server.running.as_ref().unwrap().addr.port());
+    let server = TestServer::builder()
+        .redis(&redis)
+        .templates(templates.path())
+        .keep(templates)
+        .deadline_ms(5000)
+        .start()
+        .await;
+    let varnish = Varnish::start(server.port());
     let ready = eventually(Duration::from_secs(20), || async {
         client()
             .get(varnish.url("/healthz"))
@@ -118,8 +115,8 @@ async fn varnish_revalidates_personalized_blocks_and_caches_shared_ones() {
     assert!(started.elapsed() < Duration::from_secs(2));
     let revalidations = "opentime_http_requests_total{route=\"img\",status=\"304\"}";
     assert_eq!(
-        metric(&server, revalidations).await,
-        1,
+        metric(&server.metrics().await, revalidations),
+        1.0,
         "Varnish revalidated"
     );
     // A mail proxy revalidating through Varnish gets a 304 from Varnish.
@@ -145,8 +142,11 @@ async fn varnish_revalidates_personalized_blocks_and_caches_shared_ones() {
         assert_eq!(fallback.header("x-cache"), Some("MISS"));
     }
     assert_eq!(
-        metric(&server, "opentime_fallbacks_total{reason=\"bad-token\"}").await,
-        2
+        metric(
+            &server.metrics().await,
+            "opentime_fallbacks_total{reason=\"bad-token\"}"
+        ),
+        2.0
     );
 
     // Shared: served from Varnish until purged by campaign.
@@ -168,6 +168,5 @@ async fn varnish_revalidates_personalized_blocks_and_caches_shared_ones() {
     assert_eq!(get(&banner_url).await.header("x-cache"), Some("MISS"));
 
     drop(varnish);
-    server._dirs.push(templates);
     server.shutdown().await;
 }

@@ -1,0 +1,216 @@
+//! The one way tests start an opentime server: `TestServer::builder()`, a few settings, then
+//! `.start()`. Every server listens on a free local port with the test secret, the repo's
+//! assets and (unless told otherwise) the repo's templates.
+
+use super::{repo, token, RedisServer, SECRET};
+use opentime::clock::Clock;
+use opentime::config::ServeArgs;
+use opentime::RunningServer;
+use std::path::{Path, PathBuf};
+
+/// Where the server keeps contexts.
+enum Store {
+    Unset,
+    Redis(String),
+    /// The embedded store in a fresh temporary data directory, seeded from a directory of
+    /// sample contexts.
+    Embedded {
+        seed: PathBuf,
+    },
+}
+
+/// Builds a [`TestServer`]; see [`TestServer::builder`].
+pub struct ServerBuilder {
+    args: ServeArgs,
+    store: Store,
+    clock: Option<Clock>,
+    dirs: Vec<tempfile::TempDir>,
+}
+
+impl ServerBuilder {
+    /// Contexts come from this `redis-server`.
+    pub fn redis(mut self, redis: &RedisServer) -> Self {
+        self.store = Store::Redis(redis.url());
+        self
+    }
+
+    /// Contexts live in the embedded store, in a temporary data directory seeded with the
+    /// demo samples (`templates/demo/samples`).
+    pub fn embedded_store(mut self) -> Self {
+        self.store = Store::Embedded {
+            seed: repo().join("templates/demo/samples"),
+        };
+        self
+    }
+
+    /// Templates from `dir` instead of the repo's.
+    pub fn templates(mut self, dir: &Path) -> Self {
+        self.args.common.templates = dir.to_owned();
+        self
+    }
+
+    /// Keeps `dir` (copied templates, say) alive as long as the server.
+    pub fn keep(mut self, dir: tempfile::TempDir) -> Self {
+        self.dirs.push(dir);
+        self
+    }
+
+    /// Renders read `clock` instead of the system clock.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    pub fn deadline_ms(mut self, ms: u64) -> Self {
+        self.args.deadline_ms = ms;
+        self
+    }
+
+    pub fn store_timeout_ms(mut self, ms: u64) -> Self {
+        self.args.store_timeout_ms = ms;
+        self
+    }
+
+    pub fn render_concurrency(mut self, permits: usize) -> Self {
+        self.args.render_concurrency = Some(permits);
+        self
+    }
+
+    /// Ingest API channels and their tokens, e.g. `&[("sms", SMS_TOKEN)]`.
+    pub fn channel_tokens(mut self, channels: &[(&str, &str)]) -> Self {
+        let list: Vec<String> = channels
+            .iter()
+            .map(|(channel, token)| format!("{channel}:{token}"))
+            .collect();
+        self.args.channel_tokens = Some(list.join(","));
+        self
+    }
+
+    /// How many proxies in front of the server `X-Forwarded-For` may name.
+    pub fn trusted_proxy_hops(mut self, hops: usize) -> Self {
+        self.args.trusted_proxy_hops = hops;
+        self
+    }
+
+    pub fn cors_origins(mut self, origins: &[&str]) -> Self {
+        self.args.cors_origins = origins.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    /// Locate readers with this GeoIP database.
+    pub fn geoip_db(mut self, path: PathBuf) -> Self {
+        self.args.sources.geoip_db = Some(path);
+        self
+    }
+
+    /// Image hosts that may resolve to private addresses (`OPENTIME_IMAGE_PRIVATE_HOSTS`).
+    pub fn image_private_hosts(mut self, hosts: &[&str]) -> Self {
+        self.args.sources.image_private_hosts = hosts.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    /// `host=address` overrides of DNS for image fetches (`OPENTIME_IMAGE_RESOLVE`).
+    pub fn image_resolve(mut self, entries: &[&str]) -> Self {
+        self.args.sources.image_resolve = entries.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    pub fn image_max_bytes(mut self, bytes: u64) -> Self {
+        self.args.sources.image_max_bytes = bytes;
+        self
+    }
+
+    pub fn image_timeout_ms(mut self, ms: u64) -> Self {
+        self.args.sources.image_timeout_ms = ms;
+        self
+    }
+
+    /// Any other setting, straight on the `ServeArgs`.
+    pub fn configure(mut self, change: impl FnOnce(&mut ServeArgs)) -> Self {
+        change(&mut self.args);
+        self
+    }
+
+    pub async fn start(mut self) -> TestServer {
+        match std::mem::replace(&mut self.store, Store::Unset) {
+            Store::Unset => panic!("choose a store: .redis(&redis) or .embedded_store()"),
+            Store::Redis(url) => self.args.redis_url = Some(url),
+            Store::Embedded { seed } => {
+                let data = tempfile::tempdir().expect("temp dir");
+                self.args.redis_url = None;
+                self.args.data_dir = data.path().to_owned();
+                self.args.seed = seed;
+                self.dirs.push(data);
+            }
+        }
+        let running = match self.clock {
+            Some(clock) => opentime::start_with_clock(self.args, clock).await,
+            None => opentime::start(self.args).await,
+        }
+        .expect("server starts");
+        TestServer {
+            base: format!("http://{}", running.addr),
+            running: Some(running),
+            _dirs: self.dirs,
+        }
+    }
+}
+
+/// A running opentime server for one test.
+pub struct TestServer {
+    pub base: String,
+    running: Option<RunningServer>,
+    /// Keeps copied templates (or the embedded store's data) alive.
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// A server on a free local port with the test secret, the repo's assets and templates,
+    /// a 2 s shutdown grace, and otherwise the `serve` defaults. Choose a store before
+    /// `.start()`.
+    pub fn builder() -> ServerBuilder {
+        let mut args = ServeArgs::with_dirs(&repo().join("templates"), &repo().join("assets"));
+        args.listen = "127.0.0.1:0".parse().expect("address");
+        args.common.secret = Some(SECRET.to_owned());
+        args.shutdown_grace_secs = 2;
+        ServerBuilder {
+            args,
+            store: Store::Unset,
+            clock: None,
+            dirs: Vec::new(),
+        }
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.running.as_ref().expect("running").addr.port()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The signed image URL of a block for a subscriber.
+    pub fn signed(&self, campaign_block_ext: &str, subscriber: &str) -> String {
+        format!(
+            "{}/img/{campaign_block_ext}?s={subscriber}&t={}",
+            self.base,
+            token(subscriber)
+        )
+    }
+
+    /// The signed HTML fragment URL of a block for a subscriber.
+    pub fn signed_html(&self, campaign: &str, block: &str, subscriber: &str) -> String {
+        format!(
+            "{}/html/{campaign}/{block}.html?s={subscriber}&t={}",
+            self.base,
+            token(subscriber)
+        )
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await;
+        }
+    }
+}
