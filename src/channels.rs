@@ -58,7 +58,7 @@ impl ChannelTokens {
                 .split_once(':')
                 .ok_or(ChannelTokenError::Malformed(index + 1))?;
             let name = name.trim();
-            if name.is_empty() || name.len() > 32 || !crate::blocks::is_valid_name(name) {
+            if name.is_empty() || name.len() > 32 || !crate::names::is_valid_name(name) {
                 return Err(ChannelTokenError::BadName(name.to_owned()));
             }
             if token.len() < MIN_TOKEN_LEN {

@@ -19,6 +19,7 @@ pub mod gif;
 pub mod http;
 pub mod lock;
 pub mod metrics;
+pub mod names;
 pub mod open;
 pub mod render;
 pub mod signing;

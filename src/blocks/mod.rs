@@ -18,11 +18,4 @@ pub use catalog::Catalog;
 pub use manifest::{Block, BlockKind, CachePolicy, ManifestError};
 pub use reload::TemplateWatcher;
 
-/// Whether a name is acceptable as a campaign or block name (it appears in URLs and keys).
-pub fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-}
+pub use crate::names::is_valid_name;

@@ -2,7 +2,6 @@
 
 use super::answer::{self, Body};
 use super::block_route;
-use super::server::PeerAddr;
 use super::state::AppState;
 use super::{click, ingest, pixel};
 use crate::open::Opener;
@@ -11,6 +10,10 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, USER_AGENT};
 use hyper::{Method, Request, Response, StatusCode};
 use std::sync::Arc;
+
+/// The TCP peer of a connection, put into each request's extensions by the accept loop.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);
 
 pub async fn handle(state: Arc<AppState>, request: Request<Incoming>) -> Response<Body> {
     let is_head = request.method() == Method::HEAD;

@@ -6,7 +6,7 @@
 //! requests `shutdown_grace_secs` to finish.
 
 use super::cors::{CorsError, CorsOrigins};
-use super::router;
+use super::router::{self, PeerAddr};
 use super::shutdown;
 use super::state::AppState;
 use crate::blocks::{Catalog, TemplateWatcher};
@@ -49,10 +49,6 @@ pub enum ServeError {
         source: std::io::Error,
     },
 }
-
-/// The TCP peer of a connection, put into each request's extensions by the accept loop.
-#[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub SocketAddr);
 
 /// A server running in the background (used by `serve` and by the tests).
 pub struct RunningServer {

@@ -4,38 +4,14 @@
 //! with the photos in between; `opentime check`, the golden tests and the benches call
 //! [`render_block`] directly.
 
+use super::error::BlockRenderError;
 use super::input::TemplateInput;
-use super::suppressed;
-use crate::blocks::{Block, Campaign, CampaignError};
-use crate::countdown::{CountdownBlock, CountdownError, CountdownOpen};
-use crate::render::{FetchedImages, Format, RenderError, Rendered, Renderer};
+use super::suppressed::{self, Suppressed};
+use crate::blocks::{Block, Campaign};
+use crate::countdown::{CountdownBlock, CountdownOpen};
+use crate::render::{FetchedImages, Format, Rendered, Renderer};
 use bytes::Bytes;
 use std::sync::Arc;
-
-/// Why a block could not be rendered.
-#[derive(Debug, thiserror::Error)]
-pub enum BlockRenderError {
-    #[error("template-error: {0}")]
-    Template(#[from] CampaignError),
-    #[error("unsupported: block `{block}` has no {format} form")]
-    Unsupported { block: String, format: &'static str },
-    #[error("{0}")]
-    Raster(#[from] RenderError),
-    #[error("{0}")]
-    Countdown(#[from] CountdownError),
-}
-
-impl BlockRenderError {
-    /// The short reason used in fallback headers and metric labels.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            BlockRenderError::Template(_) => "template-error",
-            BlockRenderError::Unsupported { .. } => "unsupported-format",
-            BlockRenderError::Raster(error) => error.reason(),
-            BlockRenderError::Countdown(error) => error.reason(),
-        }
-    }
-}
 
 /// A template filled in, before rasterizing.
 #[derive(Debug, Clone)]
@@ -70,10 +46,13 @@ pub fn template_output(
     scale: u8,
     input: &TemplateInput,
 ) -> Result<TemplateOutput, BlockRenderError> {
-    if let Some(variant) =
-        suppressed::render_if_suppressed(renderer, campaign, block, format, scale, input)?
-    {
-        return Ok(TemplateOutput::Done(variant));
+    match suppressed::variant(renderer, campaign, block, format, scale, input)? {
+        Some(Suppressed::Finished(rendered)) => return Ok(TemplateOutput::Done(rendered)),
+        Some(Suppressed::Template(variant)) => {
+            let rendered = render_block(renderer, campaign, &variant, format, scale, input)?;
+            return Ok(TemplateOutput::Done(rendered));
+        }
+        None => {}
     }
     let unsupported = |format| BlockRenderError::Unsupported {
         block: block.name.clone(),

@@ -3,8 +3,10 @@
 //! each to its answer in one place (`http::answer`).
 
 use super::query::QueryError;
+use crate::blocks::CampaignError;
 use crate::context::{StoreError, SubscriberIdError};
 use crate::countdown::CountdownError;
+use crate::render::RenderError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -61,5 +63,30 @@ impl OpenError {
                 | OpenError::Overloaded
                 | OpenError::Timeout
         )
+    }
+}
+
+/// Why a block could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockRenderError {
+    #[error("template-error: {0}")]
+    Template(#[from] CampaignError),
+    #[error("unsupported: block `{block}` has no {format} form")]
+    Unsupported { block: String, format: &'static str },
+    #[error("{0}")]
+    Raster(#[from] RenderError),
+    #[error("{0}")]
+    Countdown(#[from] CountdownError),
+}
+
+impl BlockRenderError {
+    /// The short reason used in fallback headers and metric labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            BlockRenderError::Template(_) => "template-error",
+            BlockRenderError::Unsupported { .. } => "unsupported-format",
+            BlockRenderError::Raster(error) => error.reason(),
+            BlockRenderError::Countdown(error) => error.reason(),
+        }
     }
 }

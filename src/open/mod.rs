@@ -30,8 +30,8 @@ mod subscriber_context;
 mod suppressed;
 mod verify;
 
-pub use block_render::{render_block, BlockRenderError};
-pub use error::OpenError;
+pub use block_render::render_block;
+pub use error::{BlockRenderError, OpenError};
 pub use input::{add_opener_facts, RenderInput, RequestDependence, TemplateInput};
 pub use opener::Opener;
 

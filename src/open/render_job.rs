@@ -3,7 +3,8 @@
 //! deadline) → the raster step (blocking pool). CPU steps hold a render permit when the caller bounds
 //! concurrency; waiting for photos does not, so a slow image host cannot starve renders.
 
-use super::block_render::{self, BlockRenderError, TemplateOutput};
+use super::block_render::{self, TemplateOutput};
+use super::error::BlockRenderError;
 use super::input::TemplateInput;
 use super::photos;
 use crate::blocks::{Block, Campaign};

@@ -1,23 +1,30 @@
 //! The suppressed variant of a block (see [`crate::blocks::suppress`]): decided from the same
 //! [`TemplateInput`] as the render itself, so the render cache keeps each variant apart.
 
-use super::block_render::{render_block, BlockRenderError};
+use super::error::BlockRenderError;
 use super::input::TemplateInput;
 use crate::blocks::suppress::Instead;
 use crate::blocks::{Block, Campaign};
-use crate::render::fallback::transparent_png;
-use crate::render::{Format, RenderError, Rendered, Renderer, TRANSPARENT_GIF};
+use crate::render::{transparent_png, Format, RenderError, Rendered, Renderer, TRANSPARENT_GIF};
 use bytes::Bytes;
 
+/// What a suppressed block shows instead.
+pub(super) enum Suppressed {
+    /// A finished answer: nothing (HTML), an image file, a transparent pixel.
+    Finished(Rendered),
+    /// Another template of the block, rendered like the block itself.
+    Template(Box<Block>),
+}
+
 /// The suppressed variant when `block` is suppressed for `input`; `None` to render as usual.
-pub(super) fn render_if_suppressed(
+pub(super) fn variant(
     renderer: &Renderer,
     campaign: &Campaign,
     block: &Block,
     format: Format,
     scale: u8,
     input: &TemplateInput,
-) -> Result<Option<Rendered>, BlockRenderError> {
+) -> Result<Option<Suppressed>, BlockRenderError> {
     let Some(suppression) = &block.suppression else {
         return Ok(None);
     };
@@ -25,19 +32,18 @@ pub(super) fn render_if_suppressed(
         return Ok(None);
     }
     if format == Format::Html {
-        return Ok(Some(Rendered {
+        return Ok(Some(Suppressed::Finished(Rendered {
             bytes: Bytes::new(),
             content_type: format.content_type(),
-        }));
+        })));
     }
     let rendered = match &suppression.instead {
         Instead::Template(template) => {
-            let variant = Block {
+            return Ok(Some(Suppressed::Template(Box::new(Block {
                 template: Some(template.clone()),
                 suppression: None,
                 ..block.clone()
-            };
-            render_block(renderer, campaign, &variant, format, scale, input)?
+            }))));
         }
         Instead::Image(file) => {
             let bytes = std::fs::read(campaign.dir.join(file))
@@ -62,5 +68,5 @@ pub(super) fn render_if_suppressed(
             content_type: "image/png",
         },
     };
-    Ok(Some(rendered))
+    Ok(Some(Suppressed::Finished(rendered)))
 }

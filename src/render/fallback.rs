@@ -1,10 +1,10 @@
 //! A block's fallback: what an opener sees whenever the live render cannot be served.
 //! Prepared once when the campaign loads, so serving it costs nothing and cannot fail.
 
+use super::png::{self, transparent_png};
 use super::svg::Rasterizer;
-use super::{png, RenderError};
+use super::RenderError;
 use bytes::Bytes;
-use resvg::tiny_skia::Pixmap;
 
 /// A 1×1 GIF89a whose only pixel is transparent (43 bytes): the pixel of GIF routes.
 pub const TRANSPARENT_GIF: [u8; 43] = [
@@ -75,16 +75,4 @@ pub fn prepare(
         content_type,
         html: Bytes::from(html),
     })
-}
-
-/// A fully transparent PNG: invisible, but never a broken-image icon.
-pub fn transparent_png(width: u32, height: u32) -> Result<Bytes, RenderError> {
-    let pixmap = Pixmap::new(width.max(1), height.max(1))
-        .ok_or_else(|| RenderError::Encode(format!("cannot allocate {width}×{height}")))?;
-    Ok(Bytes::from(png::encode(&pixmap)?))
-}
-
-/// A 1×1 transparent PNG (the answer to image URLs that name nothing).
-pub fn transparent_pixel_png() -> Bytes {
-    transparent_png(1, 1).unwrap_or_default()
 }

@@ -18,8 +18,9 @@ pub mod svg;
 mod text_tiles;
 
 pub use assets::AssetImages;
-pub use fallback::{transparent_pixel_png, Fallback, TRANSPARENT_GIF};
+pub use fallback::{Fallback, TRANSPARENT_GIF};
 pub use image_slots::FetchedImages;
+pub use png::{transparent_pixel_png, transparent_png};
 
 use bytes::Bytes;
 use std::path::Path;

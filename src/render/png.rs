@@ -4,6 +4,7 @@
 //! already straight RGBA and are encoded without a copy; translucent ones are demultiplied.
 
 use super::RenderError;
+use bytes::Bytes;
 use resvg::tiny_skia::Pixmap;
 
 pub fn encode(pixmap: &Pixmap) -> Result<Vec<u8>, RenderError> {
@@ -88,6 +89,18 @@ fn encode_straight(
         .finish()
         .map_err(|e| RenderError::Encode(e.to_string()))?;
     Ok(out)
+}
+
+/// A fully transparent PNG: invisible, but never a broken-image icon.
+pub fn transparent_png(width: u32, height: u32) -> Result<Bytes, RenderError> {
+    let pixmap = Pixmap::new(width.max(1), height.max(1))
+        .ok_or_else(|| RenderError::Encode(format!("cannot allocate {width}×{height}")))?;
+    Ok(Bytes::from(encode(&pixmap)?))
+}
+
+/// A 1×1 transparent PNG (the answer to image URLs that name nothing).
+pub fn transparent_pixel_png() -> Bytes {
+    transparent_png(1, 1).unwrap_or_default()
 }
 
 #[cfg(test)]

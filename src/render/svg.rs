@@ -9,7 +9,9 @@ use super::assets::AssetImages;
 use super::fonts::DEFAULT_FAMILY;
 use super::glyph_text::GlyphText;
 use super::image_slots::{self, FetchedImages};
-use super::text_tiles::{TextTiles, Tile, PLACEHOLDER_HREF, PLACEHOLDER_ID_PREFIX};
+use super::text_tiles::{
+    ParsingOptions, TextTiles, Tile, TileTools, PLACEHOLDER_HREF, PLACEHOLDER_ID_PREFIX,
+};
 use super::RenderError;
 use resvg::tiny_skia::{IntRect, Pixmap, Transform};
 use resvg::usvg::{self, fontdb, ImageHrefResolver, ImageKind};
@@ -48,7 +50,7 @@ impl Rasterizer {
         Self {
             glyph_text: GlyphText::new(Arc::clone(&fonts), DEFAULT_FAMILY),
             default_font_size: usvg::Options::default().font_size,
-            placeholder_png: Arc::new(super::fallback::transparent_pixel_png().to_vec()),
+            placeholder_png: Arc::new(super::png::transparent_pixel_png().to_vec()),
             fonts,
             images,
             text_tiles: TextTiles::default(),
@@ -72,6 +74,15 @@ impl Rasterizer {
     pub fn forget_text_tiles(&self) {
         self.text_tiles.clear();
         self.glyph_text.clear();
+    }
+
+    /// What drawing a text tile takes from the rasterizer.
+    fn tile_tools(&self) -> TileTools<'_> {
+        TileTools {
+            options: self,
+            glyph_text: &self.glyph_text,
+            default_font_size: self.default_font_size,
+        }
     }
 
     pub fn fonts(&self) -> &Arc<fontdb::Database> {
@@ -177,7 +188,7 @@ impl Rasterizer {
             .filter(|_| wants_tiles)
             .and_then(|document| {
                 self.text_tiles
-                    .tile(self, svg, document, width, height, scale)
+                    .tile(&self.tile_tools(), svg, document, width, height, scale)
             });
         if tiled.is_some() {
             sized.insert(
@@ -238,6 +249,12 @@ impl Rasterizer {
 
 /// The transform that stretches `tree`'s own size onto `pixel_width`×`pixel_height` pixels
 /// (every render's; countdown frames use it too, so they draw exactly like the rest).
+impl ParsingOptions for Rasterizer {
+    fn parsing_options(&self) -> usvg::Options<'_> {
+        self.options()
+    }
+}
+
 pub(crate) fn fit(tree: &usvg::Tree, pixel_width: u32, pixel_height: u32) -> Transform {
     let size = tree.size();
     Transform::from_scale(
@@ -370,7 +387,7 @@ mod tests {
         let document = roxmltree::Document::parse(svg).unwrap();
         rasterizer
             .text_tiles
-            .tile(rasterizer, svg, &document, width, height, 1)
+            .tile(&rasterizer.tile_tools(), svg, &document, width, height, 1)
     }
 
     /// Per-channel differences: the largest, and the mean.

@@ -13,8 +13,8 @@
 //! part (a greeting, a total). Texts that could depend on anything outside their own markup
 //! (`url(…)` paints, CSS, `<use>`, a viewBox that is not the plain size) are left as they are.
 
+use super::glyph_text::GlyphText;
 use super::plain_text;
-use super::svg::Rasterizer;
 use moka::sync::Cache;
 use resvg::tiny_skia::{Pixmap, Transform};
 use resvg::usvg;
@@ -74,6 +74,20 @@ pub struct Tiled {
     pub tiles: Vec<Arc<Tile>>,
 }
 
+/// Makes the usvg parsing options a tile is drawn with (the rasterizer's own).
+pub(crate) trait ParsingOptions {
+    fn parsing_options(&self) -> usvg::Options<'_>;
+}
+
+/// What drawing a tile takes from the rasterizer: its parsing options (fonts), the kept-glyph
+/// drawer and the default font size.
+pub(crate) struct TileTools<'a> {
+    /// The parsing options, made only when a tile is drawn (a kept tile needs none).
+    pub options: &'a dyn ParsingOptions,
+    pub glyph_text: &'a GlyphText,
+    pub default_font_size: f32,
+}
+
 impl TextTiles {
     /// How many texts were found already drawn, and how many had to be drawn, so far.
     pub fn counts(&self) -> (u64, u64) {
@@ -96,7 +110,7 @@ impl TextTiles {
     /// `document` is `svg` parsed.
     pub fn tile(
         &self,
-        rasterizer: &Rasterizer,
+        tools: &TileTools<'_>,
         svg: &str,
         document: &roxmltree::Document<'_>,
         width: u32,
@@ -149,13 +163,11 @@ impl TextTiles {
             }
             let key = tile_key(&root_tag, markup, pixel_width, pixel_height);
             let glyph_drawn = || {
-                let plain = plain_text::read(text, root, rasterizer.default_font_size())?;
-                let drawn = rasterizer.glyph_text().draw(
-                    &plain,
-                    uniform_scale?,
-                    pixel_width,
-                    pixel_height,
-                )?;
+                let plain = plain_text::read(text, root, tools.default_font_size)?;
+                let drawn =
+                    tools
+                        .glyph_text
+                        .draw(&plain, uniform_scale?, pixel_width, pixel_height)?;
                 Some(Tile {
                     pixmap: drawn.pixmap,
                     x: drawn.x,
@@ -183,9 +195,13 @@ impl TextTiles {
                 continue;
             } else {
                 self.drawn.fetch_add(1, Ordering::Relaxed);
-                let Some(tile) =
-                    draw_tile(rasterizer, &root_tag, markup, pixel_width, pixel_height)
-                else {
+                let Some(tile) = draw_tile(
+                    &tools.options.parsing_options(),
+                    &root_tag,
+                    markup,
+                    pixel_width,
+                    pixel_height,
+                ) else {
                     continue;
                 };
                 let tile = Arc::new(tile);
@@ -244,14 +260,14 @@ fn tile_key(root_tag: &str, markup: &str, pixel_width: u32, pixel_height: u32) -
 /// Rasterizes one text alone, exactly where the whole block would put it, cropped to its
 /// pixels (with a pixel of margin).
 fn draw_tile(
-    rasterizer: &Rasterizer,
+    options: &usvg::Options<'_>,
     root_tag: &str,
     markup: &str,
     pixel_width: u32,
     pixel_height: u32,
 ) -> Option<Tile> {
     let mini = format!("{root_tag}{markup}</svg>");
-    let tree = usvg::Tree::from_str(&mini, &rasterizer.options()).ok()?;
+    let tree = usvg::Tree::from_str(&mini, options).ok()?;
     let size = tree.size();
     let (sx, sy) = (
         pixel_width as f32 / size.width(),
