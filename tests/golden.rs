@@ -11,8 +11,9 @@ mod common;
 
 use common::{repo, utc};
 use opentime::blocks::{BlockKind, Catalog};
-use opentime::open::TemplateInput;
+use opentime::open::{Opener, RenderInput, TemplateInput};
 use opentime::render::{Format, Renderer};
+use opentime::sources::mail_clients::ClientKind;
 use std::sync::Arc;
 
 /// A channel may differ by this much without counting (anti-aliasing rounding).
@@ -81,8 +82,7 @@ fn demo_blocks_match_their_golden_images() {
     assert!(errors.is_empty(), "{errors:?}");
     let at = utc("2026-11-25T12:00:00Z");
     let live = opentime::sources::Sources::defaults().expect("live sources");
-    let offline =
-        opentime::open::Opener::offline(opentime::sources::mail_clients::ClientKind::Unknown);
+    let offline = Opener::offline(ClientKind::Unknown);
     let mut failures = Vec::new();
     let mut compared = 0;
     for campaign in catalog.campaigns() {
@@ -138,13 +138,17 @@ fn countdown_first_frames_match_their_golden_images() {
         for block in campaign.blocks().filter(|b| b.kind == BlockKind::Countdown) {
             let input =
                 TemplateInput::for_block(block, &Default::default(), None, at, query.clone());
+            let browser = Opener::offline(ClientKind::Browser);
+            let decided =
+                RenderInput::decide(&campaign, block, Format::Gif, 1, input, &browser, false)
+                    .expect("a deadline");
             let rendered = opentime::open::render_block(
                 catalog.renderer(),
                 &campaign,
                 block,
                 Format::Gif,
                 1,
-                &input,
+                &decided.input,
             )
             .expect("render");
             let mut options = gif::DecodeOptions::new();

@@ -5,7 +5,9 @@ use super::CliError;
 use crate::blocks::{BlockKind, Catalog};
 use crate::config::CheckArgs;
 use crate::context::ContextFields;
-use crate::open::{add_opener_facts, render_block, Opener, TemplateInput};
+use crate::open::{
+    add_opener_facts, render_block, BlockRenderError, Opener, RenderInput, TemplateInput,
+};
 use crate::render::{Format, Renderer};
 use crate::sources::mail_clients::ClientKind;
 use crate::sources::Sources;
@@ -51,7 +53,28 @@ pub fn run_check(args: &CheckArgs) -> Result<(), CliError> {
                 add_opener_facts(&mut input, block, &opener, &sources);
                 for &format in &formats {
                     let started = Instant::now();
-                    match render_block(catalog.renderer(), &campaign, block, format, 1, &input) {
+                    let geo = sources.geo.is_some();
+                    let rendered = RenderInput::decide(
+                        &campaign,
+                        block,
+                        format,
+                        1,
+                        input.clone(),
+                        &opener,
+                        geo,
+                    )
+                    .map_err(BlockRenderError::from)
+                    .and_then(|decided| {
+                        render_block(
+                            catalog.renderer(),
+                            &campaign,
+                            block,
+                            format,
+                            1,
+                            &decided.input,
+                        )
+                    });
+                    match rendered {
                         Ok(rendered) => println!(
                             "ok    {}/{}.{} with {sample}: {} bytes in {:.1} ms",
                             campaign.name,

@@ -2,12 +2,10 @@
 //! ([`super::render_countdown`]), or, past the deadline, the expired still or the block's
 //! `expired_image`.
 //!
-//! The deadline and language come from the query, which the HTTP layer has already resolved
-//! and made canonical (`super::settings`); resolving again here keeps the offline CLI
-//! (`opentime render`, `opentime check`) on exactly the server's path. The caller describes the
+//! The deadline and language arrive resolved ([`CountdownRequest`], decided once per open by
+//! `open::input` for the server and the offline commands alike). The caller describes the
 //! block with a [`CountdownBlock`] view, so this module needs nothing from `crate::blocks`.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use bytes::Bytes;
@@ -15,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::frame_template::FrameTemplate;
-use super::settings::CountdownSpec;
+use super::settings::{CountdownRequest, CountdownSpec};
 use super::{render_countdown, CountdownError};
 use crate::render::svg::Rasterizer;
 use crate::render::{fallback, RenderError, Rendered};
@@ -35,10 +33,10 @@ pub(crate) struct CountdownBlock<'a> {
     pub(crate) campaign_dir: &'a Path,
 }
 
-/// One open of a countdown: the subscriber's context fields, the canonical query, the moment.
+/// One open of a countdown: the subscriber's context fields, what it shows, the moment.
 pub(crate) struct CountdownOpen<'a> {
     pub(crate) ctx: &'a Map<String, Value>,
-    pub(crate) query: &'a BTreeMap<String, String>,
+    pub(crate) request: CountdownRequest,
     pub(crate) now: DateTime<Utc>,
     /// 1 = the declared size, 2 = retina.
     pub(crate) scale: u8,
@@ -51,7 +49,7 @@ pub(crate) fn answer(
     open: &CountdownOpen,
 ) -> Result<Rendered, CountdownError> {
     let spec = block.spec;
-    let request = spec.resolve(open.ctx, open.query)?;
+    let request = open.request;
     if open.now >= request.deadline {
         if let Some(file) = &spec.expired_image {
             return expired_image(block, rasterizer, file, open.scale);

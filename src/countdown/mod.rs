@@ -31,7 +31,7 @@ pub use deadline::{parse_deadline, DeadlineError, DstPolicy, Remaining, UnitVisi
 pub use frame_template::{FrameError, FrameTemplate};
 pub use frames::{CountdownFrames, FramePlan, Strategy};
 pub use labels::{LabelStyle, Lang, UnknownLanguage};
-pub use settings::CountdownSpec;
+pub use settings::{CountdownRequest, CountdownSpec};
 
 pub use crate::gif::Looping;
 
@@ -104,6 +104,10 @@ pub enum CountdownError {
     /// No deadline in the context, the request or the block.
     #[error("no-deadline: the block has no deadline and the request gives no `until`")]
     NoDeadline,
+    /// Asked to draw a countdown whose deadline was not resolved first (its render input did
+    /// not come from `open::input`): a bug, answered with the fallback.
+    #[error("countdown-undecided: the render input carries no resolved countdown")]
+    Undecided,
     /// The block's `expired_image` could not be read or prepared.
     #[error(transparent)]
     ExpiredImage(Box<crate::render::RenderError>),
@@ -120,6 +124,7 @@ impl CountdownError {
             CountdownError::Frames(FrameError::BadSize(..)) => "bad-size",
             CountdownError::Gif(_) => "gif-error",
             CountdownError::NoDeadline => "no-deadline",
+            CountdownError::Undecided => "countdown-undecided",
             CountdownError::ExpiredImage(error) => error.reason(),
         }
     }

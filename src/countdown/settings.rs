@@ -60,13 +60,14 @@ pub struct CountdownSpec {
     pub expired_image: Option<String>,
 }
 
-/// What one open of a countdown shows: resolved from the block, the context and the query.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct CountdownRequest {
-    pub(crate) deadline: DateTime<Utc>,
-    pub(crate) lang: Lang,
+/// What one open of a countdown shows: resolved once per open from the block, the context
+/// and the query (`open::input`), then carried in the render's input to the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CountdownRequest {
+    pub deadline: DateTime<Utc>,
+    pub lang: Lang,
     /// Render only the first frame (a still for clients that show nothing else).
-    pub(crate) first_frame_only: bool,
+    pub first_frame_only: bool,
 }
 
 impl CountdownSpec {

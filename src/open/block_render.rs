@@ -8,7 +8,7 @@ use super::error::BlockRenderError;
 use super::input::TemplateInput;
 use super::suppressed::{self, Suppressed};
 use crate::blocks::{Block, Campaign};
-use crate::countdown::{CountdownBlock, CountdownOpen};
+use crate::countdown::{CountdownBlock, CountdownError, CountdownOpen};
 use crate::render::{FetchedImages, Format, Rendered, Renderer};
 use bytes::Bytes;
 use std::sync::Arc;
@@ -96,7 +96,7 @@ pub fn template_output(
             };
             let open = CountdownOpen {
                 ctx: &input.ctx,
-                query: &input.query,
+                request: input.countdown.ok_or(CountdownError::Undecided)?,
                 now: input.now,
                 scale,
             };

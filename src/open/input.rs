@@ -8,7 +8,7 @@ use super::opener::Opener;
 use crate::blocks::{Block, BlockKind, Campaign};
 use crate::cache::RenderKey;
 use crate::context::ContextFields;
-use crate::countdown::CountdownError;
+use crate::countdown::{CountdownError, CountdownRequest};
 use crate::render::Format;
 use crate::sources::geo_ip::{self, Location, LocationSource};
 use crate::sources::mail_clients::ClientKind;
@@ -39,6 +39,10 @@ pub struct TemplateInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     /// (Boxed: most inputs have none, and they are kept in enums and caches.)
     pub location: Option<Box<Location>>,
+    /// A countdown's deadline, language and first-frame flag, resolved once per open
+    /// ([`RenderInput::decide`]); `None` for other blocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub countdown: Option<CountdownRequest>,
     /// The stores nearest to `location`, nearest first (empty without coordinates).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nearest_stores: Vec<NearbyShopStore>,
@@ -70,6 +74,7 @@ impl TemplateInput {
             query,
             client: None,
             location: None,
+            countdown: None,
             nearest_stores: Vec::new(),
         }
     }
@@ -131,9 +136,9 @@ pub struct RenderInput {
 
 impl RenderInput {
     /// Decides what the render of `block` sees from `input` (the context fields it reads or a
-    /// lock's stored inputs): a countdown's deadline and language resolved into its canonical
-    /// query, with `first_frame` for clients that show only a GIF's first frame (bad `until`,
-    /// `tz` or `lang` are errors, so the block's fallback). The key then holds exactly (block
+    /// lock's stored inputs): a countdown's deadline and language resolved — once — into its
+    /// request and canonical query, with `first_frame` for clients that show only a GIF's
+    /// first frame (bad `until`, `tz` or `lang` are errors, so the block's fallback). The key then holds exactly (block
     /// version, deadline, language, first-frame flag, the second of the open), and concurrent
     /// opens in one second render once.
     pub fn decide(
@@ -149,6 +154,7 @@ impl RenderInput {
             let mut request = spec.resolve(&input.ctx, &input.query)?;
             request.first_frame_only |= opener.first_frame_only();
             input.query = request.canonical_query();
+            input.countdown = Some(request);
         }
         let depends_on = RequestDependence::of(block, &input, geo_configured);
         // serde_json writes maps in key order, so equal inputs hash equally.
