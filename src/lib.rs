@@ -1,31 +1,36 @@
 //! opentime renders email content at the moment an email is opened.
 //!
-//! The request flow reads top to bottom through the modules: [`http`] parses and routes a
-//! request, [`signing`] checks the subscriber token, [`context`] reads the subscriber's live
-//! context, [`blocks`] holds the campaigns' manifests and compiled templates, [`render`] turns a
-//! template into PNG, GIF or HTML bytes, and [`cache`] keeps rendered answers. `ARCHITECTURE.md`
-//! at the top of the repository is the map.
+//! One open flows down through the modules: [`http`] routes a request to the open pipeline
+//! ([`open`]), which verifies the token ([`signing`]), reads the subscriber's context
+//! (`context`, kept in a `store`) or what a locked block showed (`lock`), decides the render's
+//! input and key, looks in the render cache (`cache`), and renders the block of a campaign
+//! ([`blocks`]) — Tera, then [`render`] (SVG → PNG), or a [`countdown`] (frames → [`gif`]) —
+//! while the open is recorded (`events`). `ARCHITECTURE.md` at the top of the repository is
+//! the map.
+//!
+//! Modules are public only where the binary, the integration tests or the benches use them.
+#![warn(unreachable_pub)]
 
 pub mod blocks;
-pub mod cache;
-pub mod channels;
-pub mod cli;
+pub(crate) mod cache;
+pub(crate) mod channels;
+pub(crate) mod cli;
 pub mod clock;
 pub mod config;
-pub mod context;
+pub(crate) mod context;
 pub mod countdown;
-pub mod events;
+pub(crate) mod events;
 pub mod gif;
 pub mod http;
-pub mod lock;
-pub mod metrics;
-pub mod names;
+pub(crate) mod lock;
+pub(crate) mod metrics;
+pub(crate) mod names;
 pub mod open;
 pub mod render;
 pub mod signing;
 pub mod sources;
-pub mod store;
-pub mod template_error;
+pub(crate) mod store;
+pub(crate) mod template_error;
 
 pub use cli::{check::run_check, render::run_render, tokens::run_tokens, url::run_url};
 pub use http::server::{serve, start, start_with_clock, RunningServer, ServeError};

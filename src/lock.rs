@@ -23,7 +23,7 @@ pub enum LockError {
 }
 
 /// The Redis key of a lock (the braces keep it in the subscriber's Cluster slot).
-pub fn lock_key(subscriber: &SubscriberId, campaign: &str, block: &str) -> String {
+pub(crate) fn lock_key(subscriber: &SubscriberId, campaign: &str, block: &str) -> String {
     format!("lock:{{{}}}:{campaign}:{block}", subscriber.as_str())
 }
 
@@ -44,4 +44,4 @@ pub trait LockStore: Send + Sync {
     async fn claim(&self, key: &str, value: &str, ttl: Duration) -> Result<Claim, LockError>;
 }
 
-pub type SharedLocks = Arc<dyn LockStore>;
+pub(crate) type SharedLocks = Arc<dyn LockStore>;

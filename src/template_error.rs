@@ -9,7 +9,7 @@ use std::path::Path;
 
 /// Describes a Tera error for `template` (a file in `dir`) as `path:line:column: reason`,
 /// or `path: reason` when Tera gives no position (most render-time errors).
-pub fn describe_tera_error(error: &tera::Error, dir: &Path, template: &str) -> String {
+pub(crate) fn describe_tera_error(error: &tera::Error, dir: &Path, template: &str) -> String {
     let mut messages = vec![error.to_string()];
     let mut source = error.source();
     while let Some(inner) = source {

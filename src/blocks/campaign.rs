@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use xxhash_rust::xxh3::Xxh3;
 
-pub const MANIFEST_FILE: &str = "blocks.toml";
+pub(super) const MANIFEST_FILE: &str = "blocks.toml";
 const TEMPLATE_EXTENSIONS: [&str; 4] = ["svg", "html", "xml", "tera"];
 
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use tera::{Result, Tera, Value};
 
-pub fn register(tera: &mut Tera) {
+pub(super) fn register(tera: &mut Tera) {
     tera.register_filter("money", money);
     tera.register_filter("grouped", grouped);
 }

@@ -1,9 +1,9 @@
 //! The offline commands: `render`, `check`, `url` and `tokens`. (`serve` is [`crate::http`].)
 
-pub mod check;
-pub mod render;
-pub mod tokens;
-pub mod url;
+pub(crate) mod check;
+pub(crate) mod render;
+pub(crate) mod tokens;
+pub(crate) mod url;
 
 use crate::blocks::CampaignError;
 use crate::config::ConfigError;
@@ -34,7 +34,7 @@ pub enum CliError {
 }
 
 /// Splits `demo/cart` (or `demo/cart.png`) into campaign, block and optional extension.
-pub fn split_block_path(path: &str) -> Result<(&str, &str, Option<&str>), CliError> {
+pub(crate) fn split_block_path(path: &str) -> Result<(&str, &str, Option<&str>), CliError> {
     let (campaign, file) = path
         .split_once('/')
         .ok_or_else(|| CliError::BlockPath(path.to_owned()))?;

@@ -114,7 +114,7 @@ pub fn run_render(args: &RenderArgs) -> Result<(), CliError> {
 }
 
 /// Reads a JSON object of context fields.
-pub fn read_context(path: &std::path::Path) -> Result<ContextFields, CliError> {
+pub(crate) fn read_context(path: &std::path::Path) -> Result<ContextFields, CliError> {
     let input_error = |reason: String| CliError::Input {
         path: path.display().to_string(),
         reason,

@@ -7,7 +7,7 @@ use crate::context::SubscriberId;
 use crate::signing::Signer;
 use std::io::{Read, Write};
 
-pub const TOKEN_COLUMN: &str = "opentime_token";
+pub(crate) const TOKEN_COLUMN: &str = "opentime_token";
 
 pub fn run_tokens(
     args: &TokensArgs,
@@ -24,7 +24,7 @@ pub fn run_tokens(
 }
 
 /// Reads CSV with a header row, writes it back with the token column; returns the row count.
-pub fn add_tokens(
+pub(crate) fn add_tokens(
     signer: &Signer,
     column: Option<&str>,
     input: impl Read,

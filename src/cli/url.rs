@@ -5,7 +5,7 @@ use crate::config::UrlArgs;
 use crate::context::SubscriberId;
 
 /// The signed URL of a block for one subscriber.
-pub fn block_url(
+pub(crate) fn block_url(
     base: &str,
     campaign: &str,
     block: &str,

@@ -7,7 +7,7 @@
 
 mod subscriber;
 
-pub use subscriber::{SubscriberId, SubscriberIdError};
+pub(crate) use subscriber::{SubscriberId, SubscriberIdError};
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// A subscriber's context: field name → that field's JSON value.
-pub type ContextFields = Map<String, Value>;
+pub(crate) type ContextFields = Map<String, Value>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -84,10 +84,10 @@ pub trait ContextStore: Send + Sync {
 }
 
 /// A shared handle to whichever store is configured.
-pub type SharedStore = Arc<dyn ContextStore>;
+pub(crate) type SharedStore = Arc<dyn ContextStore>;
 
 /// Loads a context, giving up after `deadline` so a slow store never holds up an open.
-pub async fn load_within(
+pub(crate) async fn load_within(
     store: &dyn ContextStore,
     subscriber: &SubscriberId,
     deadline: Duration,

@@ -6,7 +6,7 @@
 use std::fmt;
 
 /// Longest accepted subscriber id, in bytes.
-pub const MAX_SUBSCRIBER_LEN: usize = 128;
+pub(super) const MAX_SUBSCRIBER_LEN: usize = 128;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SubscriberIdError {

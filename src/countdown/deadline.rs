@@ -93,7 +93,7 @@ pub fn parse_deadline(
 }
 
 /// Parses an IANA zone name (`Europe/Berlin`); `UTC` is accepted too.
-pub fn parse_tz(name: &str) -> Result<Tz, DeadlineError> {
+pub(super) fn parse_tz(name: &str) -> Result<Tz, DeadlineError> {
     let name = name.trim();
     if name.is_empty() || name.len() > MAX_INPUT_LEN {
         return Err(DeadlineError::UnknownTimeZone);
@@ -109,7 +109,7 @@ fn parse_local(s: &str) -> Option<NaiveDateTime> {
 }
 
 /// Maps a local date-time in `tz` to UTC, applying `policy` to DST gaps and folds.
-pub fn resolve_local(
+pub(super) fn resolve_local(
     local: &NaiveDateTime,
     tz: Tz,
     policy: DstPolicy,

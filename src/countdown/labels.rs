@@ -64,7 +64,7 @@ pub enum LabelStyle {
 
 /// The four labels a frame shows, as the template sees them (`labels.days`, …).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Labels {
+pub(crate) struct Labels {
     pub days: &'static str,
     pub hours: &'static str,
     pub minutes: &'static str,
@@ -114,7 +114,7 @@ fn is_singular(lang: Lang, n: u64) -> bool {
 
 impl Labels {
     /// The labels for a frame showing `left`.
-    pub fn new(lang: Lang, style: LabelStyle, left: &Remaining) -> Self {
+    pub(crate) fn new(lang: Lang, style: LabelStyle, left: &Remaining) -> Self {
         let [d, h, m, s] = forms(lang);
         let pick = |f: Forms, n: u64| match style {
             LabelStyle::Caps => f.0,

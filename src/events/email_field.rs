@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 /// The `email` field after `event`, from its current value (anything that is not an object is
 /// replaced by one).
-pub fn apply(current: Option<&Value>, event: &Event) -> Value {
+pub(crate) fn apply(current: Option<&Value>, event: &Event) -> Value {
     let mut email = match current {
         Some(Value::Object(fields)) => fields.clone(),
         _ => Map::new(),

@@ -11,7 +11,7 @@
 
 mod email_field;
 
-pub use email_field::apply as apply_to_email_field;
+pub(crate) use email_field::apply as apply_to_email_field;
 
 use crate::metrics::Metrics;
 use crate::sources::mail_clients::ClientKind;
@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// The Redis stream every event is appended to.
-pub const STREAM_KEY: &str = "events:opens";
+pub(crate) const STREAM_KEY: &str = "events:opens";
 /// Most events written in one round trip.
 const BATCH: usize = 256;
 const RETRY_FIRST: Duration = Duration::from_millis(100);

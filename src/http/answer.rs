@@ -15,17 +15,17 @@ use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{HeaderMap, Response, StatusCode};
 use std::sync::OnceLock;
 
-pub type Body = Full<Bytes>;
+pub(super) type Body = Full<Bytes>;
 
 /// Where a block was asked for, for headers and fallbacks.
-pub struct BlockTarget<'a> {
+pub(super) struct BlockTarget<'a> {
     pub campaign: &'a str,
     pub block: &'a str,
     pub format: Format,
 }
 
 /// A plain response with a body and content type, never stored by caches.
-pub fn plain(
+pub(super) fn plain(
     status: StatusCode,
     content_type: &'static str,
     body: impl Into<Bytes>,
@@ -41,7 +41,7 @@ pub fn plain(
 
 /// 404 for a block URL that names nothing: on image routes a transparent pixel, so even a
 /// wrong URL shows no broken-image icon.
-pub fn not_found(format: Format) -> Response<Body> {
+pub(super) fn not_found(format: Format) -> Response<Body> {
     match format {
         Format::Html => plain(
             StatusCode::NOT_FOUND,
@@ -62,7 +62,7 @@ fn transparent_pixel() -> &'static Bytes {
 }
 
 /// A rendered block: 200 with its bytes, or 304 when the client already has them.
-pub fn rendered(
+pub(super) fn rendered(
     opened: &Opened,
     target: &BlockTarget<'_>,
     request_headers: &HeaderMap,
@@ -85,7 +85,7 @@ pub fn rendered(
 }
 
 /// The answer to a failed open: the block's fallback at the asked `scale`.
-pub fn failure(
+pub(super) fn failure(
     error: &OpenError,
     fallback: &Fallback,
     scale: u8,
@@ -118,7 +118,7 @@ pub fn failure(
 }
 
 /// For HEAD: the same status and headers with no body, `Content-Length` kept.
-pub fn strip_body_for_head(response: Response<Body>) -> Response<Body> {
+pub(super) fn strip_body_for_head(response: Response<Body>) -> Response<Body> {
     use hyper::body::Body as _;
     let (mut parts, body) = response.into_parts();
     let length = body.size_hint().exact().unwrap_or(0);

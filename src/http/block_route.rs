@@ -9,7 +9,7 @@ use crate::render::Format;
 use hyper::{HeaderMap, Response};
 
 /// Serves one block request. `file` is the last path segment, e.g. `cart.png`.
-pub async fn serve(
+pub(super) async fn serve(
     state: &AppState,
     campaign: &str,
     file: &str,

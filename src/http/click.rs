@@ -8,7 +8,7 @@ use crate::open::Opener;
 use hyper::header::{HeaderValue, LOCATION};
 use hyper::{Response, StatusCode};
 
-pub async fn serve(
+pub(super) async fn serve(
     state: &AppState,
     campaign: &str,
     block: &str,

@@ -22,21 +22,21 @@ use hyper::header::{
 };
 use std::time::SystemTime;
 
-pub const FALLBACK_REASON: HeaderName = HeaderName::from_static("x-opentime-fallback");
-pub const IMAGE_FALLBACK: HeaderName = HeaderName::from_static("x-opentime-image-fallback");
-pub const SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
-pub const CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
+pub(super) const FALLBACK_REASON: HeaderName = HeaderName::from_static("x-opentime-fallback");
+pub(super) const IMAGE_FALLBACK: HeaderName = HeaderName::from_static("x-opentime-image-fallback");
+pub(super) const SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
+pub(super) const CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
 
 /// The caching side of a rendered block's answer.
 #[derive(Debug)]
-pub struct RenderedCaching {
+pub(super) struct RenderedCaching {
     /// Answer 304 with no body: the client's copy (by `ETag` or by date) is current.
     pub not_modified: bool,
     pub headers: HeaderMap,
 }
 
 /// Decides every caching header of a rendered block, and whether it is a 304.
-pub fn for_render(
+pub(super) fn for_render(
     opened: &Opened,
     campaign: &str,
     block: &str,
@@ -93,14 +93,19 @@ fn caching(not_modified: bool, headers: HeaderMap) -> RenderedCaching {
 }
 
 /// The caching headers of a block's fallback: never stored, the reason said, purgeable.
-pub fn for_fallback(headers: &mut HeaderMap, reason: &'static str, campaign: &str, block: &str) {
+pub(super) fn for_fallback(
+    headers: &mut HeaderMap,
+    reason: &'static str,
+    campaign: &str,
+    block: &str,
+) {
     headers.insert(CACHE_CONTROL, no_store());
     headers.insert(FALLBACK_REASON, HeaderValue::from_static(reason));
     add_surrogate_keys(headers, campaign, block);
 }
 
 /// `Cache-Control` for a successfully rendered block.
-pub fn cache_control(policy: CachePolicy) -> HeaderValue {
+pub(super) fn cache_control(policy: CachePolicy) -> HeaderValue {
     match policy {
         CachePolicy::Personalized => HeaderValue::from_static("no-cache"),
         CachePolicy::Shared { max_age } => {
@@ -111,12 +116,12 @@ pub fn cache_control(policy: CachePolicy) -> HeaderValue {
 }
 
 /// `Cache-Control` for anything that must not be stored (fallbacks, errors, APIs).
-pub fn no_store() -> HeaderValue {
+pub(super) fn no_store() -> HeaderValue {
     HeaderValue::from_static("no-store")
 }
 
 /// Adds `token` to the answer's `Vary` (one header, comma-separated, no duplicates).
-pub fn add_vary(headers: &mut HeaderMap, token: &'static str) {
+pub(super) fn add_vary(headers: &mut HeaderMap, token: &'static str) {
     let current = headers
         .get(VARY)
         .and_then(|v| v.to_str().ok())

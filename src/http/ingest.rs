@@ -22,24 +22,24 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 /// Largest request body.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub(super) const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Most fields in one PATCH.
-pub const MAX_FIELDS: usize = 32;
+pub(super) const MAX_FIELDS: usize = 32;
 /// Largest single field value, as JSON.
-pub const MAX_FIELD_BYTES: usize = 16 * 1024;
+pub(super) const MAX_FIELD_BYTES: usize = 16 * 1024;
 /// Longest field name.
-pub const MAX_FIELD_NAME: usize = 64;
+pub(super) const MAX_FIELD_NAME: usize = 64;
 /// Fields opentime writes itself; channels read them but do not write them.
-pub const RESERVED_FIELDS: [&str; 1] = ["email"];
+pub(super) const RESERVED_FIELDS: [&str; 1] = ["email"];
 /// Prefix of the fields recording which channel wrote a field.
-pub const WRITTEN_BY_PREFIX: &str = "_by.";
+pub(super) const WRITTEN_BY_PREFIX: &str = "_by.";
 /// Longest wait for the store on the API (longer than on the open path: a channel can wait).
 const API_STORE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest time a client may take to send its body.
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
-pub enum IngestError {
+pub(super) enum IngestError {
     #[error("{0}")]
     Unauthorized(&'static str),
     #[error("no such API route")]
@@ -97,7 +97,7 @@ impl IngestError {
     }
 
     /// The machine-readable `error` of the answer.
-    pub fn code(&self) -> &'static str {
+    pub(super) fn code(&self) -> &'static str {
         match self {
             IngestError::Unauthorized(_) => "unauthorized",
             IngestError::NotFound => "not-found",
@@ -120,7 +120,7 @@ impl IngestError {
 }
 
 /// Answers one API request (any path under `/v1/`).
-pub async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Body> {
+pub(super) async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Body> {
     match respond(state, request).await {
         Ok(response) => response,
         Err(error) => {
@@ -243,7 +243,7 @@ async fn read_body(request: Request<Incoming>) -> Result<Bytes, IngestError> {
 }
 
 /// Checks a PATCH body; returns its fields.
-pub fn parse_fields(body: &[u8]) -> Result<ContextFields, IngestError> {
+pub(super) fn parse_fields(body: &[u8]) -> Result<ContextFields, IngestError> {
     if body.len() > MAX_BODY_BYTES {
         return Err(IngestError::BodyTooLarge);
     }

@@ -6,8 +6,8 @@
 mod answer;
 mod block_route;
 mod click;
-pub mod cors;
-pub mod headers;
+mod cors;
+mod headers;
 mod ingest;
 mod pixel;
 mod router;

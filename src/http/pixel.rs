@@ -8,7 +8,7 @@ use crate::open::Opener;
 use crate::render::TRANSPARENT_GIF;
 use hyper::{Response, StatusCode};
 
-pub fn serve(
+pub(super) fn serve(
     state: &AppState,
     file: &str,
     raw_query: Option<&str>,

@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 /// The TCP peer of a connection, put into each request's extensions by the accept loop.
 #[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub std::net::SocketAddr);
+pub(super) struct PeerAddr(pub std::net::SocketAddr);
 
-pub async fn handle(state: Arc<AppState>, request: Request<Incoming>) -> Response<Body> {
+pub(super) async fn handle(state: Arc<AppState>, request: Request<Incoming>) -> Response<Body> {
     let is_head = request.method() == Method::HEAD;
     let (route, response) = if request.uri().path().starts_with("/v1/") {
         ("context-api", ingest::handle(&state, request).await)

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 /// A template filled in, before rasterizing.
 #[derive(Debug, Clone)]
-pub enum TemplateOutput {
+pub(super) enum TemplateOutput {
     Svg(String),
     Html(Vec<u8>),
     /// Already finished (a suppressed variant, a countdown's GIF).
@@ -38,7 +38,7 @@ pub fn render_block(
 
 /// The first step: the block's template filled in (SVG or HTML text), or the finished
 /// suppressed variant when the block is suppressed for this input, or a countdown's GIF.
-pub fn template_output(
+pub(super) fn template_output(
     renderer: &Renderer,
     campaign: &Campaign,
     block: &Block,
@@ -111,7 +111,7 @@ pub fn template_output(
 
 /// The last step: SVG rasterized (with the photos fetched for it) and encoded, or HTML
 /// passed through.
-pub fn finish(
+pub(super) fn finish(
     renderer: &Renderer,
     output: TemplateOutput,
     block: &Block,

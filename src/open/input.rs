@@ -112,7 +112,7 @@ impl TemplateInput {
 }
 
 /// How many stores `nearest_stores` lists.
-pub const NEAREST_STORES: usize = 3;
+pub(super) const NEAREST_STORES: usize = 3;
 
 /// What of the request, beyond the URL, a render's bytes depend on (for `Vary` and for
 /// whether a shared block may sit in a shared cache).

@@ -15,17 +15,17 @@
 //! returns a typed outcome: the render and what it depended on, or an [`OpenError`] that the
 //! HTTP layer turns into the block's fallback. [`click`] and [`pixel`] are the other two opens.
 
-pub mod block_render;
+mod block_render;
 mod cached_render;
-pub mod click;
+mod click;
 mod error;
-pub mod input;
+mod input;
 mod lock_on_open;
-pub mod opener;
+mod opener;
 mod photos;
-pub mod pixel;
-pub mod query;
-pub mod render_job;
+mod pixel;
+mod query;
+pub(crate) mod render_job;
 mod subscriber_context;
 mod suppressed;
 mod verify;

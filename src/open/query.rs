@@ -23,7 +23,7 @@ pub enum QueryError {
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct BlockQuery {
+pub(super) struct BlockQuery {
     pub subscriber: Option<String>,
     pub token: Option<String>,
     pub scale: u8,
@@ -31,7 +31,7 @@ pub struct BlockQuery {
     pub template_query: BTreeMap<String, String>,
 }
 
-pub fn parse(raw: Option<&str>) -> Result<BlockQuery, QueryError> {
+pub(super) fn parse(raw: Option<&str>) -> Result<BlockQuery, QueryError> {
     let raw = raw.unwrap_or_default();
     if raw.len() > MAX_QUERY_BYTES {
         return Err(QueryError::TooLong);

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 const RASTER_RESERVE_MAX: Duration = Duration::from_millis(250);
 
 #[derive(Debug, thiserror::Error)]
-pub enum RenderJobError {
+pub(crate) enum RenderJobError {
     #[error("render capacity exhausted until the deadline")]
     Overloaded,
     #[error("{0}")]
@@ -28,7 +28,7 @@ pub enum RenderJobError {
 }
 
 /// What to render.
-pub struct RenderJob {
+pub(crate) struct RenderJob {
     pub campaign: Arc<Campaign>,
     pub block: Arc<Block>,
     pub format: Format,
@@ -37,7 +37,7 @@ pub struct RenderJob {
 }
 
 /// A finished render with the photos it asked for (and the placeholders it got instead).
-pub struct FinishedRender {
+pub(crate) struct FinishedRender {
     pub rendered: Rendered,
     pub images: FetchedImages,
     /// Time spent on the CPU steps (not waiting for photos or permits).
@@ -46,7 +46,7 @@ pub struct FinishedRender {
 
 /// Renders `job`. `permits` bounds concurrent CPU steps (the server's render concurrency);
 /// `None` renders without a bound (the offline command).
-pub async fn run(
+pub(crate) async fn run(
     renderer: Arc<Renderer>,
     photos: &ProductPhotos,
     job: RenderJob,

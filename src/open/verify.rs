@@ -8,7 +8,7 @@ use crate::context::SubscriberId;
 use crate::signing::Signer;
 
 /// The verified subscriber a block needs: `None` for blocks that read no context.
-pub fn subscriber(
+pub(super) fn subscriber(
     signer: &Signer,
     block: &Block,
     subscriber: Option<&str>,
@@ -28,7 +28,7 @@ pub fn subscriber(
 /// A subscriber named with a right token, for the tracking pixel: `Some(None)` when no
 /// subscriber is named, `None` when the URL is forged (a subscriber without or with a wrong
 /// token, or an invalid id).
-pub fn named_subscriber(
+pub(super) fn named_subscriber(
     signer: &Signer,
     subscriber: Option<&str>,
     token: Option<&str>,

@@ -34,7 +34,7 @@ impl Fallback {
     }
 }
 
-pub fn prepare(
+pub(crate) fn prepare(
     rasterizer: &Rasterizer,
     image: Option<(&str, Vec<u8>)>,
     width: u32,

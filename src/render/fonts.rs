@@ -7,9 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// The family templates get when they name none.
-pub const DEFAULT_FAMILY: &str = "Inter";
+pub(super) const DEFAULT_FAMILY: &str = "Inter";
 
-pub fn load(dir: &Path) -> Result<Arc<fontdb::Database>, RenderError> {
+pub(super) fn load(dir: &Path) -> Result<Arc<fontdb::Database>, RenderError> {
     let mut database = fontdb::Database::new();
     let entries = std::fs::read_dir(dir)
         .map_err(|e| RenderError::Assets(format!("{}: {e}", dir.display())))?;

@@ -13,13 +13,13 @@ use skrifa::outline::{DrawSettings, OutlineGlyphCollection, OutlinePen};
 use std::sync::Arc;
 
 /// Sub-pixel positions per pixel, on each axis.
-pub const STEPS: u8 = 16;
+pub(super) const STEPS: u8 = 16;
 /// Memory for kept coverage (a glyph at 22 px is about 300 bytes).
 const CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
 /// One glyph at one size and sub-pixel position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct GlyphKey {
+pub(super) struct GlyphKey {
     /// The face's index in the renderer's face list.
     pub face: u16,
     pub glyph: u32,
@@ -32,7 +32,7 @@ pub struct GlyphKey {
 
 /// A glyph's coverage, placed relative to the whole-pixel pen position.
 #[derive(Debug)]
-pub struct Coverage {
+pub(super) struct Coverage {
     pub left: i32,
     pub top: i32,
     pub width: u32,
@@ -53,7 +53,7 @@ impl Coverage {
     }
 }
 
-pub struct GlyphCoverage {
+pub(super) struct GlyphCoverage {
     kept: Cache<GlyphKey, Arc<Coverage>>,
 }
 
@@ -72,7 +72,11 @@ impl Default for GlyphCoverage {
 
 impl GlyphCoverage {
     /// The coverage of `key`'s glyph, filled by `fill` if it is not kept yet.
-    pub fn get(&self, key: GlyphKey, fill: impl FnOnce() -> Option<Coverage>) -> Arc<Coverage> {
+    pub(super) fn get(
+        &self,
+        key: GlyphKey,
+        fill: impl FnOnce() -> Option<Coverage>,
+    ) -> Arc<Coverage> {
         if let Some(kept) = self.kept.get(&key) {
             return kept;
         }
@@ -82,7 +86,7 @@ impl GlyphCoverage {
     }
 
     /// Forgets every kept glyph (benchmarks measure the cold case with it).
-    pub fn clear(&self) {
+    pub(super) fn clear(&self) {
         self.kept.invalidate_all();
         self.kept.run_pending_tasks();
     }
@@ -91,7 +95,7 @@ impl GlyphCoverage {
 /// Fills one glyph's outline (from the font's `outlines`, whose units per em are
 /// `units_per_em`) at its size and sub-pixel offset. `None` for glyphs without an outline (a
 /// space).
-pub fn fill(
+pub(super) fn fill(
     key: GlyphKey,
     outlines: &OutlineGlyphCollection<'_>,
     units_per_em: f32,

@@ -22,7 +22,7 @@ use svgtypes::FontFamily;
 
 /// Larger glyphs are left to usvg (their coverage would be large to keep, and such texts
 /// are rare enough that drawing them directly costs little).
-pub const MAX_PIXELS_PER_EM: f32 = 256.0;
+pub(super) const MAX_PIXELS_PER_EM: f32 = 256.0;
 
 /// A text's pixels (premultiplied, as tiny-skia keeps them) and where they go on the canvas.
 pub struct DrawnText {

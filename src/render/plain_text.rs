@@ -51,7 +51,7 @@ pub struct PlainText {
 
 /// Reads `text` (a child of `root`) as a plain text; `None` when it is not one.
 /// `default_font_size` is the size usvg uses when nothing sets one.
-pub fn read(
+pub(super) fn read(
     text: roxmltree::Node<'_, '_>,
     root: roxmltree::Node<'_, '_>,
     default_font_size: f32,

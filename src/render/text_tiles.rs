@@ -29,18 +29,18 @@ const TILE_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 const SEEN_ONCE_ENTRIES: u64 = 200_000;
 /// The `href` of placeholder images (hidden; it resolves to a transparent pixel so usvg keeps
 /// them in the tree, in order; see [`Tiled`]).
-pub const PLACEHOLDER_HREF: &str = "opentime-text-tile:";
+pub(super) const PLACEHOLDER_HREF: &str = "opentime-text-tile:";
 /// The `id` prefix of placeholder images; the number after it indexes [`Tiled::tiles`].
-pub const PLACEHOLDER_ID_PREFIX: &str = "opentime-text-tile-";
+pub(super) const PLACEHOLDER_ID_PREFIX: &str = "opentime-text-tile-";
 
 /// One text's pixels (premultiplied) and where they go, in output pixels.
-pub struct Tile {
+pub(super) struct Tile {
     pub pixmap: Pixmap,
     pub x: i32,
     pub y: i32,
 }
 
-pub struct TextTiles {
+pub(super) struct TextTiles {
     tiles: Cache<u128, Arc<Tile>>,
     /// Texts seen once. A tile is kept only when its text comes back, so one-off texts such as
     /// totals do not push out the ones that repeat; a text that is not plain is drawn in place
@@ -69,7 +69,7 @@ impl Default for TextTiles {
 
 /// An SVG whose texts are replaced by placeholder images, and the tiles that go there: the
 /// placeholder with id `{PLACEHOLDER_ID_PREFIX}{n}` stands for `tiles[n]`.
-pub struct Tiled {
+pub(super) struct Tiled {
     pub svg: String,
     pub tiles: Vec<Arc<Tile>>,
 }
@@ -90,7 +90,7 @@ pub(crate) struct TileTools<'a> {
 
 impl TextTiles {
     /// How many texts were found already drawn, and how many had to be drawn, so far.
-    pub fn counts(&self) -> (u64, u64) {
+    pub(super) fn counts(&self) -> (u64, u64) {
         (
             self.reused.load(Ordering::Relaxed),
             self.drawn.load(Ordering::Relaxed),
@@ -98,7 +98,7 @@ impl TextTiles {
     }
 
     /// Drops every kept tile (benchmarks measure the cold case with it).
-    pub fn clear(&self) {
+    pub(super) fn clear(&self) {
         self.tiles.invalidate_all();
         self.tiles.run_pending_tasks();
         self.seen_once.invalidate_all();
@@ -108,7 +108,7 @@ impl TextTiles {
     /// Replaces the eligible top-level texts of `svg` by their tiles (drawing the missing
     /// ones). `None` when nothing in this SVG can be tiled: render it as it is.
     /// `document` is `svg` parsed.
-    pub fn tile(
+    pub(super) fn tile(
         &self,
         tools: &TileTools<'_>,
         svg: &str,

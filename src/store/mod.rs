@@ -3,11 +3,11 @@
 //! ([`crate::context::ContextStore`]), lock-on-open ([`crate::lock::LockStore`]) and events
 //! ([`crate::events::EventSink`]) — in one folder, so a backend is read in one place.
 
-pub mod embedded;
-pub mod redis;
+pub(crate) mod embedded;
+pub(crate) mod redis;
 
-pub use embedded::EmbeddedStore;
-pub use redis::RedisStore;
+pub(crate) use embedded::EmbeddedStore;
+pub(crate) use redis::RedisStore;
 
 use crate::context::{SharedStore, StoreError};
 use crate::events::EventSink;
@@ -18,7 +18,7 @@ use std::time::Duration;
 
 /// Where the embedded store keeps its file.
 #[derive(Debug, Clone, Copy)]
-pub struct EmbeddedPlace<'a> {
+pub(crate) struct EmbeddedPlace<'a> {
     /// The data folder (`OPENTIME_DATA_DIR`): the file is `embedded.redb` in it.
     pub data_dir: &'a Path,
     /// The demo subscribers it is seeded with on first start, when the folder exists.
@@ -26,7 +26,7 @@ pub struct EmbeddedPlace<'a> {
 }
 
 /// The open store, as the three handles an open uses. One backend serves all three.
-pub struct Opened {
+pub(crate) struct Opened {
     pub contexts: SharedStore,
     pub locks: SharedLocks,
     pub events: Arc<dyn EventSink>,
@@ -36,7 +36,7 @@ pub struct Opened {
 /// to switch. Redis is connected in the background (the server answers with fallbacks until
 /// it is up); the event writer gets its own connection, so a batch never queues before an
 /// open's lookup.
-pub fn open(
+pub(crate) fn open(
     redis_url: Option<&str>,
     embedded: EmbeddedPlace<'_>,
     command_timeout: Duration,

@@ -5,10 +5,10 @@
 use super::EmbeddedStore;
 use crate::events::{apply_to_email_field, Event, EventError, EventSink};
 use async_trait::async_trait;
-use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::sync::Arc;
 
-pub const EVENTS: TableDefinition<u64, &str> = TableDefinition::new("events");
+pub(super) const EVENTS: TableDefinition<u64, &str> = TableDefinition::new("events");
 
 fn backend<E: std::fmt::Display>(error: E) -> EventError {
     EventError::Backend(error.to_string())
@@ -69,8 +69,10 @@ impl EventSink for EmbeddedStore {
     }
 }
 
-/// The stored events, oldest first (for tests and tools).
-pub fn read_all(store: &EmbeddedStore) -> Result<Vec<serde_json::Value>, EventError> {
+/// The stored events, oldest first.
+#[cfg(test)]
+fn read_all(store: &EmbeddedStore) -> Result<Vec<serde_json::Value>, EventError> {
+    use redb::ReadableDatabase;
     let txn = store.database().begin_read().map_err(backend)?;
     let table = match txn.open_table(EVENTS) {
         Ok(table) => table,
@@ -83,4 +85,48 @@ pub fn read_all(store: &EmbeddedStore) -> Result<Vec<serde_json::Value>, EventEr
         events.push(serde_json::from_str(value.value()).map_err(backend)?);
     }
     Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::{ContextStore, SubscriberId};
+    use crate::events::EventKind;
+    use crate::sources::mail_clients::ClientKind;
+
+    #[tokio::test]
+    async fn events_are_appended_capped_and_fold_into_the_email_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("s.redb"), None).unwrap();
+        let alice = SubscriberId::parse("alice").unwrap();
+        let profile = serde_json::json!({"profile": {"first_name": "Alice"}});
+        store
+            .merge(&alice, profile.as_object().unwrap().clone())
+            .await
+            .unwrap();
+        let open = |kind| {
+            Event::now(
+                kind,
+                "demo",
+                "cart",
+                Some("alice"),
+                ClientKind::Browser,
+                false,
+            )
+        };
+        let batch = [
+            open(EventKind::Open),
+            open(EventKind::Open),
+            open(EventKind::Click),
+        ];
+        store.write(&batch, 2).await.unwrap();
+        let stored = read_all(&store).unwrap();
+        assert_eq!(stored.len(), 2, "capped at max_len: {stored:?}");
+        assert_eq!(stored[0]["type"], "open");
+        assert_eq!(stored[1]["type"], "click");
+        let email = &store.load(&alice).await.unwrap()["email"];
+        assert_eq!(email["open_count"], 2);
+        assert_eq!(email["click_count"], 1);
+        assert_eq!(email["last_campaign"], "demo");
+    }
 }

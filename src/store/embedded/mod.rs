@@ -10,21 +10,18 @@ mod context;
 mod events;
 mod lock;
 
-pub use events::read_all as read_embedded_events;
-
 use crate::context::{ContextFields, StoreError, SubscriberId};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 const CONTEXTS: TableDefinition<&str, &[u8]> = TableDefinition::new("contexts");
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const SEEDED_KEY: &str = "seeded_from";
 
-pub struct EmbeddedStore {
+pub(crate) struct EmbeddedStore {
     database: Arc<Database>,
-    path: PathBuf,
 }
 
 pub(super) fn backend<E: std::fmt::Display>(error: E) -> StoreError {
@@ -33,24 +30,19 @@ pub(super) fn backend<E: std::fmt::Display>(error: E) -> StoreError {
 
 impl EmbeddedStore {
     /// Opens (or creates) the store file, seeding it from `seed_dir` the first time.
-    pub fn open(path: &Path, seed_dir: Option<&Path>) -> Result<Self, StoreError> {
+    pub(crate) fn open(path: &Path, seed_dir: Option<&Path>) -> Result<Self, StoreError> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(backend)?;
         }
         let database = Database::create(path).map_err(backend)?;
         let store = Self {
             database: Arc::new(database),
-            path: path.to_owned(),
         };
         store.ensure_tables()?;
         if let Some(dir) = seed_dir {
             store.seed_once(dir)?;
         }
         Ok(store)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// The database file, for the other tables kept beside contexts (events, locks).

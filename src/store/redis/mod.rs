@@ -18,7 +18,7 @@ use tokio::sync::OnceCell;
 /// How long to wait between first-connection attempts while Redis is unreachable.
 const CONNECT_RETRY: Duration = Duration::from_millis(250);
 
-pub struct RedisStore {
+pub(crate) struct RedisStore {
     client: redis::Client,
     config: ConnectionManagerConfig,
     connection: OnceCell<ConnectionManager>,
@@ -26,7 +26,7 @@ pub struct RedisStore {
 
 impl RedisStore {
     /// Prepares a store for `url` (`redis://host:port/db`); does not connect yet.
-    pub fn new(url: &str, command_timeout: Duration) -> Result<Self, StoreError> {
+    pub(crate) fn new(url: &str, command_timeout: Duration) -> Result<Self, StoreError> {
         let client = redis::Client::open(url)
             .map_err(|e| StoreError::Unavailable(format!("bad Redis URL: {}", e.category())))?;
         let config = ConnectionManagerConfig::new()
@@ -42,7 +42,7 @@ impl RedisStore {
     }
 
     /// Keeps trying to make the first connection until it succeeds. Spawned once at start-up.
-    pub async fn connect_in_background(self: std::sync::Arc<Self>) {
+    pub(crate) async fn connect_in_background(self: std::sync::Arc<Self>) {
         loop {
             match self.try_connect().await {
                 Ok(_) => {
@@ -69,7 +69,7 @@ impl RedisStore {
     }
 
     /// The shared connection, or `Unavailable` while the first connection is not made yet.
-    pub fn connection(&self) -> Result<ConnectionManager, StoreError> {
+    pub(crate) fn connection(&self) -> Result<ConnectionManager, StoreError> {
         self.connection
             .get()
             .cloned()
