@@ -12,6 +12,7 @@ pub mod links;
 pub mod manifest;
 mod reload;
 pub mod suppress;
+mod validate;
 
 pub use campaign::{Campaign, CampaignError};
 pub use catalog::Catalog;
