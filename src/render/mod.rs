@@ -15,7 +15,11 @@ pub mod image_slots;
 mod plain_text;
 pub mod png;
 pub mod svg;
+#[cfg(test)]
+mod testkit;
 mod text_tiles;
+mod tile_compositing;
+mod tile_drawing;
 
 pub use assets::AssetImages;
 pub use fallback::{Fallback, TRANSPARENT_GIF};

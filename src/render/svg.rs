@@ -4,16 +4,22 @@
 //! only when they were fetched beforehand for this render ([`FetchedImages`], see
 //! [`super::image_slots`]): a template (or a context value inside one) can never make the
 //! renderer read a local file or open a connection.
+//!
+//! Top-level texts are drawn as text tiles where they can be: [`super::text_tiles`] decides
+//! which and keeps them, [`super::tile_drawing`] draws one, and [`super::tile_compositing`]
+//! puts them over the finished tree; this file only wires them into a render.
 
 use super::assets::AssetImages;
 use super::fonts::DEFAULT_FAMILY;
 use super::glyph_text::GlyphText;
 use super::image_slots::{self, FetchedImages};
-use super::text_tiles::{
-    ParsingOptions, TextTiles, Tile, TileTools, PLACEHOLDER_HREF, PLACEHOLDER_ID_PREFIX,
-};
+#[cfg(test)]
+use super::text_tiles::Tiled;
+use super::text_tiles::{TextTiles, PLACEHOLDER_HREF};
+use super::tile_compositing::{draw_tile_over, tiles_stay_on_top};
+use super::tile_drawing::{ParsingOptions, TileTools};
 use super::RenderError;
-use resvg::tiny_skia::{IntRect, Pixmap, Transform};
+use resvg::tiny_skia::{Pixmap, Transform};
 use resvg::usvg::{self, fontdb, ImageHrefResolver, ImageKind};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -158,7 +164,7 @@ impl Rasterizer {
     }
 
     /// Rasterizes with or without text tiles (the tests compare the two).
-    fn rasterize_inner(
+    pub(super) fn rasterize_inner(
         &self,
         svg: &str,
         width: u32,
@@ -247,14 +253,14 @@ impl Rasterizer {
     }
 }
 
-/// The transform that stretches `tree`'s own size onto `pixel_width`×`pixel_height` pixels
-/// (every render's; countdown frames use it too, so they draw exactly like the rest).
 impl ParsingOptions for Rasterizer {
     fn parsing_options(&self) -> usvg::Options<'_> {
         self.options()
     }
 }
 
+/// The transform that stretches `tree`'s own size onto `pixel_width`×`pixel_height` pixels
+/// (every render's; countdown frames use it too, so they draw exactly like the rest).
 pub(crate) fn fit(tree: &usvg::Tree, pixel_width: u32, pixel_height: u32) -> Transform {
     let size = tree.size();
     Transform::from_scale(
@@ -277,325 +283,26 @@ pub(crate) fn draw(
     Some(pixmap)
 }
 
-/// Draws `tile` unscaled over `canvas` at its place (source-over on premultiplied pixels).
-/// Most of a text tile is empty, so this skips what tiny-skia's general pattern pipeline
-/// (`draw_pixmap`) would blend pixel by pixel; a test holds the two within a level.
-fn draw_tile_over(canvas: &mut Pixmap, tile: &Tile) {
-    let (canvas_width, canvas_height) = (canvas.width() as i32, canvas.height() as i32);
-    let (tile_width, tile_height) = (tile.pixmap.width() as i32, tile.pixmap.height() as i32);
-    let columns = (-tile.x).max(0)..(canvas_width - tile.x).min(tile_width);
-    let rows = (-tile.y).max(0)..(canvas_height - tile.y).min(tile_height);
-    if columns.is_empty() {
-        return;
+#[cfg(test)]
+impl Rasterizer {
+    /// The text tiles of `svg` as a render at `scale` would make them, with this rasterizer's
+    /// kept tiles (`document` is `svg` parsed); for the text tile tests (`testkit::tile`).
+    pub(super) fn tile_texts(
+        &self,
+        svg: &str,
+        document: &roxmltree::Document<'_>,
+        width: u32,
+        height: u32,
+        scale: u8,
+    ) -> Option<Tiled> {
+        self.text_tiles
+            .tile(&self.tile_tools(), svg, document, width, height, scale)
     }
-    let source = tile.pixmap.data();
-    let target = canvas.data_mut();
-    for row in rows {
-        let from = ((row * tile_width + columns.start) * 4) as usize;
-        let to = (((tile.y + row) * canvas_width + tile.x + columns.start) * 4) as usize;
-        let length = columns.len() * 4;
-        let pixels = source[from..from + length].chunks_exact(4);
-        for (src, dst) in pixels.zip(target[to..to + length].chunks_exact_mut(4)) {
-            match src[3] {
-                0 => {}
-                255 => dst.copy_from_slice(src),
-                alpha => {
-                    let keep = 255 - u32::from(alpha);
-                    for (d, s) in dst.iter_mut().zip(src) {
-                        *d = (u32::from(*s) + (u32::from(*d) * keep + 127) / 255) as u8;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Whether drawing the tiles after everything else paints the same as drawing each at its
-/// placeholder: true when nothing painted after a placeholder reaches into its tile's pixels.
-/// (usvg turns each placeholder into a group holding one hidden image, under its id.)
-fn tiles_stay_on_top(tree: &usvg::Tree, tiles: &[Arc<Tile>], transform: Transform) -> bool {
-    let mut placed: Vec<IntRect> = Vec::with_capacity(tiles.len());
-    for node in tree.root().children() {
-        let placeholder = match node {
-            usvg::Node::Group(group) => group
-                .id()
-                .strip_prefix(PLACEHOLDER_ID_PREFIX)
-                .and_then(|n| n.parse::<usize>().ok())
-                .and_then(|n| tiles.get(n)),
-            _ => None,
-        };
-        if let Some(tile) = placeholder {
-            if let Some(rect) =
-                IntRect::from_xywh(tile.x, tile.y, tile.pixmap.width(), tile.pixmap.height())
-            {
-                placed.push(rect);
-            }
-            continue;
-        }
-        if placed.is_empty() {
-            continue;
-        }
-        // Where this node may paint, in pixels: its stroke box and its layer box (which
-        // holds filters), rounded out by a pixel for anti-aliasing.
-        let stroke = node.abs_stroke_bounding_box();
-        let reach = match node.abs_layer_bounding_box() {
-            Some(layer) => stroke.join(&layer.to_rect()).unwrap_or(stroke),
-            None => stroke,
-        };
-        let Some(reach) = reach.transform(transform).and_then(|r| {
-            IntRect::from_ltrb(
-                r.left().floor() as i32 - 1,
-                r.top().floor() as i32 - 1,
-                r.right().ceil() as i32 + 1,
-                r.bottom().ceil() as i32 + 1,
-            )
-        }) else {
-            return false;
-        };
-        if placed.iter().any(|tile| tile.intersect(&reach).is_some()) {
-            return false;
-        }
-    }
-    true
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::text_tiles::Tiled;
-
-    fn rasterizer() -> Rasterizer {
-        let assets = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
-        let fonts = super::super::fonts::load(&assets.join("fonts")).unwrap();
-        Rasterizer::new(
-            fonts,
-            Arc::new(AssetImages::load(&assets.join("images")).unwrap()),
-        )
-    }
-
-    fn max_diff(a: &Pixmap, b: &Pixmap) -> u8 {
-        a.data()
-            .iter()
-            .zip(b.data())
-            .map(|(x, y)| x.abs_diff(*y))
-            .max()
-            .unwrap_or(0)
-    }
-
-    /// The text tiles of `svg` at scale 1, as a render would make them.
-    fn tile(rasterizer: &Rasterizer, svg: &str, width: u32, height: u32) -> Option<Tiled> {
-        let document = roxmltree::Document::parse(svg).unwrap();
-        rasterizer
-            .text_tiles
-            .tile(&rasterizer.tile_tools(), svg, &document, width, height, 1)
-    }
-
-    /// Per-channel differences: the largest, and the mean.
-    fn difference(a: &Pixmap, b: &Pixmap) -> (u8, f64) {
-        let diffs = a.data().iter().zip(b.data()).map(|(x, y)| x.abs_diff(*y));
-        let (max, sum) = diffs.fold((0, 0u64), |(max, sum), d| (max.max(d), sum + u64::from(d)));
-        (max, sum as f64 / a.data().len() as f64)
-    }
-
-    /// Plain texts of many kinds (sizes, weights, anchors, sub-pixel positions, opacity,
-    /// accents, kerning pairs), with `shift` added to every `x`.
-    fn plain_texts(shift: f32) -> String {
-        let texts = [
-            (
-                10.3,
-                30.7,
-                22,
-                700,
-                "start",
-                "#111827",
-                "1",
-                "Hi Zoë, €1,249.00",
-            ),
-            (
-                290.0,
-                58.0,
-                13,
-                400,
-                "end",
-                "#6b7280",
-                "1",
-                "Qty 2 · right aligned",
-            ),
-            (
-                150.0,
-                84.0,
-                15,
-                700,
-                "middle",
-                "#4f46e5",
-                "0.6",
-                "AV To Wa fi ffl Ç ñ ß",
-            ),
-            (12.0, 112.0, 40, 400, "start", "#0f766e", "1", "Åbç 1234"),
-            (
-                180.4,
-                108.2,
-                11,
-                400,
-                "start",
-                "#b91c1c",
-                "0.8",
-                "pâtisserie — « ok »",
-            ),
-        ];
-        let mut svg = String::from(
-            r##"<svg xmlns="http://www.w3.org/2000/svg" width="300" height="120" viewBox="0 0 300 120" font-family="Inter"><rect width="300" height="120" fill="#f8fafc"/>"##,
-        );
-        for (x, y, size, weight, anchor, fill, opacity, content) in texts {
-            svg.push_str(&format!(
-                r#"<text x="{}" y="{y}" font-size="{size}" font-weight="{weight}" text-anchor="{anchor}" fill="{fill}" fill-opacity="{opacity}">{content}</text>"#,
-                x + shift
-            ));
-        }
-        svg.push_str("</svg>");
-        svg
-    }
-
-    #[test]
-    fn texts_drawn_from_kept_glyphs_look_like_usvg_drawing_them() {
-        let rasterizer = rasterizer();
-        let svg = plain_texts(0.0);
-        let tiled = tile(&rasterizer, &svg, 300, 120).unwrap();
-        assert_eq!(
-            tiled.tiles.len(),
-            5,
-            "every text is drawn from glyphs at first sight"
-        );
-        for scale in [1, 2] {
-            let usvg_drawn = rasterizer
-                .rasterize_inner(&svg, 300, 120, scale, Arc::default(), false)
-                .unwrap();
-            let glyph_drawn = rasterizer
-                .rasterize_inner(&svg, 300, 120, scale, Arc::default(), true)
-                .unwrap();
-            // The yardstick: usvg drawing every text a quarter pixel to the right.
-            let shifted = rasterizer
-                .rasterize_inner(
-                    &plain_texts(0.25 / f32::from(scale)),
-                    300,
-                    120,
-                    scale,
-                    Arc::default(),
-                    false,
-                )
-                .unwrap();
-            let (max, mean) = difference(&usvg_drawn, &glyph_drawn);
-            let (_, shifted_mean) = difference(&usvg_drawn, &shifted);
-            // tiny-skia resolves edges to a quarter pixel across, so a glyph placed 1/32 px
-            // off can move an edge by one quarter-pixel column: 64 levels at most.
-            assert!(max <= 64, "scale {scale}: {max} levels off");
-            assert!(
-                mean < shifted_mean / 4.0,
-                "scale {scale}: mean difference {mean:.4}, a quarter-pixel shift gives {shifted_mean:.4}"
-            );
-        }
-    }
-
-    #[test]
-    fn texts_under_later_shapes_are_drawn_in_place() {
-        // The rectangle drawn after the first text covers part of it: drawing tiles last
-        // would put the text on top, so the render draws its texts in place.
-        let svg = plain_texts(0.0).replace(
-            "</svg>",
-            r##"<rect x="20" y="12" width="40" height="12" fill="#f59e0b"/></svg>"##,
-        );
-        let rasterizer = rasterizer();
-        for scale in [1, 2] {
-            let in_place = rasterizer
-                .rasterize_inner(&svg, 300, 120, scale, Arc::default(), false)
-                .unwrap();
-            for _ in 0..3 {
-                let render = rasterizer
-                    .rasterize_inner(&svg, 300, 120, scale, Arc::default(), true)
-                    .unwrap();
-                assert_eq!(max_diff(&render, &in_place), 0, "scale {scale}");
-            }
-        }
-    }
-
-    #[test]
-    fn texts_that_are_not_plain_are_tiled_once_they_come_back() {
-        let svg = r##"<svg xmlns="http://www.w3.org/2000/svg" width="300" height="120" viewBox="0 0 300 120" font-family="Inter">
-            <rect width="300" height="120" fill="#f8fafc"/>
-            <text x="40" y="100" font-size="15" fill="#4f46e5" fill-opacity="0.6" transform="rotate(-8 40 100)">tilted</text>
-            <text x="150" y="40" font-size="14" fill="#111827" letter-spacing="1.5">spaced out</text>
-        </svg>"##;
-        let rasterizer = rasterizer();
-        for scale in [1, 2] {
-            let in_place = rasterizer
-                .rasterize_inner(svg, 300, 120, scale, Arc::default(), false)
-                .unwrap();
-            let render = || {
-                rasterizer
-                    .rasterize_inner(svg, 300, 120, scale, Arc::default(), true)
-                    .unwrap()
-            };
-            // Seen once: drawn in place. Seen again: tiled. Then drawn from the kept tiles.
-            let (once, tiled, kept) = (render(), render(), render());
-            assert_eq!(max_diff(&once, &in_place), 0, "scale {scale}: seen once");
-            let off = max_diff(&in_place, &tiled);
-            assert!(off <= 2, "scale {scale}: tiles {off} levels off");
-            assert_eq!(max_diff(&tiled, &kept), 0, "scale {scale}: kept tiles");
-        }
-        let tiled = tile(&rasterizer, svg, 300, 120).unwrap();
-        assert_eq!(tiled.tiles.len(), 2);
-        assert!(!tiled.svg.contains("<text"));
-    }
-
-    #[test]
-    fn tiles_blend_like_tiny_skia() {
-        let mut canvas = Pixmap::new(40, 30).unwrap();
-        for (i, pixel) in canvas.pixels_mut().iter_mut().enumerate() {
-            let v = (i * 37 % 256) as u8;
-            *pixel =
-                resvg::tiny_skia::PremultipliedColorU8::from_rgba(v / 2, v / 3, v / 4, v / 2 + 100)
-                    .unwrap();
-        }
-        let mut tile = Pixmap::new(25, 20).unwrap();
-        for (i, pixel) in tile.pixels_mut().iter_mut().enumerate() {
-            let alpha = [0u8, 255, 1, 128, 200, 37][i % 6];
-            *pixel = resvg::tiny_skia::ColorU8::from_rgba(200, 30, 90, alpha).premultiply();
-        }
-        // Partly off the canvas on two sides.
-        let tile = Tile {
-            pixmap: tile,
-            x: 25,
-            y: -5,
-        };
-        let mut ours = canvas.clone();
-        draw_tile_over(&mut ours, &tile);
-        let mut theirs = canvas.clone();
-        theirs.draw_pixmap(
-            tile.x,
-            tile.y,
-            tile.pixmap.as_ref(),
-            &resvg::tiny_skia::PixmapPaint::default(),
-            Transform::identity(),
-            None,
-        );
-        assert!(
-            max_diff(&ours, &theirs) <= 1,
-            "{}",
-            max_diff(&ours, &theirs)
-        );
-        assert!(max_diff(&ours, &canvas) > 100, "the tile was drawn");
-    }
-
-    #[test]
-    fn texts_that_depend_on_more_than_their_markup_are_left_alone() {
-        let rasterizer = rasterizer();
-        let gradient = r##"<svg xmlns="http://www.w3.org/2000/svg" width="100" height="40"><defs><linearGradient id="g"><stop offset="0" stop-color="red"/></linearGradient></defs><text x="5" y="20" fill="url(#g)">x</text></svg>"##;
-        assert!(tile(&rasterizer, gradient, 100, 40).is_none());
-        let styled = r##"<svg xmlns="http://www.w3.org/2000/svg" width="100" height="40"><style>text{fill:red}</style><text x="5" y="20">x</text></svg>"##;
-        assert!(tile(&rasterizer, styled, 100, 40).is_none());
-        let view_box = r##"<svg xmlns="http://www.w3.org/2000/svg" width="100" height="40" viewBox="0 0 50 20"><text x="5" y="20">x</text></svg>"##;
-        assert!(tile(&rasterizer, view_box, 100, 40).is_none());
-    }
 
     #[test]
     fn sniffs_image_kinds() {

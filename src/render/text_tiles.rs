@@ -2,7 +2,7 @@
 //! exact place on the canvas — and the SVG gets a hidden placeholder `<image>` in its stead, so
 //! the rasterizer knows where the text sat in the painting order: it draws the tiles unscaled
 //! over the finished tree when nothing painted after a placeholder reaches into its tile, and
-//! otherwise draws that render's texts in place (see `svg.rs`).
+//! otherwise draws that render's texts in place (see [`super::tile_compositing`]).
 //!
 //! Plain texts ([`super::plain_text`]) are drawn from kept glyphs ([`super::glyph_text`]), which
 //! costs a fraction of shaping and filling every outline. Other texts are drawn by usvg in
@@ -12,12 +12,12 @@
 //! most texts repeat — labels, buttons, product names, prices — while a few carry the personal
 //! part (a greeting, a total). Texts that could depend on anything outside their own markup
 //! (`url(…)` paints, CSS, `<use>`, a viewBox that is not the plain size) are left as they are.
+//!
+//! This file decides which texts are tiled, writes the placeholders and keeps the tiles
+//! ([`TextTiles`]); drawing one tile is [`super::tile_drawing`].
 
-use super::glyph_text::GlyphText;
-use super::plain_text;
+use super::tile_drawing::{draw_glyph_tile, draw_tile, opening_tag, Tile, TileTools};
 use moka::sync::Cache;
-use resvg::tiny_skia::{Pixmap, Transform};
-use resvg::usvg;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,18 +29,11 @@ const TILE_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 const SEEN_ONCE_ENTRIES: u64 = 200_000;
 /// The `href` of placeholder images (hidden; it resolves to a transparent pixel so usvg keeps
 /// them in the tree, in order; see [`Tiled`]).
-pub(super) const PLACEHOLDER_HREF: &str = "opentime-text-tile:";
+pub(crate) const PLACEHOLDER_HREF: &str = "opentime-text-tile:";
 /// The `id` prefix of placeholder images; the number after it indexes [`Tiled::tiles`].
-pub(super) const PLACEHOLDER_ID_PREFIX: &str = "opentime-text-tile-";
+pub(crate) const PLACEHOLDER_ID_PREFIX: &str = "opentime-text-tile-";
 
-/// One text's pixels (premultiplied) and where they go, in output pixels.
-pub(super) struct Tile {
-    pub pixmap: Pixmap,
-    pub x: i32,
-    pub y: i32,
-}
-
-pub(super) struct TextTiles {
+pub(crate) struct TextTiles {
     tiles: Cache<u128, Arc<Tile>>,
     /// Texts seen once. A tile is kept only when its text comes back, so one-off texts such as
     /// totals do not push out the ones that repeat; a text that is not plain is drawn in place
@@ -69,28 +62,14 @@ impl Default for TextTiles {
 
 /// An SVG whose texts are replaced by placeholder images, and the tiles that go there: the
 /// placeholder with id `{PLACEHOLDER_ID_PREFIX}{n}` stands for `tiles[n]`.
-pub(super) struct Tiled {
-    pub svg: String,
-    pub tiles: Vec<Arc<Tile>>,
-}
-
-/// Makes the usvg parsing options a tile is drawn with (the rasterizer's own).
-pub(crate) trait ParsingOptions {
-    fn parsing_options(&self) -> usvg::Options<'_>;
-}
-
-/// What drawing a tile takes from the rasterizer: its parsing options (fonts), the kept-glyph
-/// drawer and the default font size.
-pub(crate) struct TileTools<'a> {
-    /// The parsing options, made only when a tile is drawn (a kept tile needs none).
-    pub options: &'a dyn ParsingOptions,
-    pub glyph_text: &'a GlyphText,
-    pub default_font_size: f32,
+pub(crate) struct Tiled {
+    pub(crate) svg: String,
+    pub(crate) tiles: Vec<Arc<Tile>>,
 }
 
 impl TextTiles {
     /// How many texts were found already drawn, and how many had to be drawn, so far.
-    pub(super) fn counts(&self) -> (u64, u64) {
+    pub(crate) fn counts(&self) -> (u64, u64) {
         (
             self.reused.load(Ordering::Relaxed),
             self.drawn.load(Ordering::Relaxed),
@@ -98,7 +77,7 @@ impl TextTiles {
     }
 
     /// Drops every kept tile (benchmarks measure the cold case with it).
-    pub(super) fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.tiles.invalidate_all();
         self.tiles.run_pending_tasks();
         self.seen_once.invalidate_all();
@@ -108,7 +87,7 @@ impl TextTiles {
     /// Replaces the eligible top-level texts of `svg` by their tiles (drawing the missing
     /// ones). `None` when nothing in this SVG can be tiled: render it as it is.
     /// `document` is `svg` parsed.
-    pub(super) fn tile(
+    pub(crate) fn tile(
         &self,
         tools: &TileTools<'_>,
         svg: &str,
@@ -162,18 +141,8 @@ impl TextTiles {
                 continue;
             }
             let key = tile_key(&root_tag, markup, pixel_width, pixel_height);
-            let glyph_drawn = || {
-                let plain = plain_text::read(text, root, tools.default_font_size)?;
-                let drawn =
-                    tools
-                        .glyph_text
-                        .draw(&plain, uniform_scale?, pixel_width, pixel_height)?;
-                Some(Tile {
-                    pixmap: drawn.pixmap,
-                    x: drawn.x,
-                    y: drawn.y,
-                })
-            };
+            let glyph_drawn =
+                || draw_glyph_tile(tools, text, root, uniform_scale, pixel_width, pixel_height);
             let tile = if let Some(tile) = self.tiles.get(&key) {
                 self.reused.fetch_add(1, Ordering::Relaxed);
                 tile
@@ -229,24 +198,6 @@ impl TextTiles {
     }
 }
 
-/// The root element's start tag, rebuilt from its attributes (namespaces included).
-fn opening_tag(root: &roxmltree::Node<'_, '_>) -> String {
-    let mut tag = String::from(r#"<svg xmlns="http://www.w3.org/2000/svg""#);
-    for attribute in root.attributes() {
-        if attribute.namespace().is_some() {
-            continue;
-        }
-        let value = attribute
-            .value()
-            .replace('&', "&amp;")
-            .replace('"', "&quot;")
-            .replace('<', "&lt;");
-        let _ = write!(tag, r#" {}="{}""#, attribute.name(), value);
-    }
-    tag.push('>');
-    tag
-}
-
 fn tile_key(root_tag: &str, markup: &str, pixel_width: u32, pixel_height: u32) -> u128 {
     let mut hasher = Xxh3::new();
     hasher.update(root_tag.as_bytes());
@@ -257,44 +208,53 @@ fn tile_key(root_tag: &str, markup: &str, pixel_width: u32, pixel_height: u32) -
     hasher.digest128()
 }
 
-/// Rasterizes one text alone, exactly where the whole block would put it, cropped to its
-/// pixels (with a pixel of margin).
-fn draw_tile(
-    options: &usvg::Options<'_>,
-    root_tag: &str,
-    markup: &str,
-    pixel_width: u32,
-    pixel_height: u32,
-) -> Option<Tile> {
-    let mini = format!("{root_tag}{markup}</svg>");
-    let tree = usvg::Tree::from_str(&mini, options).ok()?;
-    let size = tree.size();
-    let (sx, sy) = (
-        pixel_width as f32 / size.width(),
-        pixel_height as f32 / size.height(),
-    );
-    if !tree.root().has_children() {
-        return None;
-    }
-    let bounds = tree.root().abs_stroke_bounding_box();
-    let x0 = ((bounds.left() * sx).floor() as i32 - 1).max(0);
-    let y0 = ((bounds.top() * sy).floor() as i32 - 1).max(0);
-    let x1 = ((bounds.right() * sx).ceil() as i32 + 1).min(pixel_width as i32);
-    let y1 = ((bounds.bottom() * sy).ceil() as i32 + 1).min(pixel_height as i32);
-    if x1 <= x0 || y1 <= y0 {
-        return None;
-    }
-    let mut pixmap = Pixmap::new((x1 - x0) as u32, (y1 - y0) as u32)?;
-    let transform = Transform::from_scale(sx, sy).post_translate(-(x0 as f32), -(y0 as f32));
-    resvg::render(&tree, transform, &mut pixmap.as_mut());
-    Some(Tile {
-        pixmap,
-        x: x0,
-        y: y0,
-    })
-}
-
 /// A positive SVG length in user units.
 fn length(value: Option<&str>) -> Option<f64> {
     super::image_slots::length(value).filter(|n| *n > 0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{max_diff, rasterizer, tile};
+    use std::sync::Arc;
+
+    #[test]
+    fn texts_that_are_not_plain_are_tiled_once_they_come_back() {
+        let svg = r##"<svg xmlns="http://www.w3.org/2000/svg" width="300" height="120" viewBox="0 0 300 120" font-family="Inter">
+            <rect width="300" height="120" fill="#f8fafc"/>
+            <text x="40" y="100" font-size="15" fill="#4f46e5" fill-opacity="0.6" transform="rotate(-8 40 100)">tilted</text>
+            <text x="150" y="40" font-size="14" fill="#111827" letter-spacing="1.5">spaced out</text>
+        </svg>"##;
+        let rasterizer = rasterizer();
+        for scale in [1, 2] {
+            let in_place = rasterizer
+                .rasterize_inner(svg, 300, 120, scale, Arc::default(), false)
+                .unwrap();
+            let render = || {
+                rasterizer
+                    .rasterize_inner(svg, 300, 120, scale, Arc::default(), true)
+                    .unwrap()
+            };
+            // Seen once: drawn in place. Seen again: tiled. Then drawn from the kept tiles.
+            let (once, tiled, kept) = (render(), render(), render());
+            assert_eq!(max_diff(&once, &in_place), 0, "scale {scale}: seen once");
+            let off = max_diff(&in_place, &tiled);
+            assert!(off <= 2, "scale {scale}: tiles {off} levels off");
+            assert_eq!(max_diff(&tiled, &kept), 0, "scale {scale}: kept tiles");
+        }
+        let tiled = tile(&rasterizer, svg, 300, 120).unwrap();
+        assert_eq!(tiled.tiles.len(), 2);
+        assert!(!tiled.svg.contains("<text"));
+    }
+
+    #[test]
+    fn texts_that_depend_on_more_than_their_markup_are_left_alone() {
+        let rasterizer = rasterizer();
+        let gradient = r##"<svg xmlns="http://www.w3.org/2000/svg" width="100" height="40"><defs><linearGradient id="g"><stop offset="0" stop-color="red"/></linearGradient></defs><text x="5" y="20" fill="url(#g)">x</text></svg>"##;
+        assert!(tile(&rasterizer, gradient, 100, 40).is_none());
+        let styled = r##"<svg xmlns="http://www.w3.org/2000/svg" width="100" height="40"><style>text{fill:red}</style><text x="5" y="20">x</text></svg>"##;
+        assert!(tile(&rasterizer, styled, 100, 40).is_none());
+        let view_box = r##"<svg xmlns="http://www.w3.org/2000/svg" width="100" height="40" viewBox="0 0 50 20"><text x="5" y="20">x</text></svg>"##;
+        assert!(tile(&rasterizer, view_box, 100, 40).is_none());
+    }
 }

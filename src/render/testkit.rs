@@ -1,0 +1,96 @@
+//! Shared fixtures for the render's unit tests: a rasterizer with the shipped fonts and
+//! images, the text tiles a render would make of an SVG, the largest pixel difference, and a
+//! block of plain texts of many kinds. Test code only (the text tile tests sit beside the
+//! code they test, in several files, and all start from these).
+
+use super::assets::AssetImages;
+use super::svg::Rasterizer;
+use super::text_tiles::Tiled;
+use resvg::tiny_skia::Pixmap;
+use std::sync::Arc;
+
+/// A rasterizer with the fonts and images in `assets/`.
+pub(crate) fn rasterizer() -> Rasterizer {
+    let assets = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
+    let fonts = super::fonts::load(&assets.join("fonts")).unwrap();
+    Rasterizer::new(
+        fonts,
+        Arc::new(AssetImages::load(&assets.join("images")).unwrap()),
+    )
+}
+
+/// The largest per-channel difference between two pixmaps.
+pub(crate) fn max_diff(a: &Pixmap, b: &Pixmap) -> u8 {
+    a.data()
+        .iter()
+        .zip(b.data())
+        .map(|(x, y)| x.abs_diff(*y))
+        .max()
+        .unwrap_or(0)
+}
+
+/// The text tiles of `svg` at scale 1, as a render would make them (with the rasterizer's
+/// kept tiles).
+pub(crate) fn tile(rasterizer: &Rasterizer, svg: &str, width: u32, height: u32) -> Option<Tiled> {
+    let document = roxmltree::Document::parse(svg).unwrap();
+    rasterizer.tile_texts(svg, &document, width, height, 1)
+}
+
+/// Plain texts of many kinds (sizes, weights, anchors, sub-pixel positions, opacity,
+/// accents, kerning pairs), with `shift` added to every `x`.
+pub(crate) fn plain_texts(shift: f32) -> String {
+    let texts = [
+        (
+            10.3,
+            30.7,
+            22,
+            700,
+            "start",
+            "#111827",
+            "1",
+            "Hi Zoë, €1,249.00",
+        ),
+        (
+            290.0,
+            58.0,
+            13,
+            400,
+            "end",
+            "#6b7280",
+            "1",
+            "Qty 2 · right aligned",
+        ),
+        (
+            150.0,
+            84.0,
+            15,
+            700,
+            "middle",
+            "#4f46e5",
+            "0.6",
+            "AV To Wa fi ffl Ç ñ ß",
+        ),
+        (12.0, 112.0, 40, 400, "start", "#0f766e", "1", "Åbç 1234"),
+        (
+            180.4,
+            108.2,
+            11,
+            400,
+            "start",
+            "#b91c1c",
+            "0.8",
+            "pâtisserie — « ok »",
+        ),
+    ];
+    let mut svg = String::from(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="300" height="120" viewBox="0 0 300 120" font-family="Inter"><rect width="300" height="120" fill="#f8fafc"/>"##,
+    );
+    for (x, y, size, weight, anchor, fill, opacity, content) in texts {
+        svg.push_str(&format!(
+            r#"<text x="{}" y="{y}" font-size="{size}" font-weight="{weight}" text-anchor="{anchor}" fill="{fill}" fill-opacity="{opacity}">{content}</text>"#,
+            x + shift
+        ));
+    }
+    svg.push_str("</svg>");
+    svg
+}

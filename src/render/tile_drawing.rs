@@ -1,0 +1,164 @@
+//! Drawing one text's tile: a plain text from kept glyphs ([`draw_glyph_tile`]), any other
+//! text alone with usvg, exactly where the whole block would put it ([`draw_tile`]). Which
+//! texts get a tile, and which tiles are kept, is decided in [`super::text_tiles`]; putting
+//! the tiles on the canvas is [`super::tile_compositing`].
+//!
+//! A tile is drawn with what the rasterizer lends it ([`TileTools`], its parsing options
+//! behind [`ParsingOptions`]), so this module needs nothing from `svg.rs`.
+
+use super::glyph_text::GlyphText;
+use super::plain_text;
+use resvg::tiny_skia::{Pixmap, Transform};
+use resvg::usvg;
+use std::fmt::Write as _;
+
+/// One text's pixels (premultiplied) and where they go, in output pixels.
+pub(crate) struct Tile {
+    pub(crate) pixmap: Pixmap,
+    pub(crate) x: i32,
+    pub(crate) y: i32,
+}
+
+/// Makes the usvg parsing options a tile is drawn with (the rasterizer's own).
+pub(crate) trait ParsingOptions {
+    fn parsing_options(&self) -> usvg::Options<'_>;
+}
+
+/// What drawing a tile takes from the rasterizer: its parsing options (fonts), the kept-glyph
+/// drawer and the default font size.
+pub(crate) struct TileTools<'a> {
+    /// The parsing options, made only when a tile is drawn (a kept tile needs none).
+    pub(crate) options: &'a dyn ParsingOptions,
+    pub(crate) glyph_text: &'a GlyphText,
+    pub(crate) default_font_size: f32,
+}
+
+/// `text` (a child of `root`) drawn from kept glyphs, when it is a plain text and both axes
+/// scale alike (`uniform_scale`: glyphs are drawn unstretched); `None` otherwise.
+pub(crate) fn draw_glyph_tile(
+    tools: &TileTools<'_>,
+    text: roxmltree::Node<'_, '_>,
+    root: roxmltree::Node<'_, '_>,
+    uniform_scale: Option<f32>,
+    pixel_width: u32,
+    pixel_height: u32,
+) -> Option<Tile> {
+    let plain = plain_text::read(text, root, tools.default_font_size)?;
+    let drawn = tools
+        .glyph_text
+        .draw(&plain, uniform_scale?, pixel_width, pixel_height)?;
+    Some(Tile {
+        pixmap: drawn.pixmap,
+        x: drawn.x,
+        y: drawn.y,
+    })
+}
+
+/// The root element's start tag, rebuilt from its attributes (namespaces included).
+pub(crate) fn opening_tag(root: &roxmltree::Node<'_, '_>) -> String {
+    let mut tag = String::from(r#"<svg xmlns="http://www.w3.org/2000/svg""#);
+    for attribute in root.attributes() {
+        if attribute.namespace().is_some() {
+            continue;
+        }
+        let value = attribute
+            .value()
+            .replace('&', "&amp;")
+            .replace('"', "&quot;")
+            .replace('<', "&lt;");
+        let _ = write!(tag, r#" {}="{}""#, attribute.name(), value);
+    }
+    tag.push('>');
+    tag
+}
+
+/// Rasterizes one text alone, exactly where the whole block would put it, cropped to its
+/// pixels (with a pixel of margin).
+pub(crate) fn draw_tile(
+    options: &usvg::Options<'_>,
+    root_tag: &str,
+    markup: &str,
+    pixel_width: u32,
+    pixel_height: u32,
+) -> Option<Tile> {
+    let mini = format!("{root_tag}{markup}</svg>");
+    let tree = usvg::Tree::from_str(&mini, options).ok()?;
+    let size = tree.size();
+    let (sx, sy) = (
+        pixel_width as f32 / size.width(),
+        pixel_height as f32 / size.height(),
+    );
+    if !tree.root().has_children() {
+        return None;
+    }
+    let bounds = tree.root().abs_stroke_bounding_box();
+    let x0 = ((bounds.left() * sx).floor() as i32 - 1).max(0);
+    let y0 = ((bounds.top() * sy).floor() as i32 - 1).max(0);
+    let x1 = ((bounds.right() * sx).ceil() as i32 + 1).min(pixel_width as i32);
+    let y1 = ((bounds.bottom() * sy).ceil() as i32 + 1).min(pixel_height as i32);
+    if x1 <= x0 || y1 <= y0 {
+        return None;
+    }
+    let mut pixmap = Pixmap::new((x1 - x0) as u32, (y1 - y0) as u32)?;
+    let transform = Transform::from_scale(sx, sy).post_translate(-(x0 as f32), -(y0 as f32));
+    resvg::render(&tree, transform, &mut pixmap.as_mut());
+    Some(Tile {
+        pixmap,
+        x: x0,
+        y: y0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{plain_texts, rasterizer, tile};
+    use resvg::tiny_skia::Pixmap;
+    use std::sync::Arc;
+
+    /// Per-channel differences: the largest, and the mean.
+    fn difference(a: &Pixmap, b: &Pixmap) -> (u8, f64) {
+        let diffs = a.data().iter().zip(b.data()).map(|(x, y)| x.abs_diff(*y));
+        let (max, sum) = diffs.fold((0, 0u64), |(max, sum), d| (max.max(d), sum + u64::from(d)));
+        (max, sum as f64 / a.data().len() as f64)
+    }
+
+    #[test]
+    fn texts_drawn_from_kept_glyphs_look_like_usvg_drawing_them() {
+        let rasterizer = rasterizer();
+        let svg = plain_texts(0.0);
+        let tiled = tile(&rasterizer, &svg, 300, 120).unwrap();
+        assert_eq!(
+            tiled.tiles.len(),
+            5,
+            "every text is drawn from glyphs at first sight"
+        );
+        for scale in [1, 2] {
+            let usvg_drawn = rasterizer
+                .rasterize_inner(&svg, 300, 120, scale, Arc::default(), false)
+                .unwrap();
+            let glyph_drawn = rasterizer
+                .rasterize_inner(&svg, 300, 120, scale, Arc::default(), true)
+                .unwrap();
+            // The yardstick: usvg drawing every text a quarter pixel to the right.
+            let shifted = rasterizer
+                .rasterize_inner(
+                    &plain_texts(0.25 / f32::from(scale)),
+                    300,
+                    120,
+                    scale,
+                    Arc::default(),
+                    false,
+                )
+                .unwrap();
+            let (max, mean) = difference(&usvg_drawn, &glyph_drawn);
+            let (_, shifted_mean) = difference(&usvg_drawn, &shifted);
+            // tiny-skia resolves edges to a quarter pixel across, so a glyph placed 1/32 px
+            // off can move an edge by one quarter-pixel column: 64 levels at most.
+            assert!(max <= 64, "scale {scale}: {max} levels off");
+            assert!(
+                mean < shifted_mean / 4.0,
+                "scale {scale}: mean difference {mean:.4}, a quarter-pixel shift gives {shifted_mean:.4}"
+            );
+        }
+    }
+}
