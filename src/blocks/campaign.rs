@@ -4,7 +4,8 @@
 //! file — so a campaign either loads whole or not at all, and errors name `file:line`.
 
 use super::filters;
-use super::manifest::{self, Block, BlockKind, ManifestError};
+use super::manifest::{Block, BlockKind, ManifestError};
+use super::validate;
 use crate::context::ContextFields;
 use crate::render::{Fallback, Renderer};
 use crate::template_error::describe_tera_error;
@@ -98,7 +99,7 @@ impl Campaign {
         let manifest_path = dir.join(MANIFEST_FILE);
         let manifest_text =
             std::fs::read_to_string(&manifest_path).map_err(io_error(&manifest_path))?;
-        let blocks = manifest::parse(&manifest_text).map_err(|source| CampaignError::Manifest {
+        let blocks = validate::parse(&manifest_text).map_err(|source| CampaignError::Manifest {
             path: manifest_path.display().to_string(),
             source,
         })?;

@@ -12,11 +12,11 @@
 //! request = ["location"]      # facts about the open the template sees: client, location
 //! ```
 //! Unknown keys are an error, so a typo in a setting is caught by `opentime check`. Each block's
-//! settings are then checked, and their defaults applied, by `validate.rs`.
+//! settings are then checked, and their defaults applied, by `validate.rs`, which also holds
+//! [`parse`](super::validate::parse), the manifest's entry point.
 
 use super::links::Links;
 use super::suppress::Suppression;
-use super::validate;
 use crate::countdown::settings::CountdownSpec;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -51,9 +51,9 @@ pub enum CachePolicy {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ManifestFile {
+pub(super) struct ManifestFile {
     #[serde(default)]
-    blocks: BTreeMap<String, BlockSettings>,
+    pub(super) blocks: BTreeMap<String, BlockSettings>,
 }
 
 /// One block as written in `blocks.toml`.
@@ -150,46 +150,5 @@ impl Block {
         self.reads
             .as_ref()
             .is_none_or(|fields| fields.iter().any(|f| f == field))
-    }
-}
-
-/// Parses a manifest's text into its blocks, in name order.
-pub fn parse(text: &str) -> Result<Vec<Block>, ManifestError> {
-    let file: ManifestFile = toml::from_str(text)?;
-    file.blocks
-        .into_iter()
-        .map(|(name, settings)| validate::resolve(name, settings))
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn errors_name_the_block_and_the_problem() {
-        let error = parse("[blocks.x]\nkind = \"image\"\nwidth = 10\nheight = 10\n").unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "block `x`: needs `template` (the SVG template)"
-        );
-        let error =
-            parse("[blocks.x]\nkind = \"image\"\ntemplate = \"a.svg\"\nwidht = 1\n").unwrap_err();
-        assert!(
-            error.to_string().contains("unknown field `widht`"),
-            "{error}"
-        );
-        let error =
-            parse("[blocks.x]\nkind = \"image\"\ntemplate = \"a.svg\"\nwidth = 9000\nheight = 1\n")
-                .unwrap_err();
-        assert!(error.to_string().contains("width must be"), "{error}");
-        let error = parse(
-            "[blocks.x]\nkind = \"image\"\ntemplate = \"a.svg\"\nwidth = 9\nheight = 1\ncache = \"shared\"\n",
-        )
-        .unwrap_err();
-        assert!(
-            error.to_string().contains("cannot be cached as shared"),
-            "{error}"
-        );
     }
 }

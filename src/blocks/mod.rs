@@ -8,10 +8,10 @@
 mod campaign;
 mod catalog;
 mod filters;
-pub mod links;
-pub mod manifest;
+pub(crate) mod links;
+mod manifest;
 mod reload;
-pub mod suppress;
+pub(crate) mod suppress;
 mod validate;
 
 pub use campaign::{Campaign, CampaignError};

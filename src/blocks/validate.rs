@@ -1,11 +1,11 @@
-//! A block's settings as written in `blocks.toml`, checked feature by feature and turned into a
-//! [`Block`] with its defaults applied.
+//! A campaign's `blocks.toml` parsed ([`parse`]) and each block's settings checked feature by
+//! feature and turned into a [`Block`] with its defaults applied.
 //!
 //! [`resolve`] runs one step per feature; the first problem found is the one reported, so the
 //! steps keep their order.
 
 use super::links::Links;
-use super::manifest::{Block, BlockKind, BlockSettings, CachePolicy, ManifestError};
+use super::manifest::{Block, BlockKind, BlockSettings, CachePolicy, ManifestError, ManifestFile};
 use super::suppress::Suppression;
 use crate::countdown::settings::{
     CountdownSettingsText, CountdownSpec, DEFAULT_COUNTDOWN_MAX_AGE, MAX_COUNTDOWN_MAX_AGE,
@@ -24,6 +24,14 @@ const DEFAULT_MAX_AGE: u32 = 60;
 
 /// `time_bucket` of a block (not a countdown) that does not set one.
 const DEFAULT_TIME_BUCKET: u32 = 60;
+/// Parses a manifest's text into its blocks, in name order.
+pub(super) fn parse(text: &str) -> Result<Vec<Block>, ManifestError> {
+    let file: ManifestFile = toml::from_str(text)?;
+    file.blocks
+        .into_iter()
+        .map(|(name, settings)| resolve(name, settings))
+        .collect()
+}
 
 /// Checks block `name`'s settings and applies their defaults.
 pub(crate) fn resolve(name: String, s: BlockSettings) -> Result<Block, ManifestError> {
@@ -292,7 +300,8 @@ fn time_bucket(time_bucket: Option<u32>, countdown: bool) -> u32 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::manifest::{parse, CachePolicy};
+    use super::super::manifest::CachePolicy;
+    use super::parse;
 
     #[test]
     fn defaults_follow_what_the_block_reads() {
@@ -405,5 +414,37 @@ mod tests {
             let error = block(kind, extra).unwrap_err().to_string();
             assert!(error.contains(expected), "{extra}: {error}");
         }
+    }
+}
+
+#[cfg(test)]
+mod manifest_errors {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_block_and_the_problem() {
+        let error = parse("[blocks.x]\nkind = \"image\"\nwidth = 10\nheight = 10\n").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "block `x`: needs `template` (the SVG template)"
+        );
+        let error =
+            parse("[blocks.x]\nkind = \"image\"\ntemplate = \"a.svg\"\nwidht = 1\n").unwrap_err();
+        assert!(
+            error.to_string().contains("unknown field `widht`"),
+            "{error}"
+        );
+        let error =
+            parse("[blocks.x]\nkind = \"image\"\ntemplate = \"a.svg\"\nwidth = 9000\nheight = 1\n")
+                .unwrap_err();
+        assert!(error.to_string().contains("width must be"), "{error}");
+        let error = parse(
+            "[blocks.x]\nkind = \"image\"\ntemplate = \"a.svg\"\nwidth = 9\nheight = 1\ncache = \"shared\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("cannot be cached as shared"),
+            "{error}"
+        );
     }
 }

@@ -11,14 +11,14 @@ use std::io::Cursor;
 use std::sync::Arc;
 
 /// Most distinct remote images one render fetches; further slots get the placeholder.
-pub const MAX_REMOTE_IMAGES: usize = 16;
+pub(crate) const MAX_REMOTE_IMAGES: usize = 16;
 /// The placeholder's colour: the light grey of an empty image slot.
 const PLACEHOLDER_RGBA: [u8; 4] = [229, 231, 235, 255];
 const XLINK: &str = "http://www.w3.org/1999/xlink";
 
 /// One remote image as the SVG draws it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageSlot {
+pub(crate) struct ImageSlot {
     pub href: String,
     /// Pixels on the final raster (already times the block scale and `scale`).
     pub width: u32,
@@ -106,7 +106,7 @@ impl FetchedImages {
 
 /// The remote image slots of `svg`, one per distinct `href` (the largest size wins), in
 /// document order. `block_width` is the block's declared width: the SVG is stretched to it.
-pub fn find_slots(svg: &str, block_width: u32, scale: u8) -> Vec<ImageSlot> {
+pub(crate) fn find_slots(svg: &str, block_width: u32, scale: u8) -> Vec<ImageSlot> {
     let Ok(document) = roxmltree::Document::parse(svg) else {
         return Vec::new();
     };
@@ -118,7 +118,7 @@ pub fn find_slots(svg: &str, block_width: u32, scale: u8) -> Vec<ImageSlot> {
 
 /// The slots of shipped images (`href="asset:NAME"`) of an already parsed SVG, like
 /// [`find_slots`].
-pub fn asset_slots(
+pub(crate) fn asset_slots(
     document: &roxmltree::Document<'_>,
     block_width: u32,
     scale: u8,

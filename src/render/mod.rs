@@ -11,10 +11,10 @@ pub(crate) mod fallback;
 mod fonts;
 mod glyph_coverage;
 mod glyph_text;
-pub mod image_slots;
+pub(crate) mod image_slots;
 mod plain_text;
-pub mod png;
-pub mod svg;
+pub(crate) mod png;
+pub(crate) mod svg;
 #[cfg(test)]
 mod testkit;
 mod text_tiles;

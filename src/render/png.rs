@@ -7,18 +7,9 @@ use super::RenderError;
 use bytes::Bytes;
 use resvg::tiny_skia::Pixmap;
 
-pub fn encode(pixmap: &Pixmap) -> Result<Vec<u8>, RenderError> {
+/// A pixmap (premultiplied, as tiny-skia keeps it) as PNG bytes.
+pub(crate) fn encode(pixmap: &Pixmap) -> Result<Vec<u8>, RenderError> {
     encode_with(pixmap, png::Compression::Fast, png::Filter::Paeth)
-}
-
-/// Stored without compression: for images kept in memory and decoded on every render (text
-/// tiles), where decoding speed is all that counts.
-pub fn encode_uncompressed(pixmap: &Pixmap) -> Result<Vec<u8>, RenderError> {
-    encode_with(
-        pixmap,
-        png::Compression::NoCompression,
-        png::Filter::NoFilter,
-    )
 }
 
 fn encode_with(
@@ -48,22 +39,6 @@ fn encode_with(
         &straight
     };
     encode_straight(data, pixmap.width(), pixmap.height(), compression, filter)
-}
-
-/// Straight (not premultiplied) RGBA rows, stored without compression (see
-/// [`encode_uncompressed`]).
-pub fn encode_rgba_uncompressed(
-    rgba: &[u8],
-    width: u32,
-    height: u32,
-) -> Result<Vec<u8>, RenderError> {
-    encode_straight(
-        rgba,
-        width,
-        height,
-        png::Compression::NoCompression,
-        png::Filter::NoFilter,
-    )
 }
 
 fn encode_straight(

@@ -39,7 +39,7 @@ pub struct Rasterizer {
 }
 
 /// Guesses an image's kind from its first bytes.
-pub fn image_kind(bytes: Arc<Vec<u8>>) -> Option<ImageKind> {
+pub(crate) fn image_kind(bytes: Arc<Vec<u8>>) -> Option<ImageKind> {
     match bytes.as_slice() {
         [0x89, b'P', b'N', b'G', ..] => Some(ImageKind::PNG(bytes)),
         [0xFF, 0xD8, 0xFF, ..] => Some(ImageKind::JPEG(bytes)),
