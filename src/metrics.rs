@@ -110,7 +110,7 @@ impl Metrics {
         let image_placeholders = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "image_placeholders",
-            "Remote images shown as a placeholder, by reason",
+            "Product photos shown as a placeholder, by reason",
             image_placeholders.clone(),
         );
         let events_queued = Counter::default();

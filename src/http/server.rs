@@ -40,7 +40,7 @@ pub enum ServeError {
     #[error("assets: {0}")]
     Assets(#[from] RenderError),
     #[error("{0}")]
-    Live(#[from] SourcesError),
+    Sources(#[from] SourcesError),
     #[error("{0}")]
     Cors(#[from] CorsError),
     #[error("cannot listen on {addr}: {source}")]
@@ -106,7 +106,7 @@ pub async fn start_with_clock(args: ServeArgs, clock: Clock) -> Result<RunningSe
         geoip = %args.sources.geoip_db.as_deref().map_or("none (location from the context only)".into(), |p| p.display().to_string()),
         stores = sources.stores.len(),
         trusted_proxy_hops = args.trusted_proxy_hops,
-        "live data"
+        "sources"
     );
     let renderer = Arc::new(Renderer::load(&args.common.assets)?);
     let templates = args.common.templates.clone();

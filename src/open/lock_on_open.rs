@@ -73,7 +73,7 @@ pub(super) async fn stored(pipeline: &Pipeline, key: &str) -> Lookup {
         Ok(Ok(Some(json))) => match serde_json::from_str(&json) {
             Ok(input) => Lookup::Locked(input),
             Err(error) => {
-                tracing::warn!(%error, "unreadable lock; serving live");
+                tracing::warn!(%error, "unreadable lock; serving from the context");
                 Lookup::Unknown
             }
         },

@@ -36,7 +36,7 @@ pub(crate) async fn fetch(
         }
     }
     for (href, failure) in fetched.failures() {
-        tracing::debug!(href = %href, reason = failure.reason(), "remote image placeholder");
+        tracing::debug!(href = %href, reason = failure.reason(), "product photo placeholder");
     }
     fetched
 }

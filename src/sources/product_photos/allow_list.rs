@@ -21,9 +21,9 @@ use super::FetchError;
 /// Why an allow-list entry is not usable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AllowListError {
-    #[error("remote image host {0:?} is not a host name, `*.suffix` wildcard or IP address")]
+    #[error("product photo host {0:?} is not a host name, `*.suffix` wildcard or IP address")]
     BadPattern(String),
-    #[error("remote image private host {0:?} must be an exact host name or IP address")]
+    #[error("product photo private host {0:?} must be an exact host name or IP address")]
     BadPrivateHost(String),
 }
 
@@ -181,7 +181,7 @@ impl AllowList {
         if permitted.is_empty() {
             tracing::debug!(
                 host = raw_host,
-                "remote image host resolves only to forbidden addresses"
+                "product photo host resolves only to forbidden addresses"
             );
             return Err(FetchError::ForbiddenAddress);
         }

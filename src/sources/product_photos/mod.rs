@@ -202,7 +202,7 @@ pub enum ProductPhotoConfigError {
     AllowList(#[from] AllowListError),
     #[error("cannot build the image HTTP client: {0}")]
     Client(#[source] reqwest::Error),
-    #[error("remote image setting {0} must be greater than zero")]
+    #[error("product photo setting {0} must be greater than zero")]
     Zero(&'static str),
 }
 
@@ -356,7 +356,7 @@ impl ProductPhotos {
         let init = async move {
             let result = inner.fetch_and_prepare(parsed, width, height, fit).await;
             if let Err(error) = &result {
-                tracing::debug!(%error, "remote image unavailable");
+                tracing::debug!(%error, "product photo unavailable");
             }
             result
         };
