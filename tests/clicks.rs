@@ -13,12 +13,7 @@ use std::time::Duration;
 async fn clicks_go_to_the_items_link_and_anything_else_to_the_default() {
     let redis = RedisServer::start();
     redis.load_sample("alice", &sample_path("alice"));
-    let server = TestServer::builder()
-        .redis(&redis)
-        .channel_tokens(&[("sms", SMS_TOKEN), ("crm", CRM_TOKEN)])
-        .trusted_proxy_hops(0)
-        .start()
-        .await;
+    let server = server_with_channels(&redis, 0).await;
     redirects_follow_the_item_or_fall_back_to_the_default(&redis, &server).await;
     every_click_is_an_event(&redis).await;
     server.shutdown().await;

@@ -8,21 +8,11 @@ mod common;
 use common::*;
 use serde_json::json;
 
-/// A server on `redis` with the SMS and CRM channels.
-async fn server(redis: &RedisServer) -> TestServer {
-    TestServer::builder()
-        .redis(redis)
-        .channel_tokens(&[("sms", SMS_TOKEN), ("crm", CRM_TOKEN)])
-        .trusted_proxy_hops(0)
-        .start()
-        .await
-}
-
 #[tokio::test]
 async fn the_context_api_refuses_each_bad_input_with_a_4xx_and_writes_nothing() {
     let redis = RedisServer::start();
     redis.load_sample("alice", &sample_path("alice"));
-    let server = server(&redis).await;
+    let server = server_with_channels(&redis, 0).await;
     let before = redis.hgetall("alice");
     let context_url = server.url("/v1/context/alice");
     let sms = format!("Bearer {SMS_TOKEN}");
@@ -204,7 +194,7 @@ async fn the_context_api_refuses_each_bad_input_with_a_4xx_and_writes_nothing() 
 async fn what_a_channel_may_do_works_crm_writes_and_fields_and_contexts_are_deleted() {
     let redis = RedisServer::start();
     redis.load_sample("alice", &sample_path("alice"));
-    let server = server(&redis).await;
+    let server = server_with_channels(&redis, 0).await;
     let context_url = server.url("/v1/context/alice");
 
     // CRM writes, a field and the context are deleted.

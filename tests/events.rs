@@ -9,21 +9,11 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-/// A server on `redis` with the SMS and CRM channels, trusting `hops` proxies.
-async fn server(redis: &RedisServer, hops: usize) -> TestServer {
-    TestServer::builder()
-        .redis(redis)
-        .channel_tokens(&[("sms", SMS_TOKEN), ("crm", CRM_TOKEN)])
-        .trusted_proxy_hops(hops)
-        .start()
-        .await
-}
-
 #[tokio::test]
 async fn an_apple_proxy_prefetch_is_recorded_as_one() {
     let redis = RedisServer::start();
     redis.load_sample("alice", &sample_path("alice"));
-    let server = server(&redis, 1).await;
+    let server = server_with_channels(&redis, 1).await;
     let url = server.signed("demo/cart_locked.png", "alice");
 
     let prefetch = send(client().get(&url).header("x-forwarded-for", "17.58.0.1")).await;
@@ -48,7 +38,7 @@ async fn an_apple_proxy_prefetch_is_recorded_as_one() {
 async fn events_recorded_while_redis_is_down_are_written_when_it_returns() {
     let mut redis = RedisServer::start();
     redis.load_sample("alice", &sample_path("alice"));
-    let server = server(&redis, 0).await;
+    let server = server_with_channels(&redis, 0).await;
     let url = server.signed("demo/cart.png", "alice");
     let pixel = server.url(&format!("/open/demo.gif?s=alice&t={}", token("alice")));
 

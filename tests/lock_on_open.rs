@@ -7,16 +7,6 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 
-/// A server on `redis` with the SMS and CRM channels, trusting `hops` proxies.
-async fn server(redis: &RedisServer, hops: usize) -> TestServer {
-    TestServer::builder()
-        .redis(redis)
-        .channel_tokens(&[("sms", SMS_TOKEN), ("crm", CRM_TOKEN)])
-        .trusted_proxy_hops(hops)
-        .start()
-        .await
-}
-
 /// Alice's sample context with her cart changed to three tees.
 fn alice_with_three_tees() -> Value {
     let mut changed = sample("alice");
@@ -39,7 +29,7 @@ async fn open_locked_then_change_the_cart(redis: &RedisServer, server: &TestServ
 async fn a_locked_block_shows_the_first_open_after_the_context_changes() {
     let redis = RedisServer::start();
     redis.load_sample("alice", &sample_path("alice"));
-    let server = server(&redis, 0).await;
+    let server = server_with_channels(&redis, 0).await;
     let locked_url = server.signed("demo/cart_locked.png", "alice");
     let live_url = server.signed("demo/cart.png", "alice");
 
@@ -73,7 +63,7 @@ async fn a_locked_block_shows_the_first_open_after_the_context_changes() {
 async fn clicks_on_a_locked_block_go_where_the_locked_image_points() {
     let redis = RedisServer::start();
     redis.load_sample("alice", &sample_path("alice"));
-    let server = server(&redis, 0).await;
+    let server = server_with_channels(&redis, 0).await;
     open_locked_then_change_the_cart(&redis, &server).await;
 
     let click = |block: &str, item: usize| {
@@ -103,7 +93,7 @@ async fn clicks_on_a_locked_block_go_where_the_locked_image_points() {
 async fn simultaneous_first_opens_leave_one_lock_and_see_the_same_image() {
     let redis = RedisServer::start();
     redis.load_sample("alice", &sample_path("alice"));
-    let server = server(&redis, 0).await;
+    let server = server_with_channels(&redis, 0).await;
     let base = server.signed("demo/cart_locked.png", "alice");
     let opens = (0..8).map(|n| {
         let url = format!("{base}&v={n}");
@@ -135,7 +125,7 @@ async fn simultaneous_first_opens_leave_one_lock_and_see_the_same_image() {
 async fn an_apple_proxy_prefetch_does_not_lock_and_the_later_open_does() {
     let redis = RedisServer::start();
     redis.load_sample("alice", &sample_path("alice"));
-    let server = server(&redis, 1).await;
+    let server = server_with_channels(&redis, 1).await;
     let url = server.signed("demo/cart_locked.png", "alice");
 
     let prefetch = send(client().get(&url).header("x-forwarded-for", "17.58.0.1")).await;

@@ -122,12 +122,7 @@ fn a_missing_variant_keeps_the_campaign_from_loading() {
 async fn sms_upgrade_intent_suppresses_the_offer_on_the_next_open_and_the_open_is_shared() {
     let redis = RedisServer::start();
     redis.load_sample("alice", &sample_path("alice"));
-    let server = TestServer::builder()
-        .redis(&redis)
-        .channel_tokens(&[("sms", SMS_TOKEN), ("crm", CRM_TOKEN)])
-        .trusted_proxy_hops(0)
-        .start()
-        .await;
+    let server = server_with_channels(&redis, 0).await;
     let url = server.signed("demo/upgrade.png", "alice");
 
     let offer = the_offer_is_shown(&url).await;

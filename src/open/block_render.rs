@@ -1,15 +1,20 @@
-//! A block rendered for one input, synchronously: the template step (the suppressed variant,
-//! Tera → SVG or HTML, or a countdown's whole GIF) and the raster step (SVG → PNG with the
-//! photos fetched between the two). [`super::render_job`] runs the steps off the async threads
-//! with the photos in between; `opentime check`, the golden tests and the benches call
-//! [`render_block`] directly.
+//! A block rendered for one input, synchronously, in two steps:
+//! - the template step: the suppressed variant when the block is suppressed for this input
+//!   (`crate::blocks::suppress`; decided from the same input as the render, so the render cache
+//!   keeps each variant apart), else Tera → SVG or HTML, or a countdown's whole GIF;
+//! - the raster step: SVG → PNG with the product photos fetched between the two.
+//!
+//! [`super::render_job`] runs the steps off the async threads with the photos in between;
+//! `opentime check`, the golden tests and the benches call [`render_block`] directly.
 
 use super::error::BlockRenderError;
 use super::input::TemplateInput;
-use super::suppressed::{self, Suppressed};
+use crate::blocks::suppress::Instead;
 use crate::blocks::{Block, Campaign};
 use crate::countdown::{CountdownBlock, CountdownError, CountdownOpen};
-use crate::render::{FetchedImages, Format, Rendered, Renderer};
+use crate::render::{
+    transparent_png, FetchedImages, Format, RenderError, Rendered, Renderer, TRANSPARENT_GIF,
+};
 use bytes::Bytes;
 use std::sync::Arc;
 
@@ -22,6 +27,18 @@ pub(super) enum TemplateOutput {
     Done(Rendered),
 }
 
+/// One block to render: which, in which format and at which scale (1 = the declared size),
+/// for which input, with the renderer's fonts and images.
+#[derive(Clone, Copy)]
+pub(super) struct BlockRender<'a> {
+    pub renderer: &'a Renderer,
+    pub campaign: &'a Campaign,
+    pub block: &'a Block,
+    pub format: Format,
+    pub scale: u8,
+    pub input: &'a TemplateInput,
+}
+
 /// Renders `block` of `campaign` in `format` at `scale` (1 = the declared size) with no
 /// product photos (their slots draw nothing); [`super::render_job`] fetches them.
 pub fn render_block(
@@ -32,21 +49,30 @@ pub fn render_block(
     scale: u8,
     input: &TemplateInput,
 ) -> Result<Rendered, BlockRenderError> {
-    let output = template_output(renderer, campaign, block, format, scale, input)?;
+    let job = BlockRender {
+        renderer,
+        campaign,
+        block,
+        format,
+        scale,
+        input,
+    };
+    let output = template_output(job)?;
     finish(renderer, output, block, format, scale, Arc::default())
 }
 
 /// The first step: the block's template filled in (SVG or HTML text), or the finished
 /// suppressed variant when the block is suppressed for this input, or a countdown's GIF.
-pub(super) fn template_output(
-    renderer: &Renderer,
-    campaign: &Campaign,
-    block: &Block,
-    format: Format,
-    scale: u8,
-    input: &TemplateInput,
-) -> Result<TemplateOutput, BlockRenderError> {
-    match suppressed::variant(renderer, campaign, block, format, scale, input)? {
+pub(super) fn template_output(job: BlockRender<'_>) -> Result<TemplateOutput, BlockRenderError> {
+    let BlockRender {
+        renderer,
+        campaign,
+        block,
+        format,
+        scale,
+        input,
+    } = job;
+    match suppressed_variant(job)? {
         Some(Suppressed::Finished(rendered)) => return Ok(TemplateOutput::Done(rendered)),
         Some(Suppressed::Template(variant)) => {
             let rendered = render_block(renderer, campaign, &variant, format, scale, input)?;
@@ -130,4 +156,68 @@ pub(super) fn finish(
         bytes,
         content_type: format.content_type(),
     })
+}
+
+/// What a suppressed block shows instead.
+enum Suppressed {
+    /// A finished answer: nothing (HTML), an image file, a transparent pixel.
+    Finished(Rendered),
+    /// Another template of the block, rendered like the block itself.
+    Template(Box<Block>),
+}
+
+/// The suppressed variant when `block` is suppressed for `input`; `None` to render as usual.
+fn suppressed_variant(job: BlockRender<'_>) -> Result<Option<Suppressed>, BlockRenderError> {
+    let BlockRender {
+        renderer,
+        campaign,
+        block,
+        format,
+        scale,
+        input,
+    } = job;
+    let Some(suppression) = &block.suppression else {
+        return Ok(None);
+    };
+    if !suppression.applies(&input.to_tera_context(block)) {
+        return Ok(None);
+    }
+    if format == Format::Html {
+        return Ok(Some(Suppressed::Finished(Rendered {
+            bytes: Bytes::new(),
+            content_type: format.content_type(),
+        })));
+    }
+    let rendered = match &suppression.instead {
+        Instead::Template(template) => {
+            return Ok(Some(Suppressed::Template(Box::new(Block {
+                template: Some(template.clone()),
+                suppression: None,
+                ..block.clone()
+            }))));
+        }
+        Instead::Image(file) => {
+            let bytes = std::fs::read(campaign.dir.join(file))
+                .map_err(|e| RenderError::Assets(format!("{file}: {e}")))?;
+            let image = renderer.fallback(
+                Some((file.as_str(), bytes)),
+                block.width,
+                block.height,
+                String::new(),
+            )?;
+            Rendered {
+                bytes: image.image_for_scale(scale).clone(),
+                content_type: image.content_type,
+            }
+        }
+        Instead::Pixel if format == Format::Gif => Rendered {
+            bytes: Bytes::from_static(&TRANSPARENT_GIF),
+            content_type: "image/gif",
+        },
+        Instead::Pixel => Rendered {
+            bytes: transparent_png(1, 1)?,
+            content_type: "image/png",
+        },
+    };
+    Ok(Some(Suppressed::Finished(rendered)))
 }

@@ -27,7 +27,6 @@ mod pixel;
 mod query;
 pub(crate) mod render_job;
 mod subscriber_context;
-mod suppressed;
 mod verify;
 
 pub use block_render::render_block;

@@ -3,7 +3,7 @@
 //! deadline) → the raster step (blocking pool). CPU steps hold a render permit when the caller bounds
 //! concurrency; waiting for photos does not, so a slow image host cannot starve renders.
 
-use super::block_render::{self, TemplateOutput};
+use super::block_render::{self, BlockRender, TemplateOutput};
 use super::error::BlockRenderError;
 use super::input::TemplateInput;
 use super::photos;
@@ -65,14 +65,14 @@ pub(crate) async fn run(
     let (template_renderer, template_block) = (Arc::clone(&renderer), Arc::clone(&block));
     let (output, slots) = offload(move || {
         let _permit = permit;
-        let output = block_render::template_output(
-            &template_renderer,
-            &campaign,
-            &template_block,
+        let output = block_render::template_output(BlockRender {
+            renderer: &template_renderer,
+            campaign: &campaign,
+            block: &template_block,
             format,
             scale,
-            &input,
-        )?;
+            input: &input,
+        })?;
         let slots = match &output {
             TemplateOutput::Svg(svg) => image_slots::find_slots(svg, template_block.width, scale),
             TemplateOutput::Html(_) | TemplateOutput::Done(_) => Vec::new(),

@@ -214,3 +214,14 @@ impl TestServer {
         }
     }
 }
+
+/// A server on `redis` with the SMS and CRM channels of the ingest API, trusting
+/// `trusted_proxy_hops` proxies in front of it: the set-up of the omnichannel tests.
+pub async fn server_with_channels(redis: &RedisServer, trusted_proxy_hops: usize) -> TestServer {
+    TestServer::builder()
+        .redis(redis)
+        .channel_tokens(&[("sms", super::SMS_TOKEN), ("crm", super::CRM_TOKEN)])
+        .trusted_proxy_hops(trusted_proxy_hops)
+        .start()
+        .await
+}
