@@ -16,9 +16,7 @@ async fn an_apple_proxy_prefetch_is_recorded_as_one() {
     let server = server_with_channels(&redis, 1).await;
     let url = server.signed("demo/cart_locked.png", "alice");
 
-    let prefetch = send(client().get(&url).header("x-forwarded-for", "17.58.0.1")).await;
-    assert_eq!(prefetch.status, 200);
-    assert_eq!(prefetch.header("x-opentime-fallback"), None);
+    apple_prefetch(&url).await;
     assert!(
         eventually(Duration::from_secs(5), || async {
             redis.events().len() == 1

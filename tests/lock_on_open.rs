@@ -128,9 +128,7 @@ async fn an_apple_proxy_prefetch_does_not_lock_and_the_later_open_does() {
     let server = server_with_channels(&redis, 1).await;
     let url = server.signed("demo/cart_locked.png", "alice");
 
-    let prefetch = send(client().get(&url).header("x-forwarded-for", "17.58.0.1")).await;
-    assert_eq!(prefetch.status, 200);
-    assert_eq!(prefetch.header("x-opentime-fallback"), None);
+    apple_prefetch(&url).await;
     assert!(redis.keys("lock:*").is_empty(), "a prefetch does not lock");
 
     // The person opens later (from anywhere else): now it locks.

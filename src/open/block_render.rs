@@ -168,18 +168,11 @@ enum Suppressed {
 
 /// The suppressed variant when `block` is suppressed for `input`; `None` to render as usual.
 fn suppressed_variant(job: BlockRender<'_>) -> Result<Option<Suppressed>, BlockRenderError> {
-    let BlockRender {
-        renderer,
-        campaign,
-        block,
-        format,
-        scale,
-        input,
-    } = job;
+    let (block, format, scale) = (job.block, job.format, job.scale);
     let Some(suppression) = &block.suppression else {
         return Ok(None);
     };
-    if !suppression.applies(&input.to_tera_context(block)) {
+    if !suppression.applies(&job.input.to_tera_context(block)) {
         return Ok(None);
     }
     if format == Format::Html {
@@ -197,9 +190,9 @@ fn suppressed_variant(job: BlockRender<'_>) -> Result<Option<Suppressed>, BlockR
             }))));
         }
         Instead::Image(file) => {
-            let bytes = std::fs::read(campaign.dir.join(file))
+            let bytes = std::fs::read(job.campaign.dir.join(file))
                 .map_err(|e| RenderError::Assets(format!("{file}: {e}")))?;
-            let image = renderer.fallback(
+            let image = job.renderer.fallback(
                 Some((file.as_str(), bytes)),
                 block.width,
                 block.height,

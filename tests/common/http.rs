@@ -93,3 +93,12 @@ pub fn metric(text: &str, name: &str) -> f64 {
         .and_then(|value| value.trim().parse().ok())
         .unwrap_or(0.0)
 }
+
+/// Fetches `url` as Apple Mail Privacy Protection does (from a relay address, with one trusted
+/// proxy hop in front of the server) and checks it was served, not a fallback.
+pub async fn apple_prefetch(url: &str) -> Answer {
+    let prefetch = send(client().get(url).header("x-forwarded-for", "17.58.0.1")).await;
+    assert_eq!(prefetch.status, 200);
+    assert_eq!(prefetch.header("x-opentime-fallback"), None);
+    prefetch
+}
