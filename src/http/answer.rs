@@ -67,20 +67,23 @@ pub(super) fn rendered(
     target: &BlockTarget<'_>,
     request_headers: &HeaderMap,
 ) -> Response<Body> {
-    let caching = headers::for_render(opened, target.campaign, target.block, request_headers);
-    let mut response = if caching.not_modified {
-        let mut response = Response::new(Full::new(Bytes::new()));
+    let mut response = Response::new(Full::new(Bytes::new()));
+    let not_modified = headers::for_render(
+        opened,
+        target.campaign,
+        target.block,
+        request_headers,
+        response.headers_mut(),
+    );
+    if not_modified {
         *response.status_mut() = StatusCode::NOT_MODIFIED;
-        response
     } else {
         let render = &opened.render;
-        let mut response = Response::new(Full::new(render.bytes.clone()));
+        *response.body_mut() = Full::new(render.bytes.clone());
         response
             .headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static(render.content_type));
-        response
-    };
-    response.headers_mut().extend(caching.headers);
+    }
     response
 }
 

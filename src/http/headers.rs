@@ -27,29 +27,22 @@ pub(super) const IMAGE_FALLBACK: HeaderName = HeaderName::from_static("x-opentim
 pub(super) const SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
 pub(super) const CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
 
-/// The caching side of a rendered block's answer.
-#[derive(Debug)]
-pub(super) struct RenderedCaching {
-    /// Answer 304 with no body: the client's copy (by `ETag` or by date) is current.
-    pub not_modified: bool,
-    pub headers: HeaderMap,
-}
-
-/// Decides every caching header of a rendered block, and whether it is a 304.
+/// Sets every caching header of a rendered block into `headers`, and says whether the answer
+/// is a 304 with no body (the client's copy, by `ETag` or by date, is current).
 pub(super) fn for_render(
     opened: &Opened,
     campaign: &str,
     block: &str,
     request: &HeaderMap,
-) -> RenderedCaching {
+    headers: &mut HeaderMap,
+) -> bool {
     let render = &opened.render;
-    let mut headers = HeaderMap::new();
     if let Ok(value) = HeaderValue::from_str(&render.etag) {
         headers.insert(ETAG, value);
     }
-    add_surrogate_keys(&mut headers, campaign, block);
+    add_surrogate_keys(headers, campaign, block);
     if opened.depends_on.user_agent {
-        add_vary(&mut headers, "User-Agent");
+        add_vary(headers, "User-Agent");
     }
     let etag_matches = if_none_match_hits(request, &render.etag);
     if let Some(reason) = &render.image_fallback {
@@ -57,16 +50,16 @@ pub(super) fn for_render(
         if let Ok(value) = HeaderValue::from_str(reason) {
             headers.insert(IMAGE_FALLBACK, value);
         }
-        return caching(etag_matches, headers);
+        return etag_matches;
     }
     let shared = matches!(opened.policy, CachePolicy::Shared { .. });
     if shared && opened.depends_on.client_address {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        return caching(etag_matches, headers);
+        return etag_matches;
     }
     headers.insert(CACHE_CONTROL, cache_control(opened.policy));
     if !shared {
-        return caching(etag_matches, headers);
+        return etag_matches;
     }
     let modified = DateTime::<Utc>::from(
         opened
@@ -82,14 +75,7 @@ pub(super) fn for_render(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| DateTime::parse_from_rfc2822(v.trim()).ok())
             .is_some_and(|since| since.timestamp() >= modified.timestamp());
-    caching(etag_matches || unmodified_since, headers)
-}
-
-fn caching(not_modified: bool, headers: HeaderMap) -> RenderedCaching {
-    RenderedCaching {
-        not_modified,
-        headers,
-    }
+    etag_matches || unmodified_since
 }
 
 /// The caching headers of a block's fallback: never stored, the reason said, purgeable.
@@ -195,6 +181,13 @@ mod tests {
         }
     }
 
+    /// The caching headers of `opened` for `request`, and whether it is a 304.
+    fn caching(opened: &Opened, request: &HeaderMap) -> (HeaderMap, bool) {
+        let mut headers = HeaderMap::new();
+        let not_modified = for_render(opened, "demo", "cart", request, &mut headers);
+        (headers, not_modified)
+    }
+
     fn request(pairs: &[(HeaderName, &'static str)]) -> HeaderMap {
         let mut headers = HeaderMap::new();
         for (name, value) in pairs {
@@ -247,37 +240,31 @@ mod tests {
             CachePolicy::Shared { max_age: 60 },
             RequestDependence::default(),
         );
-        let answer = for_render(&shared, "demo", "cart", &HeaderMap::new());
-        assert_eq!(
-            answer.headers[LAST_MODIFIED],
-            "Wed, 25 Nov 2026 15:04:05 GMT"
-        );
-        assert_eq!(
-            answer.headers[CACHE_CONTROL],
-            "public, max-age=60, s-maxage=60"
-        );
-        assert!(!answer.not_modified);
+        let answer = caching(&shared, &HeaderMap::new());
+        assert_eq!(answer.0[LAST_MODIFIED], "Wed, 25 Nov 2026 15:04:05 GMT");
+        assert_eq!(answer.0[CACHE_CONTROL], "public, max-age=60, s-maxage=60");
+        assert!(!answer.1);
 
         let same = [(IF_MODIFIED_SINCE, "Wed, 25 Nov 2026 15:04:05 GMT")];
-        assert!(for_render(&shared, "demo", "cart", &request(&same)).not_modified);
+        assert!(caching(&shared, &request(&same)).1);
         let earlier = [(IF_MODIFIED_SINCE, "Wed, 25 Nov 2026 15:04:04 GMT")];
-        assert!(!for_render(&shared, "demo", "cart", &request(&earlier)).not_modified);
+        assert!(!caching(&shared, &request(&earlier)).1);
         // If-None-Match decides alone when present.
         let both = [
             (IF_MODIFIED_SINCE, "Wed, 25 Nov 2026 15:04:05 GMT"),
             (IF_NONE_MATCH, "\"other\""),
         ];
-        assert!(!for_render(&shared, "demo", "cart", &request(&both)).not_modified);
+        assert!(!caching(&shared, &request(&both)).1);
 
         let personal = opened(CachePolicy::Personalized, RequestDependence::default());
-        let answer = for_render(&personal, "demo", "cart", &request(&same));
-        assert!(!answer.headers.contains_key(LAST_MODIFIED));
-        assert!(!answer.not_modified);
-        assert_eq!(answer.headers[CACHE_CONTROL], "no-cache");
-        let etag = answer.headers[ETAG].to_str().unwrap().to_owned();
+        let answer = caching(&personal, &request(&same));
+        assert!(!answer.0.contains_key(LAST_MODIFIED));
+        assert!(!answer.1);
+        assert_eq!(answer.0[CACHE_CONTROL], "no-cache");
+        let etag = answer.0[ETAG].to_str().unwrap().to_owned();
         let mut by_etag = HeaderMap::new();
         by_etag.insert(IF_NONE_MATCH, HeaderValue::from_str(&etag).unwrap());
-        assert!(for_render(&personal, "demo", "cart", &by_etag).not_modified);
+        assert!(caching(&personal, &by_etag).1);
     }
 
     #[test]
@@ -287,10 +274,10 @@ mod tests {
             client_address: true,
         };
         let shared = opened(CachePolicy::Shared { max_age: 60 }, by_request);
-        let answer = for_render(&shared, "demo", "cart", &HeaderMap::new());
-        assert_eq!(answer.headers[VARY], "User-Agent");
-        assert_eq!(answer.headers[CACHE_CONTROL], "no-cache");
-        assert!(!answer.headers.contains_key(LAST_MODIFIED));
+        let answer = caching(&shared, &HeaderMap::new());
+        assert_eq!(answer.0[VARY], "User-Agent");
+        assert_eq!(answer.0[CACHE_CONTROL], "no-cache");
+        assert!(!answer.0.contains_key(LAST_MODIFIED));
 
         let mut degraded = opened(
             CachePolicy::Shared { max_age: 60 },
@@ -302,9 +289,9 @@ mod tests {
         })
         .with_image_fallback(Some("1 timeout".into()));
         degraded.render = Arc::new(render);
-        let answer = for_render(&degraded, "demo", "cart", &HeaderMap::new());
-        assert_eq!(answer.headers[CACHE_CONTROL], "no-store");
-        assert_eq!(answer.headers[IMAGE_FALLBACK], "1 timeout");
-        assert!(!answer.headers.contains_key(VARY));
+        let answer = caching(&degraded, &HeaderMap::new());
+        assert_eq!(answer.0[CACHE_CONTROL], "no-store");
+        assert_eq!(answer.0[IMAGE_FALLBACK], "1 timeout");
+        assert!(!answer.0.contains_key(VARY));
     }
 }
