@@ -89,10 +89,16 @@ fn demo_blocks_match_their_golden_images() {
         let samples = campaign.samples().expect("samples");
         for block in campaign.blocks().filter(|b| b.kind == BlockKind::Image) {
             for (sample, fields) in &samples {
-                let mut input =
-                    TemplateInput::for_block(block, fields, Some(sample), at, Default::default());
                 // Blocks that read `location` see the sample's own, and the demo stores.
-                opentime::open::add_opener_facts(&mut input, block, &offline, &live);
+                let input = opentime::open::from_context(
+                    block,
+                    fields,
+                    Some(sample),
+                    at,
+                    Default::default(),
+                    &offline,
+                    &live,
+                );
                 let rendered = opentime::open::render_block(
                     catalog.renderer(),
                     &campaign,

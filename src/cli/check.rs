@@ -5,9 +5,7 @@ use super::CliError;
 use crate::blocks::{BlockKind, Catalog};
 use crate::config::CheckArgs;
 use crate::context::ContextFields;
-use crate::open::{
-    add_opener_facts, render_block, BlockRenderError, Opener, RenderInput, TemplateInput,
-};
+use crate::open::{from_context, render_block, BlockRenderError, Opener, RenderInput};
 use crate::render::{Format, Renderer};
 use crate::sources::mail_clients::ClientKind;
 use crate::sources::Sources;
@@ -48,9 +46,15 @@ pub fn run_check(args: &CheckArgs) -> Result<(), CliError> {
                 formats.push(Format::Html);
             }
             for (sample, fields) in &samples {
-                let mut input =
-                    TemplateInput::for_block(block, fields, Some(sample), now, BTreeMap::new());
-                add_opener_facts(&mut input, block, &opener, &sources);
+                let input = from_context(
+                    block,
+                    fields,
+                    Some(sample),
+                    now,
+                    BTreeMap::new(),
+                    &opener,
+                    &sources,
+                );
                 for &format in &formats {
                     let started = Instant::now();
                     let geo = sources.geo.is_some();

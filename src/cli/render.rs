@@ -8,7 +8,7 @@ use crate::blocks::Campaign;
 use crate::config::RenderArgs;
 use crate::context::ContextFields;
 use crate::open::render_job::{self, RenderJob, RenderJobError};
-use crate::open::{add_opener_facts, Opener, RenderInput, TemplateInput};
+use crate::open::{from_context, Opener, RenderInput};
 use crate::render::{Format, Renderer};
 use crate::sources::mail_clients::ClientKind;
 use crate::sources::Sources;
@@ -63,8 +63,15 @@ pub fn run_render(args: &RenderArgs) -> Result<(), CliError> {
     };
     let query = parse_query_pairs(&args.query)?;
     let opener = Opener::offline(client);
-    let mut input = TemplateInput::for_block(&block, &fields, Some(&args.subscriber), at, query);
-    add_opener_facts(&mut input, &block, &opener, &sources);
+    let input = from_context(
+        &block,
+        &fields,
+        Some(&args.subscriber),
+        at,
+        query,
+        &opener,
+        &sources,
+    );
     let decided = RenderInput::decide(
         &campaign,
         &block,

@@ -230,12 +230,7 @@ impl Remaining {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn utc(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s)
-            .expect("test literal")
-            .with_timezone(&Utc)
-    }
+    use crate::countdown::testkit::utc;
 
     fn parse(until: &str, tz: Option<&str>) -> Result<DateTime<Utc>, DeadlineError> {
         parse_deadline(until, tz, DstPolicy::Compatible)

@@ -192,15 +192,28 @@ impl RequestDependence {
     }
 }
 
+/// One open of `block` as its template will see it, before [`RenderInput::decide`]: the
+/// context `fields` it reads, the subscriber, `now` in its time bucket, the template query,
+/// and the opener facts it declares. The server, `opentime render` and `opentime check` all
+/// build inputs here.
+pub fn from_context(
+    block: &Block,
+    fields: &ContextFields,
+    subscriber: Option<&str>,
+    now: DateTime<Utc>,
+    query: BTreeMap<String, String>,
+    opener: &Opener,
+    sources: &Sources,
+) -> TemplateInput {
+    let mut input = TemplateInput::for_block(block, fields, subscriber, now, query);
+    add_opener_facts(&mut input, block, opener, sources);
+    input
+}
+
 /// Adds to `input` what `block` declared it reads about the open: `client`; `location`
 /// (the context's `location` field when the block reads it, else the IP through the
 /// MaxMind database unless an image proxy fetched, else unknown) and the stores nearest to it.
-pub fn add_opener_facts(
-    input: &mut TemplateInput,
-    block: &Block,
-    opener: &Opener,
-    sources: &Sources,
-) {
+fn add_opener_facts(input: &mut TemplateInput, block: &Block, opener: &Opener, sources: &Sources) {
     if block.reads_client {
         input.client = Some(opener.client);
     }

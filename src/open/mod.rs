@@ -31,7 +31,7 @@ mod verify;
 
 pub use block_render::render_block;
 pub use error::{BlockRenderError, OpenError};
-pub use input::{add_opener_facts, RenderInput, RequestDependence, TemplateInput};
+pub use input::{from_context, RenderInput, RequestDependence, TemplateInput};
 pub use opener::Opener;
 
 use crate::blocks::{Block, BlockKind, CachePolicy, Campaign, Catalog};
@@ -240,15 +240,15 @@ impl Pipeline {
             (Some(subscriber), true) => subscriber_context::load(self, subscriber).await?,
             _ => crate::context::ContextFields::new(),
         };
-        let mut input = TemplateInput::for_block(
+        Ok(input::from_context(
             block,
             &fields,
             subscriber.map(SubscriberId::as_str),
             self.clock.now(),
             query,
-        );
-        add_opener_facts(&mut input, block, opener, &self.sources);
-        Ok(input)
+            opener,
+            &self.sources,
+        ))
     }
 
     fn failed(&self, found: &FoundBlock, error: OpenError, scale: u8) -> OpenOutcome {

@@ -74,17 +74,23 @@ fn render_offline_with(
         Campaign::load(&repo().join("templates").join(campaign), &renderer).expect("campaign");
     let block = campaign.block(block).expect("block");
     let fields = fields.as_object().cloned().unwrap_or_default();
-    let mut input = TemplateInput::for_block(
-        block,
-        &fields,
-        Some(subscriber),
-        chrono::Utc::now(),
-        Default::default(),
-    );
-    if let Some(client) = client {
-        let live = opentime::sources::Sources::defaults().expect("live sources");
-        open::add_opener_facts(&mut input, block, &Opener::offline(client), &live);
-    }
+    let now = chrono::Utc::now();
+    let input = match client {
+        Some(client) => {
+            let sources = opentime::sources::Sources::defaults().expect("sources");
+            let opener = Opener::offline(client);
+            open::from_context(
+                block,
+                &fields,
+                Some(subscriber),
+                now,
+                Default::default(),
+                &opener,
+                &sources,
+            )
+        }
+        None => TemplateInput::for_block(block, &fields, Some(subscriber), now, Default::default()),
+    };
     opentime::open::render_block(&renderer, &campaign, block, Format::Png, 1, &input)
         .expect("render")
         .bytes
