@@ -10,6 +10,7 @@
 //! reads = ["profile", "cart"] # context fields the block reads; [] = a shared block
 //! fallback = "fallback/cart.svg"
 //! request = ["location"]      # facts about the open the template sees: client, location
+//! query = ["color"]           # URL query parameters the template sees as `query.NAME`
 //! ```
 //! Unknown keys are an error, so a typo in a setting is caught by `opentime check`. Each block's
 //! settings are then checked, and their defaults applied, by `validate.rs`, which also holds
@@ -79,6 +80,8 @@ pub(crate) struct BlockSettings {
     pub(crate) time_bucket: Option<u32>,
     /// Facts about the open the templates see: `client` and/or `location`.
     pub(crate) request: Option<Vec<String>>,
+    /// The URL query parameters the templates see (`query.NAME`); all others are ignored.
+    pub(crate) query: Option<Vec<String>>,
     /// Tera expression; when true the block shows its suppressed variant (see `suppress.rs`).
     pub(crate) suppress_if: Option<String>,
     pub(crate) suppressed_template: Option<String>,
@@ -137,12 +140,22 @@ pub struct Block {
     pub links: Option<std::sync::Arc<Links>>,
     /// A countdown block's settings (`kind = "countdown"` only).
     pub countdown: Option<std::sync::Arc<CountdownSpec>>,
+    /// The URL query parameters the templates see, and so the only ones in the render key
+    /// (besides a countdown's own `until`, `tz`, `lang` and `first_frame`).
+    pub query_keys: Vec<String>,
 }
 
 impl Block {
     /// Whether the block reads any personal context.
     pub fn reads_context(&self) -> bool {
         self.reads.as_ref().is_none_or(|fields| !fields.is_empty())
+    }
+
+    /// Whether the URL query parameter `key` reaches this block's render (and its cache key):
+    /// the keys it declares in `query = [...]`, and a countdown's own parameters.
+    pub fn reads_query_key(&self, key: &str) -> bool {
+        self.query_keys.iter().any(|k| k == key)
+            || (self.countdown.is_some() && crate::countdown::QUERY_KEYS.contains(&key))
     }
 
     /// Whether `field` is visible to this block's templates.

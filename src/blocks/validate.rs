@@ -56,7 +56,9 @@ pub(crate) fn resolve(name: String, s: BlockSettings) -> Result<Block, ManifestE
     .map_err(invalid)?;
     let lock_ttl = lock_ttl(s.lock.as_deref(), s.lock_ttl, reads_context).map_err(invalid)?;
     let links = links(s.link.as_deref(), s.link_hosts, s.default_link).map_err(invalid)?;
+    let query_keys = query_keys(s.query).map_err(invalid)?;
     Ok(Block {
+        query_keys,
         suppression,
         lock_ttl,
         links,
@@ -221,6 +223,30 @@ fn request(request: Option<&[String]>) -> Result<(bool, bool), String> {
         request.iter().any(|fact| fact == "client"),
         request.iter().any(|fact| fact == "location"),
     ))
+}
+
+/// `query`: the URL query parameters the templates may read. Names are short and plain;
+/// `s`, `t` and `scale` are opentime's own and cannot be declared.
+fn query_keys(query: Option<Vec<String>>) -> Result<Vec<String>, String> {
+    let keys = query.unwrap_or_default();
+    for key in &keys {
+        let plain = !key.is_empty()
+            && key.len() <= 64
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        if !plain {
+            return Err(format!(
+                "query = [{key:?}]: parameter names use a-z, A-Z, 0-9, _, - and . (at most 64)"
+            ));
+        }
+        if matches!(key.as_str(), "s" | "t" | "scale") {
+            return Err(format!(
+                "query = [{key:?}]: `s`, `t` and `scale` are opentime's own parameters"
+            ));
+        }
+    }
+    Ok(keys)
 }
 
 /// `token`: required by default when the block reads context; a warning when turned off there.

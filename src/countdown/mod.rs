@@ -31,6 +31,7 @@ pub use deadline::{parse_deadline, DeadlineError, DstPolicy, Remaining, UnitVisi
 pub use frame_template::{FrameError, FrameTemplate};
 pub use frames::{CountdownFrames, FramePlan, Strategy};
 pub use labels::{LabelStyle, Lang, UnknownLanguage};
+pub(crate) use settings::QUERY_KEYS;
 pub use settings::{CountdownRequest, CountdownSpec};
 
 pub use crate::gif::Looping;

@@ -26,6 +26,8 @@ pub(crate) const QUERY_TZ: &str = "tz";
 pub(crate) const QUERY_LANG: &str = "lang";
 /// Set by the HTTP layer (Outlook for Windows shows only the first frame).
 pub(crate) const QUERY_FIRST_FRAME: &str = "first_frame";
+/// Every query parameter a countdown reads; the only ones that reach its render and key.
+pub(crate) const QUERY_KEYS: [&str; 4] = [QUERY_UNTIL, QUERY_TZ, QUERY_LANG, QUERY_FIRST_FRAME];
 
 /// The raw countdown settings of one block in `blocks.toml`.
 #[derive(Debug, Clone, Default)]

@@ -49,15 +49,17 @@ pub struct TemplateInput {
 }
 
 impl TemplateInput {
-    /// Builds the input for `block`, keeping only the context fields it reads and rounding
-    /// `now` down to its time bucket.
+    /// Builds the input for `block`, keeping only the context fields and query parameters it
+    /// reads (others never reach the template or split the render key) and rounding `now`
+    /// down to its time bucket.
     pub fn for_block(
         block: &Block,
         context: &ContextFields,
         subscriber: Option<&str>,
         now: DateTime<Utc>,
-        query: BTreeMap<String, String>,
+        mut query: BTreeMap<String, String>,
     ) -> Self {
+        query.retain(|key, _| block.reads_query_key(key));
         let ctx = context
             .iter()
             .filter(|(field, _)| block.reads_field(field))
