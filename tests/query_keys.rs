@@ -35,7 +35,7 @@ async fn banner_server() -> TestServer {
     std::fs::write(demo.join("banner.svg"), BANNER_SVG).expect("template");
     TestServer::builder()
         .embedded_store()
-        .templates(&templates.path().to_owned())
+        .templates(templates.path())
         .keep(templates)
         .start()
         .await
