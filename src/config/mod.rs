@@ -232,7 +232,15 @@ impl ServeArgs {
             ));
         }
         self.common.public_base()?;
-        self.common.signer()?;
+        let signer = self.common.signer()?;
+        if signer.is_development() && !self.listen.ip().is_loopback() {
+            return Err(invalid(
+                "OPENTIME_SECRET",
+                "not set: tokens would be signed with the public development secret, so \
+                 anyone could forge them; a server on a non-loopback address needs a secret \
+                 (32+ random bytes), or listen on 127.0.0.1",
+            ));
+        }
         self.channel_tokens()?;
         Ok(())
     }
@@ -384,7 +392,12 @@ fn apply_settings(
                 known = true;
                 let (id, text) = (id.clone(), text.clone());
                 command = command.mut_subcommand(name, move |sub| {
-                    sub.mut_arg(id, move |arg| arg.default_value(text))
+                    sub.mut_arg(id, move |arg| {
+                        // A secret from the file is a default like any other, but `--help`
+                        // must never print it.
+                        let secret = arg.is_hide_env_values_set();
+                        arg.default_value(text).hide_default_value(secret)
+                    })
                 });
             }
         }
@@ -446,6 +459,45 @@ mod tests {
         assert!(
             !error.contains("tiny-tok"),
             "the token is not echoed: {error}"
+        );
+    }
+
+    #[test]
+    fn a_public_listener_needs_a_secret() {
+        let mut args = ServeArgs::with_dirs(Path::new("templates"), Path::new("assets"));
+        assert!(
+            args.validate().is_ok(),
+            "loopback without a secret is for development"
+        );
+        args.listen = "0.0.0.0:8080".parse().unwrap();
+        let error = args.validate().unwrap_err().to_string();
+        assert!(error.starts_with("OPENTIME_SECRET:"), "{error}");
+        args.common.secret = Some("a-real-secret-of-thirty-two-bytes-or-more".into());
+        assert!(args.validate().is_ok());
+    }
+
+    #[test]
+    fn help_never_prints_a_secret_from_the_file() {
+        let settings: toml::Table =
+            "secret = \"file-secret-0123456789abcdef0123456789\"\ndeadline-ms = 900"
+                .parse()
+                .unwrap();
+        let mut command = apply_settings(Cli::command(), &settings, Path::new("t.toml")).unwrap();
+        let help = command
+            .find_subcommand_mut("serve")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(!help.contains("file-secret"), "{help}");
+        assert!(help.contains("900"), "other file defaults are still shown");
+        let matches = command.get_matches_from(["opentime", "serve"]);
+        let Command::Serve(args) = Cli::from_arg_matches(&matches).unwrap().command else {
+            panic!("serve");
+        };
+        assert_eq!(
+            args.common.secret.as_deref(),
+            Some("file-secret-0123456789abcdef0123456789"),
+            "the file's secret is still used"
         );
     }
 }

@@ -236,15 +236,14 @@ pub fn client_ip<'a>(
         .map(str::trim)
         .filter(|entry| !entry.is_empty())
         .collect();
-    let chosen = match entries.len().checked_sub(trusted_hops) {
-        Some(index) => entries.get(index),
-        None => entries.first(),
-    };
-    match chosen {
-        Some(entry) => parse_forwarded_address(entry).map(|ip| ip.to_canonical()),
+    if entries.is_empty() {
         // A trusted proxy always adds the header; without one, the peer is the client.
-        None => Some(peer.to_canonical()),
+        return Some(peer.to_canonical());
     }
+    // Fewer entries than trusted hops: the request did not pass every trusted proxy, so no
+    // entry is known to be written by one — the left-most may be the client's own words.
+    let index = entries.len().checked_sub(trusted_hops)?;
+    parse_forwarded_address(entries.get(index)?).map(|ip| ip.to_canonical())
 }
 
 /// Accepts `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1` and `[2001:db8::1]:443`.
@@ -342,7 +341,9 @@ mod tests {
     #[test]
     fn short_missing_or_odd_headers() {
         let peer = ip("10.0.0.2");
-        assert_eq!(client_ip(peer, ["192.0.2.10"], 3), Some(ip("192.0.2.10")));
+        // Fewer entries than trusted hops: the entry may be the client's own; unknown.
+        assert_eq!(client_ip(peer, ["192.0.2.10"], 3), None);
+        assert_eq!(client_ip(peer, ["6.6.6.6, 192.0.2.10"], 3), None);
         assert_eq!(client_ip(peer, std::iter::empty(), 1), Some(peer));
         assert_eq!(client_ip(peer, [" , "], 1), Some(peer));
         assert_eq!(client_ip(peer, ["unknown"], 1), None);
