@@ -46,8 +46,10 @@ pub struct CachedRender {
     /// Strong ETag, quoted, derived from the bytes.
     pub etag: String,
     /// Set when some remote image slots show a placeholder: the
-    /// `X-Opentime-Image-Fallback` value. Such a render is never cached (see `http::cdn`).
+    /// `X-Opentime-Image-Fallback` value. Such a render is never cached (see `http::headers`).
     pub image_fallback: Option<String>,
+    /// Whose render it is (`None` for shared blocks), so erasing a subscriber can drop it.
+    pub subscriber: Option<String>,
 }
 
 impl CachedRender {
@@ -58,7 +60,14 @@ impl CachedRender {
             content_type: rendered.content_type,
             etag,
             image_fallback: None,
+            subscriber: None,
         }
+    }
+
+    /// Marks whose render it is.
+    pub fn for_subscriber(mut self, subscriber: Option<String>) -> Self {
+        self.subscriber = subscriber;
+        self
     }
 
     /// Marks a render whose remote images were (partly) replaced by placeholders.
@@ -81,8 +90,20 @@ impl RenderCache {
             .weigher(|_, value: &Arc<CachedRender>| {
                 u32::try_from(value.bytes.len() + 128).unwrap_or(u32::MAX)
             })
+            .support_invalidation_closures()
             .build();
         Self { entries }
+    }
+
+    /// Drops every cached render of `subscriber` (erasure).
+    pub fn forget_subscriber(&self, subscriber: &str) {
+        let subscriber = subscriber.to_owned();
+        let dropped = self.entries.invalidate_entries_if(move |_, render| {
+            render.subscriber.as_deref() == Some(subscriber.as_str())
+        });
+        if let Err(error) = dropped {
+            tracing::error!(%error, "cached renders of an erased subscriber could not be dropped");
+        }
     }
 
     pub async fn get(&self, key: &RenderKey) -> Option<Arc<CachedRender>> {
@@ -200,5 +221,28 @@ mod tests {
             .all(|(e, _)| e == &etags[0].0 && e.starts_with('"')));
         // Callers that waited on another's render count as hits: misses count renders.
         assert_eq!(etags.iter().filter(|(_, hit)| !hit).count(), 1);
+    }
+
+    #[tokio::test]
+    async fn forgetting_a_subscriber_drops_only_their_renders() {
+        let cache = RenderCache::new(1 << 20);
+        let render = |subscriber: &'static str| {
+            let rendered = Rendered {
+                bytes: Bytes::from(subscriber),
+                content_type: "image/png",
+            };
+            async move {
+                let render = CachedRender::new(rendered).for_subscriber(Some(subscriber.into()));
+                Ok::<_, ()>(Arc::new(render))
+            }
+        };
+        let alice = RenderKey::new("demo", 1, "cart", Format::Png, 1, &input("Alice"));
+        let bob = RenderKey::new("demo", 1, "cart", Format::Png, 1, &input("Bob"));
+        cache.get_or_render(alice, render("alice")).await.unwrap();
+        cache.get_or_render(bob, render("bob")).await.unwrap();
+        assert!(cache.get(&alice).await.is_some());
+        cache.forget_subscriber("alice");
+        assert!(cache.get(&alice).await.is_none(), "alice's render is gone");
+        assert!(cache.get(&bob).await.is_some(), "bob's render stays");
     }
 }

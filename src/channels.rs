@@ -1,5 +1,9 @@
 //! The channels allowed to write context through the ingest API, each with its bearer token
-//! (`OPENTIME_CHANNEL_TOKENS=sms:TOKEN,crm:TOKEN`).
+//! (`OPENTIME_CHANNEL_TOKENS=sms:TOKEN,crm:TOKEN`) and what it may do
+//! (`OPENTIME_CHANNEL_SCOPES=sms=write:sms,write:loyalty;crm=write:*,read,erase`): which
+//! fields it may write (and delete), whether it may read a whole context, and whether it may
+//! erase a subscriber. A channel listed without a scope may do everything (as before scopes
+//! existed); the server says so at start-up.
 //!
 //! Tokens are compared in constant time (HMAC tags compared with `verify_slice`), never logged,
 //! and `Debug` shows only the channel names.
@@ -22,12 +26,74 @@ pub enum ChannelTokenError {
     TooShort(String),
     #[error("channel `{0}` is listed twice")]
     Duplicate(String),
+    #[error("scope `{0}` is not CHANNEL=RIGHT,RIGHT (rights: read, erase, write:FIELD, write:*)")]
+    MalformedScope(String),
+    #[error("scope for `{0}`, which has no token")]
+    ScopeWithoutToken(String),
 }
 
-/// One channel: its name and the MAC of its token under the process key.
+/// What a channel may do through the ingest API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    /// Fields it may write and delete; `None` = every field.
+    pub writable: Option<Vec<String>>,
+    /// May read a subscriber's whole context (`GET`).
+    pub read: bool,
+    /// May erase a subscriber: the whole context, their locks and cached renders.
+    pub erase: bool,
+}
+
+impl Scope {
+    /// Everything: a channel listed without a scope.
+    pub fn unrestricted() -> Self {
+        Self {
+            writable: None,
+            read: true,
+            erase: true,
+        }
+    }
+
+    pub fn may_write(&self, field: &str) -> bool {
+        self.writable
+            .as_ref()
+            .is_none_or(|fields| fields.iter().any(|f| f == field))
+    }
+
+    /// Parses `write:sms,write:loyalty,read`.
+    fn parse(entry: &str, rights: &str) -> Result<Self, ChannelTokenError> {
+        let malformed = || ChannelTokenError::MalformedScope(entry.to_owned());
+        let mut scope = Self {
+            writable: Some(Vec::new()),
+            read: false,
+            erase: false,
+        };
+        for right in rights.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+            match right {
+                "read" => scope.read = true,
+                "erase" => scope.erase = true,
+                "write:*" => scope.writable = None,
+                _ => {
+                    let field = right.strip_prefix("write:").ok_or_else(malformed)?;
+                    if !crate::names::is_valid_name(field) {
+                        return Err(malformed());
+                    }
+                    if let Some(fields) = &mut scope.writable {
+                        fields.push(field.to_owned());
+                    }
+                }
+            }
+        }
+        Ok(scope)
+    }
+}
+
+/// One channel: its name, the MAC of its token under the process key, and its scope.
 struct Channel {
     name: String,
     tag: Vec<u8>,
+    scope: Scope,
+    /// Listed without a scope (so unrestricted).
+    unscoped: bool,
 }
 
 /// The configured channels.
@@ -70,9 +136,39 @@ impl ChannelTokens {
             channels.push(Channel {
                 name: name.to_owned(),
                 tag: mac(&key, token.as_bytes()),
+                scope: Scope::unrestricted(),
+                unscoped: true,
             });
         }
         Ok(Self { key, channels })
+    }
+
+    /// [`Self::parse`], then each channel's scope from `scopes`
+    /// (`sms=write:sms,write:loyalty;crm=write:*,read,erase`).
+    pub fn parse_with_scopes(list: &str, scopes: &str) -> Result<Self, ChannelTokenError> {
+        let mut tokens = Self::parse(list)?;
+        for entry in scopes.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+            let (name, rights) = entry
+                .split_once('=')
+                .ok_or_else(|| ChannelTokenError::MalformedScope(entry.to_owned()))?;
+            let name = name.trim();
+            let channel = tokens
+                .channels
+                .iter_mut()
+                .find(|c| c.name == name)
+                .ok_or_else(|| ChannelTokenError::ScopeWithoutToken(name.to_owned()))?;
+            channel.scope = Scope::parse(entry, rights)?;
+            channel.unscoped = false;
+        }
+        Ok(tokens)
+    }
+
+    /// The channels listed without a scope (they may read, write and erase everything).
+    pub fn unscoped(&self) -> impl Iterator<Item = &str> {
+        self.channels
+            .iter()
+            .filter(|c| c.unscoped)
+            .map(|c| c.name.as_str())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -82,6 +178,11 @@ impl ChannelTokens {
     /// The channel whose token `presented` is, if any. Every configured token is compared, in
     /// constant time, so the answer's timing says nothing about which one came close.
     pub fn channel_for(&self, presented: &str) -> Option<&str> {
+        self.authorized(presented).map(|(name, _)| name)
+    }
+
+    /// The channel whose token `presented` is, with its scope.
+    pub fn authorized(&self, presented: &str) -> Option<(&str, &Scope)> {
         let mut found = None;
         for channel in &self.channels {
             let Ok(mut check) = HmacSha256::new_from_slice(&self.key) else {
@@ -89,7 +190,7 @@ impl ChannelTokens {
             };
             check.update(presented.as_bytes());
             if check.verify_slice(&channel.tag).is_ok() {
-                found = Some(channel.name.as_str());
+                found = Some((channel.name.as_str(), &channel.scope));
             }
         }
         found
@@ -155,5 +256,35 @@ mod tests {
             ChannelTokens::parse("a:0123456789abcdef,a:0123456789abcdeg").unwrap_err(),
             ChannelTokenError::Duplicate("a".into())
         );
+    }
+
+    #[test]
+    fn scopes_limit_fields_reads_and_erasure() {
+        let tokens = ChannelTokens::parse_with_scopes(
+            "sms:sms-token-0123456789, crm:crm-token-0123456789, pos:pos-token-0123456789",
+            "sms=write:sms,write:loyalty; crm=write:*,read,erase",
+        )
+        .unwrap();
+        let (name, sms) = tokens.authorized("sms-token-0123456789").unwrap();
+        assert_eq!(name, "sms");
+        assert!(sms.may_write("sms") && sms.may_write("loyalty") && !sms.may_write("cart"));
+        assert!(!sms.read && !sms.erase);
+        let (_, crm) = tokens.authorized("crm-token-0123456789").unwrap();
+        assert!(crm.may_write("anything") && crm.read && crm.erase);
+        let (_, pos) = tokens.authorized("pos-token-0123456789").unwrap();
+        assert_eq!(pos, &Scope::unrestricted());
+        assert_eq!(tokens.unscoped().collect::<Vec<_>>(), ["pos"]);
+        assert_eq!(
+            ChannelTokens::parse_with_scopes("sms:sms-token-0123456789", "crm=read").unwrap_err(),
+            ChannelTokenError::ScopeWithoutToken("crm".into())
+        );
+        assert!(matches!(
+            ChannelTokens::parse_with_scopes("sms:sms-token-0123456789", "sms=delete"),
+            Err(ChannelTokenError::MalformedScope(_))
+        ));
+        assert!(matches!(
+            ChannelTokens::parse_with_scopes("sms:sms-token-0123456789", "sms"),
+            Err(ChannelTokenError::MalformedScope(_))
+        ));
     }
 }

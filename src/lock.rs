@@ -27,6 +27,11 @@ pub(crate) fn lock_key(subscriber: &SubscriberId, campaign: &str, block: &str) -
     format!("lock:{{{}}}:{campaign}:{block}", subscriber.as_str())
 }
 
+/// The key prefix of every lock of `subscriber`.
+pub(crate) fn lock_prefix(subscriber: &SubscriberId) -> String {
+    format!("lock:{{{}}}:", subscriber.as_str())
+}
+
 /// The outcome of a claim.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Claim {
@@ -40,8 +45,10 @@ pub enum Claim {
 #[async_trait]
 pub trait LockStore: Send + Sync {
     async fn get(&self, key: &str) -> Result<Option<String>, LockError>;
-    /// ShopStores `value` under `key` for `ttl` unless a live lock is there already.
+    /// Stores `value` under `key` for `ttl` unless a live lock is there already.
     async fn claim(&self, key: &str, value: &str, ttl: Duration) -> Result<Claim, LockError>;
+    /// Removes every lock of `subscriber` (erasure); returns how many there were.
+    async fn remove_all_of(&self, subscriber: &SubscriberId) -> Result<u64, LockError>;
 }
 
 pub(crate) type SharedLocks = Arc<dyn LockStore>;

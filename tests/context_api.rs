@@ -243,3 +243,119 @@ async fn what_a_channel_may_do_works_crm_writes_and_fields_and_contexts_are_dele
     );
     server.shutdown().await;
 }
+
+/// A server whose SMS channel may only write the `sms` field, while the CRM may do everything.
+async fn scoped_server(redis: &RedisServer) -> TestServer {
+    TestServer::builder()
+        .redis(redis)
+        .channel_tokens(&[("sms", SMS_TOKEN), ("crm", CRM_TOKEN)])
+        .configure(|args| {
+            args.channel_scopes = Some("sms=write:sms; crm=write:*,read,erase".into())
+        })
+        .start()
+        .await
+}
+
+#[tokio::test]
+async fn a_scoped_channel_writes_only_its_fields_and_cannot_read_or_erase() {
+    let redis = RedisServer::start();
+    redis.load_sample("alice", &sample_path("alice"));
+    let server = scoped_server(&redis).await;
+    let cart_before = redis.hget_json("alice", "cart");
+
+    let own = patch_context(
+        &server,
+        "alice",
+        SMS_TOKEN,
+        r#"{"sms": {"intent": "upgrade"}}"#,
+    )
+    .await;
+    assert_eq!(own.status, 200, "{}", own.text());
+    assert_eq!(
+        redis.hget_json("alice", "sms").unwrap()["intent"],
+        "upgrade"
+    );
+
+    let other = patch_context(
+        &server,
+        "alice",
+        SMS_TOKEN,
+        r#"{"sms": {}, "cart": {"items": []}}"#,
+    )
+    .await;
+    assert_eq!(other.status, 403, "{}", other.text());
+    assert_eq!(other.json()["error"], "forbidden");
+    assert!(other.json()["reason"].as_str().unwrap().contains("`cart`"));
+    assert_eq!(
+        redis.hget_json("alice", "cart"),
+        cart_before,
+        "nothing written"
+    );
+    assert_eq!(
+        redis.hget_json("alice", "sms").unwrap()["intent"],
+        "upgrade"
+    );
+
+    let context_url = server.url("/v1/context/alice");
+    let read = send(client().get(&context_url).bearer_auth(SMS_TOKEN)).await;
+    assert_eq!(read.status, 403);
+    let field = send(
+        client()
+            .delete(server.url("/v1/context/alice/cart"))
+            .bearer_auth(SMS_TOKEN),
+    )
+    .await;
+    assert_eq!(field.status, 403);
+    let erase = send(client().delete(&context_url).bearer_auth(SMS_TOKEN)).await;
+    assert_eq!(erase.status, 403);
+    assert_eq!(
+        redis.hget_json("alice", "cart"),
+        cart_before,
+        "nothing deleted"
+    );
+
+    let crm_read = send(client().get(&context_url).bearer_auth(CRM_TOKEN)).await;
+    assert_eq!(crm_read.status, 200);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn erasing_a_subscriber_removes_context_locks_and_cached_renders() {
+    let redis = RedisServer::start();
+    redis.load_sample("alice", &sample_path("alice"));
+    redis.load_sample("bob", &sample_path("bob"));
+    let server = scoped_server(&redis).await;
+    let alice_url = server.signed("demo/cart_locked.png", "alice");
+    let bob_url = server.signed("demo/cart_locked.png", "bob");
+    for url in [&alice_url, &bob_url] {
+        let open = get(url).await;
+        assert_eq!(
+            (open.status, open.header("x-opentime-fallback")),
+            (200, None)
+        );
+    }
+    assert_eq!(redis.keys("lock:*").len(), 2);
+
+    let erase = send(
+        client()
+            .delete(server.url("/v1/context/alice"))
+            .bearer_auth(CRM_TOKEN),
+    )
+    .await;
+    assert_eq!(erase.status, 200, "{}", erase.text());
+    assert_eq!(erase.json()["deleted"], true);
+    assert_eq!(erase.json()["locks_deleted"], 1);
+    assert!(redis.hgetall("alice").is_empty(), "context gone");
+    assert_eq!(
+        redis.keys("lock:*"),
+        ["lock:{bob}:demo:cart_locked"],
+        "only alice's lock went"
+    );
+
+    // No cached render of alice is served any more: the open falls back for lack of context.
+    let after = get(&alice_url).await;
+    assert_eq!(after.header("x-opentime-fallback"), Some("no-context"));
+    let bob_again = get(&bob_url).await;
+    assert_eq!(bob_again.header("x-opentime-fallback"), None);
+    server.shutdown().await;
+}

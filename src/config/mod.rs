@@ -148,6 +148,11 @@ pub struct ServeArgs {
     /// context API answers 401 to everyone.
     #[arg(long, env = "OPENTIME_CHANNEL_TOKENS", hide_env_values = true)]
     pub channel_tokens: Option<String>,
+    /// What each channel may do, `CHANNEL=RIGHT,…;…` with rights `write:FIELD` (or `write:*`),
+    /// `read` and `erase`, e.g. `sms=write:sms;crm=write:*,read,erase`. A channel without an
+    /// entry may do everything.
+    #[arg(long, env = "OPENTIME_CHANNEL_SCOPES")]
+    pub channel_scopes: Option<String>,
     /// Proxies in front of opentime whose `X-Forwarded-For` entries are trusted (0 = use the
     /// TCP peer address). Decides the opener's address, hence Apple's prefetch detection.
     #[arg(long, env = "OPENTIME_TRUSTED_PROXY_HOPS", default_value_t = 0)]
@@ -247,11 +252,14 @@ impl ServeArgs {
 
     /// The ingest API's channel tokens, parsed.
     pub fn channel_tokens(&self) -> Result<crate::channels::ChannelTokens, ConfigError> {
-        crate::channels::ChannelTokens::parse(self.channel_tokens.as_deref().unwrap_or_default())
-            .map_err(|e| ConfigError::Invalid {
-                setting: "OPENTIME_CHANNEL_TOKENS",
-                reason: e.to_string(),
-            })
+        crate::channels::ChannelTokens::parse_with_scopes(
+            self.channel_tokens.as_deref().unwrap_or_default(),
+            self.channel_scopes.as_deref().unwrap_or_default(),
+        )
+        .map_err(|e| ConfigError::Invalid {
+            setting: "OPENTIME_CHANNEL_TOKENS",
+            reason: e.to_string(),
+        })
     }
 }
 

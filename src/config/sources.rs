@@ -45,7 +45,7 @@ pub struct SourcesArgs {
     /// Mail-client rules (the format of `assets/clients.toml`); the shipped rules by default.
     #[arg(long, env = "OPENTIME_CLIENTS_FILE")]
     pub clients_file: Option<PathBuf>,
-    /// ShopStores file (JSON, the format of `assets/demo-stores.json`); the demo stores by default.
+    /// The shop stores file (JSON, the format of `assets/demo-stores.json`); the demo stores by default.
     #[arg(long, env = "OPENTIME_STORES")]
     pub stores: Option<PathBuf>,
 }

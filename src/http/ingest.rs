@@ -2,7 +2,9 @@
 //! `GET|PATCH|POST|DELETE /v1/context/{subscriber}` and `DELETE /v1/context/{subscriber}/{field}`
 //! (or `?field=NAME`).
 //!
-//! Each channel has its bearer token (`OPENTIME_CHANNEL_TOKENS`). A PATCH body is a JSON object
+//! Each channel has its bearer token (`OPENTIME_CHANNEL_TOKENS`) and its scope
+//! (`OPENTIME_CHANNEL_SCOPES`: the fields it may write, whether it may read, whether it may
+//! erase a subscriber — context, locks and cached renders). A PATCH body is a JSON object
 //! of top-level fields; each is set with one HSET (the whole body in one command), next to a
 //! `_by.{field}` field saying which channel wrote it and when — written in the same command,
 //! so the record can never disagree with the data. Every bad input is refused with a 4xx and a
@@ -11,6 +13,7 @@
 
 use super::answer::{self, Body};
 use super::state::AppState;
+use crate::channels::Scope;
 use crate::context::{ContextFields, StoreError, SubscriberId, SubscriberIdError};
 use bytes::Bytes;
 use chrono::SecondsFormat;
@@ -42,6 +45,8 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) enum IngestError {
     #[error("{0}")]
     Unauthorized(&'static str),
+    #[error("{0}")]
+    Forbidden(String),
     #[error("no such API route")]
     NotFound,
     #[error("method not allowed here")]
@@ -78,6 +83,7 @@ impl IngestError {
     fn status(&self) -> StatusCode {
         match self {
             IngestError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            IngestError::Forbidden(_) => StatusCode::FORBIDDEN,
             IngestError::NotFound | IngestError::NoContext => StatusCode::NOT_FOUND,
             IngestError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             IngestError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -100,6 +106,7 @@ impl IngestError {
     pub(super) fn code(&self) -> &'static str {
         match self {
             IngestError::Unauthorized(_) => "unauthorized",
+            IngestError::Forbidden(_) => "forbidden",
             IngestError::NotFound => "not-found",
             IngestError::MethodNotAllowed(_) => "method-not-allowed",
             IngestError::BadSubscriber(_) => "bad-subscriber",
@@ -164,7 +171,8 @@ async fn respond(
         ["v1", "context", subscriber, field] => (*subscriber, Some(*field)),
         _ => return Err(IngestError::NotFound),
     };
-    let channel = authenticate(state, &request)?.to_owned();
+    let (channel, scope) = authenticate(state, &request)?;
+    let (channel, scope) = (channel.to_owned(), scope.clone());
     let subscriber = SubscriberId::parse(&percent_decode(raw_subscriber))?;
     let query_field = request.uri().query().and_then(|q| {
         form_urlencoded::parse(q.as_bytes())
@@ -173,14 +181,39 @@ async fn respond(
     });
     let field = path_field.map(percent_decode).or(query_field);
     let method = request.method().clone();
+    let forbidden = |what: String| {
+        IngestError::Forbidden(format!(
+            "channel `{channel}` may not {what} (OPENTIME_CHANNEL_SCOPES)"
+        ))
+    };
     match (method, field) {
-        (Method::GET | Method::HEAD, None) => read(state, &subscriber).await,
+        (Method::GET | Method::HEAD, None) => {
+            if !scope.read {
+                return Err(forbidden("read contexts".into()));
+            }
+            read(state, &subscriber).await
+        }
         (Method::PATCH | Method::POST, None) => {
             let body = read_body(request).await?;
-            write(state, &subscriber, &channel, &body).await
+            let fields = parse_fields(&body)?;
+            if let Some(field) = fields.keys().find(|field| !scope.may_write(field)) {
+                return Err(forbidden(format!("write field `{field}`")));
+            }
+            write(state, &subscriber, &channel, fields).await
         }
-        (Method::DELETE, Some(field)) => delete_field(state, &subscriber, &channel, &field).await,
-        (Method::DELETE, None) => delete_all(state, &subscriber, &channel).await,
+        (Method::DELETE, Some(field)) => {
+            check_field_name(&field)?;
+            if !scope.may_write(&field) {
+                return Err(forbidden(format!("delete field `{field}`")));
+            }
+            delete_field(state, &subscriber, &channel, &field).await
+        }
+        (Method::DELETE, None) => {
+            if !scope.erase {
+                return Err(forbidden("erase subscribers".into()));
+            }
+            erase(state, &subscriber, &channel).await
+        }
         (_, Some(_)) => Err(IngestError::MethodNotAllowed("DELETE")),
         (_, None) => Err(IngestError::MethodNotAllowed(
             "GET, HEAD, PATCH, POST, DELETE",
@@ -188,11 +221,11 @@ async fn respond(
     }
 }
 
-/// The channel whose bearer token the request carries.
+/// The channel whose bearer token the request carries, and its scope.
 fn authenticate<'a>(
     state: &'a AppState,
     request: &Request<Incoming>,
-) -> Result<&'a str, IngestError> {
+) -> Result<(&'a str, &'a Scope), IngestError> {
     if state.channels.is_empty() {
         return Err(IngestError::Unauthorized(
             "no channel tokens are configured (OPENTIME_CHANNEL_TOKENS)",
@@ -212,7 +245,7 @@ fn authenticate<'a>(
         .ok_or(IngestError::Unauthorized("use Authorization: Bearer TOKEN"))?;
     state
         .channels
-        .channel_for(token)
+        .authorized(token)
         .ok_or(IngestError::Unauthorized("unknown token"))
 }
 
@@ -306,9 +339,8 @@ async fn write(
     state: &AppState,
     subscriber: &SubscriberId,
     channel: &str,
-    body: &[u8],
+    fields: ContextFields,
 ) -> Result<Response<Body>, IngestError> {
-    let fields = parse_fields(body)?;
     let at = chrono::Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
     let names: Vec<String> = fields.keys().cloned().collect();
     let mut record = fields;
@@ -332,7 +364,6 @@ async fn delete_field(
     channel: &str,
     field: &str,
 ) -> Result<Response<Body>, IngestError> {
-    check_field_name(field)?;
     let deleted = within(state.pipeline.contexts.remove_field(subscriber, field)).await?;
     let record = format!("{WRITTEN_BY_PREFIX}{field}");
     if let Err(error) = within(state.pipeline.contexts.remove_field(subscriber, &record)).await {
@@ -345,16 +376,33 @@ async fn delete_field(
     ))
 }
 
-async fn delete_all(
+/// Erases a subscriber: the whole context, their locks (what locked blocks showed them) and
+/// their cached renders. The context goes first; the answer says how many locks went too.
+async fn erase(
     state: &AppState,
     subscriber: &SubscriberId,
     channel: &str,
 ) -> Result<Response<Body>, IngestError> {
-    let deleted = within(state.pipeline.contexts.remove_all(subscriber)).await?;
-    tracing::debug!(subscriber = %subscriber, channel, deleted, "context deleted");
+    let pipeline = &state.pipeline;
+    let deleted = within(pipeline.contexts.remove_all(subscriber)).await?;
+    let locks =
+        match tokio::time::timeout(API_STORE_TIMEOUT, pipeline.locks.remove_all_of(subscriber))
+            .await
+        {
+            Ok(Ok(count)) => count,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "context erased, its locks not");
+                return Err(IngestError::Store(StoreError::Backend(
+                    "the context was erased but the locks could not be; repeat the DELETE".into(),
+                )));
+            }
+            Err(_) => return Err(IngestError::Store(StoreError::Timeout)),
+        };
+    pipeline.cache.forget_subscriber(subscriber.as_str());
+    tracing::debug!(subscriber = %subscriber, channel, deleted, locks, "subscriber erased");
     Ok(json_answer(
         StatusCode::OK,
-        &json!({"subscriber": subscriber.as_str(), "deleted": deleted}),
+        &json!({"subscriber": subscriber.as_str(), "deleted": deleted, "locks_deleted": locks}),
     ))
 }
 

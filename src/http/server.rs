@@ -87,6 +87,9 @@ pub async fn start(args: ServeArgs) -> Result<RunningServer, ServeError> {
 pub async fn start_with_clock(args: ServeArgs, clock: Clock) -> Result<RunningServer, ServeError> {
     args.validate()?;
     let channels = args.channel_tokens()?;
+    for channel in channels.unscoped() {
+        tracing::warn!(channel, "channel has no scope in OPENTIME_CHANNEL_SCOPES: it may read, write and erase every subscriber's context");
+    }
     let opened = crate::store::open(
         args.redis_url.as_deref(),
         EmbeddedPlace {

@@ -75,7 +75,7 @@ fn render_off_thread(
     let permits = Arc::clone(&pipeline.render_permits);
     let metrics = Arc::clone(&pipeline.metrics);
     async move {
-        let format = job.format;
+        let (format, subscriber) = (job.format, job.input.subscriber.clone());
         match render_job::run(renderer, &photos, job, deadline, Some(&permits)).await {
             Ok(done) => {
                 metrics
@@ -93,8 +93,11 @@ fn render_off_thread(
                         .inc();
                 }
                 let image_fallback = done.images.fallback_header();
-                let render =
-                    Arc::new(CachedRender::new(done.rendered).with_image_fallback(image_fallback));
+                let render = Arc::new(
+                    CachedRender::new(done.rendered)
+                        .with_image_fallback(image_fallback)
+                        .for_subscriber(subscriber),
+                );
                 if render.image_fallback.is_some() {
                     Err(RenderFailure::Degraded(render))
                 } else {

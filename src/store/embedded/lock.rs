@@ -2,7 +2,8 @@
 //! reads and writes in one write transaction, so the first claim wins.
 
 use super::EmbeddedStore;
-use crate::lock::{Claim, LockError, LockStore};
+use crate::context::SubscriberId;
+use crate::lock::{lock_prefix, Claim, LockError, LockStore};
 use async_trait::async_trait;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use std::sync::Arc;
@@ -85,12 +86,39 @@ impl LockStore for EmbeddedStore {
         .await
         .map_err(backend)?
     }
+
+    async fn remove_all_of(&self, subscriber: &SubscriberId) -> Result<u64, LockError> {
+        let database = Arc::clone(self.database());
+        let prefix = lock_prefix(subscriber);
+        tokio::task::spawn_blocking(move || {
+            let txn = database.begin_write().map_err(backend)?;
+            let removed;
+            {
+                let mut table = txn.open_table(LOCKS).map_err(backend)?;
+                let keys: Vec<String> = table
+                    .range(prefix.as_str()..)
+                    .map_err(backend)?
+                    .map_while(|entry| {
+                        let key = entry.ok()?.0.value().to_owned();
+                        key.starts_with(&prefix).then_some(key)
+                    })
+                    .collect();
+                for key in &keys {
+                    table.remove(key.as_str()).map_err(backend)?;
+                }
+                removed = keys.len() as u64;
+            }
+            txn.commit().map_err(backend)?;
+            Ok(removed)
+        })
+        .await
+        .map_err(backend)?
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::SubscriberId;
     use crate::lock::lock_key;
 
     #[tokio::test]
@@ -110,5 +138,27 @@ mod tests {
         assert_eq!(store.get(&key).await.unwrap().as_deref(), Some("first"));
         assert_eq!(unexpired(br#"{"expires":1,"value":"old"}"#, 2), None);
         assert_eq!(unexpired(b"junk", 2), None);
+    }
+
+    #[tokio::test]
+    async fn erasing_a_subscriber_removes_only_their_locks() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("s.redb"), None).unwrap();
+        let (alice, alicia) = (
+            SubscriberId::parse("alice").unwrap(),
+            SubscriberId::parse("alice2").unwrap(),
+        );
+        let ttl = Duration::from_secs(60);
+        for (subscriber, block) in [(&alice, "cart"), (&alice, "points"), (&alicia, "cart")] {
+            let key = lock_key(subscriber, "demo", block);
+            assert_eq!(store.claim(&key, "x", ttl).await.unwrap(), Claim::Won);
+        }
+        assert_eq!(store.remove_all_of(&alice).await.unwrap(), 2);
+        assert_eq!(
+            store.get(&lock_key(&alice, "demo", "cart")).await.unwrap(),
+            None
+        );
+        let theirs = store.get(&lock_key(&alicia, "demo", "cart")).await.unwrap();
+        assert_eq!(theirs.as_deref(), Some("x"));
     }
 }
