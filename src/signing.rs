@@ -168,4 +168,24 @@ mod tests {
         let signer = Signer::from_secrets("super-secret-value-123").unwrap();
         assert!(!format!("{signer:?}").contains("super-secret"));
     }
+
+    proptest::proptest! {
+        /// A token verifies for its own subscriber only, and no other string verifies.
+        #[test]
+        fn tokens_verify_only_for_their_subscriber(
+            subscriber in "\\PC{1,64}",
+            other in "\\PC{1,64}",
+            forged in "[A-Za-z0-9_-]{0,60}",
+        ) {
+            let signer = Signer::from_secrets("property-test-secret-0123456789abcdef").unwrap();
+            let token = signer.token(&subscriber);
+            proptest::prop_assert!(signer.verify(&subscriber, &token));
+            if other != subscriber {
+                proptest::prop_assert!(!signer.verify(&other, &token));
+            }
+            if forged != token {
+                proptest::prop_assert!(!signer.verify(&subscriber, &forged));
+            }
+        }
+    }
 }

@@ -183,4 +183,28 @@ mod tests {
         assert!(Links::compile(None, vec![], "/relative".into()).is_err());
         assert!(Links::compile(Some("{{ x }}"), vec![], "https://a.example".into()).is_err());
     }
+
+    proptest::proptest! {
+        /// Whatever the context holds, a click goes to an allowed host or to the default link.
+        #[test]
+        fn clicks_go_only_to_allowed_hosts_or_the_default(
+            url in "(https?://)?[a-z.]{0,20}(\\.example\\.com|\\.evil\\.test)?(:[0-9]{1,5})?(/\\PC{0,20})?|\\PC{0,40}",
+            index in proptest::option::of(0usize..4),
+        ) {
+            let links = Links::compile(
+                Some("{{ ctx.cart.items[i].url }}"),
+                vec!["shop.example.com".into(), "*.cdn.example.com".into()],
+                "https://shop.example.com/cart".into(),
+            )
+            .unwrap();
+            let mut context = tera::Context::new();
+            context.insert("ctx", &json!({"cart": {"items": [{"url": url}, {"url": url}]}}));
+            match links.target(&context, index) {
+                Target::Item(target) => proptest::prop_assert!(links.allows(&target)),
+                Target::Default(target) => {
+                    proptest::prop_assert_eq!(target, "https://shop.example.com/cart")
+                }
+            }
+        }
+    }
 }

@@ -473,4 +473,22 @@ mod manifest_errors {
             "{error}"
         );
     }
+
+    proptest::proptest! {
+        /// Any manifest text: parsed into valid blocks or refused with an error, never a panic.
+        #[test]
+        fn any_manifest_is_parsed_or_refused(
+            text in "(\\[blocks\\.[a-z_]{1,8}\\]\n(kind = \"(image|countdown|html|x)\"\n)?(template = \"[a-z./]{0,12}\"\n)?(width = [0-9]{1,6}\n)?(height = [0-9]{1,6}\n)?(reads = \\[(\"[a-z]{1,6}\",? ?){0,3}\\]\n)?(cache = \"(shared|personalized|x)\"\n)?(lock = \"first_open\"\n)?(deadline = \"\\PC{0,20}\"\n)?(query = \\[(\"[a-z]{0,3}\",? ?){0,2}\\]\n)?){0,3}|\\PC{0,200}",
+        ) {
+            if let Ok(blocks) = parse(&text) {
+                for block in blocks {
+                    proptest::prop_assert!(crate::names::is_valid_name(&block.name));
+                    proptest::prop_assert!(block.time_bucket_secs >= 1);
+                    if block.reads_context() {
+                        proptest::prop_assert_eq!(block.cache, CachePolicy::Personalized);
+                    }
+                }
+            }
+        }
+    }
 }

@@ -472,4 +472,24 @@ mod tests {
         assert_eq!(percent_decode("a%zz%"), "a%zz%");
         assert_eq!(percent_decode("%C3%A9"), "é");
     }
+
+    proptest::proptest! {
+        /// Any body a channel can send: refused, or fields within every limit, never a panic.
+        #[test]
+        fn any_body_is_refused_or_within_limits(
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..512),
+            json_like in "\\{(\"[a-z_A-Z0-9.]{0,12}\": ?(\"\\PC{0,20}\"|[0-9]{1,5}|null|\\{\\}|\\[\\]), ?){0,6}\\}",
+        ) {
+            for body in [body.as_slice(), json_like.as_bytes()] {
+                if let Ok(fields) = parse_fields(body) {
+                    proptest::prop_assert!(!fields.is_empty() && fields.len() <= MAX_FIELDS);
+                    for (name, value) in &fields {
+                        proptest::prop_assert!(check_field_name(name).is_ok());
+                        proptest::prop_assert!(!RESERVED_FIELDS.contains(&name.as_str()));
+                        proptest::prop_assert!(value.to_string().len() <= MAX_FIELD_BYTES);
+                    }
+                }
+            }
+        }
+    }
 }

@@ -101,4 +101,20 @@ mod tests {
         // Broken percent-encoding is decoded leniently, never a panic.
         assert!(parse(Some("x=%ZZ%&y=%")).is_ok());
     }
+
+    proptest::proptest! {
+        /// Any query string a client can send: parsed or refused, never a panic, and what is
+        /// accepted stays within the bounds.
+        #[test]
+        fn any_query_is_parsed_within_bounds_or_refused(raw in "[a-z%=&0-9._~+ -]{0,300}|\\PC{0,300}") {
+            if let Ok(query) = parse(Some(&raw)) {
+                proptest::prop_assert!((1..=3).contains(&query.scale));
+                proptest::prop_assert!(query.template_query.len() <= MAX_PARAMS);
+                for (key, value) in &query.template_query {
+                    proptest::prop_assert!(key.len() <= MAX_KEY_BYTES && value.len() <= MAX_VALUE_BYTES);
+                    proptest::prop_assert!(!matches!(key.as_str(), "s" | "t" | "scale"));
+                }
+            }
+        }
+    }
 }

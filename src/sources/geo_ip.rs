@@ -376,4 +376,27 @@ mod tests {
             Err(GeoError::Open { .. })
         ));
     }
+
+    proptest::proptest! {
+        /// Whatever a client writes into `X-Forwarded-For`, the address is the peer's, an
+        /// entry a trusted proxy appended (counted from the right), or unknown.
+        #[test]
+        fn forwarded_for_never_trusts_more_than_the_trusted_hops(
+            client_entries in proptest::collection::vec("\\PC{0,20}|[0-9.]{7,15}", 0..4),
+            proxy_entries in proptest::collection::vec((1u8..=254, 0u8..=255), 0..4),
+            hops in 0usize..4,
+        ) {
+            let peer = ip("10.9.8.7");
+            let appended: Vec<String> =
+                proxy_entries.iter().map(|(a, b)| format!("198.51.{a}.{b}")).collect();
+            let header = client_entries.iter().chain(&appended).cloned().collect::<Vec<_>>().join(",");
+            let chosen = client_ip(peer, [header.as_str()], hops);
+            if hops == 0 {
+                proptest::prop_assert_eq!(chosen, Some(peer));
+            } else if hops <= appended.len() {
+                let expected: IpAddr = appended[appended.len() - hops].parse().unwrap();
+                proptest::prop_assert_eq!(chosen, Some(expected));
+            }
+        }
+    }
 }
