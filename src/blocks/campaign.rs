@@ -331,9 +331,8 @@ fn compile_templates(dir: &Path, hasher: &mut Xxh3) -> Result<tera::Tera, Campai
             .unwrap_or_default()
             .to_owned();
         // A template file that is a link out of the folder would make that file includable.
-        sandbox::campaign_file(dir, &name).map_err(|reason| {
-            CampaignError::Template(format!("{}: {reason}", path.display()))
-        })?;
+        sandbox::campaign_file(dir, &name)
+            .map_err(|reason| CampaignError::Template(format!("{}: {reason}", path.display())))?;
         let text = std::fs::read_to_string(path).map_err(io_error(path))?;
         hasher.update(name.as_bytes());
         hasher.update(text.as_bytes());

@@ -280,7 +280,11 @@ fn nodes<'a>(list: &'a [Node], used: &mut Vec<Used<'a>>) {
         match node {
             Node::VariableBlock(_, e) => expr(e, used),
             Node::MacroDefinition(_, definition, _) => {
-                definition.args.values().flatten().for_each(|e| expr(e, used));
+                definition
+                    .args
+                    .values()
+                    .flatten()
+                    .for_each(|e| expr(e, used));
                 nodes(&definition.body, used);
             }
             Node::Extends(_, name) => used.push(Used::Template("extends", name, false)),
@@ -421,9 +425,15 @@ mod tests {
                 .unwrap(),
             "1,4,7,"
         );
-        assert_eq!(rendered("{{ range(end=10000) | length }}").unwrap(), "10000");
+        assert_eq!(
+            rendered("{{ range(end=10000) | length }}").unwrap(),
+            "10000"
+        );
         let error = rendered("{% for i in range(end=100000000) %}x{% endfor %}").unwrap_err();
-        assert!(error.contains("template-limit") && error.contains("at most 10000"), "{error}");
+        assert!(
+            error.contains("template-limit") && error.contains("at most 10000"),
+            "{error}"
+        );
         let error = rendered("{{ range(end=3, step_by=0) }}").unwrap_err();
         assert!(error.contains("step_by"), "{error}");
         let nested =
@@ -452,7 +462,11 @@ mod tests {
         let refused = |source: &str| check_template("t.svg", source, known).unwrap_err();
         let r = refused("<svg>\n<text>{{ get_env(name=\"OPENTIME_SECRET\") }}</text>");
         assert_eq!(r.line, 2);
-        assert!(r.reason.contains("`get_env` is not available"), "{}", r.reason);
+        assert!(
+            r.reason.contains("`get_env` is not available"),
+            "{}",
+            r.reason
+        );
         let r = refused("<svg>\n\n{% if now() %}{% endif %}");
         assert_eq!(r.line, 3);
         let r = refused("{{ now }}\n{{ x | default(value=get_random(end=3)) }}");
