@@ -228,7 +228,7 @@ async fn bounds_give_the_fallback_and_refused_campaigns_are_not_served() {
     bounded_campaigns(templates.path());
     let server = TestServer::builder()
         .embedded_store()
-        .templates(&templates.path().to_owned())
+        .templates(templates.path())
         .keep(templates)
         .start()
         .await;
