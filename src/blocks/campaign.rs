@@ -1,10 +1,14 @@
 //! One campaign loaded from disk: its blocks, its compiled templates, its fallbacks.
 //!
 //! Everything is checked at load time — the manifest, every template's syntax, every fallback
-//! file — so a campaign either loads whole or not at all, and errors name `file:line`.
+//! file — so a campaign either loads whole or not at all, and errors name `file:line`. The
+//! templates live in the [`sandbox`](super::sandbox): every path the manifest names must stay
+//! inside the campaign folder, templates cannot call functions that read the environment, the
+//! clock or a random source, nor include templates of other folders (refused here, at load),
+//! and a render's loops and output are bounded (refused when it renders).
 
-use super::filters;
 use super::manifest::{Block, BlockKind, ManifestError};
+use super::sandbox::{self, RenderFailure};
 use super::validate;
 use crate::context::ContextFields;
 use crate::render::{Fallback, Renderer};
@@ -26,9 +30,19 @@ pub enum CampaignError {
     },
     #[error("{path}: {source}")]
     Manifest { path: String, source: ManifestError },
-    /// A template failed to compile or render; the text is `file:line:column: reason`.
+    /// A template failed to compile or render, or the sandbox refused it; the text is
+    /// `file:line:column: reason` (a bound of the sandbox: `file: template-limit: …`).
     #[error("{0}")]
     Template(String),
+    /// A path the manifest names leaves the campaign folder (absolute, `..`, symbolic link).
+    #[error("{path}: block `{block}`: {setting} = {file:?} {reason}")]
+    File {
+        path: String,
+        block: String,
+        setting: &'static str,
+        file: String,
+        reason: String,
+    },
     #[error("{path}: block `{block}` names template `{template}`, which does not exist")]
     MissingTemplate {
         path: String,
@@ -103,6 +117,10 @@ impl Campaign {
             path: manifest_path.display().to_string(),
             source,
         })?;
+
+        for block in &blocks {
+            check_paths(dir, &manifest_path, block)?;
+        }
 
         let mut hasher = Xxh3::new();
         hasher.update(manifest_text.as_bytes());
@@ -232,15 +250,23 @@ impl Campaign {
         &self.tera
     }
 
-    /// Renders one of this campaign's templates; errors read `file: reason`.
+    /// Renders one of this campaign's templates within the sandbox's bounds (ranges, output
+    /// size); errors read `file: reason`, a bound's `file: template-limit: …`.
     pub fn render_template(
         &self,
         template: &str,
         context: &tera::Context,
     ) -> Result<String, CampaignError> {
-        self.tera
-            .render(template, context)
-            .map_err(|e| CampaignError::Template(describe_tera_error(&e, &self.dir, template)))
+        sandbox::render(&self.tera, template, context).map_err(|failure| {
+            CampaignError::Template(match failure {
+                RenderFailure::Tera(e) => describe_tera_error(&e, &self.dir, template),
+                RenderFailure::TooLarge(bytes) => format!(
+                    "{}: {}",
+                    self.dir.join(template).display(),
+                    RenderFailure::too_large(bytes)
+                ),
+            })
+        })
     }
 
     /// The sample contexts in `samples/*.json`, by file stem, in name order.
@@ -299,22 +325,72 @@ fn compile_templates(dir: &Path, hasher: &mut Xxh3) -> Result<tera::Tera, Campai
     files.sort();
     let mut sources = Vec::with_capacity(files.len());
     for path in &files {
-        let text = std::fs::read_to_string(path).map_err(io_error(path))?;
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default()
             .to_owned();
+        // A template file that is a link out of the folder would make that file includable.
+        sandbox::campaign_file(dir, &name)
+            .map_err(|reason| CampaignError::Template(format!("{}: {reason}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(io_error(path))?;
         hasher.update(name.as_bytes());
         hasher.update(text.as_bytes());
         sources.push((name, text));
     }
-    let mut tera = tera::Tera::default();
+    let is_template = |name: &str| sources.iter().any(|(n, _)| n == name);
+    for (name, text) in &sources {
+        sandbox::check_template(name, text, is_template).map_err(|refusal| {
+            CampaignError::Template(format!(
+                "{}:{}: {}",
+                dir.join(name).display(),
+                refusal.line,
+                refusal.reason
+            ))
+        })?;
+    }
+    let mut tera = sandbox::new_tera();
     tera.autoescape_on(vec![".svg", ".html", ".xml"]);
-    filters::register(&mut tera);
     tera.add_raw_templates(sources.iter().map(|(n, t)| (n.as_str(), t.as_str())))
         .map_err(|e| CampaignError::Template(describe_tera_error(&e, dir, failing_template(&e))))?;
     Ok(tera)
+}
+
+/// Every path `block` names is a file inside the campaign folder (see [`sandbox::campaign_file`]).
+fn check_paths(dir: &Path, manifest_path: &Path, block: &Block) -> Result<(), CampaignError> {
+    let suppressed = block.suppression.as_ref().and_then(|s| match &s.instead {
+        super::suppress::Instead::Template(file) => Some(("suppressed_template", file)),
+        super::suppress::Instead::Image(file) => Some(("suppressed_image", file)),
+        super::suppress::Instead::Pixel => None,
+    });
+    let countdown = block.countdown.as_deref();
+    let files = [
+        ("template", block.template.as_ref()),
+        ("html", block.html_template.as_ref()),
+        ("fallback", block.fallback.as_ref()),
+        ("fallback_html", block.fallback_html.as_ref()),
+        (
+            "expired_template",
+            countdown.and_then(|c| c.expired_template.as_ref()),
+        ),
+        (
+            "expired_image",
+            countdown.and_then(|c| c.expired_image.as_ref()),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(setting, file)| file.map(|file| (setting, file)))
+    .chain(suppressed);
+    for (setting, file) in files {
+        sandbox::campaign_file(dir, file).map_err(|reason| CampaignError::File {
+            path: manifest_path.display().to_string(),
+            block: block.name.clone(),
+            setting,
+            file: file.clone(),
+            reason,
+        })?;
+    }
+    Ok(())
 }
 
 /// The file a Tera compile error is about: its message reads "Failed to parse 'cart.svg'".

@@ -4,6 +4,7 @@
 //! error, another host, a URL with credentials or odd characters) goes to `default_link`, so
 //! a tampered context can never turn opentime into an open redirect.
 
+use super::sandbox::RenderFailure;
 use super::suppress::error_chain;
 
 const LINK: &str = "link";
@@ -58,8 +59,9 @@ impl Links {
         }
         let template = match template {
             Some(text) => {
-                let mut tera = tera::Tera::default();
-                super::filters::register(&mut tera);
+                super::sandbox::check_template(LINK, text, |_| false)
+                    .map_err(|refusal| format!("link: {}", refusal.reason))?;
+                let mut tera = super::sandbox::new_tera();
                 tera.add_raw_template(LINK, text)
                     .map_err(|e| format!("link does not compile: {}", error_chain(&e)))?;
                 Some(tera)
@@ -80,11 +82,15 @@ impl Links {
         };
         let mut context = context.clone();
         context.insert("i", &index);
-        match tera.render(LINK, &context) {
+        match super::sandbox::render(tera, LINK, &context) {
             Ok(url) if self.allows(url.trim()) => Target::Item(url.trim().to_owned()),
             Ok(_) => Target::Default(self.default.clone()),
-            Err(error) => {
+            Err(RenderFailure::Tera(error)) => {
                 tracing::debug!(error = %error_chain(&error), "link not evaluable; default link");
+                Target::Default(self.default.clone())
+            }
+            Err(RenderFailure::TooLarge(bytes)) => {
+                tracing::debug!(bytes, "link too long; default link");
                 Target::Default(self.default.clone())
             }
         }
@@ -206,5 +212,16 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn link_templates_cannot_read_the_environment() {
+        let error = Links::compile(
+            Some(r#"https://shop.example.com/?k={{ get_env(name="OPENTIME_SECRET") }}"#),
+            vec!["shop.example.com".into()],
+            "https://shop.example.com/".into(),
+        )
+        .unwrap_err();
+        assert!(error.contains("`get_env` is not available"), "{error}");
     }
 }

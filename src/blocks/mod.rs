@@ -3,7 +3,8 @@
 //! `templates/{campaign}/blocks.toml` declares the blocks ([`manifest`]); the campaign's Tera
 //! templates are compiled together ([`campaign`]); the [`Catalog`] holds every campaign behind
 //! an atomic pointer so a reload ([`reload`]) swaps a whole campaign at once, and a campaign
-//! that fails to load never replaces the last good one.
+//! that fails to load never replaces the last good one. Every Tera built here comes from the
+//! [`sandbox`], which decides what templates may reach and how much one render may do.
 
 mod campaign;
 mod catalog;
@@ -11,6 +12,7 @@ mod filters;
 pub(crate) mod links;
 mod manifest;
 mod reload;
+mod sandbox;
 pub(crate) mod suppress;
 mod validate;
 

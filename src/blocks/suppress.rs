@@ -6,7 +6,7 @@
 //! A condition that cannot be evaluated (say `ctx.sms` is missing) does not suppress: the
 //! block is shown as if the condition were false.
 
-use super::filters;
+use super::sandbox::{self, RenderFailure};
 
 /// What a suppressed block shows instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,9 +47,11 @@ impl Suppression {
             (None, Some(image)) => Instead::Image(image),
             (None, None) => Instead::Pixel,
         };
-        let mut tera = tera::Tera::default();
-        filters::register(&mut tera);
-        tera.add_raw_template(CONDITION, &format!("{{% if {condition} %}}1{{% endif %}}"))
+        let source = format!("{{% if {condition} %}}1{{% endif %}}");
+        sandbox::check_template(CONDITION, &source, |_| false)
+            .map_err(|refusal| format!("suppress_if: {}", refusal.reason))?;
+        let mut tera = sandbox::new_tera();
+        tera.add_raw_template(CONDITION, &source)
             .map_err(|e| format!("suppress_if does not compile: {}", error_chain(&e)))?;
         Ok(Self {
             condition: tera,
@@ -59,12 +61,13 @@ impl Suppression {
 
     /// Whether the block is suppressed for these template inputs.
     pub fn applies(&self, context: &tera::Context) -> bool {
-        match self.condition.render(CONDITION, context) {
+        match sandbox::render(&self.condition, CONDITION, context) {
             Ok(out) => out == "1",
-            Err(error) => {
+            Err(RenderFailure::Tera(error)) => {
                 tracing::debug!(error = %error_chain(&error), "suppress_if not evaluable; not suppressed");
                 false
             }
+            Err(RenderFailure::TooLarge(_)) => false,
         }
     }
 
@@ -115,5 +118,8 @@ mod tests {
         assert!(Suppression::compile("ctx.a ==", None, None).is_err());
         assert!(Suppression::compile("true %}{% raw", None, None).is_err());
         assert!(Suppression::compile("true", Some("a.svg".into()), Some("b.png".into())).is_err());
+        let error = Suppression::compile(r#"get_env(name="OPENTIME_SECRET") != """#, None, None)
+            .unwrap_err();
+        assert!(error.contains("`get_env` is not available"), "{error}");
     }
 }

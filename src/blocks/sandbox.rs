@@ -1,0 +1,524 @@
+//! The template sandbox: what a campaign's Tera templates may reach, and how much work one render
+//! may do.
+//!
+//! Templates are written by marketers, not by the people who run the server, so a template must
+//! not be a way to read the server's secrets or files, nor to keep a core busy. Tera's defaults
+//! are made for trusted templates: `get_env` reads the process environment (where
+//! `OPENTIME_SECRET` lives), `now()` and `get_random()` make the picture depend on something the
+//! render cache key does not hold (the key holds `now` rounded to the block's `time_bucket`, see
+//! `open/input.rs`), and `range` hands out arrays of any length. So every Tera this crate builds
+//! for templates comes from [`new_tera`], where:
+//!
+//! - `get_env`, `now` and `get_random` are replaced by functions that fail with a message saying
+//!   why, and [`check_template`] refuses, **when the campaign loads** (`file:line`), any call of
+//!   a function other than `range` and `throw` — so a template using them never goes live. The
+//!   `now` *variable* the render passes in stays available.
+//! - `range` gives at most [`MAX_RANGE_ITEMS`] items per call, and the calls of one render (see
+//!   [`render`]) at most [`MAX_RANGE_ITEMS_PER_RENDER`] in all, so nested loops are bounded too.
+//!   Loops over context arrays are bounded by what the ingest API accepts (its body limits),
+//!   not here.
+//! - `{% include %}`, `{% import %}` and `{% extends %}` name templates, never files: Tera looks
+//!   a name up among the templates the campaign loaded (the template files directly in its
+//!   folder), so `"/etc/hostname"` or `"../other/x.svg"` cannot reach a file. [`check_template`]
+//!   refuses such names at load time anyway, with `file:line`, instead of an error at render.
+//! - [`render`] refuses an output larger than [`MAX_OUTPUT_BYTES`]. Tera cannot stop in the middle
+//!   of a render, so the size is checked after it; the range bounds are what keep the work itself
+//!   small.
+//!
+//! Every path a manifest names (templates, fallbacks, suppressed and expired images) goes through
+//! [`campaign_file`]: relative, without `..`, and not a symbolic link leading out of the campaign
+//! folder.
+//!
+//! Errors raised by a limit start with [`LIMIT`] (`template-limit:`), so they are easy to tell
+//! from a template's own mistakes in logs and in `opentime check`'s output.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+use tera::ast::{Expr, ExprVal, Node};
+use tera::{Tera, Value};
+
+/// Most items one `range(...)` call gives.
+pub(crate) const MAX_RANGE_ITEMS: usize = 10_000;
+
+/// Most items all `range(...)` calls of one render give together (nested loops).
+pub(crate) const MAX_RANGE_ITEMS_PER_RENDER: usize = 100_000;
+
+/// Largest SVG or HTML one render may produce (2 MiB).
+pub(crate) const MAX_OUTPUT_BYTES: usize = 2 * 1024 * 1024;
+
+/// How errors raised by a bound begin.
+pub(crate) const LIMIT: &str = "template-limit";
+
+/// Tera's functions that read something besides the render's inputs.
+const WITHHELD: [&str; 3] = ["get_env", "now", "get_random"];
+
+/// The functions a template may call.
+const OFFERED: [&str; 2] = ["range", "throw"];
+
+/// Why a withheld function is not there, and what to use instead.
+fn withheld_reason(name: &str) -> String {
+    let instead = match name {
+        "get_env" => "never the server's environment",
+        "now" => "use the `now` variable (or `now_ts`), rounded to the block's time_bucket",
+        _ => "a render depends only on them, so that it can be cached",
+    };
+    format!(
+        "`{name}` is not available in opentime templates: templates see only their inputs \
+         (ctx, subscriber, now, now_ts, query, …); {instead}"
+    )
+}
+
+/// A Tera for templates: Tera's filters and testers, opentime's filters, `range` bounded, and
+/// no function that reads the environment, the clock or a random source.
+pub(crate) fn new_tera() -> Tera {
+    let mut tera = Tera::default();
+    for name in WITHHELD {
+        tera.register_function(name, move |_: &HashMap<String, Value>| {
+            Err(tera::Error::msg(withheld_reason(name)))
+        });
+    }
+    tera.register_function("range", range);
+    super::filters::register(&mut tera);
+    tera
+}
+
+thread_local! {
+    /// Range items the render running on this thread may still ask for (`None`: no render
+    /// through [`render`] is running, only the per-call bound holds).
+    static RANGE_BUDGET: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// Puts the previous budget back when a render ends (renders may nest: a link inside a render).
+struct Budget(Option<usize>);
+
+impl Budget {
+    fn start() -> Self {
+        Self(RANGE_BUDGET.with(|budget| budget.replace(Some(MAX_RANGE_ITEMS_PER_RENDER))))
+    }
+}
+
+impl Drop for Budget {
+    fn drop(&mut self) {
+        RANGE_BUDGET.with(|budget| budget.set(self.0));
+    }
+}
+
+/// Why a render through [`render`] failed.
+#[derive(Debug)]
+pub(crate) enum RenderFailure {
+    Tera(tera::Error),
+    /// The output was this many bytes, more than [`MAX_OUTPUT_BYTES`].
+    TooLarge(usize),
+}
+
+impl RenderFailure {
+    /// The output bound, explained (`Tera` errors are described by the caller).
+    pub(crate) fn too_large(bytes: usize) -> String {
+        format!(
+            "{LIMIT}: the template produced {bytes} bytes, more than the {MAX_OUTPUT_BYTES} a \
+             render may produce"
+        )
+    }
+}
+
+/// Renders `template` with the per-render bounds: the range budget and the output size.
+pub(crate) fn render(
+    tera: &Tera,
+    template: &str,
+    context: &tera::Context,
+) -> Result<String, RenderFailure> {
+    let _budget = Budget::start();
+    let output = tera
+        .render(template, context)
+        .map_err(RenderFailure::Tera)?;
+    if output.len() > MAX_OUTPUT_BYTES {
+        return Err(RenderFailure::TooLarge(output.len()));
+    }
+    Ok(output)
+}
+
+/// `range(end=…, start=0, step_by=1)` like Tera's, but bounded (and `step_by = 0`, which loops
+/// forever in Tera's, is refused).
+fn range(args: &HashMap<String, Value>) -> tera::Result<Value> {
+    let number = |name: &str, default: Option<usize>| match (args.get(name), default) {
+        (Some(value), _) => value.as_u64().map(|n| n as usize).ok_or_else(|| {
+            tera::Error::msg(format!(
+                "`range` got {name}={value}; {name} must be a whole number, 0 or more"
+            ))
+        }),
+        (None, Some(default)) => Ok(default),
+        (None, None) => Err(tera::Error::msg(format!(
+            "`range` needs `{name}`, e.g. range(end=5)"
+        ))),
+    };
+    let start = number("start", Some(0))?;
+    let end = number("end", None)?;
+    let step = number("step_by", Some(1))?;
+    if step == 0 {
+        return Err(tera::Error::msg("`range` needs step_by of at least 1"));
+    }
+    if start > end {
+        return Err(tera::Error::msg(
+            "`range` was called with `start` greater than `end`",
+        ));
+    }
+    let count = (end - start).div_ceil(step);
+    if count > MAX_RANGE_ITEMS {
+        return Err(tera::Error::msg(format!(
+            "{LIMIT}: range(start={start}, end={end}, step_by={step}) would give {count} items; \
+             one range gives at most {MAX_RANGE_ITEMS}"
+        )));
+    }
+    RANGE_BUDGET.with(|budget| match budget.get() {
+        Some(left) if count > left => Err(tera::Error::msg(format!(
+            "{LIMIT}: the ranges of one render give at most {MAX_RANGE_ITEMS_PER_RENDER} items \
+             in all (nested loops multiply)"
+        ))),
+        Some(left) => {
+            budget.set(Some(left - count));
+            Ok(())
+        }
+        None => Ok(()),
+    })?;
+    Ok(Value::Array(
+        (start..end).step_by(step).map(Value::from).collect(),
+    ))
+}
+
+/// Something a template uses that the sandbox refuses, at a line of its source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) line: usize,
+    pub(crate) reason: String,
+}
+
+/// What a template names: functions it calls, templates it includes, imports or extends.
+enum Used<'a> {
+    Function(&'a str),
+    /// `(tag, name, ignore missing)`
+    Template(&'static str, &'a str, bool),
+}
+
+/// Checks template `name` (text `source`) at load time: every function it calls is offered, and
+/// every template it includes, imports or extends is one of the campaign's (`is_template`). A
+/// source that does not parse is left to Tera's own error (it names line and column).
+pub(crate) fn check_template(
+    name: &str,
+    source: &str,
+    is_template: impl Fn(&str) -> bool,
+) -> Result<(), Refusal> {
+    let Ok(template) = tera::Template::new(name, None, source) else {
+        return Ok(());
+    };
+    let mut used = Vec::new();
+    nodes(&template.ast, &mut used);
+    for item in used {
+        match item {
+            Used::Function(function) if !OFFERED.contains(&function) => {
+                let reason = if WITHHELD.contains(&function) {
+                    withheld_reason(function)
+                } else {
+                    format!(
+                        "`{function}` is not a function opentime templates can call (they can \
+                         call {})",
+                        OFFERED.join(", ")
+                    )
+                };
+                return Err(Refusal {
+                    line: line_of_call(source, function),
+                    reason,
+                });
+            }
+            Used::Template(tag, target, ignore_missing) => {
+                let path_like = target.contains(['/', '\\']) || target.starts_with('.');
+                if path_like || (!ignore_missing && !is_template(target)) {
+                    return Err(Refusal {
+                        line: line_of(source, target),
+                        reason: format!(
+                            "{{% {tag} \"{target}\" %}}: templates can {tag} only the campaign's \
+                             own templates, by file name (a template file directly in the \
+                             campaign folder)"
+                        ),
+                    });
+                }
+            }
+            Used::Function(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The 1-based line of the first `needle` in `source` (1 when it is not found).
+fn line_of(source: &str, needle: &str) -> usize {
+    source
+        .lines()
+        .position(|line| line.contains(needle))
+        .map_or(1, |index| index + 1)
+}
+
+/// The 1-based line of the first call of `function` (its name followed by `(`).
+fn line_of_call(source: &str, function: &str) -> usize {
+    source
+        .lines()
+        .position(|line| {
+            line.match_indices(function).any(|(at, _)| {
+                let before = line[..at].chars().next_back();
+                let after = line[at + function.len()..].trim_start();
+                !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.')
+                    && after.starts_with('(')
+            })
+        })
+        .map_or(1, |index| index + 1)
+}
+
+// The walk below matches every node and expression kind exhaustively, so a Tera update that adds
+// one fails to compile here instead of slipping past the check.
+
+fn nodes<'a>(list: &'a [Node], used: &mut Vec<Used<'a>>) {
+    for node in list {
+        match node {
+            Node::VariableBlock(_, e) => expr(e, used),
+            Node::MacroDefinition(_, definition, _) => {
+                definition
+                    .args
+                    .values()
+                    .flatten()
+                    .for_each(|e| expr(e, used));
+                nodes(&definition.body, used);
+            }
+            Node::Extends(_, name) => used.push(Used::Template("extends", name, false)),
+            Node::Include(_, names, ignore_missing) => {
+                for name in names {
+                    used.push(Used::Template("include", name, *ignore_missing));
+                }
+            }
+            Node::ImportMacro(_, file, _) => used.push(Used::Template("import", file, false)),
+            Node::Set(_, set) => expr(&set.value, used),
+            Node::FilterSection(_, section, _) => {
+                section.filter.args.values().for_each(|e| expr(e, used));
+                nodes(&section.body, used);
+            }
+            Node::Block(_, block, _) => nodes(&block.body, used),
+            Node::Forloop(_, forloop, _) => {
+                expr(&forloop.container, used);
+                nodes(&forloop.body, used);
+                if let Some(empty) = &forloop.empty_body {
+                    nodes(empty, used);
+                }
+            }
+            Node::If(branches, _) => {
+                for (_, condition, body) in &branches.conditions {
+                    expr(condition, used);
+                    nodes(body, used);
+                }
+                if let Some((_, body)) = &branches.otherwise {
+                    nodes(body, used);
+                }
+            }
+            Node::Super
+            | Node::Text(_)
+            | Node::Raw(..)
+            | Node::Break(_)
+            | Node::Continue(_)
+            | Node::Comment(..) => {}
+        }
+    }
+}
+
+fn expr<'a>(e: &'a Expr, used: &mut Vec<Used<'a>>) {
+    value(&e.val, used);
+    for filter in &e.filters {
+        filter.args.values().for_each(|e| expr(e, used));
+    }
+}
+
+fn value<'a>(v: &'a ExprVal, used: &mut Vec<Used<'a>>) {
+    match v {
+        ExprVal::FunctionCall(call) => {
+            used.push(Used::Function(&call.name));
+            call.args.values().for_each(|e| expr(e, used));
+        }
+        ExprVal::MacroCall(call) => call.args.values().for_each(|e| expr(e, used)),
+        ExprVal::Math(m) => {
+            expr(&m.lhs, used);
+            expr(&m.rhs, used);
+        }
+        ExprVal::Logic(l) => {
+            expr(&l.lhs, used);
+            expr(&l.rhs, used);
+        }
+        ExprVal::In(i) => {
+            expr(&i.lhs, used);
+            expr(&i.rhs, used);
+        }
+        ExprVal::Test(t) => t.args.iter().for_each(|e| expr(e, used)),
+        ExprVal::Array(items) => items.iter().for_each(|e| expr(e, used)),
+        ExprVal::StringConcat(concat) => concat.values.iter().for_each(|v| value(v, used)),
+        ExprVal::String(_)
+        | ExprVal::Int(_)
+        | ExprVal::Float(_)
+        | ExprVal::Bool(_)
+        | ExprVal::Ident(_) => {}
+    }
+}
+
+/// `file`, a path a manifest names, as a path inside the campaign folder `dir`: relative, no
+/// `..`, and not a symbolic link that leads out of the folder. A file that does not exist is
+/// returned as is (reading it reports that, naming the file).
+pub(crate) fn campaign_file(dir: &Path, file: &str) -> Result<PathBuf, String> {
+    let relative = Path::new(file);
+    if file.trim().is_empty() {
+        return Err("is empty; name a file inside the campaign folder".into());
+    }
+    if relative.is_absolute()
+        || relative
+            .components()
+            .any(|c| matches!(c, Component::RootDir | Component::Prefix(_)))
+    {
+        return Err(
+            "is an absolute path; name a file inside the campaign folder, relative to it".into(),
+        );
+    }
+    if relative.components().any(|c| c == Component::ParentDir) {
+        return Err("goes up with `..`; name a file inside the campaign folder".into());
+    }
+    let path = dir.join(relative);
+    if let (Ok(real), Ok(root)) = (path.canonicalize(), dir.canonicalize()) {
+        if !real.starts_with(&root) {
+            return Err("is a symbolic link leading outside the campaign folder".into());
+        }
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rendered(source: &str) -> Result<String, String> {
+        let mut tera = new_tera();
+        tera.add_raw_template("t.svg", source).unwrap();
+        render(&tera, "t.svg", &tera::Context::new()).map_err(|failure| match failure {
+            RenderFailure::Tera(e) => crate::blocks::suppress::error_chain(&e),
+            RenderFailure::TooLarge(bytes) => RenderFailure::too_large(bytes),
+        })
+    }
+
+    #[test]
+    fn withheld_functions_fail_with_a_reason() {
+        std::env::set_var("OPENTIME_SANDBOX_UNIT_TEST", "leaked");
+        let error = rendered(r#"{{ get_env(name="OPENTIME_SANDBOX_UNIT_TEST") }}"#).unwrap_err();
+        assert!(error.contains("`get_env` is not available"), "{error}");
+        assert!(!error.contains("leaked"));
+        for source in ["{{ now() }}", "{{ get_random(end=9) }}"] {
+            let error = rendered(source).unwrap_err();
+            assert!(error.contains("is not available"), "{source}: {error}");
+        }
+    }
+
+    #[test]
+    fn range_is_bounded_per_call_and_per_render() {
+        assert_eq!(
+            rendered("{% for i in range(start=1, end=8, step_by=3) %}{{ i }},{% endfor %}")
+                .unwrap(),
+            "1,4,7,"
+        );
+        assert_eq!(
+            rendered("{{ range(end=10000) | length }}").unwrap(),
+            "10000"
+        );
+        let error = rendered("{% for i in range(end=100000000) %}x{% endfor %}").unwrap_err();
+        assert!(
+            error.contains("template-limit") && error.contains("at most 10000"),
+            "{error}"
+        );
+        let error = rendered("{{ range(end=3, step_by=0) }}").unwrap_err();
+        assert!(error.contains("step_by"), "{error}");
+        let nested =
+            "{% for a in range(end=10000) %}{% for b in range(end=10000) %}{% endfor %}{% endfor %}";
+        let error = rendered(nested).unwrap_err();
+        assert!(error.contains("in all"), "{error}");
+        // The budget is per render: the next render starts afresh.
+        assert!(rendered("{{ range(end=10000) | length }}").is_ok());
+    }
+
+    #[test]
+    fn output_is_bounded() {
+        let big = "{% for i in range(end=10000) %}{{ s }}{% endfor %}";
+        let mut tera = new_tera();
+        tera.add_raw_template("t.svg", big).unwrap();
+        let context = tera::Context::from_value(json!({"s": "x".repeat(300)})).unwrap();
+        match render(&tera, "t.svg", &context) {
+            Err(RenderFailure::TooLarge(bytes)) => assert_eq!(bytes, 3_000_000),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn load_check_names_the_line_of_what_it_refuses() {
+        let known = |name: &str| name == "part.svg";
+        let refused = |source: &str| check_template("t.svg", source, known).unwrap_err();
+        let r = refused("<svg>\n<text>{{ get_env(name=\"OPENTIME_SECRET\") }}</text>");
+        assert_eq!(r.line, 2);
+        assert!(
+            r.reason.contains("`get_env` is not available"),
+            "{}",
+            r.reason
+        );
+        let r = refused("<svg>\n\n{% if now() %}{% endif %}");
+        assert_eq!(r.line, 3);
+        let r = refused("{{ now }}\n{{ x | default(value=get_random(end=3)) }}");
+        assert_eq!((r.line, r.reason.contains("get_random")), (2, true));
+        let r = refused("{{ my_function() }}");
+        assert!(r.reason.contains("range, throw"), "{}", r.reason);
+        for (source, line) in [
+            ("a\n{% include \"/etc/hostname\" %}", 2),
+            ("{% include \"../other/x.svg\" %}", 1),
+            ("{% include \"other.svg\" %}", 1),
+            ("{% import \"../m.tera\" as m %}", 1),
+            ("{% extends \"/etc/passwd\" %}", 1),
+        ] {
+            let r = refused(source);
+            assert_eq!(r.line, line, "{source}");
+            assert!(r.reason.contains("only the campaign's own"), "{}", r.reason);
+        }
+        for fine in [
+            "{{ now }} {{ now_ts }} {{ ctx.a | default(value=1) }}",
+            "{% include \"part.svg\" %}{% include \"opt.svg\" ignore missing %}",
+            "{% for i in range(end=3) %}{{ i }}{% endfor %}{{ throw_me }}",
+            "{{ oops(",
+        ] {
+            assert_eq!(check_template("t.svg", fine, known), Ok(()), "{fine}");
+        }
+    }
+
+    #[test]
+    fn manifest_paths_stay_inside_the_campaign() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("c");
+        std::fs::create_dir_all(dir.join("fallback")).unwrap();
+        std::fs::write(dir.join("fallback/a.svg"), "<svg/>").unwrap();
+        std::fs::write(root.path().join("x.svg"), "<svg/>").unwrap();
+        assert!(campaign_file(&dir, "fallback/a.svg").is_ok());
+        assert!(campaign_file(&dir, "./fallback/missing.svg").is_ok());
+        for (file, expected) in [
+            ("/etc/hostname", "absolute"),
+            ("../x.svg", "`..`"),
+            ("fallback/../../x.svg", "`..`"),
+            ("", "empty"),
+        ] {
+            let error = campaign_file(&dir, file).unwrap_err();
+            assert!(error.contains(expected), "{file}: {error}");
+        }
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(root.path().join("x.svg"), dir.join("out.svg")).unwrap();
+            std::os::unix::fs::symlink(dir.join("fallback/a.svg"), dir.join("in.svg")).unwrap();
+            let error = campaign_file(&dir, "out.svg").unwrap_err();
+            assert!(error.contains("symbolic link"), "{error}");
+            assert!(campaign_file(&dir, "in.svg").is_ok());
+        }
+    }
+}
