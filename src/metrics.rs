@@ -48,6 +48,11 @@ pub struct Metrics {
     pub events_written: Counter,
     /// Events dropped because the queue was full (the store was down for too long).
     pub events_dropped: Counter,
+    /// Events the store refused one by one (dropped, never retried), by reason.
+    pub events_failed: Family<ReasonLabels, Counter>,
+    /// Tracking pixel fetches that name no verified subscriber (`no-subscriber`, `bad-token`):
+    /// counted here only, never written as events.
+    pub pixel_anonymous: Family<ReasonLabels, Counter>,
 }
 
 fn render_histogram() -> Histogram {
@@ -131,7 +136,21 @@ impl Metrics {
             "Open and click events dropped because the queue was full",
             events_dropped.clone(),
         );
+        let events_failed = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "events_failed",
+            "Events the store refused (dropped alone, not retried), by reason",
+            events_failed.clone(),
+        );
+        let pixel_anonymous = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "pixel_anonymous",
+            "Tracking pixel fetches without a verified subscriber (no event written), by reason",
+            pixel_anonymous.clone(),
+        );
         Self {
+            events_failed,
+            pixel_anonymous,
             image_placeholders,
             events_queued,
             events_written,
@@ -149,6 +168,18 @@ impl Metrics {
 
     pub fn fallback(&self, reason: &'static str) {
         self.fallbacks.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub fn event_failed(&self, reason: &'static str) {
+        self.events_failed
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    pub fn pixel_anonymous(&self, reason: &'static str) {
+        self.pixel_anonymous
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
     pub fn request(&self, route: &'static str, status: u16) {

@@ -1,5 +1,5 @@
 //! The subscriber's `email` context field, as events change it. The Redis sink does the same
-//! in a Lua script (`redis_sink.rs`); this is the reference, used by the embedded store.
+//! in a Lua script (`store/redis/events.rs`); this is the reference, used by the embedded store.
 //!
 //! Only subscribers who have a context get the field (an open never creates a context).
 //! `{"last_open": RFC3339, "open_count": N, "last_campaign": "…", "last_click": …,
@@ -49,6 +49,7 @@ mod tests {
 
     fn open(prefetch: bool) -> Event {
         Event {
+            id: "e1".into(),
             kind: EventKind::Open,
             campaign: "demo".into(),
             block: "cart".into(),

@@ -2,12 +2,26 @@
 //! subscriber's `email` context field, so every other channel sees the email's activity.
 //!
 //! Recording never delays an answer: [`EventRecorder::record`] only puts the event on a bounded
-//! queue. One writer task drains the queue in batches (one pipelined round trip per batch);
-//! while the store is down it keeps the batch and retries with backoff, so events wait in
-//! memory and are written once it is back. Only a full queue drops events, counted in
-//! `opentime_events_dropped_total`. Delivery is at least once: a batch cut off mid-way by a
-//! dropped connection is written again whole. At shutdown the server [`EventRecorder::flush`]es
-//! the queue within the grace period.
+//! queue. One writer task drains the queue in batches (one pipelined round trip per batch).
+//! Only a full queue drops events, counted in `opentime_events_dropped_total`. At shutdown the
+//! server [`EventRecorder::flush`]es the queue within the grace period.
+//!
+//! Why the writer is built the way it is:
+//!
+//! - **A bad event fails alone.** A sink reports each event's outcome ([`Written`]): an event
+//!   the store refused (a context that is not a hash, a wrong-type stream, out of memory, a
+//!   script error) is dropped and counted in `opentime_events_failed_total{reason}`, the others
+//!   are written. Retrying such a batch would never succeed: the writer would wedge on it while
+//!   the queue fills up and drops real opens.
+//! - **Only "don't know" retries.** When the sink cannot tell what happened (the store is
+//!   unreachable, the connection dropped mid-batch, a timeout, a store that is loading or
+//!   read-only) it returns an error and the writer retries the whole batch with backoff.
+//! - **A retry never counts twice.** Every event gets a unique [`Event::id`] when it is made;
+//!   sinks apply an event id at most once (Redis keeps the recently applied ids next to the
+//!   data they guard; the embedded store writes a batch in one transaction), so a batch that was
+//!   applied but whose answer was lost is skipped on the retry instead of being written again.
+//!   Delivery is therefore effectively once, as long as the retry comes within the sink's
+//!   de-duplication window (an hour for Redis).
 
 mod email_field;
 
@@ -17,7 +31,9 @@ use crate::metrics::Metrics;
 use crate::sources::mail_clients::ClientKind;
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
-use std::sync::Arc;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -57,9 +73,33 @@ impl EventKind {
     }
 }
 
+/// A new event id, unique across processes: a random number drawn once per process, then a
+/// counter. Sinks use it to apply each event at most once.
+fn next_event_id() -> String {
+    static PROCESS: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let process = *PROCESS.get_or_init(|| {
+        // The standard library's hasher keys are random per process (from the OS).
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
+        hasher.write_u32(std::process::id());
+        hasher.finish()
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{process:016x}-{n:x}")
+}
+
 /// One event, as written to the stream.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
+    /// Unique per event (see [`Event::now`]); a sink applies an id at most once, so a batch
+    /// written again after a lost answer does not count twice.
+    pub id: String,
     pub kind: EventKind,
     pub campaign: String,
     /// Empty for the pixel.
@@ -95,6 +135,7 @@ impl Event {
         prefetch: bool,
     ) -> Self {
         Self {
+            id: next_event_id(),
             kind,
             campaign: campaign.to_owned(),
             block: block.to_owned(),
@@ -107,7 +148,8 @@ impl Event {
         }
     }
 
-    /// The stream entry's fields, in a fixed order (documented for consumers).
+    /// The stream entry's fields, in a fixed order (documented for consumers); `id` comes last
+    /// so the fields before it read as they always did.
     pub fn fields(&self) -> Vec<(&'static str, String)> {
         let mut fields = vec![
             ("type", self.kind.as_str().to_owned()),
@@ -124,16 +166,38 @@ impl Event {
         if let Some(link) = self.link {
             fields.push(("link", link.to_owned()));
         }
+        fields.push(("id", self.id.clone()));
         fields
     }
+}
+
+/// An event of a batch the store refused: it is dropped, not retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// Its index in the batch.
+    pub index: usize,
+    /// Why, as a metric label: a small fixed set (`wrong-type`, `out-of-memory`, …).
+    pub reason: &'static str,
+}
+
+/// What a sink did with a batch it could write.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// Events the store refused (each alone; the rest are in).
+    pub refused: Vec<Refused>,
+    /// Events skipped because their id was applied already (an earlier attempt got through).
+    pub duplicates: usize,
 }
 
 /// Where the writer task puts batches of events: Redis or the embedded store.
 #[async_trait]
 pub trait EventSink: Send + Sync {
     /// Appends `batch` to the stream (capped near `max_len`) and updates each subscriber's
-    /// `email` field — all or, on error, to be retried whole.
-    async fn write(&self, batch: &[Event], max_len: u64) -> Result<(), EventError>;
+    /// `email` field. `Ok` says what became of each event: written, refused alone (dropped),
+    /// or already applied. `Err` means the outcome is unknown (the store is unreachable or the
+    /// connection dropped mid-batch): the writer then sends the same batch again, so writing
+    /// an event whose id was applied before must change nothing.
+    async fn write(&self, batch: &[Event], max_len: u64) -> Result<Written, EventError>;
 }
 
 /// The sending side of the event queue; cheap to call from any request.
@@ -234,8 +298,8 @@ impl Writer {
         let mut failures = 0u32;
         loop {
             match self.sink.write(batch, self.max_len).await {
-                Ok(()) => {
-                    self.metrics.events_written.inc_by(batch.len() as u64);
+                Ok(written) => {
+                    self.count(batch, &written);
                     if failures > 0 {
                         tracing::info!(events = batch.len(), "event store is back; events written");
                     }
@@ -253,6 +317,31 @@ impl Writer {
         }
         batch.clear();
     }
+
+    /// Counts a written batch: refused events by reason, the rest as written.
+    fn count(&self, batch: &[Event], written: &Written) {
+        let refused = written.refused.len().min(batch.len());
+        self.metrics
+            .events_written
+            .inc_by((batch.len() - refused) as u64);
+        for failure in &written.refused {
+            self.metrics.event_failed(failure.reason);
+        }
+        if let Some(first) = written.refused.first() {
+            tracing::warn!(
+                refused = refused,
+                reason = first.reason,
+                campaign = batch.get(first.index).map(|e| e.campaign.as_str()),
+                "the event store refused events; they are dropped (the rest are written)"
+            );
+        }
+        if written.duplicates > 0 {
+            tracing::info!(
+                duplicates = written.duplicates,
+                "events already written by an earlier attempt were skipped"
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -268,7 +357,7 @@ mod tests {
 
     #[async_trait]
     impl EventSink for FlakySink {
-        async fn write(&self, batch: &[Event], _max_len: u64) -> Result<(), EventError> {
+        async fn write(&self, batch: &[Event], _max_len: u64) -> Result<Written, EventError> {
             {
                 let mut failures = self.failures.lock().unwrap();
                 if *failures > 0 {
@@ -276,13 +365,28 @@ mod tests {
                     return Err(EventError::Unavailable("down".into()));
                 }
             }
-            self.written.lock().unwrap().extend_from_slice(batch);
-            Ok(())
+            let mut refused = Vec::new();
+            let mut written = self.written.lock().unwrap();
+            for (index, event) in batch.iter().enumerate() {
+                if event.campaign == "poison" {
+                    refused.push(Refused {
+                        index,
+                        reason: "wrong-type",
+                    });
+                } else {
+                    written.push(event.clone());
+                }
+            }
+            Ok(Written {
+                refused,
+                duplicates: 0,
+            })
         }
     }
 
     fn event(n: usize) -> Event {
         Event {
+            id: format!("test-{n}"),
             kind: EventKind::Click,
             campaign: "demo".into(),
             block: "cart".into(),
@@ -310,7 +414,65 @@ mod tests {
                 ("prefetch", "0".into()),
                 ("item", "2".into()),
                 ("link", "item".into()),
+                ("id", "test-2".into()),
             ]
+        );
+    }
+
+    #[test]
+    fn ids_are_unique() {
+        let make = || {
+            Event::now(
+                EventKind::Open,
+                "demo",
+                "cart",
+                None,
+                ClientKind::Browser,
+                false,
+            )
+        };
+        let (a, b) = (make(), make());
+        assert_ne!(a.id, b.id);
+        assert_eq!(
+            a.id.split('-').next(),
+            b.id.split('-').next(),
+            "same process part"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_event_is_dropped_and_counted_and_the_rest_are_written_once() {
+        let sink = Arc::new(FlakySink {
+            failures: Mutex::new(0),
+            written: Mutex::new(Vec::new()),
+        });
+        let metrics = Arc::new(Metrics::new());
+        let recorder = EventRecorder::start(sink.clone(), 100, 100, Arc::clone(&metrics));
+        let mut poisoned = event(1);
+        poisoned.campaign = "poison".into();
+        recorder.record(event(0));
+        recorder.record(poisoned);
+        recorder.record(event(2));
+        assert!(recorder.flush(Duration::from_secs(5)).await);
+        recorder.record(event(3));
+        assert!(recorder.flush(Duration::from_secs(5)).await);
+        let written: Vec<_> = sink
+            .written
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e.item)
+            .collect();
+        assert_eq!(
+            written,
+            vec![Some(0), Some(2), Some(3)],
+            "no wedge, no repeat"
+        );
+        assert_eq!(metrics.events_written.get(), 3);
+        let text = metrics.encode();
+        assert!(
+            text.contains("opentime_events_failed_total{reason=\"wrong-type\"} 1"),
+            "{text}"
         );
     }
 

@@ -1,10 +1,11 @@
-//! The tracking pixel's open: a pixel event is recorded when the campaign exists and, if a
-//! subscriber is named, its token is right (a forged URL records nothing). The answer is always
-//! the pixel, whatever happens here.
+//! The tracking pixel's open: a pixel event is recorded only when the campaign exists and a
+//! subscriber is named with the right token. A pixel without a subscriber (`/open/demo.gif`)
+//! or with a forged one is only counted (`opentime_pixel_anonymous_total{reason}`): anyone can
+//! fetch such a URL in a loop, and as events those fetches would fill the event queue and
+//! push out real opens. The answer is always the pixel, whatever happens here.
 
 use super::opener::Opener;
 use super::{query, verify, Pipeline};
-use crate::context::SubscriberId;
 use crate::events::{Event, EventKind};
 
 impl Pipeline {
@@ -20,15 +21,17 @@ impl Pipeline {
                 query.token.as_deref(),
             )
         });
-        if let Some(subscriber) = subscriber {
-            self.events.record(Event::now(
+        match subscriber {
+            Some(Some(subscriber)) => self.events.record(Event::now(
                 EventKind::Pixel,
                 &campaign.name,
                 "",
-                subscriber.as_ref().map(SubscriberId::as_str),
+                Some(subscriber.as_str()),
                 opener.client,
                 opener.prefetch,
-            ));
+            )),
+            Some(None) => self.metrics.pixel_anonymous("no-subscriber"),
+            None => self.metrics.pixel_anonymous("bad-token"),
         }
         true
     }

@@ -1,9 +1,16 @@
 //! Events into the embedded store: the stream is the redb table `events` (sequence number →
 //! the entry's fields as a JSON object, trimmed to the cap), and the `email` field is updated
 //! in the subscriber's context like the Redis script does.
+//!
+//! A whole batch — stream entries and `email` updates — is one write transaction, so it is in
+//! or not at all: a failed write changed nothing, and the writer's retry cannot count an event
+//! twice (the Redis sink needs per-event ids for that; here the entries carry the `id` field
+//! only for consumers). A subscriber whose stored context cannot be read is refused alone
+//! (`corrupt-context`): its event is dropped and counted, the rest of the batch is written.
 
-use super::EmbeddedStore;
-use crate::events::{apply_to_email_field, Event, EventError, EventSink};
+use super::{EmbeddedStore, CONTEXTS};
+use crate::context::ContextFields;
+use crate::events::{apply_to_email_field, Event, EventError, EventSink, Refused, Written};
 use async_trait::async_trait;
 use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::sync::Arc;
@@ -14,8 +21,10 @@ fn backend<E: std::fmt::Display>(error: E) -> EventError {
     EventError::Backend(error.to_string())
 }
 
-/// Appends `batch` to the `events` table in one transaction, trimming it to `max_len`.
-fn append(database: &redb::Database, batch: &[Event], max_len: u64) -> Result<(), EventError> {
+/// Appends `batch` to the `events` table, trimming it to `max_len`, and folds each event into
+/// its subscriber's `email` field — all in one transaction.
+fn append(database: &redb::Database, batch: &[Event], max_len: u64) -> Result<Written, EventError> {
+    let mut written = Written::default();
     let txn = database.begin_write().map_err(backend)?;
     {
         let mut table = txn.open_table(EVENTS).map_err(backend)?;
@@ -23,7 +32,33 @@ fn append(database: &redb::Database, batch: &[Event], max_len: u64) -> Result<()
             Some((key, _)) => key.value().saturating_add(1),
             None => 0,
         };
-        for event in batch {
+        let mut contexts = txn.open_table(CONTEXTS).map_err(backend)?;
+        for (index, event) in batch.iter().enumerate() {
+            if let Some(subscriber) = event.subscriber_id() {
+                let stored = contexts
+                    .get(subscriber.as_str())
+                    .map_err(backend)?
+                    .map(|bytes| serde_json::from_slice::<ContextFields>(bytes.value()));
+                match stored {
+                    // Like the Redis script: no context, no made-up one.
+                    None => {}
+                    Some(Ok(mut fields)) => {
+                        let email = apply_to_email_field(fields.get("email"), event);
+                        fields.insert("email".into(), email);
+                        let json = serde_json::to_vec(&fields).map_err(backend)?;
+                        contexts
+                            .insert(subscriber.as_str(), json.as_slice())
+                            .map_err(backend)?;
+                    }
+                    Some(Err(_)) => {
+                        written.refused.push(Refused {
+                            index,
+                            reason: "corrupt-context",
+                        });
+                        continue;
+                    }
+                }
+            }
             let entry: serde_json::Map<String, serde_json::Value> = event
                 .fields()
                 .into_iter()
@@ -39,33 +74,18 @@ fn append(database: &redb::Database, batch: &[Event], max_len: u64) -> Result<()
             }
         }
     }
-    txn.commit().map_err(backend)
+    txn.commit().map_err(backend)?;
+    Ok(written)
 }
 
 #[async_trait]
 impl EventSink for EmbeddedStore {
-    async fn write(&self, batch: &[Event], max_len: u64) -> Result<(), EventError> {
+    async fn write(&self, batch: &[Event], max_len: u64) -> Result<Written, EventError> {
         let database = Arc::clone(self.database());
         let owned = batch.to_vec();
         tokio::task::spawn_blocking(move || append(&database, &owned, max_len))
             .await
-            .map_err(backend)??;
-        for event in batch {
-            let Some(subscriber) = event.subscriber_id() else {
-                continue;
-            };
-            let event = event.clone();
-            // Like the Redis script: no context, no made-up one.
-            self.update(&subscriber, move |fields| {
-                if let Some(fields) = fields {
-                    let email = apply_to_email_field(fields.get("email"), &event);
-                    fields.insert("email".into(), email);
-                }
-            })
-            .await
-            .map_err(|e| EventError::Backend(e.to_string()))?;
-        }
-        Ok(())
+            .map_err(backend)?
     }
 }
 
@@ -119,7 +139,7 @@ mod tests {
             open(EventKind::Open),
             open(EventKind::Click),
         ];
-        store.write(&batch, 2).await.unwrap();
+        assert_eq!(store.write(&batch, 2).await.unwrap(), Written::default());
         let stored = read_all(&store).unwrap();
         assert_eq!(stored.len(), 2, "capped at max_len: {stored:?}");
         assert_eq!(stored[0]["type"], "open");
@@ -128,5 +148,42 @@ mod tests {
         assert_eq!(email["open_count"], 2);
         assert_eq!(email["click_count"], 1);
         assert_eq!(email["last_campaign"], "demo");
+        assert_eq!(stored[1]["id"], batch[2].id.as_str());
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_context_refuses_its_event_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("s.redb"), None).unwrap();
+        let txn = store.database().begin_write().unwrap();
+        txn.open_table(CONTEXTS)
+            .unwrap()
+            .insert("bob", b"not json".as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+        let open = |who| {
+            Event::now(
+                EventKind::Open,
+                "demo",
+                "cart",
+                Some(who),
+                ClientKind::Browser,
+                false,
+            )
+        };
+        let written = store
+            .write(&[open("alice"), open("bob")], 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            written.refused,
+            vec![Refused {
+                index: 1,
+                reason: "corrupt-context"
+            }]
+        );
+        let stored = read_all(&store).unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0]["subscriber"], "alice");
     }
 }

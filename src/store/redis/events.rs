@@ -1,21 +1,70 @@
-//! Events into Redis: one pipeline per batch — `SCRIPT LOAD` once, then per event
-//! `XADD events:opens MAXLEN ~ N` and, for a subscriber, `EVALSHA` of a small Lua script that
-//! updates `ctx:{SUB}`'s `email` field in place (the same rules as `events/email_field.rs`). The stream
-//! and the context hash are separate keys (separate Redis Cluster slots), so they are separate
-//! commands. The server gives the writer its own connection, so a batch never queues in front
-//! of an open's context lookup.
+//! Events into Redis: one non-atomic pipeline per batch — `SCRIPT LOAD` of two small Lua
+//! scripts, then per event one `EVALSHA` that appends it to the stream and, for a subscriber,
+//! one that folds it into `ctx:{SUB}`'s `email` field (the same rules as
+//! `events/email_field.rs`).
+//!
+//! Why it is built this way:
+//!
+//! - **Every reply is read.** The pipeline ignores errors and each command's reply is checked
+//!   on its own, so one refused command (a `ctx:{X}` that is not a hash, a wrong-type stream,
+//!   `OOM` under `maxmemory`, a script error) drops that one event — reported to the writer,
+//!   which counts it — while the others are written. A reply that says "not now" rather than
+//!   "never" (`LOADING`, `BUSY`, `READONLY` after a failover, `NOSCRIPT`, cluster redirects…)
+//!   or no reply at all (I/O error, timeout, dropped connection) makes the whole batch an
+//!   error, and the writer sends it again.
+//! - **Sending a batch again changes nothing that was applied.** Each script first looks the
+//!   event's id up in a sorted set of recently applied ids (id → applied-at ms) kept next to
+//!   the key it changes, and does nothing when it is there; otherwise it applies the event
+//!   and then records the id (last, so a script that fails half-way is not marked done).
+//!   The sets forget ids older than [`DEDUP_WINDOW`] (trimmed on every write, and the key
+//!   expires when idle), which bounds their size; a batch retried later than that could be
+//!   counted twice.
+//! - **Each script touches one Cluster slot.** The stream script uses `events:opens` and
+//!   `{events:opens}:applied` (the hash tag puts it in the stream's slot); the `email` script
+//!   uses `ctx:{SUB}` and `evdone:{SUB}`. So the stream entry and the `email` update are two
+//!   commands, each idempotent on its own, rather than one script spanning two slots. Stream
+//!   ids stay `*` (server-assigned): ids derived from event ids would be refused whenever two
+//!   servers' clocks or queues disagree, and the entry carries the event id in its `id` field.
+//!
+//! The server gives the writer its own connection, so a batch never queues in front of an
+//! open's context lookup.
 
 use super::RedisStore;
 use crate::context::StoreError;
-use crate::events::{Event, EventError, EventSink, STREAM_KEY};
+use crate::events::{Event, EventError, EventSink, Refused, Written, STREAM_KEY};
 use async_trait::async_trait;
 use chrono::SecondsFormat;
+use redis::Value;
 use std::sync::OnceLock;
+use std::time::Duration;
 
-/// KEYS[1] = ctx:{SUB}; ARGV = kind, at, campaign, prefetch ("1"/"0").
+/// How long the ids of applied events are remembered (a retry later than that may count twice).
+const DEDUP_WINDOW: Duration = Duration::from_secs(3600);
+
+/// The sorted set of event ids recently appended to the stream (same Cluster slot as it).
+fn stream_applied_key() -> String {
+    format!("{{{STREAM_KEY}}}:applied")
+}
+
+/// KEYS[1] = the stream, KEYS[2] = its applied ids; ARGV = id, now ms, forget-before ms,
+/// window ms, max_len, then the entry's field/value pairs. Returns 1 when appended, 2 when the
+/// id was appended before.
+const STREAM_SCRIPT: &str = r#"
+if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 2 end
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[5], '*', unpack(ARGV, 6))
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return 1
+"#;
+
+/// KEYS[1] = ctx:{SUB}, KEYS[2] = evdone:{SUB}; ARGV = kind, at, campaign, prefetch ("1"/"0"),
+/// id, now ms, forget-before ms, window ms. Returns 1 when applied, 0 when the subscriber has
+/// no context, 2 when the id was applied before.
 /// A subscriber with no context gets none: an open must not make up a context (the open path
 /// would then render instead of serving the `no-context` fallback).
 const EMAIL_SCRIPT: &str = r#"
+if redis.call('ZSCORE', KEYS[2], ARGV[5]) then return 2 end
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local raw = redis.call('HGET', KEYS[1], 'email')
 local email = {}
@@ -37,61 +86,298 @@ else
   email.last_campaign = campaign
 end
 redis.call('HSET', KEYS[1], 'email', cjson.encode(email))
+redis.call('ZADD', KEYS[2], ARGV[6], ARGV[5])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[7])
+redis.call('PEXPIRE', KEYS[2], ARGV[8])
 return 1
 "#;
+
+fn stream_script() -> &'static redis::Script {
+    static SCRIPT: OnceLock<redis::Script> = OnceLock::new();
+    SCRIPT.get_or_init(|| redis::Script::new(STREAM_SCRIPT))
+}
 
 fn email_script() -> &'static redis::Script {
     static SCRIPT: OnceLock<redis::Script> = OnceLock::new();
     SCRIPT.get_or_init(|| redis::Script::new(EMAIL_SCRIPT))
 }
 
-fn to_event_error(error: redis::RedisError) -> EventError {
-    if error.is_io_error()
-        || error.is_timeout()
-        || error.is_connection_dropped()
-        || error.is_connection_refusal()
-    {
-        EventError::Unavailable(error.category().to_string())
-    } else {
-        EventError::Backend(error.category().to_string())
+/// The key of a subscriber's applied event ids (same Cluster slot as `ctx:{SUB}`).
+fn email_applied_key(subscriber: &crate::context::SubscriberId) -> String {
+    format!("evdone:{{{}}}", subscriber.as_str())
+}
+
+fn unavailable(error: redis::RedisError) -> EventError {
+    EventError::Unavailable(error.category().to_string())
+}
+
+/// What one error reply means for its event.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// The store may take it later: retry the batch.
+    Retry,
+    /// The store refuses this command: drop the event, counted under this reason.
+    Refuse(&'static str),
+}
+
+/// Sorts an error reply into "try the batch again" and "this event is refused". A script's
+/// error carries the failing call's code in its text on Redis < 7, so the text is read too.
+fn verdict(code: &str, details: &str) -> Verdict {
+    const TRANSIENT: [&str; 11] = [
+        "LOADING",
+        "BUSY",
+        "READONLY",
+        "NOSCRIPT",
+        "MASTERDOWN",
+        "TRYAGAIN",
+        "CLUSTERDOWN",
+        "MOVED",
+        "ASK",
+        "NOREPLICAS",
+        "UNBLOCKED",
+    ];
+    if TRANSIENT.contains(&code) {
+        return Verdict::Retry;
     }
+    let text = format!("{code} {details}");
+    if text.contains("WRONGTYPE") {
+        Verdict::Refuse("wrong-type")
+    } else if text.contains("OOM") {
+        Verdict::Refuse("out-of-memory")
+    } else if text.contains("script") || text.contains("Script") {
+        Verdict::Refuse("script-error")
+    } else {
+        Verdict::Refuse("refused")
+    }
+}
+
+/// What the replies to a batch's commands say. `commands[i]` is how many commands event `i`
+/// sent (each event's commands are consecutive in `replies`). An event with a refused command
+/// is reported refused even if its other command went through (the stream entry and the
+/// `email` update are separate commands, see the module notes).
+fn read_replies(commands: &[usize], replies: &[Value]) -> Result<Written, EventError> {
+    let expected: usize = commands.iter().sum();
+    if replies.len() != expected {
+        return Err(EventError::Unavailable(format!(
+            "{} replies to {expected} commands",
+            replies.len()
+        )));
+    }
+    let mut written = Written::default();
+    let mut replies = replies.iter();
+    for (index, &count) in commands.iter().enumerate() {
+        let mut refused = None;
+        let mut duplicate = false;
+        for reply in replies.by_ref().take(count) {
+            match reply {
+                Value::ServerError(error) => {
+                    match verdict(error.code(), error.details().unwrap_or("")) {
+                        Verdict::Retry => {
+                            return Err(EventError::Unavailable(error.code().to_owned()))
+                        }
+                        Verdict::Refuse(reason) => {
+                            refused.get_or_insert(reason);
+                        }
+                    }
+                }
+                // Both scripts answer 2 for an id applied before.
+                Value::Int(2) => duplicate = true,
+                _ => {}
+            }
+        }
+        match refused {
+            Some(reason) => written.refused.push(Refused { index, reason }),
+            None if duplicate => written.duplicates += 1,
+            None => {}
+        }
+    }
+    Ok(written)
 }
 
 #[async_trait]
 impl EventSink for RedisStore {
-    async fn write(&self, batch: &[Event], max_len: u64) -> Result<(), EventError> {
+    async fn write(&self, batch: &[Event], max_len: u64) -> Result<Written, EventError> {
         let mut connection = self.connection().map_err(|e| match e {
             StoreError::Backend(reason) => EventError::Backend(reason),
             other => EventError::Unavailable(other.to_string()),
         })?;
-        let script = email_script();
+        let window = DEDUP_WINDOW.as_millis() as i64;
+        let now = chrono::Utc::now().timestamp_millis();
+        let forget_before = now - window;
+        let stream_applied = stream_applied_key();
         let mut pipe = redis::pipe();
-        pipe.load_script(script).ignore();
+        pipe.ignore_errors();
+        pipe.load_script(stream_script()).ignore();
+        pipe.load_script(email_script()).ignore();
+        let mut commands = Vec::with_capacity(batch.len());
         for event in batch {
-            let xadd = pipe
-                .cmd("XADD")
-                .arg(STREAM_KEY)
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(max_len)
-                .arg("*");
+            let mut append = stream_script().key(STREAM_KEY);
+            append
+                .key(&stream_applied)
+                .arg(&event.id)
+                .arg(now)
+                .arg(forget_before)
+                .arg(window)
+                .arg(max_len);
             for (field, value) in event.fields() {
-                xadd.arg(field).arg(value);
+                append.arg(field).arg(value);
             }
-            xadd.ignore();
+            pipe.invoke_script(&append);
             let Some(subscriber) = event.subscriber_id() else {
+                commands.push(1);
                 continue;
             };
-            let mut invocation = script.key(subscriber.context_key());
-            invocation
+            let mut fold = email_script().key(subscriber.context_key());
+            fold.key(email_applied_key(&subscriber))
                 .arg(event.kind.as_str())
                 .arg(event.at.to_rfc3339_opts(SecondsFormat::Millis, true))
                 .arg(&event.campaign)
-                .arg(if event.prefetch { "1" } else { "0" });
-            pipe.invoke_script(&invocation).ignore();
+                .arg(if event.prefetch { "1" } else { "0" })
+                .arg(&event.id)
+                .arg(now)
+                .arg(forget_before)
+                .arg(window);
+            pipe.invoke_script(&fold);
+            commands.push(2);
         }
-        pipe.query_async::<()>(&mut connection)
+        let replies: Vec<Value> = pipe
+            .query_async(&mut connection)
             .await
-            .map_err(to_event_error)
+            .map_err(unavailable)?;
+        read_replies(&commands, &replies)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::TestRedis;
+    use super::*;
+    use crate::context::{ContextStore, SubscriberId};
+    use crate::events::EventKind;
+    use crate::sources::mail_clients::ClientKind;
+
+    fn open(subscriber: &str) -> Event {
+        Event::now(
+            EventKind::Open,
+            "demo",
+            "cart",
+            Some(subscriber),
+            ClientKind::Browser,
+            false,
+        )
+    }
+
+    fn stream_len(redis: &TestRedis) -> usize {
+        redis::cmd("XLEN")
+            .arg(STREAM_KEY)
+            .query(&mut redis.connection())
+            .unwrap()
+    }
+
+    async fn open_count(store: &RedisStore, subscriber: &str) -> Option<u64> {
+        let fields = store
+            .load(&SubscriberId::parse(subscriber).unwrap())
+            .await
+            .unwrap();
+        fields.get("email")?.get("open_count")?.as_u64()
+    }
+
+    #[test]
+    fn error_replies_are_sorted_into_retry_and_refuse() {
+        assert_eq!(verdict("LOADING", "Redis is loading"), Verdict::Retry);
+        assert_eq!(verdict("READONLY", "replica"), Verdict::Retry);
+        assert_eq!(verdict("NOSCRIPT", "No matching script"), Verdict::Retry);
+        assert_eq!(
+            verdict("WRONGTYPE", "Operation against a key"),
+            Verdict::Refuse("wrong-type")
+        );
+        assert_eq!(
+            verdict(
+                "ERR",
+                "Error running script: @user_script:3: WRONGTYPE Operation"
+            ),
+            Verdict::Refuse("wrong-type")
+        );
+        assert_eq!(
+            verdict("OOM", "command not allowed when used memory > 'maxmemory'"),
+            Verdict::Refuse("out-of-memory")
+        );
+        assert_eq!(
+            verdict(
+                "ERR",
+                "user_script:1: Script attempted to access nonexistent global"
+            ),
+            Verdict::Refuse("script-error")
+        );
+    }
+
+    /// The dropped-after-apply case: Redis applied a batch but its answer was lost, so the
+    /// writer sends the very same batch again. Nothing is counted twice.
+    #[tokio::test]
+    async fn a_batch_written_twice_counts_once() {
+        let redis = TestRedis::start();
+        let store = redis.store().await;
+        redis.hset("ctx:{alice}", "profile", "{}");
+        redis.hset("ctx:{carol}", "profile", "{}");
+        let batch = [open("alice"), open("carol"), open("alice")];
+
+        let first = store.write(&batch, 1000).await.unwrap();
+        assert_eq!(first, Written::default());
+        let again = store.write(&batch, 1000).await.unwrap();
+        assert_eq!(again.refused, vec![]);
+        assert_eq!(again.duplicates, 3, "every event was applied already");
+
+        assert_eq!(stream_len(&redis), 3);
+        assert_eq!(open_count(&store, "alice").await, Some(2));
+        assert_eq!(open_count(&store, "carol").await, Some(1));
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg("evdone:{alice}")
+            .query(&mut redis.connection())
+            .unwrap();
+        assert!(ttl > 0 && ttl <= DEDUP_WINDOW.as_millis() as i64, "{ttl}");
+
+        // A new event of the same subscriber is still counted.
+        store.write(&[open("alice")], 1000).await.unwrap();
+        assert_eq!(open_count(&store, "alice").await, Some(3));
+        assert_eq!(stream_len(&redis), 4);
+    }
+
+    #[tokio::test]
+    async fn a_refused_command_drops_its_event_alone() {
+        let redis = TestRedis::start();
+        let store = redis.store().await;
+        redis.hset("ctx:{alice}", "profile", "{}");
+        redis::cmd("SET")
+            .arg("ctx:{bob}")
+            .arg("not a hash")
+            .query::<()>(&mut redis.connection())
+            .unwrap();
+        let batch = [open("alice"), open("bob"), open("carol")];
+
+        let written = store.write(&batch, 1000).await.unwrap();
+        assert_eq!(
+            written.refused,
+            vec![Refused {
+                index: 1,
+                reason: "wrong-type"
+            }]
+        );
+        assert_eq!(open_count(&store, "alice").await, Some(1));
+        // Bob's stream entry went in (a separate command); only his `email` update was refused.
+        assert_eq!(stream_len(&redis), 3);
+
+        // A wrong-type stream refuses every append, and the batch still comes back at once.
+        redis::cmd("DEL")
+            .arg(STREAM_KEY)
+            .query::<()>(&mut redis.connection())
+            .unwrap();
+        redis::cmd("SET")
+            .arg(STREAM_KEY)
+            .arg("oops")
+            .query::<()>(&mut redis.connection())
+            .unwrap();
+        let written = store.write(&[open("alice")], 1000).await.unwrap();
+        assert_eq!(written.refused.len(), 1);
+        assert_eq!(written.refused[0].reason, "wrong-type");
     }
 }
