@@ -48,6 +48,9 @@ pub struct Metrics {
     pub events_written: Counter,
     /// Events dropped because the queue was full (the store was down for too long).
     pub events_dropped: Counter,
+    /// Connections the server closed to protect itself, by reason (`address-cap`,
+    /// `header-timeout`, `idle-timeout`, `write-timeout`).
+    pub connections_closed: Family<ReasonLabels, Counter>,
 }
 
 fn render_histogram() -> Histogram {
@@ -131,7 +134,14 @@ impl Metrics {
             "Open and click events dropped because the queue was full",
             events_dropped.clone(),
         );
+        let connections_closed = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "connections_closed",
+            "Connections closed by the server's connection limits, by reason",
+            connections_closed.clone(),
+        );
         Self {
+            connections_closed,
             image_placeholders,
             events_queued,
             events_written,
@@ -149,6 +159,12 @@ impl Metrics {
 
     pub fn fallback(&self, reason: &'static str) {
         self.fallbacks.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub fn connection_closed(&self, reason: &'static str) {
+        self.connections_closed
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
     pub fn request(&self, route: &'static str, status: u16) {
