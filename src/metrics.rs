@@ -53,6 +53,9 @@ pub struct Metrics {
     /// Tracking pixel fetches that name no verified subscriber (`no-subscriber`, `bad-token`):
     /// counted here only, never written as events.
     pub pixel_anonymous: Family<ReasonLabels, Counter>,
+    /// Connections the server closed to protect itself, by reason (`address-cap`,
+    /// `header-timeout`, `idle-timeout`, `write-timeout`).
+    pub connections_closed: Family<ReasonLabels, Counter>,
 }
 
 fn render_histogram() -> Histogram {
@@ -148,9 +151,16 @@ impl Metrics {
             "Tracking pixel fetches without a verified subscriber (no event written), by reason",
             pixel_anonymous.clone(),
         );
+        let connections_closed = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "connections_closed",
+            "Connections closed by the server's connection limits, by reason",
+            connections_closed.clone(),
+        );
         Self {
             events_failed,
             pixel_anonymous,
+            connections_closed,
             image_placeholders,
             events_queued,
             events_written,
@@ -178,6 +188,12 @@ impl Metrics {
 
     pub fn pixel_anonymous(&self, reason: &'static str) {
         self.pixel_anonymous
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    pub fn connection_closed(&self, reason: &'static str) {
+        self.connections_closed
             .get_or_create(&ReasonLabels { reason })
             .inc();
     }

@@ -138,6 +138,24 @@ pub struct ServeArgs {
     /// Open connections accepted at once; more wait in the listen backlog.
     #[arg(long, env = "OPENTIME_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
+    /// Milliseconds a client has to send a complete request header: from the connection's
+    /// accept for its first request, from the first byte of each later one. Slower (or silent)
+    /// clients are disconnected, so they cannot hold connection slots.
+    #[arg(long, env = "OPENTIME_HEADER_TIMEOUT_MS", default_value_t = 5000)]
+    pub header_timeout_ms: u64,
+    /// Seconds a connection may stay open with no request in progress (HTTP/1.1 keep-alive,
+    /// an HTTP/2 connection without streams) before the server closes it.
+    #[arg(long, env = "OPENTIME_KEEPALIVE_TIMEOUT_SECS", default_value_t = 30)]
+    pub keepalive_timeout_secs: u64,
+    /// Connections one client address (IPv6: one /64) may hold open at once; more are closed
+    /// as soon as they are accepted (0 = no cap). The address is the TCP peer: behind a proxy
+    /// or CDN that is the proxy's, so set it high there (or 0).
+    #[arg(
+        long,
+        env = "OPENTIME_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 64
+    )]
+    pub max_connections_per_address: usize,
     /// Seconds in-flight requests get to finish on SIGTERM or Ctrl-C.
     #[arg(long, env = "OPENTIME_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
@@ -207,6 +225,14 @@ impl ServeArgs {
         Duration::from_millis(self.deadline_ms)
     }
 
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_timeout_ms)
+    }
+
+    pub fn keepalive_timeout(&self) -> Duration {
+        Duration::from_secs(self.keepalive_timeout_secs)
+    }
+
     pub fn render_concurrency(&self) -> usize {
         self.render_concurrency
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
@@ -229,6 +255,18 @@ impl ServeArgs {
         }
         if self.max_connections == 0 {
             return Err(invalid("OPENTIME_MAX_CONNECTIONS", "must be at least 1"));
+        }
+        if !(100..=300_000).contains(&self.header_timeout_ms) {
+            return Err(invalid(
+                "OPENTIME_HEADER_TIMEOUT_MS",
+                "must be between 100 and 300000 (5 minutes)",
+            ));
+        }
+        if !(1..=3600).contains(&self.keepalive_timeout_secs) {
+            return Err(invalid(
+                "OPENTIME_KEEPALIVE_TIMEOUT_SECS",
+                "must be between 1 and 3600 (an hour)",
+            ));
         }
         if self.event_queue == 0 || self.events_maxlen == 0 {
             return Err(invalid(
@@ -453,6 +491,30 @@ mod tests {
         assert!(args.validate().is_ok());
         args.store_timeout_ms = 5000;
         assert!(args.validate().is_err());
+    }
+
+    #[test]
+    fn connection_limits_have_safe_defaults_and_are_checked() {
+        let mut args = ServeArgs::with_dirs(Path::new("templates"), Path::new("assets"));
+        assert_eq!(args.header_timeout(), Duration::from_secs(5));
+        assert_eq!(args.keepalive_timeout(), Duration::from_secs(30));
+        assert_eq!(args.max_connections_per_address, 64);
+        args.max_connections_per_address = 0;
+        assert!(args.validate().is_ok(), "0 turns the per-address cap off");
+        for bad in [0, 99, 300_001] {
+            args.header_timeout_ms = bad;
+            let error = args.validate().unwrap_err().to_string();
+            assert!(error.starts_with("OPENTIME_HEADER_TIMEOUT_MS:"), "{error}");
+        }
+        args.header_timeout_ms = 300;
+        for bad in [0, 3601] {
+            args.keepalive_timeout_secs = bad;
+            let error = args.validate().unwrap_err().to_string();
+            assert!(
+                error.starts_with("OPENTIME_KEEPALIVE_TIMEOUT_SECS:"),
+                "{error}"
+            );
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 mod answer;
 mod block_route;
 mod click;
+mod connection_limits;
 mod cors;
 mod headers;
 mod ingest;

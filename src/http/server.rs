@@ -2,9 +2,12 @@
 //!
 //! Start-up opens the configured store (saying which in the first log line), loads the
 //! campaigns, starts the template watcher, then accepts connections — at most
-//! `max_connections` at once. On SIGTERM or Ctrl-C it stops accepting and gives in-flight
-//! requests `shutdown_grace_secs` to finish.
+//! `max_connections` at once, at most `max_connections_per_address` from one client address,
+//! each closed when it is silent, slow to send its header or idle for too long
+//! ([`connection_limits`](super::connection_limits)). On SIGTERM or Ctrl-C it stops accepting
+//! and gives in-flight requests `shutdown_grace_secs` to finish.
 
+use super::connection_limits::{Activity, AddressSlots, Guarded, Timeouts};
 use super::cors::{CorsError, CorsOrigins};
 use super::router::{self, PeerAddr};
 use super::shutdown;
@@ -187,7 +190,15 @@ pub async fn start_with_clock(args: ServeArgs, clock: Clock) -> Result<RunningSe
 
 async fn accept_loop(listener: TcpListener, state: Arc<AppState>, stopped: watch::Receiver<bool>) {
     let connections = Arc::new(Semaphore::new(state.config.max_connections));
+    let per_address = AddressSlots::new(state.config.max_connections_per_address);
+    let timeouts = Timeouts {
+        header: state.config.header_timeout(),
+        idle: state.config.keepalive_timeout(),
+    };
     let graceful = GracefulShutdown::new();
+    // No hyper timer, on purpose: with one, hyper's HTTP/1 header timeout (30 s by default)
+    // would also run while a keep-alive connection waits for its next request. The socket
+    // wrapper (`Guarded`) bounds headers and idle time instead, for both protocols.
     let builder = auto::Builder::new(TokioExecutor::new());
     let signal = shutdown::signal_or(stopped);
     tokio::pin!(signal);
@@ -211,17 +222,34 @@ async fn accept_loop(listener: TcpListener, state: Arc<AppState>, stopped: watch
             },
             _ = &mut signal => break,
         };
+        let metrics = Arc::clone(&state.pipeline.metrics);
+        let Some(address_slot) = per_address.take(peer.ip()) else {
+            // Closed at once (which frees its permit): cheaper than any answer.
+            metrics.connection_closed("address-cap");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
+        let activity = Activity::new(timeouts);
+        let stream = Guarded::new(stream, Arc::clone(&activity), metrics);
         let state = Arc::clone(&state);
         let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            // Counted from the call, before the future first runs: the socket's idle clock
+            // must not run while a request waits to be polled.
+            let in_flight = activity.request_started();
             request.extensions_mut().insert(PeerAddr(peer));
             let state = Arc::clone(&state);
-            async move { Ok::<_, std::convert::Infallible>(router::handle(state, request).await) }
+            async move {
+                let response = router::handle(state, request).await;
+                drop(in_flight);
+                Ok::<_, std::convert::Infallible>(response)
+            }
         });
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let connection = graceful.watch(connection.into_owned());
         tokio::spawn(async move {
             let _permit = permit;
+            let _address_slot = address_slot;
             let _ = connection.await;
         });
     }

@@ -125,6 +125,28 @@ impl ServerBuilder {
         self
     }
 
+    /// Connections accepted at once (`OPENTIME_MAX_CONNECTIONS`).
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.args.max_connections = connections;
+        self
+    }
+
+    /// Connections one client address may hold (`OPENTIME_MAX_CONNECTIONS_PER_ADDRESS`, 0 = off).
+    pub fn max_connections_per_address(mut self, connections: usize) -> Self {
+        self.args.max_connections_per_address = connections;
+        self
+    }
+
+    pub fn header_timeout_ms(mut self, ms: u64) -> Self {
+        self.args.header_timeout_ms = ms;
+        self
+    }
+
+    pub fn keepalive_timeout_secs(mut self, secs: u64) -> Self {
+        self.args.keepalive_timeout_secs = secs;
+        self
+    }
+
     /// Any other setting, straight on the `ServeArgs`.
     pub fn configure(mut self, change: impl FnOnce(&mut ServeArgs)) -> Self {
         change(&mut self.args);

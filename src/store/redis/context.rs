@@ -63,8 +63,13 @@ impl ContextStore for RedisStore {
 
     async fn remove_all(&self, subscriber: &SubscriberId) -> Result<bool, StoreError> {
         let mut connection = self.connection()?;
-        let removed: i64 = redis::cmd("DEL")
+        // The context, then the record of which events it already counted (`events.rs`).
+        let (removed,): (i64,) = redis::pipe()
+            .cmd("DEL")
             .arg(subscriber.context_key())
+            .cmd("DEL")
+            .arg(super::events::email_applied_key(subscriber))
+            .ignore()
             .query_async(&mut connection)
             .await
             .map_err(to_store_error)?;

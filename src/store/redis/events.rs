@@ -103,7 +103,7 @@ fn email_script() -> &'static redis::Script {
 }
 
 /// The key of a subscriber's applied event ids (same Cluster slot as `ctx:{SUB}`).
-fn email_applied_key(subscriber: &crate::context::SubscriberId) -> String {
+pub(super) fn email_applied_key(subscriber: &crate::context::SubscriberId) -> String {
     format!("evdone:{{{}}}", subscriber.as_str())
 }
 
