@@ -184,9 +184,11 @@ mod tests {
     fn the_resolver_draws_a_placeholder_with_the_declared_shape() {
         let resolve = data_resolver();
         let options = Options::default();
-        let Some(ImageKind::PNG(tile)) =
-            resolve("image/webp", Arc::new(webp_declaring(16383, 8192)), &options)
-        else {
+        let Some(ImageKind::PNG(tile)) = resolve(
+            "image/webp",
+            Arc::new(webp_declaring(16383, 8192)),
+            &options,
+        ) else {
             panic!("a placeholder PNG");
         };
         let tile = image::load_from_memory(&tile).unwrap().into_rgba8();

@@ -168,7 +168,12 @@ fn encode(image: DynamicImage) -> Result<Prepared, FetchError> {
 }
 
 /// Resizes with a bounded intermediate (see the module doc).
-fn resize(source: DynamicImage, width: u32, height: u32, fit: Fit) -> Result<DynamicImage, FetchError> {
+fn resize(
+    source: DynamicImage,
+    width: u32,
+    height: u32,
+    fit: Fit,
+) -> Result<DynamicImage, FetchError> {
     let (source_width, source_height) = (source.width(), source.height());
     let slot_pixels = u64::from(width) * u64::from(height);
     let work = |source_width: u32, target_height: u32| {
@@ -197,9 +202,11 @@ fn resize(source: DynamicImage, width: u32, height: u32, fit: Fit) -> Result<Dyn
             if work(crop_width, height) > MAX_RESIZE_WORK_BYTES {
                 return Err(FetchError::TooLarge);
             }
-            Ok(source
-                .crop_imm(x, y, crop_width, crop_height)
-                .resize_exact(width, height, FilterType::Lanczos3))
+            Ok(source.crop_imm(x, y, crop_width, crop_height).resize_exact(
+                width,
+                height,
+                FilterType::Lanczos3,
+            ))
         }
     }
 }
@@ -356,7 +363,11 @@ mod tests {
             for &byte in bytes {
                 crc ^= u32::from(byte);
                 for _ in 0..8 {
-                    crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+                    crc = if crc & 1 == 1 {
+                        (crc >> 1) ^ 0xEDB8_8320
+                    } else {
+                        crc >> 1
+                    };
                 }
             }
             !crc
@@ -376,7 +387,11 @@ mod tests {
         ihdr.extend_from_slice(&[8, 6, 0, 0, 0]);
         chunk(&mut out, b"IHDR", &ihdr);
         // zlib: a stored, empty final block.
-        chunk(&mut out, b"IDAT", &[0x78, 0x01, 0x01, 0x00, 0x00, 0xff, 0xff, 0, 0, 0, 1]);
+        chunk(
+            &mut out,
+            b"IDAT",
+            &[0x78, 0x01, 0x01, 0x00, 0x00, 0xff, 0xff, 0, 0, 0, 1],
+        );
         chunk(&mut out, b"IEND", &[]);
         out
     }
@@ -426,7 +441,8 @@ mod tests {
 
     #[test]
     fn normal_photos_resize_exactly_as_before() {
-        let photo = RgbaImage::from_fn(64, 48, |x, y| Rgba([(x * 4) as u8, (y * 5) as u8, 90, 255]));
+        let photo =
+            RgbaImage::from_fn(64, 48, |x, y| Rgba([(x * 4) as u8, (y * 5) as u8, 90, 255]));
         let bytes = png_of(&photo);
         for (w, h) in [(44, 44), (88, 30), (20, 60), (132, 132)] {
             let ours = decoded(&prepare(&bytes, w, h, Fit::Cover, LIMITS).unwrap());
