@@ -184,8 +184,9 @@ fn image_slots(
     slots
 }
 
-/// A grey tile with the slot's aspect ratio (at most 64 px a side: it is stretched anyway).
-fn placeholder(width: u32, height: u32) -> Option<Arc<Vec<u8>>> {
+/// A grey tile with the slot's aspect ratio (at most 64 px a side: it is stretched anyway);
+/// also what a refused `data:` image draws (see `super::image_limits`).
+pub(crate) fn placeholder(width: u32, height: u32) -> Option<Arc<Vec<u8>>> {
     let longest = width.max(height).max(1);
     let fit = |side: u32| ((u64::from(side) * 64).div_ceil(u64::from(longest)) as u32).max(1);
     let tile = RgbaImage::from_pixel(fit(width), fit(height), Rgba(PLACEHOLDER_RGBA));

@@ -11,6 +11,7 @@ pub(crate) mod fallback;
 mod fonts;
 mod glyph_coverage;
 mod glyph_text;
+mod image_limits;
 pub(crate) mod image_slots;
 mod plain_text;
 pub(crate) mod png;

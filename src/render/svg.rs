@@ -1,6 +1,7 @@
 //! SVG → pixels with usvg/resvg, using only the shipped fonts and images.
 //!
-//! Image references resolve to `asset:NAME` (shipped images), `data:` URLs, and http(s) URLs
+//! Image references resolve to `asset:NAME` (shipped images), `data:` URLs (bounded and
+//! re-encoded, never SVG: [`super::image_limits`]), and http(s) URLs
 //! only when they were fetched beforehand for this render ([`FetchedImages`], see
 //! [`super::image_slots`]): a template (or a context value inside one) can never make the
 //! renderer read a local file or open a connection.
@@ -12,6 +13,7 @@
 use super::assets::AssetImages;
 use super::fonts::DEFAULT_FAMILY;
 use super::glyph_text::GlyphText;
+use super::image_limits;
 use super::image_slots::{self, FetchedImages};
 #[cfg(test)]
 use super::text_tiles::Tiled;
@@ -119,7 +121,8 @@ impl Rasterizer {
             font_family: DEFAULT_FAMILY.to_owned(),
             resources_dir: None,
             image_href_resolver: ImageHrefResolver {
-                resolve_data: ImageHrefResolver::default_data_resolver(),
+                // Bounded, re-encoded, never SVG (see `image_limits`).
+                resolve_data: image_limits::data_resolver(),
                 resolve_string: Box::new(move |href: &str, _: &usvg::Options| {
                     if let Some(resized) = sized.get(href) {
                         return image_kind(Arc::clone(resized));

@@ -1,22 +1,54 @@
-//! Turning fetched bytes into the picture a template asked for.
+//! Turning fetched bytes into the picture a template asked for, within bounds.
 //!
-//! Decodes JPEG, PNG, WebP or GIF (first frame) within pixel and memory limits, so a
-//! decompression bomb is an error rather than an out-of-memory kill; resizes with
-//! Lanczos3 (sharp on downscaling, no moiré on product photos); and encodes the result
-//! as PNG, which resvg can embed as an `<image href>`. CPU-bound: call it from
-//! `spawn_blocking`.
+//! The bytes are untrusted: a product photo's URL comes from context other systems wrote, and
+//! a `data:` image (see `crate::render::image_limits`) sits in that context itself. A few
+//! hundred bytes can declare a 16383×16383 picture (a GiB to decode), and an allow-listed
+//! 8192×1 strip drawn `slice` into a 132×132 slot would, resized naively, make a
+//! 1,081,344×132 intermediate. So every step here is bounded:
+//!
+//! 1. **Header first.** The format is sniffed from the bytes (JPEG, PNG, WebP or GIF only,
+//!    never SVG) and the dimensions read from the header alone; a side over the limit, or a
+//!    picture whose RGBA pixels would exceed the allocation limit, is refused before any
+//!    pixel is decoded.
+//! 2. **Decode with `image::Limits`** (the same sides and `max_alloc`), in case the header
+//!    and the decoder disagree.
+//! 3. **Bounded resize.** `Contain` fits inside the slot (no intermediate larger than the
+//!    slot). `Cover` resizes and crops as `resize_to_fill` does when that intermediate is at
+//!    most [`MAX_INTERMEDIATE_PIXELS`] (or twice the slot, for very large slots): every
+//!    normal photo, so outputs stay the same. Otherwise the source is first cropped to the
+//!    slot's aspect ratio and then resized straight to the slot: no intermediate at all. The resampler's own working buffer
+//!    (source width × slot height, 16 bytes a pixel) is capped at [`MAX_RESIZE_WORK_BYTES`].
+//! 4. **A process-wide decode budget** ([`DecodeBudget`]): at most one decode per CPU runs at
+//!    once, whoever asks (remote photos, `data:` images); the others wait for a permit. So the
+//!    memory decoding can take is bounded by CPUs × (allocation limit + resize work + slot),
+//!    not by the number of blocking threads (up to 512).
+//!
+//! The result is encoded as PNG, which resvg embeds as an `<image href>`. CPU-bound: call
+//! [`prepare`] from `spawn_blocking` (holding a budget permit).
 
 use std::io::Cursor;
+use std::sync::{Arc, OnceLock};
 
 use image::imageops::FilterType;
 use image::{DynamicImage, ImageFormat, ImageReader, Limits};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{FetchError, Fit};
+
+/// Most bytes the resampler may use for its working buffer (source width × slot height in
+/// `f32` RGBA); a resize needing more is refused as too large.
+pub(crate) const MAX_RESIZE_WORK_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Most pixels of the intermediate `resize_to_fill` makes before cropping (16 MiB as RGBA),
+/// unless the slot itself is more than half that; a `Cover` resize needing more crops first.
+pub(crate) const MAX_INTERMEDIATE_PIXELS: u64 = 4 * 1024 * 1024;
 
 /// Source-image limits for decoding.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct DecodeLimits {
+    /// Largest side, in pixels, read from the header and enforced by the decoder.
     pub(crate) max_dimension: u32,
+    /// Most bytes the decoder may allocate; also caps width × height × 4 from the header.
     pub(crate) max_alloc_bytes: u64,
 }
 
@@ -25,6 +57,61 @@ pub(crate) struct Prepared {
     pub(crate) width: u32,
     pub(crate) height: u32,
     pub(crate) png: Vec<u8>,
+}
+
+/// The per-process decode budget: one permit per CPU, shared by every decode of the process
+/// (all `ProductPhotos` and every render's `data:` images). Hold a permit while decoding and
+/// resizing.
+pub struct DecodeBudget;
+
+impl DecodeBudget {
+    fn semaphore() -> &'static Arc<Semaphore> {
+        static PERMITS: OnceLock<Arc<Semaphore>> = OnceLock::new();
+        PERMITS.get_or_init(|| Arc::new(Semaphore::new(Self::permits())))
+    }
+
+    /// How many decodes may run at once: the number of CPUs (at least 1).
+    pub fn permits() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+
+    /// Decodes running right now.
+    pub fn in_use() -> usize {
+        Self::permits() - Self::semaphore().available_permits()
+    }
+
+    /// Waits (without blocking a thread) for a permit.
+    pub(crate) async fn acquire() -> OwnedSemaphorePermit {
+        Arc::clone(Self::semaphore())
+            .acquire_owned()
+            .await
+            .expect("the decode budget is never closed")
+    }
+
+    /// Blocks this thread until a permit is free (for synchronous callers: the rasterizer).
+    pub(crate) fn acquire_blocking() -> OwnedSemaphorePermit {
+        block_on(Self::acquire())
+    }
+}
+
+/// Runs a future to completion on this thread (the semaphore's wait needs no runtime).
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut context = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        std::thread::park();
+    }
 }
 
 /// Resizes an image shipped with opentime (trusted bytes, loaded at start-up) to the pixel
@@ -49,11 +136,27 @@ pub(crate) fn prepare(
     limits: DecodeLimits,
 ) -> Result<Prepared, FetchError> {
     let source = decode(bytes, limits)?;
-    let resized = match fit {
-        Fit::Cover => source.resize_to_fill(width, height, FilterType::Lanczos3),
-        Fit::Contain => source.resize(width, height, FilterType::Lanczos3),
-    };
-    let rgba = DynamicImage::ImageRgba8(resized.into_rgba8());
+    let resized = resize(source, width, height, fit)?;
+    encode(resized)
+}
+
+/// Decodes `bytes` within `limits` and encodes the picture, at its own size, as PNG: a
+/// raster whose size is known and bounded, for a resolver that does not know the slot.
+pub(crate) fn reencode(bytes: &[u8], limits: DecodeLimits) -> Result<Prepared, FetchError> {
+    encode(decode(bytes, limits)?)
+}
+
+/// The dimensions an image's header declares, without decoding a pixel; `None` for bytes
+/// that are not a JPEG, PNG, WebP or GIF header.
+pub(crate) fn header_dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
+    let format = raster_format(bytes).ok()?;
+    ImageReader::with_format(Cursor::new(bytes), format)
+        .into_dimensions()
+        .ok()
+}
+
+fn encode(image: DynamicImage) -> Result<Prepared, FetchError> {
+    let rgba = DynamicImage::ImageRgba8(image.into_rgba8());
     let mut png = Vec::new();
     rgba.write_to(&mut Cursor::new(&mut png), ImageFormat::Png)
         .map_err(|_| FetchError::Internal)?;
@@ -64,14 +167,110 @@ pub(crate) fn prepare(
     })
 }
 
-fn decode(bytes: &[u8], limits: DecodeLimits) -> Result<DynamicImage, FetchError> {
-    // Trust the bytes, not the Content-Type: CDNs mislabel images all the time.
+/// Resizes with a bounded intermediate (see the module doc).
+fn resize(
+    source: DynamicImage,
+    width: u32,
+    height: u32,
+    fit: Fit,
+) -> Result<DynamicImage, FetchError> {
+    let (source_width, source_height) = (source.width(), source.height());
+    let slot_pixels = u64::from(width) * u64::from(height);
+    let work = |source_width: u32, target_height: u32| {
+        u64::from(source_width) * u64::from(target_height) * 16
+    };
+    match fit {
+        Fit::Contain => {
+            let (_, h) = fill_dimensions(source_width, source_height, width, height, false);
+            if work(source_width, h) > MAX_RESIZE_WORK_BYTES {
+                return Err(FetchError::TooLarge);
+            }
+            Ok(source.resize(width, height, FilterType::Lanczos3))
+        }
+        Fit::Cover => {
+            let (w, h) = fill_dimensions(source_width, source_height, width, height, true);
+            let intermediate = u64::from(w) * u64::from(h);
+            if intermediate <= MAX_INTERMEDIATE_PIXELS.max(slot_pixels.saturating_mul(2)) {
+                if work(source_width, h) > MAX_RESIZE_WORK_BYTES {
+                    return Err(FetchError::TooLarge);
+                }
+                return Ok(source.resize_to_fill(width, height, FilterType::Lanczos3));
+            }
+            // Crop to the slot's aspect ratio first: the resize then makes the slot directly.
+            let (x, y, crop_width, crop_height) =
+                centred_crop(source_width, source_height, width, height);
+            if work(crop_width, height) > MAX_RESIZE_WORK_BYTES {
+                return Err(FetchError::TooLarge);
+            }
+            Ok(source.crop_imm(x, y, crop_width, crop_height).resize_exact(
+                width,
+                height,
+                FilterType::Lanczos3,
+            ))
+        }
+    }
+}
+
+/// The size `image`'s `resize` (`fill == false`) or `resize_to_fill` (`fill == true`)
+/// scales a `width`×`height` source to for a `nwidth`×`nheight` box (the same arithmetic).
+fn fill_dimensions(width: u32, height: u32, nwidth: u32, nheight: u32, fill: bool) -> (u32, u32) {
+    let wratio = f64::from(nwidth) / f64::from(width.max(1));
+    let hratio = f64::from(nheight) / f64::from(height.max(1));
+    let ratio = if fill {
+        wratio.max(hratio)
+    } else {
+        wratio.min(hratio)
+    };
+    // `as` saturates: a huge intermediate stays huge, it does not wrap.
+    let side = |s: u32| ((f64::from(s) * ratio).round() as u32).max(1);
+    (side(width), side(height))
+}
+
+/// The centred part of a `width`×`height` source with the aspect ratio of `nwidth`×`nheight`:
+/// (x, y, crop width, crop height).
+fn centred_crop(width: u32, height: u32, nwidth: u32, nheight: u32) -> (u32, u32, u32, u32) {
+    let (w, h, nw, nh) = (
+        u64::from(width),
+        u64::from(height),
+        u64::from(nwidth),
+        u64::from(nheight),
+    );
+    if w * nh > nw * h {
+        // Wider than the slot: keep the full height.
+        let crop = ((h * nw + nh / 2) / nh).clamp(1, w) as u32;
+        ((width - crop) / 2, 0, crop, height)
+    } else {
+        let crop = ((w * nh + nw / 2) / nw).clamp(1, h) as u32;
+        (0, (height - crop) / 2, width, crop)
+    }
+}
+
+/// The format of `bytes` if it is one we decode (trust the bytes, not the Content-Type:
+/// CDNs mislabel images all the time).
+fn raster_format(bytes: &[u8]) -> Result<ImageFormat, FetchError> {
     let format = image::guess_format(bytes).map_err(|_| FetchError::NotAnImage)?;
     if !matches!(
         format,
         ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP | ImageFormat::Gif
     ) {
         return Err(FetchError::NotAnImage);
+    }
+    Ok(format)
+}
+
+fn decode(bytes: &[u8], limits: DecodeLimits) -> Result<DynamicImage, FetchError> {
+    let format = raster_format(bytes)?;
+    // The header alone first: nothing is allocated for a picture over the limits.
+    let (width, height) = ImageReader::with_format(Cursor::new(bytes), format)
+        .into_dimensions()
+        .map_err(|_| FetchError::Decode)?;
+    if width == 0
+        || height == 0
+        || width > limits.max_dimension
+        || height > limits.max_dimension
+        || u64::from(width) * u64::from(height) * 4 > limits.max_alloc_bytes
+    {
+        return Err(FetchError::TooLarge);
     }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut decode_limits = Limits::default();
@@ -154,5 +353,124 @@ mod tests {
             prepare(b"BM\0\0\0\0\0\0\0\0", 10, 10, Fit::Cover, LIMITS),
             Err(FetchError::NotAnImage)
         ));
+    }
+
+    /// A PNG whose IHDR declares `width`×`height` RGBA, with a tiny IDAT (a decompression
+    /// bomb's header: decoding it would allocate width × height × 4 bytes).
+    pub(crate) fn png_declaring(width: u32, height: u32) -> Vec<u8> {
+        fn crc(bytes: &[u8]) -> u32 {
+            let mut crc = !0u32;
+            for &byte in bytes {
+                crc ^= u32::from(byte);
+                for _ in 0..8 {
+                    crc = if crc & 1 == 1 {
+                        (crc >> 1) ^ 0xEDB8_8320
+                    } else {
+                        crc >> 1
+                    };
+                }
+            }
+            !crc
+        }
+        fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+            out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            let start = out.len();
+            out.extend_from_slice(kind);
+            out.extend_from_slice(data);
+            let sum = crc(&out[start..]);
+            out.extend_from_slice(&sum.to_be_bytes());
+        }
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        let mut ihdr = Vec::new();
+        ihdr.extend_from_slice(&width.to_be_bytes());
+        ihdr.extend_from_slice(&height.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 6, 0, 0, 0]);
+        chunk(&mut out, b"IHDR", &ihdr);
+        // zlib: a stored, empty final block.
+        chunk(
+            &mut out,
+            b"IDAT",
+            &[0x78, 0x01, 0x01, 0x00, 0x00, 0xff, 0xff, 0, 0, 0, 1],
+        );
+        chunk(&mut out, b"IEND", &[]);
+        out
+    }
+
+    #[test]
+    fn a_bomb_is_refused_from_its_header() {
+        let bomb = png_declaring(16383, 16383);
+        assert!(bomb.len() < 100);
+        assert_eq!(header_dimensions(&bomb), Some((16383, 16383)));
+        // Over the side limit, and (with a larger side limit) over the allocation limit.
+        assert!(matches!(
+            prepare(&bomb, 132, 132, Fit::Cover, LIMITS),
+            Err(FetchError::TooLarge)
+        ));
+        let wide = DecodeLimits {
+            max_dimension: 16384,
+            max_alloc_bytes: 64 << 20,
+        };
+        assert!(matches!(
+            prepare(&bomb, 132, 132, Fit::Cover, wide),
+            Err(FetchError::TooLarge)
+        ));
+    }
+
+    #[test]
+    fn a_strip_covers_a_slot_without_a_giant_intermediate() {
+        // 4096×1: left half red, right half blue. resize_to_fill would make 540,672×132
+        // (71 Mpx, 285 MiB as RGBA, more as the resampler's f32 rows).
+        let strip = RgbaImage::from_fn(4096, 1, |x, _| {
+            if x < 2048 {
+                Rgba([255, 0, 0, 255])
+            } else {
+                Rgba([0, 0, 255, 255])
+            }
+        });
+        let bytes = png_of(&strip);
+        let started = std::time::Instant::now();
+        let cover = prepare(&bytes, 132, 132, Fit::Cover, LIMITS).unwrap();
+        assert_eq!((cover.width, cover.height), (132, 132));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // The centre of the strip: the boundary between red and blue.
+        let px = decoded(&cover);
+        assert!(px.get_pixel(0, 60).0[0] > 100 || px.get_pixel(131, 60).0[2] > 100);
+        let contain = prepare(&bytes, 132, 132, Fit::Contain, LIMITS).unwrap();
+        assert_eq!((contain.width, contain.height), (132, 1));
+    }
+
+    #[test]
+    fn normal_photos_resize_exactly_as_before() {
+        let photo =
+            RgbaImage::from_fn(64, 48, |x, y| Rgba([(x * 4) as u8, (y * 5) as u8, 90, 255]));
+        let bytes = png_of(&photo);
+        for (w, h) in [(44, 44), (88, 30), (20, 60), (132, 132)] {
+            let ours = decoded(&prepare(&bytes, w, h, Fit::Cover, LIMITS).unwrap());
+            let before = DynamicImage::ImageRgba8(photo.clone())
+                .resize_to_fill(w, h, FilterType::Lanczos3)
+                .into_rgba8();
+            assert!(ours == before, "{w}×{h} differs");
+        }
+    }
+
+    #[test]
+    fn centred_crops_have_the_slot_aspect_ratio() {
+        assert_eq!(centred_crop(8192, 1, 132, 132), (4095, 0, 1, 1));
+        assert_eq!(centred_crop(1, 8192, 132, 132), (0, 4095, 1, 1));
+        assert_eq!(centred_crop(1000, 100, 200, 100), (400, 0, 200, 100));
+        assert_eq!(centred_crop(100, 1000, 100, 200), (0, 400, 100, 200));
+    }
+
+    #[tokio::test]
+    async fn the_decode_budget_has_one_permit_per_cpu() {
+        let permits = DecodeBudget::permits();
+        assert!(permits >= 1);
+        let held = DecodeBudget::acquire().await;
+        assert!(DecodeBudget::in_use() >= 1);
+        drop(held);
+        let blocking = tokio::task::spawn_blocking(DecodeBudget::acquire_blocking)
+            .await
+            .unwrap();
+        drop(blocking);
     }
 }

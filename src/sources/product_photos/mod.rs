@@ -6,6 +6,11 @@
 //! shorter one. Concurrent renders asking for the same image share one fetch. Errors are
 //! [`FetchError`]s: the renderer shows a placeholder in that slot and names the reason
 //! in a response header — a bad photo never fails a block.
+//!
+//! Decoding is bounded (`decode`): dimensions are read from the header before a pixel is
+//! decoded, the decoder runs under `image::Limits`, the resize never makes an intermediate
+//! larger than twice the slot, and at most one decode per CPU runs at once in the whole
+//! process ([`DecodeBudget`]; a fetched body waits for a permit without holding a thread).
 
 mod allow_list;
 mod decode;
@@ -22,8 +27,8 @@ use reqwest::Url;
 
 pub use allow_list::AllowListError;
 use allow_list::{AllowList, GuardedResolver};
-pub(crate) use decode::resize_to_png;
-use decode::DecodeLimits;
+pub use decode::DecodeBudget;
+pub(crate) use decode::{header_dimensions, reencode, resize_to_png, DecodeLimits};
 
 /// Largest side, in pixels, a template may ask for (retina included).
 pub const MAX_OUTPUT_DIMENSION: u32 = 4096;
@@ -375,8 +380,13 @@ impl Inner {
             .await
             .map_err(|_| FetchError::Timeout)??;
         let limits = self.decode_limits;
+        // The process's decode budget: waited for here, on the async side, so the blocking
+        // pool never holds more decodes (and their buffers) than there are CPUs.
+        let permit = DecodeBudget::acquire().await;
         let prepared = tokio::task::spawn_blocking(move || {
-            decode::prepare(&bytes, width, height, fit, limits)
+            let prepared = decode::prepare(&bytes, width, height, fit, limits);
+            drop(permit);
+            prepared
         })
         .await
         .map_err(|_| FetchError::Internal)??;
