@@ -93,7 +93,22 @@ async fn clicks_on_a_locked_block_go_where_the_locked_image_points() {
 async fn simultaneous_first_opens_leave_one_lock_and_see_the_same_image() {
     let redis = RedisServer::start();
     redis.load_sample("alice", &sample_path("alice"));
-    let server = server_with_channels(&redis, 0).await;
+    // The block declares `v`, so each open's input (and so the lock) says which open it was.
+    let templates = copy_templates();
+    let manifest = templates.path().join("demo/blocks.toml");
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    let text = text.replacen(
+        "lock = \"first_open\"",
+        "lock = \"first_open\"\nquery = [\"v\"]",
+        1,
+    );
+    std::fs::write(&manifest, text).expect("manifest");
+    let server = TestServer::builder()
+        .redis(&redis)
+        .templates(templates.path())
+        .keep(templates)
+        .start()
+        .await;
     let base = server.signed("demo/cart_locked.png", "alice");
     let opens = (0..8).map(|n| {
         let url = format!("{base}&v={n}");

@@ -127,7 +127,10 @@ mod tests {
             assert_eq!(store.claim(&key, "x", ttl).await.unwrap(), Claim::Won);
         }
         assert_eq!(store.remove_all_of(&alice).await.unwrap(), 2);
-        assert_eq!(store.get(&lock_key(&alice, "demo", "cart")).await.unwrap(), None);
+        assert_eq!(
+            store.get(&lock_key(&alice, "demo", "cart")).await.unwrap(),
+            None
+        );
         let theirs = store.get(&lock_key(&bob, "demo", "cart")).await.unwrap();
         assert_eq!(theirs.as_deref(), Some("x"));
     }
