@@ -6,8 +6,9 @@
 //! very same ones), in every format and scale, and click-throughs compute their links from it.
 //! A changed template does change a locked image: the lock pins the data, not the design.
 //!
-//! The first claim wins: Redis `SET key value NX GET EX ttl` decides in one command and gives
-//! the loser the winner's value; the embedded store does the same in one write transaction (`store/`).
+//! The first claim wins: in Redis a small Lua script (get the value, else set it with its TTL)
+//! decides atomically and gives the loser the winner's value, on any Redis version; the
+//! embedded store does the same in one write transaction (`store/`).
 
 use crate::context::{StoreError, SubscriberId};
 use async_trait::async_trait;

@@ -114,6 +114,10 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "OPENTIME_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Address of a second listener for operators: `/metrics`, `/readyz` and `/healthz`. When
+    /// set, the public listener no longer answers `/metrics` and `/readyz`.
+    #[arg(long, env = "OPENTIME_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
     /// Redis URL (`redis://host:6379/0`). Without it, the embedded store is used.
     #[arg(long, env = "OPENTIME_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,

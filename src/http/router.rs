@@ -15,9 +15,25 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Copy)]
 pub(super) struct PeerAddr(pub std::net::SocketAddr);
 
-pub(super) async fn handle(state: Arc<AppState>, request: Request<Incoming>) -> Response<Body> {
+/// Which listener a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Face {
+    /// Mail clients, image proxies, CDNs and the channels' API.
+    Public,
+    /// Operators (`OPENTIME_ADMIN_LISTEN`): `/metrics`, `/readyz`, `/healthz` only.
+    Admin,
+}
+
+pub(super) async fn handle(
+    state: Arc<AppState>,
+    request: Request<Incoming>,
+    face: Face,
+) -> Response<Body> {
     let is_head = request.method() == Method::HEAD;
-    let (route, response) = if request.uri().path().starts_with("/v1/") {
+    let path = request.uri().path();
+    let (route, response) = if !serves(face, path, state.config.admin_listen.is_some()) {
+        ("unknown", not_found())
+    } else if path.starts_with("/v1/") {
         ("context-api", ingest::handle(&state, request).await)
     } else {
         route(&state, &request).await
@@ -104,6 +120,24 @@ async fn route(
         ),
     };
     (route_name, response)
+}
+
+/// Whether `path` is answered on `face`: operator routes move to the admin listener when there
+/// is one, and the admin listener answers nothing else.
+fn serves(face: Face, path: &str, admin_listener: bool) -> bool {
+    let operator_route = matches!(path, "/metrics" | "/readyz" | "/healthz");
+    match face {
+        Face::Admin => operator_route,
+        Face::Public => !(admin_listener && matches!(path, "/metrics" | "/readyz")),
+    }
+}
+
+fn not_found() -> Response<Body> {
+    answer::plain(
+        StatusCode::NOT_FOUND,
+        "text/plain; charset=utf-8",
+        "not found\n",
+    )
 }
 
 /// Who fetched: from the User-Agent, `X-Forwarded-For` (through the trusted proxy hops) and

@@ -9,7 +9,7 @@
 
 use super::connection_limits::{Activity, AddressSlots, Guarded, Timeouts};
 use super::cors::{CorsError, CorsOrigins};
-use super::router::{self, PeerAddr};
+use super::router::{self, Face, PeerAddr};
 use super::shutdown;
 use super::state::AppState;
 use crate::blocks::{Catalog, TemplateWatcher};
@@ -56,9 +56,12 @@ pub enum ServeError {
 /// A server running in the background (used by `serve` and by the tests).
 pub struct RunningServer {
     pub addr: SocketAddr,
+    /// The admin listener's address, when `OPENTIME_ADMIN_LISTEN` is set.
+    pub admin_addr: Option<SocketAddr>,
     pub state: Arc<AppState>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    admin_task: Option<JoinHandle<()>>,
     _watcher: Option<TemplateWatcher>,
 }
 
@@ -66,12 +69,15 @@ impl RunningServer {
     /// Stops accepting, lets in-flight requests finish, and waits until the server is done.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        let _ = self.task.await;
+        self.wait().await;
     }
 
     /// Waits until the server stops (after a signal).
     pub async fn wait(self) {
         let _ = self.task.await;
+        if let Some(admin) = self.admin_task {
+            let _ = admin.await;
+        }
     }
 }
 
@@ -137,16 +143,11 @@ pub async fn start_with_clock(args: ServeArgs, clock: Clock) -> Result<RunningSe
         None
     };
 
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: args.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
-        addr: args.listen,
-        source,
-    })?;
+    let (listener, addr) = bind(args.listen).await?;
+    let admin = match args.admin_listen {
+        Some(admin) => Some(bind(admin).await?),
+        None => None,
+    };
     let metrics = Arc::new(Metrics::new());
     let events = EventRecorder::start(
         opened.events,
@@ -178,17 +179,44 @@ pub async fn start_with_clock(args: ServeArgs, clock: Clock) -> Result<RunningSe
     });
     tracing::info!(%addr, "listening");
     let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(accept_loop(listener, Arc::clone(&state), stopped));
+    let (admin_addr, admin_task) = match admin {
+        Some((listener, admin_addr)) => {
+            tracing::info!(%admin_addr, "admin listener: /metrics, /readyz, /healthz");
+            let loop_ = accept_loop(listener, Arc::clone(&state), stopped.clone(), Face::Admin);
+            (Some(admin_addr), Some(tokio::spawn(loop_)))
+        }
+        None => (None, None),
+    };
+    let task = tokio::spawn(accept_loop(
+        listener,
+        Arc::clone(&state),
+        stopped,
+        Face::Public,
+    ));
     Ok(RunningServer {
         addr,
+        admin_addr,
         state,
         stop,
         task,
+        admin_task,
         _watcher: watcher,
     })
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<AppState>, stopped: watch::Receiver<bool>) {
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServeError> {
+    let bind_error = |source| ServeError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let local = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, local))
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    stopped: watch::Receiver<bool>,
+    face: Face,
+) {
     let connections = Arc::new(Semaphore::new(state.config.max_connections));
     let per_address = AddressSlots::new(state.config.max_connections_per_address);
     let timeouts = Timeouts {
@@ -240,7 +268,7 @@ async fn accept_loop(listener: TcpListener, state: Arc<AppState>, stopped: watch
             request.extensions_mut().insert(PeerAddr(peer));
             let state = Arc::clone(&state);
             async move {
-                let response = router::handle(state, request).await;
+                let response = router::handle(state, request, face).await;
                 drop(in_flight);
                 Ok::<_, std::convert::Infallible>(response)
             }
@@ -260,6 +288,9 @@ async fn accept_loop(listener: TcpListener, state: Arc<AppState>, stopped: watch
         .is_err()
     {
         tracing::warn!("some connections did not finish within the grace period");
+    }
+    if face == Face::Admin {
+        return;
     }
     if !state.pipeline.events.flush(grace).await {
         tracing::warn!("some open and click events could not be written before stopping");

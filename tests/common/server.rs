@@ -212,6 +212,16 @@ impl TestServer {
         format!("{}{path}", self.base)
     }
 
+    /// `path` on the admin listener (a server started with `OPENTIME_ADMIN_LISTEN`).
+    pub fn admin_url(&self, path: &str) -> String {
+        let admin = self
+            .running
+            .as_ref()
+            .and_then(|running| running.admin_addr)
+            .expect("a server with an admin listener");
+        format!("http://{admin}{path}")
+    }
+
     /// The signed image URL of a block for a subscriber.
     pub fn signed(&self, campaign_block_ext: &str, subscriber: &str) -> String {
         format!(
