@@ -16,7 +16,9 @@ async fn the_admin_listener_alone_serves_metrics_and_readiness() {
     let metrics = get(&server.admin_url("/metrics")).await;
     assert_eq!(metrics.status, 200);
     assert!(
-        metrics.text().contains("opentime_render_cache_misses_total"),
+        metrics
+            .text()
+            .contains("opentime_render_cache_misses_total"),
         "{}",
         metrics.text()
     );
