@@ -19,6 +19,7 @@ use crate::config::{ConfigError, ServeArgs};
 use crate::context::StoreError;
 use crate::events::EventRecorder;
 use crate::metrics::Metrics;
+use crate::open::render_budget::RenderBudget;
 use crate::open::{OpenLimits, Pipeline};
 use crate::render::{RenderError, Renderer};
 use crate::sources::{Sources, SourcesError};
@@ -163,7 +164,7 @@ pub async fn start_with_clock(args: ServeArgs, clock: Clock) -> Result<RunningSe
         catalog,
         cache: RenderCache::new(args.cache_mb * 1024 * 1024),
         metrics,
-        render_permits: Arc::new(Semaphore::new(args.render_concurrency())),
+        render_budget: Arc::new(RenderBudget::new(args.render_concurrency())),
         sources,
         clock,
         limits: OpenLimits {

@@ -72,12 +72,18 @@ fn render_off_thread(
 ) -> impl std::future::Future<Output = Result<Arc<CachedRender>, RenderFailure>> + Send + 'static {
     let renderer = Arc::clone(pipeline.catalog.renderer());
     let photos = pipeline.sources.photos.clone();
-    let permits = Arc::clone(&pipeline.render_permits);
+    let budget = Arc::clone(&pipeline.render_budget);
     let metrics = Arc::clone(&pipeline.metrics);
     async move {
         let (format, subscriber) = (job.format, job.input.subscriber.clone());
-        match render_job::run(renderer, &photos, job, deadline, Some(&permits)).await {
+        let (campaign, block) = (job.campaign.name.clone(), job.block.name.clone());
+        let heavy = budget.is_heavy(&campaign, &block);
+        let started = std::time::Instant::now();
+        let result =
+            render_job::run(renderer, &photos, job, deadline, Some((&budget, heavy))).await;
+        match result {
             Ok(done) => {
+                budget.record(&campaign, &block, done.cpu);
                 metrics
                     .render_seconds
                     .get_or_create(&FormatLabels {
@@ -106,6 +112,8 @@ fn render_off_thread(
             }
             Err(RenderJobError::Overloaded) => Err(RenderFailure::Overloaded),
             Err(RenderJobError::Render(error)) => {
+                // A failed render counts with its wall time (no CPU split is known then).
+                budget.record(&campaign, &block, started.elapsed());
                 if let super::BlockRenderError::Template(inner) = &error {
                     tracing::error!(error = %inner, "template failed to render");
                 }

@@ -25,6 +25,7 @@ mod opener;
 mod photos;
 mod pixel;
 mod query;
+pub(crate) mod render_budget;
 pub(crate) mod render_job;
 mod subscriber_context;
 mod verify;
@@ -47,7 +48,6 @@ use crate::sources::Sources;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 /// Everything an open needs, built once at start-up and shared by every request.
@@ -63,8 +63,8 @@ pub struct Pipeline {
     pub cache: RenderCache,
     pub metrics: Arc<Metrics>,
     /// Bounds renders running at once, so a burst of cache misses queues (up to the deadline,
-    /// then falls back) instead of stalling every other request.
-    pub render_permits: Arc<Semaphore>,
+    /// then falls back) instead of stalling every other request; slow blocks share a lane of it.
+    pub(crate) render_budget: Arc<render_budget::RenderBudget>,
     /// Product photos, geo-IP, mail-client rules and the shop's stores.
     pub sources: Arc<Sources>,
     /// "Now" for renders (the system clock; tests pin it).

@@ -7,13 +7,13 @@ use super::block_render::{self, BlockRender, TemplateOutput};
 use super::error::BlockRenderError;
 use super::input::TemplateInput;
 use super::photos;
+use super::render_budget::{RenderBudget, RenderPermit};
 use crate::blocks::{Block, Campaign};
 use crate::render::image_slots;
 use crate::render::{FetchedImages, Format, RenderError, Rendered, Renderer};
 use crate::sources::product_photos::ProductPhotos;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 /// Time kept back from the deadline for rasterizing after the photos.
@@ -44,14 +44,14 @@ pub(crate) struct FinishedRender {
     pub cpu: Duration,
 }
 
-/// Renders `job`. `permits` bounds concurrent CPU steps (the server's render concurrency);
-/// `None` renders without a bound (the offline command).
+/// Renders `job`. `budget` bounds concurrent CPU steps (the server's render budget, with
+/// `heavy` for blocks that render slowly); `None` renders without a bound (the offline command).
 pub(crate) async fn run(
     renderer: Arc<Renderer>,
     photos: &ProductPhotos,
     job: RenderJob,
     deadline: Instant,
-    permits: Option<&Arc<Semaphore>>,
+    budget: Option<(&RenderBudget, bool)>,
 ) -> Result<FinishedRender, RenderJobError> {
     let RenderJob {
         campaign,
@@ -60,7 +60,7 @@ pub(crate) async fn run(
         scale,
         input,
     } = job;
-    let permit = acquire(permits, deadline).await?;
+    let permit = acquire(budget, deadline).await?;
     let started = Instant::now();
     let (template_renderer, template_block) = (Arc::clone(&renderer), Arc::clone(&block));
     let (output, slots) = offload(move || {
@@ -90,7 +90,7 @@ pub(crate) async fn run(
         photos::fetch(photos, slots, deadline.checked_sub(reserve).unwrap_or(now)).await
     };
 
-    let permit = acquire(permits, deadline).await?;
+    let permit = acquire(budget, deadline).await?;
     let started = Instant::now();
     let fetched = Arc::new(fetched);
     let raster_images = Arc::clone(&fetched);
@@ -108,15 +108,15 @@ pub(crate) async fn run(
 }
 
 async fn acquire(
-    permits: Option<&Arc<Semaphore>>,
+    budget: Option<(&RenderBudget, bool)>,
     deadline: Instant,
-) -> Result<Option<OwnedSemaphorePermit>, RenderJobError> {
-    let Some(permits) = permits else {
+) -> Result<Option<RenderPermit>, RenderJobError> {
+    let Some((budget, heavy)) = budget else {
         return Ok(None);
     };
-    match tokio::time::timeout_at(deadline, Arc::clone(permits).acquire_owned()).await {
-        Ok(Ok(permit)) => Ok(Some(permit)),
-        _ => Err(RenderJobError::Overloaded),
+    match budget.acquire(heavy, deadline).await {
+        Some(permit) => Ok(Some(permit)),
+        None => Err(RenderJobError::Overloaded),
     }
 }
 
