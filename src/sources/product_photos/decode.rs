@@ -90,27 +90,8 @@ impl DecodeBudget {
 
     /// Blocks this thread until a permit is free (for synchronous callers: the rasterizer).
     pub(crate) fn acquire_blocking() -> OwnedSemaphorePermit {
-        block_on(Self::acquire())
-    }
-}
-
-/// Runs a future to completion on this thread (the semaphore's wait needs no runtime).
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    use std::task::{Context, Poll, Wake, Waker};
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut context = Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
-            return output;
-        }
-        std::thread::park();
+        // The semaphore's wait needs no runtime: this thread parks until a permit is free.
+        pollster::block_on(Self::acquire())
     }
 }
 
