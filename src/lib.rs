@@ -30,6 +30,7 @@ pub mod render;
 pub mod signing;
 pub mod sources;
 pub(crate) mod store;
+pub(crate) mod template_bounds;
 pub(crate) mod template_error;
 
 pub use cli::{check::run_check, render::run_render, tokens::run_tokens, url::run_url};

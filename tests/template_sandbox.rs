@@ -156,6 +156,17 @@ fn bounded_campaigns(root: &Path) {
         &plain,
         "{% for i in range(end=10000) %}<rect width=\"1\" height=\"1\" fill=\"#{{ i }}\"/><!-- padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding -->{% endfor %}",
     );
+    // A countdown's frames share one range budget: 99,000 items a frame, three frames.
+    let countdown =
+        "[blocks.a]\nkind = \"countdown\"\ntemplate = \"a.svg\"\nwidth = 40\nheight = 20\n\
+                     deadline = \"2099-01-01T00:00\"\ntz = \"UTC\"\nframes = 3\n\
+                     fallback = \"fallback/a.svg\"\n";
+    campaign(
+        root,
+        "countdown_runaway",
+        countdown,
+        "{% for a in range(end=9000) %}{% for b in range(end=10) %}{% endfor %}{% endfor %}<text>{{ seconds }}</text>",
+    );
     // What stays allowed: the `now` variable, bounded ranges, including the campaign's own file.
     let dir = root.join("allowed");
     campaign(
@@ -217,6 +228,11 @@ fn check_names_file_and_line_of_what_the_sandbox_refuses() {
     assert!(output.contains("at most 100000 items in all"), "{output}");
     assert!(output.contains("more than the 2097152"), "{output}");
     assert!(output.contains("ok    allowed/a.png"), "{output}");
+    let countdown = output
+        .lines()
+        .find(|line| line.starts_with("error countdown_runaway/a.gif"))
+        .unwrap_or_else(|| panic!("expected the countdown to exceed its budget in:\n{output}"));
+    assert!(countdown.contains("template-limit"), "{countdown}");
 }
 
 #[tokio::test]
@@ -233,6 +249,13 @@ async fn bounds_give_the_fallback_and_refused_campaigns_are_not_served() {
         .start()
         .await;
 
+    let countdown = get(&server.url("/img/countdown_runaway/a.gif")).await;
+    assert_eq!(countdown.status, 200);
+    assert_eq!(
+        countdown.header("x-opentime-fallback"),
+        Some("template-error"),
+        "a countdown's frames share the range budget"
+    );
     for campaign in ["runaway", "nested", "huge"] {
         let answer = get(&server.url(&format!("/img/{campaign}/a.png"))).await;
         assert_eq!(answer.status, 200, "{campaign}");

@@ -50,6 +50,8 @@ pub(crate) fn answer(
 ) -> Result<Rendered, CountdownError> {
     let spec = block.spec;
     let request = open.request;
+    // One range budget for the whole countdown, every frame's template included.
+    let _budget = crate::template_bounds::Budget::start();
     if open.now >= request.deadline {
         if let Some(file) = &spec.expired_image {
             return expired_image(block, rasterizer, file, open.scale);

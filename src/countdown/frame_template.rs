@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 use super::deadline::{Remaining, ShownUnits};
 use super::labels::Labels;
 use crate::render::svg;
+use crate::template_bounds::{self, RenderFailure};
 use crate::template_error::describe_tera_error;
 
 /// Largest picture side in pixels (after scale).
@@ -92,11 +93,20 @@ impl<'a> FrameTemplate<'a> {
         self.fill(&frame_context(self.base_context(), state, labels))
     }
 
-    /// The template filled in with `ctx`; errors read as for every other template.
+    /// The template filled in with `ctx`, within the output bound every template has (the range
+    /// budget is the whole countdown's: `answer` starts it); errors read as for every other
+    /// template.
     pub(super) fn fill(&self, ctx: &tera::Context) -> Result<String, FrameError> {
-        self.tera
+        let output = self
+            .tera
             .render(self.name, ctx)
-            .map_err(|e| FrameError::Template(describe_tera_error(&e, Path::new(""), self.name)))
+            .map_err(|e| FrameError::Template(describe_tera_error(&e, Path::new(""), self.name)))?;
+        template_bounds::check_output(output).map_err(|failure| match failure {
+            RenderFailure::TooLarge(bytes) => FrameError::Template(RenderFailure::too_large(bytes)),
+            RenderFailure::Tera(e) => {
+                FrameError::Template(describe_tera_error(&e, Path::new(""), self.name))
+            }
+        })
     }
 
     /// Parses an SVG drawn from this template (a frame, or one text standing alone).
