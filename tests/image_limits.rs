@@ -13,10 +13,12 @@
 //! peak.
 
 mod common;
+mod image_server;
 
 use base64::Engine as _;
 use common::*;
-use serde_json::{json, Value};
+use image_server::ImageServer;
+use serde_json::json;
 use std::io::Cursor;
 use std::time::Duration;
 
@@ -122,17 +124,6 @@ fn data_url(mime: &str, bytes: &[u8]) -> String {
     )
 }
 
-fn cart_with(urls: &[String]) -> Value {
-    let items: Vec<Value> = urls
-        .iter()
-        .enumerate()
-        .map(|(i, url)| {
-            json!({"sku": format!("SKU-{i}"), "name": format!("Product {i}"), "quantity": 1, "price": 10.0, "image_url": url})
-        })
-        .collect();
-    json!({"currency": "EUR", "items": items})
-}
-
 /// The centre row of cart line `line`'s 44×44 thumbnail: (x of its left quarter, x of its
 /// right quarter, y).
 fn thumbnail(line: u32) -> (u32, u32, u32) {
@@ -201,54 +192,19 @@ fn data_image_bombs_draw_the_placeholder_within_the_memory_bound() {
     assert_peak_growth_below(before, "data: bombs");
 }
 
-/// A local image host: `/strip.png` (8192×1, red), `/bomb.png` (16383×16383 declared).
-async fn image_host() -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// The shared test image host, also serving `/strip.png` (8192×1, red) and `/bomb.png`
+/// (16383×16383 declared).
+async fn image_host() -> ImageServer {
     let strip = png_of(&image::RgbaImage::from_pixel(8192, 1, image::Rgba(RED)));
-    let bomb = png_bomb(16383, 16383);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let (strip, bomb) = (strip.clone(), bomb.clone());
-            tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut buffer = [0u8; 1024];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buffer).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => request.extend_from_slice(&buffer[..n]),
-                    }
-                }
-                let text = String::from_utf8_lossy(&request);
-                let body = if text.starts_with("GET /strip.png ") {
-                    strip
-                } else if text.starts_with("GET /bomb.png ") {
-                    bomb
-                } else {
-                    Vec::new()
-                };
-                let status = if body.is_empty() {
-                    "404 Not Found"
-                } else {
-                    "200 OK"
-                };
-                let head = format!(
-                    "HTTP/1.1 {status}\r\ncontent-type: image/png\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = stream.write_all(head.as_bytes()).await;
-                let _ = stream.write_all(&body).await;
-            });
-        }
-    });
-    port
+    let extra = vec![("/strip.png", strip), ("/bomb.png", png_bomb(16383, 16383))];
+    ImageServer::start_with(None, extra).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_strip_and_bomb_render_within_the_memory_bound() {
     let _serial = SERIAL.lock().await;
-    let port = image_host().await;
+    let host = image_host().await;
+    let port = host.port();
     let redis = RedisServer::start();
     let base = format!("http://images.test:{port}");
     redis.hset("alice", "profile", &json!({"first_name": "Test"}));

@@ -7,7 +7,7 @@ mod image_server;
 
 use common::*;
 use image_server::{ImageServer, BLUE, RED};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::{Duration, Instant};
 
 /// The neutral grey of a placeholder tile.
@@ -26,17 +26,6 @@ fn server_with_images(redis: &RedisServer, templates: &std::path::Path) -> Serve
         .image_private_hosts(&["images.test"])
         .image_resolve(&["images.test=127.0.0.1", "forbidden.test=127.0.0.1"])
         .image_max_bytes(256 * 1024)
-}
-
-fn cart_with(urls: &[String]) -> Value {
-    let items: Vec<Value> = urls
-        .iter()
-        .enumerate()
-        .map(|(i, url)| {
-            json!({"sku": format!("SKU-{i}"), "name": format!("Product {i}"), "quantity": 1, "price": 10.0, "image_url": url})
-        })
-        .collect();
-    json!({"currency": "EUR", "items": items})
 }
 
 fn store_cart(redis: &RedisServer, subscriber: &str, urls: &[String]) {

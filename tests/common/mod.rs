@@ -103,3 +103,15 @@ where
     }
     false
 }
+
+/// A `cart` context field with one line per photo URL (`image_url`), for product-photo tests.
+pub fn cart_with(urls: &[String]) -> serde_json::Value {
+    let items: Vec<serde_json::Value> = urls
+        .iter()
+        .enumerate()
+        .map(|(i, url)| {
+            serde_json::json!({"sku": format!("SKU-{i}"), "name": format!("Product {i}"), "quantity": 1, "price": 10.0, "image_url": url})
+        })
+        .collect();
+    serde_json::json!({"currency": "EUR", "items": items})
+}

@@ -54,6 +54,11 @@ pub struct ImageServer {
 impl ImageServer {
     /// Starts a server; `/redirect-away` points at `redirect_away` (a full URL).
     pub async fn start(redirect_away: Option<String>) -> Self {
+        Self::start_with(redirect_away, Vec::new()).await
+    }
+
+    /// [`Self::start`], also serving each `(path, PNG bytes)` of `extra` as `image/png`.
+    pub async fn start_with(redirect_away: Option<String>, extra: Vec<(&str, Vec<u8>)>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let hits: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
@@ -64,6 +69,10 @@ impl ImageServer {
             png: Bytes::from(encoded(ImageFormat::Png)),
             webp: Bytes::from(encoded(ImageFormat::WebP)),
             gif: Bytes::from(encoded(ImageFormat::Gif)),
+            extra: extra
+                .into_iter()
+                .map(|(path, bytes)| (path.to_owned(), Bytes::from(bytes)))
+                .collect(),
         });
         tokio::spawn(async move {
             loop {
@@ -107,6 +116,8 @@ struct State {
     png: Bytes,
     webp: Bytes,
     gif: Bytes,
+    /// Further PNG files, by path.
+    extra: HashMap<String, Bytes>,
 }
 
 type Answer = Response<BoxBody<Bytes, Infallible>>;
@@ -131,6 +142,9 @@ impl State {
     async fn answer(&self, req: Request<Incoming>) -> Answer {
         let path = req.uri().path().to_owned();
         *self.hits.lock().unwrap().entry(path.clone()).or_default() += 1;
+        if let Some(bytes) = self.extra.get(&path) {
+            return full(StatusCode::OK, "image/png", bytes.clone());
+        }
         match path.as_str() {
             "/photo.jpg" => full(StatusCode::OK, "image/jpeg", self.jpeg.clone()),
             "/photo.png" => full(StatusCode::OK, "image/png", self.png.clone()),
