@@ -53,3 +53,26 @@ pub trait LockStore: Send + Sync {
 }
 
 pub(crate) type SharedLocks = Arc<dyn LockStore>;
+
+/// Checks shared by the lock stores' tests: every backend must behave the same.
+#[cfg(test)]
+pub(crate) mod conformance {
+    use super::*;
+
+    /// Erasing `erased` removes its two locks and leaves `kept`'s (an id `erased` is a prefix
+    /// of, so a prefix match that is too wide would take it too).
+    pub(crate) async fn erasing_removes_only_their_locks(store: &dyn LockStore, erased: &str) {
+        let erased = SubscriberId::parse(erased).unwrap();
+        let kept = SubscriberId::parse(&format!("{}2", erased.as_str())).unwrap();
+        let ttl = Duration::from_secs(60);
+        for (subscriber, block) in [(&erased, "cart"), (&erased, "points"), (&kept, "cart")] {
+            let key = lock_key(subscriber, "demo", block);
+            assert_eq!(store.claim(&key, "x", ttl).await.unwrap(), Claim::Won);
+        }
+        assert_eq!(store.remove_all_of(&erased).await.unwrap(), 2);
+        let gone = store.get(&lock_key(&erased, "demo", "cart")).await.unwrap();
+        assert_eq!(gone, None);
+        let theirs = store.get(&lock_key(&kept, "demo", "cart")).await.unwrap();
+        assert_eq!(theirs.as_deref(), Some("x"));
+    }
+}
