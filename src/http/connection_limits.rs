@@ -159,7 +159,9 @@ impl<S> Guarded<S> {
     }
 
     /// Ready (with the reason) once the deadline has passed; otherwise arranges a wake-up
-    /// for it.
+    /// for it. The deadline moves later with every answered request, so the timer is only
+    /// moved when the deadline comes earlier; a timer that fires before a deadline that has
+    /// since moved later is set again — one timer update per idle period, not per request.
     fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<&'static str> {
         let Some((deadline, reason)) = self.activity.deadline(cx.waker()) else {
             return Poll::Pending;
@@ -167,11 +169,21 @@ impl<S> Guarded<S> {
         let sleep = self
             .sleep
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if self.armed != Some(deadline) {
+        if self.armed.is_none_or(|armed| deadline < armed) {
             sleep.as_mut().reset(deadline);
             self.armed = Some(deadline);
         }
-        sleep.as_mut().poll(cx).map(|()| reason)
+        loop {
+            if sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if self.armed.is_some_and(|armed| armed >= deadline) {
+                return Poll::Ready(reason);
+            }
+            // Fired for an older, earlier deadline: wait for the current one.
+            sleep.as_mut().reset(deadline);
+            self.armed = Some(deadline);
+        }
     }
 
     fn close(&mut self, reason: &'static str) {

@@ -20,18 +20,20 @@ enum RenderFailure {
     Degraded(Arc<CachedRender>),
 }
 
+/// The render for `key`; `job` makes what to render, called on a miss only (a hit clones
+/// nothing).
 pub(super) async fn get_or_render(
     pipeline: &Pipeline,
-    job: RenderJob,
     key: RenderKey,
     deadline: Instant,
+    job: impl FnOnce() -> RenderJob,
 ) -> Result<Arc<CachedRender>, OpenError> {
     if let Some(hit) = pipeline.cache.get(&key).await {
         pipeline.metrics.cache_hits.inc();
         return Ok(hit);
     }
     let (cache, metrics) = (pipeline.cache.clone(), Arc::clone(&pipeline.metrics));
-    let render = render_off_thread(pipeline, job, deadline);
+    let render = render_off_thread(pipeline, job(), deadline);
     let task = tokio::spawn(async move {
         let result = cache.get_or_render(key, render).await;
         match &result {

@@ -210,14 +210,14 @@ impl Pipeline {
         )?;
         let rendered_for = decided.input.now;
         let depends_on = decided.depends_on;
-        let job = render_job::RenderJob {
+        let job = || render_job::RenderJob {
             campaign: Arc::clone(campaign),
             block: Arc::clone(block),
             format: open.format,
             scale: query.scale,
             input: decided.input,
         };
-        let render = cached_render::get_or_render(self, job, decided.key, deadline).await?;
+        let render = cached_render::get_or_render(self, decided.key, deadline, job).await?;
         Ok(Opened {
             render,
             policy: block.cache,
