@@ -22,6 +22,12 @@ pub struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AnonymousLabels {
+    pub kind: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FormatLabels {
     pub format: &'static str,
 }
@@ -53,6 +59,8 @@ pub struct Metrics {
     /// Tracking pixel fetches that name no verified subscriber (`no-subscriber`, `bad-token`):
     /// counted here only, never written as events.
     pub pixel_anonymous: Family<ReasonLabels, Counter>,
+    /// Opens and clicks without a verified subscriber (no event written), by kind and reason.
+    pub anonymous: Family<AnonymousLabels, Counter>,
     /// Connections the server closed to protect itself, by reason (`address-cap`,
     /// `header-timeout`, `idle-timeout`, `write-timeout`).
     pub connections_closed: Family<ReasonLabels, Counter>,
@@ -151,6 +159,12 @@ impl Metrics {
             "Tracking pixel fetches without a verified subscriber (no event written), by reason",
             pixel_anonymous.clone(),
         );
+        let anonymous = Family::<AnonymousLabels, Counter>::default();
+        registry.register(
+            "anonymous",
+            "Opens and clicks without a verified subscriber (no event written), by kind and reason",
+            anonymous.clone(),
+        );
         let connections_closed = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "connections_closed",
@@ -160,6 +174,7 @@ impl Metrics {
         Self {
             events_failed,
             pixel_anonymous,
+            anonymous,
             connections_closed,
             image_placeholders,
             events_queued,
@@ -189,6 +204,12 @@ impl Metrics {
     pub fn pixel_anonymous(&self, reason: &'static str) {
         self.pixel_anonymous
             .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    pub fn anonymous(&self, kind: &'static str, reason: &'static str) {
+        self.anonymous
+            .get_or_create(&AnonymousLabels { kind, reason })
             .inc();
     }
 

@@ -15,7 +15,7 @@ async fn clicks_go_to_the_items_link_and_anything_else_to_the_default() {
     redis.load_sample("alice", &sample_path("alice"));
     let server = server_with_channels(&redis, 0).await;
     redirects_follow_the_item_or_fall_back_to_the_default(&redis, &server).await;
-    every_click_is_an_event(&redis).await;
+    every_click_is_an_event(&redis, &server).await;
     server.shutdown().await;
 }
 
@@ -71,21 +71,38 @@ async fn redirects_follow_the_item_or_fall_back_to_the_default(
     assert_eq!(unknown.status, 404);
 }
 
-/// The eleven clicks above, in the stream and counted in Alice's `email` field.
-async fn every_click_is_an_event(redis: &RedisServer) {
+/// The seven clicks above made with Alice's right token, in the stream and counted in her
+/// `email` field; the four without a verified subscriber are only counted in a metric.
+async fn every_click_is_an_event(redis: &RedisServer, server: &TestServer) {
     assert!(
         eventually(Duration::from_secs(5), || async {
-            redis.events().len() == 11
+            redis.events().len() == 7
         })
         .await,
-        "every click is an event"
+        "every verified click is an event"
     );
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let events = redis.events();
+    assert_eq!(events.len(), 7, "{events:?}");
     assert_eq!(events[0]["type"], "click");
     assert_eq!(events[0]["item"], "2");
     assert_eq!(events[0]["link"], "item");
     assert_eq!(events[1]["link"], "default");
-    assert_eq!(events[6]["subscriber"], "", "a forged token names no one");
+    assert!(
+        events.iter().all(|e| e["subscriber"] == "alice"),
+        "a forged or missing token writes no event: {events:?}"
+    );
+    let metrics = server.metrics().await;
+    for (reason, count) in [("no-subscriber", 2.0), ("bad-token", 2.0)] {
+        assert_eq!(
+            metric(
+                &metrics,
+                &format!("opentime_anonymous_total{{kind=\"click\",reason=\"{reason}\"}}")
+            ),
+            count,
+            "{metrics}"
+        );
+    }
     let email = redis.hget_json("alice", "email").unwrap();
     assert_eq!(email["click_count"], 7, "{email}");
 }

@@ -1,7 +1,7 @@
 //! Event safety: a command the store refuses drops its own event only (the writer neither
-//! wedges on it nor writes the rest twice), and tracking pixels without a verified subscriber
-//! are counted, never written. Real TCP, a real `redis-server`. (A batch sent twice counting
-//! once, and the lock script: unit tests in `src/store/redis/`.)
+//! wedges on it nor writes the rest twice), and tracking pixels and shared-block opens without
+//! a verified subscriber are counted, never written. Real TCP, a real `redis-server`. (A batch
+//! sent twice counting once, and the lock script: unit tests in `src/store/redis/`.)
 
 mod common;
 
@@ -153,5 +153,50 @@ async fn a_pixel_without_a_verified_subscriber_is_counted_not_written() {
         "{metrics}"
     );
     assert_eq!(metric(&metrics, "opentime_events_queued_total"), 1.0);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_shared_block_open_is_an_event_only_for_a_verified_subscriber() {
+    let redis = RedisServer::start();
+    let server = server_with_channels(&redis, 0).await;
+    let countdown = |query: &str| server.url(&format!("/img/demo/countdown.gif{query}"));
+
+    for url in [
+        countdown(""),
+        countdown("?x=1"),
+        countdown("?s=alice&t=forged"),
+        countdown("?s=alice"),
+    ] {
+        let answer = get(&url).await;
+        assert_eq!(answer.status, 200, "{url}");
+        assert_eq!(&answer.body[..6], b"GIF89a", "{url}");
+    }
+    // The same shared block opened by a subscriber named with a right token is an open.
+    let signed = get(&countdown(&format!("?s=bob&t={}", token("bob")))).await;
+    assert_eq!(signed.status, 200);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            !redis.events().is_empty()
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let events = redis.events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["type"], "open");
+    assert_eq!(events[0]["block"], "countdown");
+    assert_eq!(events[0]["subscriber"], "bob");
+    let metrics = server.metrics().await;
+    for (reason, count) in [("no-subscriber", 2.0), ("bad-token", 2.0)] {
+        assert_eq!(
+            metric(
+                &metrics,
+                &format!("opentime_anonymous_total{{kind=\"open\",reason=\"{reason}\"}}")
+            ),
+            count,
+            "{metrics}"
+        );
+    }
     server.shutdown().await;
 }

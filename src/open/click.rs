@@ -4,14 +4,16 @@
 //! such item, a target off the allowed hosts) gives the block's `default_link`. Every click is
 //! an event.
 
+use super::error::OpenError;
 use super::input::TemplateInput;
 use super::lock_on_open::{self, Lookup};
 use super::opener::Opener;
+use super::verify::Attribution;
 use super::{query, verify, Pipeline};
 use crate::blocks::links::{Links, Target};
 use crate::blocks::Block;
 use crate::context::SubscriberId;
-use crate::events::{Event, EventKind};
+use crate::events::EventKind;
 use crate::lock::lock_key;
 
 /// Where a click goes: the chosen link, then the block's default.
@@ -32,27 +34,27 @@ impl Pipeline {
     ) -> Option<ClickTarget> {
         let (campaign, block) = self.catalog.find(campaign, block)?;
         let links = block.links.clone()?;
-        let (target, subscriber, item) = self
+        let (target, attribution, item) = self
             .choose_target(&campaign.name, &block, &links, raw_query, &opener)
             .await;
-        let mut event = Event::now(
+        if let Some(mut event) = self.attributed_event(
             EventKind::Click,
             &campaign.name,
             &block.name,
-            subscriber.as_ref().map(SubscriberId::as_str),
-            opener.client,
-            opener.prefetch,
-        );
-        event.item = item;
-        event.link = Some(target.label());
-        self.events.record(event);
+            attribution,
+            &opener,
+        ) {
+            event.item = item;
+            event.link = Some(target.label());
+            self.events.record(event);
+        }
         Some(ClickTarget {
             url: target.url().to_owned(),
             default: links.default.clone(),
         })
     }
 
-    /// The target, the verified subscriber (if any) and the item index asked for.
+    /// The target, who the click is attributed to and the item index asked for.
     async fn choose_target(
         &self,
         campaign: &str,
@@ -60,23 +62,28 @@ impl Pipeline {
         links: &Links,
         raw_query: Option<&str>,
         opener: &Opener,
-    ) -> (Target, Option<SubscriberId>, Option<usize>) {
+    ) -> (Target, Attribution, Option<usize>) {
         let default = || Target::Default(links.default.clone());
         let Ok(mut query) = query::parse(raw_query) else {
-            return (default(), None, None);
+            return (default(), Attribution::Anonymous("bad-query"), None);
         };
         let item = query
             .template_query
             .remove("i")
             .and_then(|i| i.parse::<usize>().ok());
-        let Ok(subscriber) = verify::subscriber(
+        let subscriber = match verify::subscriber(
             &self.signer,
             block,
             query.subscriber.as_deref(),
             query.token.as_deref(),
-        ) else {
-            return (default(), None, item);
+        ) {
+            Ok(subscriber) => subscriber,
+            Err(OpenError::MissingSubscriber) => {
+                return (default(), Attribution::Anonymous("no-subscriber"), item)
+            }
+            Err(_) => return (default(), Attribution::Anonymous("bad-token"), item),
         };
+        let (query_subscriber, query_token) = (query.subscriber, query.token);
         let input = self
             .shown_input(
                 campaign,
@@ -90,7 +97,13 @@ impl Pipeline {
             Some(input) => links.target(&input.to_tera_context(block), item),
             None => default(),
         };
-        (target, subscriber, item)
+        let attribution = verify::attribution(
+            &self.signer,
+            subscriber.as_ref(),
+            query_subscriber.as_deref(),
+            query_token.as_deref(),
+        );
+        (target, attribution, item)
     }
 
     /// What the block showed: the locked inputs, or the context's now.

@@ -154,6 +154,32 @@ impl Pipeline {
         }
     }
 
+    /// The event of an open or click when it is attributed to a verified subscriber; anything
+    /// else is only counted in `opentime_anonymous_total{kind,reason}`.
+    fn attributed_event(
+        &self,
+        kind: EventKind,
+        campaign: &str,
+        block: &str,
+        attribution: verify::Attribution,
+        opener: &Opener,
+    ) -> Option<Event> {
+        match attribution {
+            verify::Attribution::Subscriber(subscriber) => Some(Event::now(
+                kind,
+                campaign,
+                block,
+                Some(subscriber.as_str()),
+                opener.client,
+                opener.prefetch,
+            )),
+            verify::Attribution::Anonymous(reason) => {
+                self.metrics.anonymous(kind.as_str(), reason);
+                None
+            }
+        }
+    }
+
     async fn render_found(
         &self,
         found: &FoundBlock,
@@ -170,14 +196,21 @@ impl Pipeline {
             query.subscriber.as_deref(),
             query.token.as_deref(),
         )?;
-        self.events.record(Event::now(
+        let attribution = verify::attribution(
+            &self.signer,
+            subscriber.as_ref(),
+            query.subscriber.as_deref(),
+            query.token.as_deref(),
+        );
+        if let Some(event) = self.attributed_event(
             EventKind::Open,
             &campaign.name,
             &block.name,
-            subscriber.as_ref().map(SubscriberId::as_str),
-            open.opener.client,
-            open.opener.prefetch,
-        ));
+            attribution,
+            &open.opener,
+        ) {
+            self.events.record(event);
+        }
         let from_context = self.context_input(
             block,
             subscriber.as_ref(),

@@ -42,3 +42,29 @@ pub(super) fn named_subscriber(
         (Some(_), None) => None,
     }
 }
+
+/// Who an open or click is recorded for: events are written only for a verified subscriber;
+/// anything else is counted by reason (`opentime_anonymous_total{kind,reason}`), so fetches
+/// anyone can repeat cannot fill the event queue.
+pub(super) enum Attribution {
+    Subscriber(SubscriberId),
+    Anonymous(&'static str),
+}
+
+/// The attribution of a fetch of `block`: the subscriber the block verified, else (for a shared
+/// block, which verifies nothing) a subscriber named with a right token.
+pub(super) fn attribution(
+    signer: &Signer,
+    verified: Option<&SubscriberId>,
+    subscriber: Option<&str>,
+    token: Option<&str>,
+) -> Attribution {
+    if let Some(verified) = verified {
+        return Attribution::Subscriber(verified.clone());
+    }
+    match named_subscriber(signer, subscriber, token) {
+        Some(Some(subscriber)) => Attribution::Subscriber(subscriber),
+        Some(None) => Attribution::Anonymous("no-subscriber"),
+        None => Attribution::Anonymous("bad-token"),
+    }
+}
