@@ -138,7 +138,9 @@ impl RenderCache {
         ))
     }
 
-    pub fn weighted_size(&self) -> u64 {
+    /// Bytes held now (pending insertions and evictions applied first).
+    pub async fn weighted_size(&self) -> u64 {
+        self.entries.run_pending_tasks().await;
         self.entries.weighted_size()
     }
 }

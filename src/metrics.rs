@@ -45,6 +45,10 @@ pub struct Metrics {
     pub cache_hits: Counter,
     pub cache_misses: Counter,
     pub cache_bytes: Gauge<u64, AtomicU64>,
+    /// Bytes of the rasterizer's kept text tiles and kept glyphs (fixed caps, beside the
+    /// render cache's).
+    pub text_tile_bytes: Gauge<u64, AtomicU64>,
+    pub glyph_bytes: Gauge<u64, AtomicU64>,
     pub store_seconds: Family<OutcomeLabels, Histogram>,
     /// Remote photos replaced by a placeholder, by reason (`timeout`, `host-not-allowed`, …).
     pub image_placeholders: Family<ReasonLabels, Counter>,
@@ -118,6 +122,18 @@ impl Metrics {
             "Bytes held by the render cache",
             cache_bytes.clone(),
         );
+        let text_tile_bytes = Gauge::<u64, AtomicU64>::default();
+        registry.register(
+            "text_tile_cache_bytes",
+            "Bytes of texts kept drawn for later renders (capped)",
+            text_tile_bytes.clone(),
+        );
+        let glyph_bytes = Gauge::<u64, AtomicU64>::default();
+        registry.register(
+            "glyph_cache_bytes",
+            "Bytes of glyphs kept for plain texts (capped)",
+            glyph_bytes.clone(),
+        );
         registry.register(
             "store_lookup_seconds",
             "Context store lookup time by outcome",
@@ -187,6 +203,8 @@ impl Metrics {
             cache_hits,
             cache_misses,
             cache_bytes,
+            text_tile_bytes,
+            glyph_bytes,
             store_seconds,
         }
     }

@@ -38,8 +38,11 @@ pub(super) fn write_gif(
         };
         enc.write_frame(&frame)?;
     }
+    let mut bytes = enc.into_inner()?;
+    // Kept in the render cache, which weighs the length: no spare capacity held beyond it.
+    bytes.shrink_to_fit();
     Ok(EncodedGif {
-        bytes: enc.into_inner()?,
+        bytes,
         frames: frames.len(),
     })
 }

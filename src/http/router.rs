@@ -111,7 +111,7 @@ async fn route(
         ["metrics"] => answer::plain(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            state.pipeline.metrics.encode(),
+            state.pipeline.metrics_text().await,
         ),
         _ => answer::plain(
             StatusCode::NOT_FOUND,

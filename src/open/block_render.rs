@@ -147,7 +147,11 @@ pub(super) fn finish(
 ) -> Result<Rendered, BlockRenderError> {
     let bytes = match output {
         TemplateOutput::Done(rendered) => return Ok(rendered),
-        TemplateOutput::Html(bytes) => Bytes::from(bytes),
+        TemplateOutput::Html(mut bytes) => {
+            // Kept in the render cache, which weighs the length.
+            bytes.shrink_to_fit();
+            Bytes::from(bytes)
+        }
         TemplateOutput::Svg(svg) => {
             renderer.svg_to_png(&svg, block.width, block.height, scale, fetched)?
         }

@@ -44,7 +44,6 @@ pub(super) async fn get_or_render(
                 metrics.cache_misses.inc();
             }
         }
-        metrics.cache_bytes.set(cache.weighted_size());
         result.map(|(render, _)| render)
     });
     match tokio::time::timeout_at(deadline, task).await {

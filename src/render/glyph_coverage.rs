@@ -85,6 +85,12 @@ impl GlyphCoverage {
         coverage
     }
 
+    /// Bytes of the kept glyph coverages, as the cache weighs them.
+    pub(super) fn kept_bytes(&self) -> u64 {
+        self.kept.run_pending_tasks();
+        self.kept.weighted_size()
+    }
+
     /// Forgets every kept glyph (benchmarks measure the cold case with it).
     pub(super) fn clear(&self) {
         self.kept.invalidate_all();

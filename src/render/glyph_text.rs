@@ -84,6 +84,11 @@ impl GlyphText {
         }
     }
 
+    /// Bytes of the kept glyphs.
+    pub fn kept_bytes(&self) -> u64 {
+        self.coverage.kept_bytes()
+    }
+
     /// Forgets every kept glyph.
     pub fn clear(&self) {
         self.coverage.clear();

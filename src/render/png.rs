@@ -63,6 +63,8 @@ fn encode_straight(
     writer
         .finish()
         .map_err(|e| RenderError::Encode(e.to_string()))?;
+    // Kept in the render cache, which weighs the length: no spare capacity held beyond it.
+    out.shrink_to_fit();
     Ok(out)
 }
 

@@ -78,6 +78,11 @@ impl Rasterizer {
         self.text_tiles.counts()
     }
 
+    /// Bytes held by the kept text tiles and by the kept glyphs (each cache has a fixed cap).
+    pub fn kept_text_bytes(&self) -> (u64, u64) {
+        (self.text_tiles.kept_bytes(), self.glyph_text.kept_bytes())
+    }
+
     /// Forgets the kept text tiles and glyphs, so the next render draws every text again.
     pub fn forget_text_tiles(&self) {
         self.text_tiles.clear();

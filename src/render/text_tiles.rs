@@ -76,6 +76,12 @@ impl TextTiles {
         )
     }
 
+    /// Bytes of the kept tiles (their pixels, as the cache weighs them).
+    pub(crate) fn kept_bytes(&self) -> u64 {
+        self.tiles.run_pending_tasks();
+        self.tiles.weighted_size()
+    }
+
     /// Drops every kept tile (benchmarks measure the cold case with it).
     pub(crate) fn clear(&self) {
         self.tiles.invalidate_all();

@@ -141,6 +141,8 @@ fn encode(image: DynamicImage) -> Result<Prepared, FetchError> {
     let mut png = Vec::new();
     rgba.write_to(&mut Cursor::new(&mut png), ImageFormat::Png)
         .map_err(|_| FetchError::Internal)?;
+    // Kept in the image cache, which weighs the length: no spare capacity held beyond it.
+    png.shrink_to_fit();
     Ok(Prepared {
         width: rgba.width(),
         height: rgba.height(),
