@@ -169,6 +169,50 @@ async fn an_http2_connection_without_a_request_is_closed_after_the_header_timeou
     server.shutdown().await;
 }
 
+/// The value of `id` in the first SETTINGS frame of `received` (HTTP/2 frames: 9-byte header,
+/// then 6-byte id/value pairs).
+fn http2_setting(received: &[u8], id: u16) -> Option<u32> {
+    let mut at = 0;
+    while at + 9 <= received.len() {
+        let length = u32::from_be_bytes([0, received[at], received[at + 1], received[at + 2]]);
+        let (kind, payload) = (received[at + 3], at + 9);
+        let end = payload + length as usize;
+        if kind == 0x4 && length > 0 {
+            return received
+                .get(payload..end)?
+                .chunks_exact(6)
+                .find_map(|pair| {
+                    (u16::from_be_bytes([pair[0], pair[1]]) == id)
+                        .then(|| u32::from_be_bytes([pair[2], pair[3], pair[4], pair[5]]))
+                });
+        }
+        at = end;
+    }
+    None
+}
+
+#[tokio::test]
+async fn an_http2_connection_is_told_the_stream_cap() {
+    const SETTINGS_MAX_CONCURRENT_STREAMS: u16 = 0x3;
+    let server = TestServer::builder()
+        .embedded_store()
+        .header_timeout_ms(300)
+        .start()
+        .await;
+    let mut stream = connect(&server).await;
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .expect("write");
+    let (received, _) = read_until_closed(&mut stream, Duration::from_millis(300) + MARGIN).await;
+    assert_eq!(
+        http2_setting(&received, SETTINGS_MAX_CONCURRENT_STREAMS),
+        Some(100),
+        "the default OPENTIME_HTTP2_MAX_STREAMS in the server's SETTINGS: {received:?}"
+    );
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn idle_keep_alive_connections_are_closed_after_the_idle_timeout() {
     let idle_timeout = Duration::from_secs(2);

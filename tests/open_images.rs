@@ -298,12 +298,21 @@ async fn health_readiness_and_metrics() {
     }
     // The caches' sizes are read at scrape time: the render is held; the texts Carol's cart
     // shares with Alice's (seen twice now) are kept as tiles.
-    let png_bytes = get(&server.signed("demo/cart.png", "alice")).await.body.len() as f64;
+    let png_bytes = get(&server.signed("demo/cart.png", "alice"))
+        .await
+        .body
+        .len() as f64;
     redis.load_sample("carol", &sample_path("carol"));
     get(&server.signed("demo/cart.png", "carol")).await;
     let text = server.metrics().await;
-    assert!(metric(&text, "opentime_render_cache_bytes") >= png_bytes, "{text}");
-    assert!(metric(&text, "opentime_text_tile_cache_bytes") > 0.0, "{text}");
+    assert!(
+        metric(&text, "opentime_render_cache_bytes") >= png_bytes,
+        "{text}"
+    );
+    assert!(
+        metric(&text, "opentime_text_tile_cache_bytes") > 0.0,
+        "{text}"
+    );
     assert!(metric(&text, "opentime_glyph_cache_bytes") > 0.0, "{text}");
     server.shutdown().await;
 }

@@ -160,6 +160,10 @@ pub struct ServeArgs {
         default_value_t = 64
     )]
     pub max_connections_per_address: usize,
+    /// Requests one HTTP/2 connection may have in flight at once (the `SETTINGS` value sent to
+    /// the client); with the per-address cap, this bounds what one address can ask at once.
+    #[arg(long, env = "OPENTIME_HTTP2_MAX_STREAMS", default_value_t = 100)]
+    pub http2_max_streams: u32,
     /// Seconds in-flight requests get to finish on SIGTERM or Ctrl-C.
     #[arg(long, env = "OPENTIME_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
@@ -264,6 +268,12 @@ impl ServeArgs {
             return Err(invalid(
                 "OPENTIME_HEADER_TIMEOUT_MS",
                 "must be between 100 and 300000 (5 minutes)",
+            ));
+        }
+        if !(1..=1000).contains(&self.http2_max_streams) {
+            return Err(invalid(
+                "OPENTIME_HTTP2_MAX_STREAMS",
+                "must be between 1 and 1000",
             ));
         }
         if !(1..=3600).contains(&self.keepalive_timeout_secs) {
@@ -503,6 +513,12 @@ mod tests {
         assert_eq!(args.header_timeout(), Duration::from_secs(5));
         assert_eq!(args.keepalive_timeout(), Duration::from_secs(30));
         assert_eq!(args.max_connections_per_address, 64);
+        assert_eq!(args.http2_max_streams, 100);
+        for bad in [0, 1001] {
+            args.http2_max_streams = bad;
+            assert!(args.validate().is_err(), "{bad} streams");
+        }
+        args.http2_max_streams = 100;
         args.max_connections_per_address = 0;
         assert!(args.validate().is_ok(), "0 turns the per-address cap off");
         for bad in [0, 99, 300_001] {

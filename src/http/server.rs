@@ -228,7 +228,10 @@ async fn accept_loop(
     // No hyper timer, on purpose: with one, hyper's HTTP/1 header timeout (30 s by default)
     // would also run while a keep-alive connection waits for its next request. The socket
     // wrapper (`Guarded`) bounds headers and idle time instead, for both protocols.
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http2()
+        .max_concurrent_streams(state.config.http2_max_streams);
     let signal = shutdown::signal_or(stopped);
     tokio::pin!(signal);
     loop {

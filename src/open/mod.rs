@@ -156,7 +156,9 @@ impl Pipeline {
 
     /// The metrics in the text format, with the cache sizes read now.
     pub async fn metrics_text(&self) -> String {
-        self.metrics.cache_bytes.set(self.cache.weighted_size().await);
+        self.metrics
+            .cache_bytes
+            .set(self.cache.weighted_size().await);
         let (tiles, glyphs) = self.catalog.renderer().rasterizer().kept_text_bytes();
         self.metrics.text_tile_bytes.set(tiles);
         self.metrics.glyph_bytes.set(glyphs);
