@@ -13,7 +13,7 @@ impl ContextStore for EmbeddedStore {
     }
 
     async fn load(&self, subscriber: &SubscriberId) -> Result<ContextFields, StoreError> {
-        Self::read_fields(&self.database, subscriber.as_str())
+        self.read_fields(subscriber.as_str())
     }
 
     async fn merge(
@@ -49,6 +49,8 @@ impl ContextStore for EmbeddedStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.database.begin_read().map(|_| ()).map_err(backend)
+        self.slot().run(StoreError::Unavailable, |database| {
+            database.begin_read().map(|_| ()).map_err(backend)
+        })
     }
 }

@@ -81,11 +81,15 @@ fn append(database: &redb::Database, batch: &[Event], max_len: u64) -> Result<Wr
 #[async_trait]
 impl EventSink for EmbeddedStore {
     async fn write(&self, batch: &[Event], max_len: u64) -> Result<Written, EventError> {
-        let database = Arc::clone(self.database());
+        let slot = Arc::clone(self.slot());
         let owned = batch.to_vec();
-        tokio::task::spawn_blocking(move || append(&database, &owned, max_len))
-            .await
-            .map_err(backend)?
+        tokio::task::spawn_blocking(move || {
+            slot.run(EventError::Unavailable, |database| {
+                append(database, &owned, max_len)
+            })
+        })
+        .await
+        .map_err(backend)?
     }
 }
 
@@ -93,7 +97,12 @@ impl EventSink for EmbeddedStore {
 #[cfg(test)]
 fn read_all(store: &EmbeddedStore) -> Result<Vec<serde_json::Value>, EventError> {
     use redb::ReadableDatabase;
-    let txn = store.database().begin_read().map_err(backend)?;
+    let txn = store
+        .slot()
+        .database()
+        .map_err(EventError::Unavailable)?
+        .begin_read()
+        .map_err(backend)?;
     let table = match txn.open_table(EVENTS) {
         Ok(table) => table,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -155,7 +164,7 @@ mod tests {
     async fn an_unreadable_context_refuses_its_event_alone() {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(&dir.path().join("s.redb"), None).unwrap();
-        let txn = store.database().begin_write().unwrap();
+        let txn = store.slot().database().unwrap().begin_write().unwrap();
         txn.open_table(CONTEXTS)
             .unwrap()
             .insert("bob", b"not json".as_slice())

@@ -7,10 +7,12 @@
 //! `opentime serve` shows real blocks with no set-up at all.
 
 mod context;
+mod database_slot;
 mod events;
 mod lock;
 
 use crate::context::{ContextFields, StoreError, SubscriberId};
+use database_slot::DatabaseSlot;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde_json::Value;
 use std::path::Path;
@@ -21,7 +23,7 @@ const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const SEEDED_KEY: &str = "seeded_from";
 
 pub(crate) struct EmbeddedStore {
-    database: Arc<Database>,
+    slot: Arc<DatabaseSlot>,
 }
 
 pub(super) fn backend<E: std::fmt::Display>(error: E) -> StoreError {
@@ -34,9 +36,8 @@ impl EmbeddedStore {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(backend)?;
         }
-        let database = Database::create(path).map_err(backend)?;
         let store = Self {
-            database: Arc::new(database),
+            slot: Arc::new(DatabaseSlot::open(path).map_err(backend)?),
         };
         store.ensure_tables()?;
         if let Some(dir) = seed_dir {
@@ -46,19 +47,22 @@ impl EmbeddedStore {
     }
 
     /// The database file, for the other tables kept beside contexts (events, locks).
-    pub(crate) fn database(&self) -> &Arc<Database> {
-        &self.database
+    pub(crate) fn slot(&self) -> &Arc<DatabaseSlot> {
+        &self.slot
     }
 
     fn ensure_tables(&self) -> Result<(), StoreError> {
-        let txn = self.database.begin_write().map_err(backend)?;
-        txn.open_table(CONTEXTS).map_err(backend)?;
-        txn.open_table(META).map_err(backend)?;
-        txn.commit().map_err(backend)
+        self.slot.run(StoreError::Unavailable, |database| {
+            let txn = database.begin_write().map_err(backend)?;
+            txn.open_table(CONTEXTS).map_err(backend)?;
+            txn.open_table(META).map_err(backend)?;
+            txn.commit().map_err(backend)
+        })
     }
 
     fn seed_once(&self, dir: &Path) -> Result<(), StoreError> {
-        let read = self.database.begin_read().map_err(backend)?;
+        let database = self.slot.database().map_err(StoreError::Unavailable)?;
+        let read = database.begin_read().map_err(backend)?;
         let meta = read.open_table(META).map_err(backend)?;
         if meta.get(SEEDED_KEY).map_err(backend)?.is_some() {
             return Ok(());
@@ -66,7 +70,7 @@ impl EmbeddedStore {
         drop(meta);
         drop(read);
         let samples = read_seed_dir(dir)?;
-        let txn = self.database.begin_write().map_err(backend)?;
+        let txn = database.begin_write().map_err(backend)?;
         {
             let mut contexts = txn.open_table(CONTEXTS).map_err(backend)?;
             for (subscriber, fields) in &samples {
@@ -84,13 +88,16 @@ impl EmbeddedStore {
         Ok(())
     }
 
-    fn read_fields(database: &Database, key: &str) -> Result<ContextFields, StoreError> {
-        let txn = database.begin_read().map_err(backend)?;
-        let table = txn.open_table(CONTEXTS).map_err(backend)?;
-        match table.get(key).map_err(backend)? {
-            Some(bytes) => serde_json::from_slice(bytes.value()).map_err(backend),
-            None => Ok(ContextFields::new()),
-        }
+    fn read_fields(&self, key: &str) -> Result<ContextFields, StoreError> {
+        self.slot
+            .run(StoreError::Unavailable, |database: &Database| {
+                let txn = database.begin_read().map_err(backend)?;
+                let table = txn.open_table(CONTEXTS).map_err(backend)?;
+                match table.get(key).map_err(backend)? {
+                    Some(bytes) => serde_json::from_slice(bytes.value()).map_err(backend),
+                    None => Ok(ContextFields::new()),
+                }
+            })
     }
 
     /// Runs a read-modify-write of one subscriber's context in one write transaction, off the
@@ -104,34 +111,37 @@ impl EmbeddedStore {
         R: Send + 'static,
         F: FnOnce(&mut Option<ContextFields>) -> R + Send + 'static,
     {
-        let database = Arc::clone(&self.database);
+        let slot = Arc::clone(&self.slot);
         let key = subscriber.as_str().to_owned();
         tokio::task::spawn_blocking(move || {
-            let txn = database.begin_write().map_err(backend)?;
-            let result;
-            {
-                let mut table = txn.open_table(CONTEXTS).map_err(backend)?;
-                let mut fields = match table.get(key.as_str()).map_err(backend)? {
-                    Some(bytes) => Some(
-                        serde_json::from_slice::<ContextFields>(bytes.value()).map_err(backend)?,
-                    ),
-                    None => None,
-                };
-                result = change(&mut fields);
-                match fields {
-                    Some(fields) if !fields.is_empty() => {
-                        let json = serde_json::to_vec(&fields).map_err(backend)?;
-                        table
-                            .insert(key.as_str(), json.as_slice())
-                            .map_err(backend)?;
-                    }
-                    _ => {
-                        table.remove(key.as_str()).map_err(backend)?;
+            slot.run(StoreError::Unavailable, |database| {
+                let txn = database.begin_write().map_err(backend)?;
+                let result;
+                {
+                    let mut table = txn.open_table(CONTEXTS).map_err(backend)?;
+                    let mut fields = match table.get(key.as_str()).map_err(backend)? {
+                        Some(bytes) => Some(
+                            serde_json::from_slice::<ContextFields>(bytes.value())
+                                .map_err(backend)?,
+                        ),
+                        None => None,
+                    };
+                    result = change(&mut fields);
+                    match fields {
+                        Some(fields) if !fields.is_empty() => {
+                            let json = serde_json::to_vec(&fields).map_err(backend)?;
+                            table
+                                .insert(key.as_str(), json.as_slice())
+                                .map_err(backend)?;
+                        }
+                        _ => {
+                            table.remove(key.as_str()).map_err(backend)?;
+                        }
                     }
                 }
-            }
-            txn.commit().map_err(backend)?;
-            Ok(result)
+                txn.commit().map_err(backend)?;
+                Ok(result)
+            })
         })
         .await
         .map_err(backend)?
