@@ -8,6 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use std::collections::BTreeMap;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -103,11 +104,40 @@ impl Signer {
         })
     }
 
+    /// The signature (`sig`) of an image URL's parameters: binds the `campaign/block` path and
+    /// every parameter but `s`, `t`, `scale` and `sig` itself, so a block declared `signed`
+    /// renders only the parameters its URL was made with (`opentime url --query`).
+    pub fn query_signature(&self, path: &str, params: &BTreeMap<String, String>) -> String {
+        let message = query_message(path, params);
+        URL_SAFE_NO_PAD.encode(Self::mac(&self.keys[0], &message).finalize().into_bytes())
+    }
+
+    /// Whether `signature` was made for `path` and `params` under any configured secret.
+    pub fn verify_query(
+        &self,
+        path: &str,
+        params: &BTreeMap<String, String>,
+        signature: &str,
+    ) -> bool {
+        let message = query_message(path, params);
+        self.verify(&message, signature)
+    }
+
     fn mac(key: &[u8], subscriber: &str) -> HmacSha256 {
         let mut mac = HmacSha256::new_from_slice(key).expect("HMAC accepts keys of any length");
         mac.update(subscriber.as_bytes());
         mac
     }
+}
+
+/// What a query signature covers: a prefix with a newline, which no subscriber id has, keeps it
+/// apart from subscriber tokens; parameters in key order, form-encoded.
+fn query_message(path: &str, params: &BTreeMap<String, String>) -> String {
+    let mut encoded = form_urlencoded::Serializer::new(String::new());
+    for (key, value) in params {
+        encoded.append_pair(key, value);
+    }
+    format!("query\n{path}\n{}", encoded.finish())
 }
 
 #[cfg(test)]
@@ -123,6 +153,49 @@ mod tests {
         assert!(!signer.verify("bob", &token));
         assert!(!signer.verify("alice", "not-a-token"));
         assert!(!signer.verify("alice", ""));
+    }
+
+    #[test]
+    fn query_signatures_bind_the_path_and_every_parameter() {
+        let signer = Signer::from_secrets("a-very-long-secret-1").unwrap();
+        let params = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let until = params(&[("until", "2026-12-24T18:00:00+01:00"), ("lang", "de")]);
+        let sig = signer.query_signature("demo/countdown", &until);
+        assert!(signer.verify_query("demo/countdown", &until, &sig));
+        assert!(
+            !signer.verify_query("demo/other", &until, &sig),
+            "another block"
+        );
+        let later = params(&[("until", "2027-12-24T18:00:00+01:00"), ("lang", "de")]);
+        assert!(
+            !signer.verify_query("demo/countdown", &later, &sig),
+            "another value"
+        );
+        let more = params(&[
+            ("until", "2026-12-24T18:00:00+01:00"),
+            ("lang", "de"),
+            ("x", "1"),
+        ]);
+        assert!(
+            !signer.verify_query("demo/countdown", &more, &sig),
+            "an extra parameter"
+        );
+        assert!(
+            !signer.verify_query("demo/countdown", &until, ""),
+            "no signature"
+        );
+        // A subscriber token is not a query signature, nor the other way round.
+        assert!(!signer.verify_query("demo/countdown", &BTreeMap::new(), &signer.token("x")));
+        let rotated = Signer::from_secrets("a-newer-long-secret-2,a-very-long-secret-1").unwrap();
+        assert!(
+            rotated.verify_query("demo/countdown", &until, &sig),
+            "old secret verifies"
+        );
     }
 
     #[test]

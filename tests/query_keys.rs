@@ -27,11 +27,30 @@ const BANNER_SVG: &str = r#"<svg xmlns="http://www.w3.org/2000/svg" width="40" h
   {% if query.x %}<rect width="20" height="20" fill="white"/>{% endif %}
 </svg>"#;
 
+/// The same banner, declared `signed`: its URLs must carry `sig` for their parameters.
+const SIGNED_BANNER_TOML: &str = r#"
+[blocks.signed_banner]
+kind = "image"
+template = "banner.svg"
+width = 40
+height = 20
+reads = []
+cache = "shared"
+max_age = 60
+query = ["color"]
+signed = true
+fallback = "fallback/transparent.png"
+"#;
+
 async fn banner_server() -> TestServer {
     let templates = copy_templates();
     let demo = templates.path().join("demo");
     let manifest = std::fs::read_to_string(demo.join("blocks.toml")).expect("manifest");
-    std::fs::write(demo.join("blocks.toml"), manifest + BANNER_TOML).expect("manifest");
+    std::fs::write(
+        demo.join("blocks.toml"),
+        manifest + BANNER_TOML + SIGNED_BANNER_TOML,
+    )
+    .expect("manifest");
     std::fs::write(demo.join("banner.svg"), BANNER_SVG).expect("template");
     TestServer::builder()
         .embedded_store()
@@ -82,6 +101,68 @@ async fn undeclared_parameters_are_invisible_and_never_split_the_key() {
     assert_eq!(
         misses_after, misses_before,
         "random parameters rendered again"
+    );
+    server.shutdown().await;
+}
+
+/// `opentime url` for the signed banner with `--query` arguments, printed for `server`.
+fn signed_url(server: &TestServer, args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_opentime"))
+        .args(["url", "demo/signed_banner"])
+        .args(args)
+        .env("OPENTIME_SECRET", SECRET)
+        .env("OPENTIME_PUBLIC_URL", server.url(""))
+        .env_remove("OPENTIME_CONFIG")
+        .output()
+        .expect("opentime url");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_signed_block_renders_only_the_parameters_its_url_was_made_with() {
+    let server = banner_server().await;
+    let red = signed_url(&server, &["--query", "color=red"]);
+    assert!(red.contains("&sig="), "{red}");
+    let answer = get(&red).await;
+    assert_eq!(answer.header("x-opentime-fallback"), None, "{red}");
+    assert!(close(pixel(&answer, 30, 10), [255, 0, 0, 255], 2));
+    // `scale` is not signed: the same URL at twice the size.
+    let double = get(&format!("{red}&scale=2")).await;
+    assert_eq!(double.header("x-opentime-fallback"), None);
+    assert_eq!(decode_png(&double.body).dimensions(), (80, 40));
+
+    let tampered = red.replace("color=red", "color=blue");
+    let unsigned = server.url("/img/demo/signed_banner.png?color=blue");
+    let extra = format!("{red}&x=1");
+    let forged = format!(
+        "{}&sig=AAAA",
+        server.url("/img/demo/signed_banner.png?color=blue")
+    );
+    for url in [&tampered, &unsigned, &extra, &forged] {
+        let answer = get(url).await;
+        assert_eq!(answer.status, 200, "{url}");
+        assert_eq!(
+            answer.header("x-opentime-fallback"),
+            Some("bad-signature"),
+            "{url}"
+        );
+        assert!(
+            decode_png(&answer.body)
+                .pixels()
+                .all(|p| p.0[3] == 0 || p.0[2] < 128),
+            "a forged URL drew blue: {url}"
+        );
+    }
+    // No parameters at all: `--signed` signs the empty query.
+    let plain = get(&signed_url(&server, &["--signed"])).await;
+    assert_eq!(plain.header("x-opentime-fallback"), None);
+    assert!(
+        close(pixel(&plain, 30, 10), [0, 0, 0, 255], 2),
+        "the default fill"
     );
     server.shutdown().await;
 }

@@ -70,6 +70,7 @@ pub(crate) struct BlockSettings {
     pub(crate) height: u32,
     pub(crate) reads: Option<Vec<String>>,
     pub(crate) token: Option<bool>,
+    pub(crate) signed: Option<bool>,
     pub(crate) fallback: Option<String>,
     pub(crate) fallback_html: Option<String>,
     /// "personalized" or "shared"; derived from `reads` when absent.
@@ -122,6 +123,9 @@ pub struct Block {
     /// Context fields the template sees; `None` means the whole context.
     pub reads: Option<Vec<String>>,
     pub token_required: bool,
+    /// The URL's parameters must carry a signature (`sig`; `opentime url --query`), so nobody
+    /// can ask the block for values its URLs were not made with.
+    pub signed_query: bool,
     pub cache: CachePolicy,
     pub time_bucket_secs: u32,
     /// Fallback image file, relative to the campaign directory.

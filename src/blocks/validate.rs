@@ -71,6 +71,7 @@ pub(crate) fn resolve(name: String, s: BlockSettings) -> Result<Block, ManifestE
         height: s.height,
         reads,
         token_required,
+        signed_query: s.signed.unwrap_or(false),
         cache,
         fallback: s.fallback,
         fallback_html: s.fallback_html,
@@ -240,9 +241,9 @@ fn query_keys(query: Option<Vec<String>>) -> Result<Vec<String>, String> {
                 "query = [{key:?}]: parameter names use a-z, A-Z, 0-9, _, - and . (at most 64)"
             ));
         }
-        if matches!(key.as_str(), "s" | "t" | "scale") {
+        if matches!(key.as_str(), "s" | "t" | "scale" | "sig") {
             return Err(format!(
-                "query = [{key:?}]: `s`, `t` and `scale` are opentime's own parameters"
+                "query = [{key:?}]: `s`, `t`, `scale` and `sig` are opentime's own parameters"
             ));
         }
     }

@@ -359,9 +359,17 @@ pub struct UrlArgs {
     pub common: CommonArgs,
     /// The block, as CAMPAIGN/BLOCK (add `.gif` or `.html` to pick the route; PNG by default).
     pub block: String,
-    /// The subscriber id the URL is for.
+    /// The subscriber id the URL is for (with its token); leave it out for a shared block.
     #[arg(long)]
-    pub subscriber: String,
+    pub subscriber: Option<String>,
+    /// A query parameter, `KEY=VALUE` (repeatable), e.g. `--query until=2026-12-24T18:00:00+01:00`.
+    /// With any, or with `--signed`, the URL carries `sig`, the signature a block declared
+    /// `signed = true` requires.
+    #[arg(long = "query", value_name = "KEY=VALUE")]
+    pub query: Vec<String>,
+    /// Add `sig` even without `--query`.
+    #[arg(long)]
+    pub signed: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -18,6 +18,8 @@ pub enum OpenError {
     BadSubscriber(#[from] SubscriberIdError),
     #[error("missing or wrong token")]
     BadToken,
+    #[error("missing or wrong query signature (`sig`)")]
+    BadSignature,
     #[error("{0}")]
     Store(#[from] StoreError),
     #[error("no context stored for this subscriber")]
@@ -44,6 +46,7 @@ impl OpenError {
             OpenError::MissingSubscriber => "missing-subscriber",
             OpenError::BadSubscriber(_) => "bad-subscriber",
             OpenError::BadToken => "bad-token",
+            OpenError::BadSignature => "bad-signature",
             OpenError::Store(error) => error.reason(),
             OpenError::NoContext => "no-context",
             OpenError::Render { reason, .. } => reason,

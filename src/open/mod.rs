@@ -195,12 +195,18 @@ impl Pipeline {
         &self,
         found: &FoundBlock,
         open: BlockOpen<'_>,
-        query: query::BlockQuery,
+        mut query: query::BlockQuery,
         deadline: Instant,
     ) -> Result<Opened, OpenError> {
         let FoundBlock {
             campaign, block, ..
         } = found;
+        verify::signed_query(
+            &self.signer,
+            &campaign.name,
+            block,
+            &mut query.template_query,
+        )?;
         let subscriber = verify::subscriber(
             &self.signer,
             block,

@@ -6,6 +6,7 @@ use super::error::OpenError;
 use crate::blocks::Block;
 use crate::context::SubscriberId;
 use crate::signing::Signer;
+use std::collections::BTreeMap;
 
 /// The verified subscriber a block needs: `None` for blocks that read no context.
 pub(super) fn subscriber(
@@ -23,6 +24,25 @@ pub(super) fn subscriber(
         return Err(OpenError::BadToken);
     }
     Ok(Some(subscriber))
+}
+
+/// For a block declared `signed`: whether `query` (the parameters besides `s`, `t` and
+/// `scale`) carries a right `sig` for `campaign/block`. `sig` is taken out of `query` either way.
+pub(super) fn signed_query(
+    signer: &Signer,
+    campaign: &str,
+    block: &Block,
+    query: &mut BTreeMap<String, String>,
+) -> Result<(), OpenError> {
+    let signature = query.remove("sig");
+    if !block.signed_query {
+        return Ok(());
+    }
+    let path = format!("{campaign}/{}", block.name);
+    match signature {
+        Some(signature) if signer.verify_query(&path, query, &signature) => Ok(()),
+        _ => Err(OpenError::BadSignature),
+    }
 }
 
 /// A subscriber named with a right token, for the tracking pixel: `Some(None)` when no
