@@ -321,7 +321,11 @@ async fn health_readiness_and_metrics() {
 async fn a_slow_redis_gets_store_timeout_fallbacks_not_a_slow_image() {
     let redis = RedisServer::start();
     redis.load_sample("alice", &sample_path("alice"));
-    let server = TestServer::builder().redis(&redis).start().await;
+    let server = TestServer::builder()
+        .redis(&redis)
+        .store_timeout_ms(40)
+        .start()
+        .await;
     let url = server.signed("demo/cart.png", "alice");
     assert!(
         eventually(Duration::from_secs(10), || async {

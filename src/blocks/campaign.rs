@@ -349,6 +349,14 @@ fn compile_templates(dir: &Path, hasher: &mut Xxh3) -> Result<tera::Tera, Campai
             ))
         })?;
     }
+    sandbox::check_macro_recursion(&sources).map_err(|(name, refusal)| {
+        CampaignError::Template(format!(
+            "{}:{}: {}",
+            dir.join(name).display(),
+            refusal.line,
+            refusal.reason
+        ))
+    })?;
     let mut tera = sandbox::new_tera();
     tera.autoescape_on(vec![".svg", ".html", ".xml"]);
     tera.add_raw_templates(sources.iter().map(|(n, t)| (n.as_str(), t.as_str())))

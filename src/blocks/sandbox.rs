@@ -79,6 +79,13 @@ pub(crate) struct Refusal {
 /// What a template names: functions it calls, templates it includes, imports or extends.
 enum Used<'a> {
     Function(&'a str),
+    /// `(namespace, macro)`
+    Macro(&'a str, &'a str),
+    /// A variable read.
+    Ident(&'a str),
+    /// `{% set_global NAME = … %}` whose value reads NAME more than once: in a loop it doubles
+    /// each time (`s ~ s`, `list | concat(with=list)`), a gigabyte after 30 rounds.
+    Doubling(&'a str),
     /// `(tag, name, ignore missing)`
     Template(&'static str, &'a str, bool),
 }
@@ -126,10 +133,118 @@ pub(crate) fn check_template(
                     });
                 }
             }
-            Used::Function(_) => {}
+            Used::Doubling(name) => {
+                return Err(Refusal {
+                    line: line_of(source, "set_global"),
+                    reason: format!(
+                        "set_global {name} reads `{name}` more than once: in a loop it would \
+                         double each round; build it from the loop's items instead"
+                    ),
+                });
+            }
+            Used::Function(_) | Used::Macro(..) | Used::Ident(_) => {}
         }
     }
     Ok(())
+}
+
+/// Checks a campaign's templates (`(file name, source)`) for macros that call themselves,
+/// directly or through other macros: Tera has no depth limit, so such a call recurses until
+/// the thread's stack overflows, which aborts the whole server. Refused at load with the file
+/// and line of the macro that closes the cycle. Sources that do not parse are left to Tera.
+pub(crate) fn check_macro_recursion(sources: &[(String, String)]) -> Result<(), (String, Refusal)> {
+    type MacroId = (String, String);
+    let parsed: Vec<(&str, &str, tera::Template)> = sources
+        .iter()
+        .filter_map(|(name, text)| {
+            let template = tera::Template::new(name, None, text).ok()?;
+            Some((name.as_str(), text.as_str(), template))
+        })
+        .collect();
+    // Every macro's calls, resolved to (file, macro): `self::` is its own file, a namespace is
+    // the file imported under it.
+    let mut calls: HashMap<MacroId, Vec<MacroId>> = HashMap::new();
+    for (file, _, template) in &parsed {
+        for (name, definition) in &template.macros {
+            let mut used = Vec::new();
+            macro_calls(&definition.body, &mut used);
+            let targets = used
+                .into_iter()
+                .filter_map(|(namespace, called)| {
+                    let target = if namespace == "self" {
+                        Some(file.to_string())
+                    } else {
+                        template
+                            .imported_macro_files
+                            .iter()
+                            .find(|(_, ns)| ns == namespace)
+                            .map(|(imported, _)| imported.clone())
+                    };
+                    target.map(|target| (target, called.to_owned()))
+                })
+                .collect();
+            calls.insert((file.to_string(), name.clone()), targets);
+        }
+    }
+    // Depth-first search for a cycle; `state`: absent = unseen, false = on the path, true = done.
+    fn visit(
+        node: &MacroId,
+        calls: &HashMap<MacroId, Vec<MacroId>>,
+        state: &mut HashMap<MacroId, bool>,
+    ) -> Option<MacroId> {
+        match state.get(node) {
+            Some(true) => return None,
+            Some(false) => return Some(node.clone()),
+            None => {}
+        }
+        state.insert(node.clone(), false);
+        for next in calls.get(node).into_iter().flatten() {
+            if let Some(cycle) = visit(next, calls, state) {
+                return Some(cycle);
+            }
+        }
+        state.insert(node.clone(), true);
+        None
+    }
+    let mut state = HashMap::new();
+    let mut roots: Vec<&MacroId> = calls.keys().collect();
+    roots.sort();
+    for root in roots {
+        if let Some((file, name)) = visit(root, &calls, &mut state) {
+            let source = parsed
+                .iter()
+                .find(|(f, _, _)| *f == file)
+                .map_or("", |(_, text, _)| *text);
+            return Err((
+                file.clone(),
+                Refusal {
+                    line: line_of(source, &format!("macro {name}")),
+                    reason: format!(
+                        "macro `{name}` calls itself (directly or through other macros): \
+                         templates cannot recurse, a render has no depth limit"
+                    ),
+                },
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The `(namespace, macro)` of every macro call in `list`.
+fn macro_calls<'a>(list: &'a [Node], found: &mut Vec<(&'a str, &'a str)>) {
+    let mut used = Vec::new();
+    nodes(list, &mut used);
+    found.extend(used.into_iter().filter_map(|item| match item {
+        Used::Macro(namespace, name) => Some((namespace, name)),
+        _ => None,
+    }));
+}
+
+/// Whether the identifier `ident` (`s`, `s.len`, `s[0]`) reads the variable `name`.
+fn is_variable(ident: &str, name: &str) -> bool {
+    ident
+        .strip_prefix(name)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
 }
 
 /// The 1-based line of the first `needle` in `source` (1 when it is not found).
@@ -177,7 +292,18 @@ fn nodes<'a>(list: &'a [Node], used: &mut Vec<Used<'a>>) {
                 }
             }
             Node::ImportMacro(_, file, _) => used.push(Used::Template("import", file, false)),
-            Node::Set(_, set) => expr(&set.value, used),
+            Node::Set(_, set) => {
+                let mut read = Vec::new();
+                expr(&set.value, &mut read);
+                let reads_itself = read
+                    .iter()
+                    .filter(|item| matches!(item, Used::Ident(name) if is_variable(name, &set.key)))
+                    .count();
+                if set.global && reads_itself > 1 {
+                    used.push(Used::Doubling(&set.key));
+                }
+                used.extend(read);
+            }
             Node::FilterSection(_, section, _) => {
                 section.filter.args.values().for_each(|e| expr(e, used));
                 nodes(&section.body, used);
@@ -222,7 +348,10 @@ fn value<'a>(v: &'a ExprVal, used: &mut Vec<Used<'a>>) {
             used.push(Used::Function(&call.name));
             call.args.values().for_each(|e| expr(e, used));
         }
-        ExprVal::MacroCall(call) => call.args.values().for_each(|e| expr(e, used)),
+        ExprVal::MacroCall(call) => {
+            used.push(Used::Macro(&call.namespace, &call.name));
+            call.args.values().for_each(|e| expr(e, used));
+        }
         ExprVal::Math(m) => {
             expr(&m.lhs, used);
             expr(&m.rhs, used);
@@ -238,11 +367,8 @@ fn value<'a>(v: &'a ExprVal, used: &mut Vec<Used<'a>>) {
         ExprVal::Test(t) => t.args.iter().for_each(|e| expr(e, used)),
         ExprVal::Array(items) => items.iter().for_each(|e| expr(e, used)),
         ExprVal::StringConcat(concat) => concat.values.iter().for_each(|v| value(v, used)),
-        ExprVal::String(_)
-        | ExprVal::Int(_)
-        | ExprVal::Float(_)
-        | ExprVal::Bool(_)
-        | ExprVal::Ident(_) => {}
+        ExprVal::String(_) | ExprVal::Int(_) | ExprVal::Float(_) | ExprVal::Bool(_) => {}
+        ExprVal::Ident(name) => used.push(Used::Ident(name)),
     }
 }
 
@@ -402,6 +528,67 @@ mod tests {
             let error = campaign_file(&dir, "out.svg").unwrap_err();
             assert!(error.contains("symbolic link"), "{error}");
             assert!(campaign_file(&dir, "in.svg").is_ok());
+        }
+    }
+
+    #[test]
+    fn macros_that_recurse_are_refused_at_load() {
+        let sources = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+            list.iter()
+                .map(|(n, t)| (n.to_string(), t.to_string()))
+                .collect()
+        };
+        let itself = sources(&[(
+            "t.svg",
+            "{% import \"t.svg\" as m %}\n{% macro f(n) %}{{ self::f(n=n) }}{% endmacro f %}",
+        )]);
+        let (file, refusal) = check_macro_recursion(&itself).unwrap_err();
+        assert_eq!((file.as_str(), refusal.line), ("t.svg", 2));
+        assert!(
+            refusal.reason.contains("macro `f` calls itself"),
+            "{refusal:?}"
+        );
+
+        // Through a macro of another file, imported under a namespace.
+        let across = sources(&[
+            (
+                "a.svg",
+                "{% import \"b.svg\" as b %}{% macro one() %}{{ b::two() }}{% endmacro one %}",
+            ),
+            (
+                "b.svg",
+                "{% import \"a.svg\" as a %}{% macro two() %}{{ a::one() }}{% endmacro two %}",
+            ),
+        ]);
+        assert!(check_macro_recursion(&across).is_err());
+
+        // Macros calling other macros, without a cycle, are fine.
+        let nested = sources(&[(
+            "t.svg",
+            "{% macro row(x) %}<g>{{ x }}</g>{% endmacro row %}\
+             {% macro rows(xs) %}{% for x in xs %}{{ self::row(x=x) }}{% endfor %}{% endmacro rows %}",
+        )]);
+        assert_eq!(check_macro_recursion(&nested), Ok(()));
+    }
+
+    #[test]
+    fn a_set_global_that_doubles_is_refused_at_load() {
+        let check = |source: &str| check_template("t.svg", source, |_| false);
+        for doubling in [
+            "{% set_global s = \"x\" %}\n{% for i in range(end=40) %}{% set_global s = s ~ s %}{% endfor %}",
+            "{% set_global l = [1] %}{% for i in range(end=40) %}{% set_global l = l | concat(with=l) %}{% endfor %}",
+        ] {
+            let refusal = check(doubling).unwrap_err();
+            assert!(refusal.reason.contains("more than once"), "{refusal:?}");
+        }
+        assert_eq!(check("x\n{% set_global s = s ~ s %}").unwrap_err().line, 2);
+        for fine in [
+            "{% set_global total = 0 %}{% for i in ctx.items %}{% set_global total = total + i.price %}{% endfor %}",
+            "{% set_global s = \"\" %}{% for i in ctx.items %}{% set_global s = s ~ i.name %}{% endfor %}",
+            "{% set s = s ~ s %}",
+            "{% set_global sizes = size ~ sizes_other %}",
+        ] {
+            assert_eq!(check(fine), Ok(()), "{fine}");
         }
     }
 }
