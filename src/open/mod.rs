@@ -32,7 +32,7 @@ mod verify;
 
 pub use block_render::render_block;
 pub use error::{BlockRenderError, OpenError};
-pub use input::{from_context, RenderInput, RequestDependence, TemplateInput};
+pub use input::{from_context, Reader, RenderInput, RequestDependence, TemplateInput};
 pub use opener::Opener;
 
 use crate::blocks::{Block, BlockKind, CachePolicy, Campaign, Catalog};
@@ -175,8 +175,7 @@ impl Pipeline {
             &campaign.name,
             &block.name,
             subscriber.as_ref().map(SubscriberId::as_str),
-            open.opener.client,
-            open.opener.prefetch,
+            &open.opener.recorded_client(),
         ));
         let from_context = self.context_input(
             block,
@@ -192,7 +191,7 @@ impl Pipeline {
                     block,
                     subscriber,
                     ttl,
-                    open.opener,
+                    &open.opener,
                     from_context,
                 )
                 .await?
@@ -206,7 +205,7 @@ impl Pipeline {
             query.scale,
             input,
             &open.opener,
-            self.sources.geo.is_some(),
+            &self.sources,
         )?;
         let rendered_for = decided.input.now;
         let depends_on = decided.depends_on;
