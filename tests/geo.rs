@@ -181,3 +181,66 @@ fn location_serializes_for_templates() {
     assert_eq!(value["country_name"], "Germany");
     assert_eq!(value["time_zone"], "Europe/Berlin");
 }
+
+/// `tz=reader` over HTTP: a local deadline is read in the zone the database gives the reader's
+/// address (`location.time_zone`), else in the block's zone; Apple's relay address is never
+/// looked up, so its still is drawn in the block's zone (which it names).
+#[tokio::test]
+async fn a_reader_zone_countdown_is_drawn_in_the_zone_of_the_readers_address() {
+    use common::{get, max_diff, send, utc, RedisServer, TestServer, PERSON_USER_AGENT};
+    use opentime::gif::decode::decode;
+
+    let redis = RedisServer::start();
+    let server = TestServer::builder()
+        .redis(&redis)
+        .geoip_db(common::geo_fixture())
+        .trusted_proxy_hops(1)
+        .clock(opentime::clock::Clock::manual(utc("2026-11-25T14:32:15Z")))
+        .deadline_ms(10_000)
+        .store_timeout_ms(2_000)
+        .start()
+        .await;
+    let url = |query: &str| server.url(&format!("/img/demo/countdown.gif?{query}"));
+    let first_frame = |bytes: &[u8]| decode(bytes).expect("a GIF").canvases[0].clone();
+    let from = |address: &'static str, user_agent: &'static str| {
+        let url = url("until=2026-12-24T18:00&tz=reader");
+        async move {
+            send(
+                common::client()
+                    .get(url)
+                    .header("user-agent", user_agent)
+                    .header("x-forwarded-for", address),
+            )
+            .await
+        }
+    };
+    // 18:00 in Berlin is 17:00 UTC; in New York 23:00 UTC.
+    let berlin_deadline = first_frame(&get(&url("until=2026-12-24T17:00:00Z")).await.body);
+    let new_york_deadline = first_frame(&get(&url("until=2026-12-24T23:00:00Z")).await.body);
+    assert!(max_diff(&berlin_deadline, &new_york_deadline) > 100);
+
+    let berlin = from("192.0.2.55", PERSON_USER_AGENT).await;
+    assert_eq!(berlin.header("x-opentime-fallback"), None);
+    assert_eq!(max_diff(&first_frame(&berlin.body), &berlin_deadline), 0);
+    // The zone came from the address: no shared cache may keep it for anyone else.
+    assert_eq!(berlin.header("cache-control"), Some("no-cache"));
+    assert_eq!(berlin.header("vary"), Some("User-Agent"));
+
+    let new_york = from("2001:db8:2::7", PERSON_USER_AGENT).await;
+    assert_eq!(
+        max_diff(&first_frame(&new_york.body), &new_york_deadline),
+        0
+    );
+
+    // Not in the database: the block's zone (the demo's is Europe/Berlin).
+    let unknown = from("8.8.8.8", PERSON_USER_AGENT).await;
+    assert_eq!(max_diff(&first_frame(&unknown.body), &berlin_deadline), 0);
+
+    // Apple's prefetch from an address the database places in New York: the relay's address
+    // says nothing about the reader, so the still is the one for an unknown reader.
+    let apple_there = from("2001:db8:2::7", "Mozilla/5.0").await;
+    let apple_nowhere = from("8.8.8.8", "Mozilla/5.0").await;
+    assert_eq!(decode(&apple_there.body).expect("a GIF").canvases.len(), 1);
+    assert_eq!(apple_there.body, apple_nowhere.body);
+    server.shutdown().await;
+}

@@ -644,6 +644,172 @@ mod tests {
         );
     }
 
+    fn zone(name: &str) -> Option<Tz> {
+        name.parse().ok()
+    }
+
+    #[test]
+    fn the_readers_zone_reads_local_times_when_asked() {
+        let block_zone = spec(CountdownSettingsText {
+            tz: Some("Europe/Berlin"),
+            ..Default::default()
+        });
+        let new_york = OpenFacts {
+            reader_zone: zone("America/New_York"),
+            ..OpenFacts::default()
+        };
+        let local = query(&[("until", "2026-12-24T18:00"), ("tz", "reader")]);
+        let resolved = block_zone
+            .resolve_for(&Default::default(), &local, new_york)
+            .expect("resolves");
+        assert_eq!(
+            resolved.request.deadline.to_rfc3339(),
+            "2026-12-24T23:00:00+00:00"
+        );
+        assert!(resolved.consulted_reader);
+        // Unknown reader: the block's zone.
+        let resolved = block_zone
+            .resolve_for(&Default::default(), &local, OpenFacts::default())
+            .expect("resolves");
+        assert_eq!(
+            resolved.request.deadline.to_rfc3339(),
+            "2026-12-24T17:00:00+00:00"
+        );
+        // An absolute `until` does not care about the reader.
+        let absolute = query(&[("until", "2026-12-24T18:00:00+01:00"), ("tz", "reader")]);
+        let resolved = block_zone
+            .resolve_for(&Default::default(), &absolute, new_york)
+            .expect("resolves");
+        assert!(!resolved.consulted_reader);
+        // Without `tz=reader` the reader's zone changes nothing.
+        let plain = query(&[("until", "2026-12-24T18:00")]);
+        let resolved = block_zone
+            .resolve_for(&Default::default(), &plain, new_york)
+            .expect("resolves");
+        assert_eq!(
+            resolved.request.deadline.to_rfc3339(),
+            "2026-12-24T17:00:00+00:00"
+        );
+        assert!(!resolved.consulted_reader);
+    }
+
+    #[test]
+    fn a_block_in_the_readers_zone_falls_back_to_its_fallback_zone() {
+        let new_year = spec(CountdownSettingsText {
+            deadline: Some("2027-01-01T00:00"),
+            tz: Some("reader"),
+            fallback_tz: Some("Europe/Paris"),
+            ..Default::default()
+        });
+        assert!(matches!(new_year.deadline, Some(FixedDeadline::Local(_))));
+        let tokyo = OpenFacts {
+            reader_zone: zone("Asia/Tokyo"),
+            ..OpenFacts::default()
+        };
+        let at = |facts| {
+            new_year
+                .resolve_for(&Default::default(), &BTreeMap::new(), facts)
+                .expect("resolves")
+                .request
+                .deadline
+                .to_rfc3339()
+        };
+        assert_eq!(at(tokyo), "2026-12-31T15:00:00+00:00");
+        assert_eq!(at(OpenFacts::default()), "2026-12-31T23:00:00+00:00");
+        let utc_fallback = spec(CountdownSettingsText {
+            deadline: Some("2027-01-01T00:00"),
+            tz: Some("reader"),
+            ..Default::default()
+        });
+        let request = utc_fallback
+            .resolve(&Default::default(), &BTreeMap::new())
+            .expect("resolves");
+        assert_eq!(request.deadline.to_rfc3339(), "2027-01-01T00:00:00+00:00");
+    }
+
+    #[test]
+    fn the_still_is_written_in_the_readers_zone_else_the_blocks() {
+        let s = spec(CountdownSettingsText {
+            deadline: Some("2026-12-24T18:00:00+01:00"),
+            tz: Some("Europe/Berlin"),
+            ..Default::default()
+        });
+        let still = |facts: OpenFacts| {
+            s.resolve_for(
+                &Default::default(),
+                &BTreeMap::new(),
+                OpenFacts {
+                    still: true,
+                    ..facts
+                },
+            )
+            .expect("resolves")
+        };
+        let unknown = still(OpenFacts::default());
+        let ends = unknown.request.ends.expect("a still");
+        assert_eq!(
+            (ends.zone, ends.in_reader_zone),
+            (Tz::Europe__Berlin, false)
+        );
+        assert!(unknown.consulted_reader);
+        assert!(!unknown.request.first_frame_only);
+        let us = still(OpenFacts {
+            reader_zone: zone("America/Chicago"),
+            reader_country: CountryCode::parse("US"),
+            still: true,
+        });
+        let ends = us.request.ends.expect("a still");
+        assert_eq!(
+            (ends.zone, ends.in_reader_zone, ends.clock),
+            (Tz::America__Chicago, true, ClockStyle::H12)
+        );
+        assert_eq!(us.request.canonical_query()["still"], "1");
+        // `still=1` in the query asks for it too; `first_frame` never goes with it.
+        let asked = s
+            .resolve_for(
+                &Default::default(),
+                &query(&[("still", "1"), ("first_frame", "1")]),
+                OpenFacts::default(),
+            )
+            .expect("resolves");
+        assert!(asked.request.ends.is_some() && !asked.request.first_frame_only);
+        let animated = s
+            .resolve(&Default::default(), &BTreeMap::new())
+            .expect("resolves");
+        assert_eq!(animated.ends, None);
+    }
+
+    #[test]
+    fn on_prefetch_chooses_who_gets_the_still() {
+        let parse = |value: &str| {
+            CountdownSpec::parse(&CountdownSettingsText {
+                on_prefetch: Some(value),
+                ..Default::default()
+            })
+        };
+        let default = spec(CountdownSettingsText::default()).on_prefetch;
+        assert!(default.wants_still(ClientKind::AppleMpp, true));
+        assert!(!default.wants_still(ClientKind::Machine, true));
+        assert!(!default.wants_still(ClientKind::GmailProxy, true));
+        let machines = parse("still").unwrap();
+        assert!(machines
+            .on_prefetch
+            .wants_still(ClientKind::GmailProxy, true));
+        assert!(!machines.on_prefetch.wants_still(ClientKind::Browser, false));
+        let template = parse("ends.svg").unwrap();
+        assert_eq!(template.still_template.as_deref(), Some("ends.svg"));
+        assert_eq!(template.on_prefetch, OnPrefetch::Machines);
+        let none = parse("animate").unwrap();
+        assert!(!none.on_prefetch.wants_still(ClientKind::AppleMpp, true));
+        assert!(parse("sometimes").unwrap_err().contains("on_prefetch"));
+        let both = CountdownSpec::parse(&CountdownSettingsText {
+            on_prefetch: Some("a.svg"),
+            still_template: Some("b.svg"),
+            ..Default::default()
+        });
+        assert!(both.unwrap_err().contains("not both"));
+    }
+
     #[test]
     fn settings_are_checked() {
         for (text, expected) in [
@@ -681,6 +847,21 @@ mod tests {
                     ..Default::default()
                 },
                 "IANA",
+            ),
+            (
+                CountdownSettingsText {
+                    fallback_tz: Some("Europe/Paris"),
+                    ..Default::default()
+                },
+                "needs tz = \"reader\"",
+            ),
+            (
+                CountdownSettingsText {
+                    tz: Some("reader"),
+                    fallback_tz: Some("Paris"),
+                    ..Default::default()
+                },
+                "fallback_tz",
             ),
             (
                 CountdownSettingsText {

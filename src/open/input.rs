@@ -51,9 +51,11 @@ pub struct TemplateInput {
     /// The stores nearest to `location`, nearest first (empty without coordinates).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nearest_stores: Vec<NearbyShopStore>,
-    /// What a countdown needs of the reader; [`RenderInput::decide`] takes it out, so it is in
-    /// the key only through the resolved request, where it changes the picture.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// What a countdown knows of the reader of this fetch. Never stored (a lock keeps what the
+    /// first open saw, not who reads now) nor hashed: [`RenderInput::decide`] finds it from the
+    /// context and the opener unless a caller set it (a preview, a test), and it reaches the key
+    /// only through the resolved request, where it changes the picture.
+    #[serde(skip)]
     pub reader: Option<Reader>,
 }
 
@@ -173,9 +175,12 @@ impl RenderInput {
         opener: &Opener,
         sources: &Sources,
     ) -> Result<Self, CountdownError> {
-        let reader = input.reader.take().unwrap_or_default();
         let mut countdown_by_address = false;
         if let Some(spec) = &block.countdown {
+            let reader = input
+                .reader
+                .take()
+                .unwrap_or_else(|| reader_of(&input, opener, sources));
             let still_for =
                 |kind: ClientKind, machine: bool| spec.on_prefetch.wants_still(kind, machine);
             let facts = OpenFacts {
@@ -265,15 +270,31 @@ pub fn from_context(
 /// Adds to `input` what `block` declared it reads about the open: `client`; `location`
 /// (the context's `location` field when the block reads it, else the address through the
 /// MaxMind database unless an image proxy or a machine fetched, else Apple's egress list for
-/// its relays, else unknown) and the stores nearest to it. A countdown gets what it needs of
-/// the reader from the same location (its zone and country), whether or not it declares it.
+/// its relays, else unknown) and the stores nearest to it.
 fn add_opener_facts(input: &mut TemplateInput, block: &Block, opener: &Opener, sources: &Sources) {
     if block.reads_client {
         input.client = Some(opener.client.clone());
     }
-    if !block.reads_location && block.countdown.is_none() {
+    if !block.reads_location {
         return;
     }
+    let location = geo_ip::resolve(
+        input.ctx.get("location"),
+        &opener.client,
+        opener.ip,
+        sources.locators(),
+    );
+    input.nearest_stores = location
+        .coordinates()
+        .map(|(lat, lon)| sources.stores.nearest(lat, lon, NEAREST_STORES))
+        .unwrap_or_default();
+    input.location = Some(Box::new(location));
+}
+
+/// What a countdown knows of the reader of this fetch: the zone and country of their location,
+/// found as `location` is (whether or not the block declares it), and whether another address
+/// could have found other ones.
+fn reader_of(input: &TemplateInput, opener: &Opener, sources: &Sources) -> Reader {
     let locators = sources.locators();
     let location = geo_ip::resolve(
         input.ctx.get("location"),
@@ -281,23 +302,14 @@ fn add_opener_facts(input: &mut TemplateInput, block: &Block, opener: &Opener, s
         opener.ip,
         locators,
     );
-    if block.countdown.is_some() {
-        let by_address = location.source != LocationSource::Context
-            && opener
-                .reachable
-                .any(|kind, machine| locators.can_locate(kind, machine));
-        input.reader = Some(Reader {
-            time_zone: location.time_zone.clone(),
-            country: location.country,
-            by_address,
-        });
-    }
-    if block.reads_location {
-        input.nearest_stores = location
-            .coordinates()
-            .map(|(lat, lon)| sources.stores.nearest(lat, lon, NEAREST_STORES))
-            .unwrap_or_default();
-        input.location = Some(Box::new(location));
+    let by_address = location.source != LocationSource::Context
+        && opener
+            .reachable
+            .any(|kind, machine| locators.can_locate(kind, machine));
+    Reader {
+        time_zone: location.time_zone,
+        country: location.country,
+        by_address,
     }
 }
 

@@ -72,8 +72,8 @@ if raw then
   local ok, decoded = pcall(cjson.decode, raw)
   if ok and type(decoded) == 'table' then email = decoded end
 end
-local kind, at, campaign, prefetch = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-if prefetch == '1' then
+local kind, at, campaign, machine = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if machine == '1' then
   email.last_prefetch = at
 else
   if kind == 'click' then
