@@ -262,9 +262,10 @@ mod tests {
         }
         let per_lookup = lookups.elapsed() / 1_000_000;
         println!(
-            "{} lines, {} spans, {} places: read in {elapsed:?}; a lookup takes {per_lookup:?}",
+            "{} lines, {} spans ({} KiB), {} places: read in {elapsed:?}; a lookup takes {per_lookup:?}",
             egress.networks(),
             egress.ranges.spans(),
+            egress.ranges.span_bytes() / 1024,
             egress.places()
         );
         assert_eq!(egress.networks(), 300_000);

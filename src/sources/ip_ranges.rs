@@ -109,6 +109,13 @@ impl<T: Copy + Eq> RangeTable<T> {
     pub(crate) fn spans(&self) -> usize {
         self.v4.len() + self.v6.len()
     }
+
+    /// Bytes the spans take.
+    #[cfg(test)]
+    pub(crate) fn span_bytes(&self) -> usize {
+        self.v4.len() * std::mem::size_of::<Span<u32, T>>()
+            + self.v6.len() * std::mem::size_of::<Span<u128, T>>()
+    }
 }
 
 /// A network as given, before flattening.
