@@ -419,6 +419,17 @@ impl CountdownSpec {
         })
     }
 
+    /// Whether a request with `query` can use the reader's facts (so they are worth looking
+    /// up): `tz = "reader"` in the block or the query, or `still=1`. A fetch that gets the
+    /// still uses them too.
+    pub(crate) fn may_consult_reader(&self, query: &BTreeMap<String, String>) -> bool {
+        self.tz.as_deref() == Some(READER_TZ)
+            || query.get(QUERY_TZ).is_some_and(|tz| tz == READER_TZ)
+            || query
+                .get(QUERY_STILL)
+                .is_some_and(|v| v == "1" || v == "true")
+    }
+
     /// Where local times are read for a request with `tz = query_tz`: the reader's zone first
     /// (`"reader"`), then a zone.
     fn zones(&self, query_tz: Option<&str>) -> Zones {

@@ -177,12 +177,18 @@ impl RenderInput {
     ) -> Result<Self, CountdownError> {
         let mut countdown_by_address = false;
         if let Some(spec) = &block.countdown {
-            let reader = input
-                .reader
-                .take()
-                .unwrap_or_else(|| reader_of(&input, opener, sources));
             let still_for =
                 |kind: ClientKind, machine: bool| spec.on_prefetch.wants_still(kind, machine);
+            // The reader is looked up only when the countdown can use them.
+            let reader = match input.reader.take() {
+                Some(reader) => reader,
+                None if spec.may_consult_reader(&input.query)
+                    || still_for(opener.client.kind, opener.client.machine) =>
+                {
+                    reader_of(&input, opener, sources)
+                }
+                None => Reader::default(),
+            };
             let facts = OpenFacts {
                 reader_zone: reader.time_zone.as_deref().and_then(|z| z.parse().ok()),
                 reader_country: reader.country,

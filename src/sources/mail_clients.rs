@@ -899,6 +899,28 @@ mod tests {
         assert!(ClientKind::Outlook.animates_gifs());
     }
 
+    proptest::proptest! {
+        /// Any User-Agent from any address is classified (never a panic), its classification is
+        /// among those the User-Agent can reach, and the address never changes what the
+        /// User-Agent alone says.
+        #[test]
+        fn any_fetch_is_classified(
+            ua in proptest::option::of("\\PC{0,80}|Mozilla/5\\.0 \\([a-zA-Z ;0-9_.]{0,30}\\) [A-Za-z/0-9. ]{0,40}"),
+            v4 in proptest::num::u32::ANY,
+            v6 in proptest::num::u128::ANY,
+        ) {
+            let rules = ClientRules::builtin()
+                .with_apple_egress(egress())
+                .with_machine_networks(&["198.51.100.0/24".into()])
+                .unwrap();
+            for ip in [IpAddr::from(std::net::Ipv4Addr::from(v4)), IpAddr::from(std::net::Ipv6Addr::from(v6))] {
+                let full = rules.classify_fully(ua.as_deref(), Some(ip));
+                proptest::prop_assert!(full.reachable.contains(full.client.kind, full.client.machine));
+                proptest::prop_assert_eq!(&full.by_user_agent, &rules.classify(ua.as_deref(), None));
+            }
+        }
+    }
+
     #[test]
     fn bad_rules_are_typed_errors() {
         let unknown = ClientRules::from_toml_str("[[rule]]\nkind = \"fax\"\nua_contains = [\"x\"]");
