@@ -3,7 +3,7 @@
 //!
 //! 1. [`query`] — the URL's query, parsed once and bounded;
 //! 2. [`verify`] — the subscriber id and its token (**tokens before context**);
-//! 3. [`opener`] — who fetched (mail client, image proxy, machine prefetch, address);
+//! 3. [`opener`] — who fetched (mail client, image proxy or machine, on what evidence; address);
 //! 4. [`subscriber_context`] — the context, one round trip within the store deadline, or
 //!    [`lock_on_open`] — what a locked block showed first;
 //! 5. [`input`] — what the render sees, decided in one place, hence its render cache key;

@@ -278,7 +278,7 @@ pub enum ClientRulesError {
     Parse(#[from] toml::de::Error),
     #[error("client rule {index}: unknown kind {kind:?}")]
     UnknownKind { index: usize, kind: String },
-    #[error("client rule {index} ({kind}): {value:?} is not a network (want e.g. 17.0.0.0/8)")]
+    #[error("client rule {index} ({kind}): {value:?} is not a network (want e.g. 192.0.2.0/24)")]
     BadNetwork {
         index: usize,
         kind: &'static str,
