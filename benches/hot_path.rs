@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 
 const SECRET: &str = "hot-path-benchmark-secret-123";
+/// Opens come from a person's mail client (a fetch without a User-Agent is a machine's, which
+/// opentime serves alike but records differently).
+const PERSON: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -145,6 +148,7 @@ async fn load(
             while started.elapsed() < duration {
                 let request = Request::get(target.as_str())
                     .header("host", "bench")
+                    .header("user-agent", PERSON)
                     .body(Empty::<Bytes>::new())
                     .expect("request");
                 let sent = Instant::now();
@@ -221,6 +225,7 @@ fn main() {
                 .send_request(
                     Request::get(path.as_str())
                         .header("host", "bench")
+                        .header("user-agent", PERSON)
                         .body(Empty::<Bytes>::new())
                         .expect("req"),
                 )

@@ -1,8 +1,10 @@
 //! Golden images: every image block of every campaign, rendered from each of its sample
 //! contexts at a fixed instant, compared pixel by pixel (small tolerance for rasterizer
-//! rounding) with `tests/golden/{campaign}-{block}-{sample}.png`; and every countdown block's
+//! rounding) with `tests/golden/{campaign}-{block}-{sample}.png`; every countdown block's
 //! first frame (all Outlook for Windows shows) at a fixed clock, 2 days 13:27:45 before its
-//! deadline, with `tests/golden/{campaign}-{block}-first.png`.
+//! deadline, with `tests/golden/{campaign}-{block}-first.png`; and the still Apple's prefetch
+//! gets instead (when it ends, for a reader in Berlin) with
+//! `tests/golden/{campaign}-{block}-ends.png`.
 //!
 //! `OPENTIME_UPDATE_GOLDEN=1 cargo test --test golden` rewrites them on purpose. On a mismatch a
 //! diff image (changed pixels in red) is written to `target/golden-diff/` to look at.
@@ -11,7 +13,7 @@ mod common;
 
 use common::{repo, utc};
 use opentime::blocks::{BlockKind, Catalog};
-use opentime::open::{Opener, RenderInput, TemplateInput};
+use opentime::open::{Opener, Reader, RenderInput, TemplateInput};
 use opentime::render::{Format, Renderer};
 use opentime::sources::mail_clients::ClientKind;
 use std::sync::Arc;
@@ -138,49 +140,63 @@ fn countdown_first_frames_match_their_golden_images() {
     let until = at + chrono::Duration::seconds(2 * 86_400 + 13 * 3_600 + 27 * 60 + 45);
     let query: std::collections::BTreeMap<String, String> =
         [("until".to_owned(), until.to_rfc3339())].into();
+    let live = opentime::sources::Sources::defaults().expect("live sources");
+    let in_berlin = Reader {
+        time_zone: Some("Europe/Berlin".into()),
+        country: opentime::sources::countries::CountryCode::parse("DE"),
+        by_address: false,
+    };
     let mut failures = Vec::new();
     let mut compared = 0;
+    let variants = [
+        ("first", ClientKind::Browser, None),
+        ("ends", ClientKind::AppleMpp, Some(in_berlin)),
+    ];
     for campaign in catalog.campaigns() {
         for block in campaign.blocks().filter(|b| b.kind == BlockKind::Countdown) {
-            let input =
-                TemplateInput::for_block(block, &Default::default(), None, at, query.clone());
-            let browser = Opener::offline(ClientKind::Browser);
-            let decided =
-                RenderInput::decide(&campaign, block, Format::Gif, 1, input, &browser, false)
-                    .expect("a deadline");
-            let rendered = opentime::open::render_block(
-                catalog.renderer(),
-                &campaign,
-                block,
-                Format::Gif,
-                1,
-                &decided.input,
-            )
-            .expect("render");
-            let mut options = gif::DecodeOptions::new();
-            options.set_color_output(gif::ColorOutput::RGBA);
-            let mut decoder = options.read_info(&rendered.bytes[..]).expect("gif");
-            let frame = decoder
-                .read_next_frame()
-                .expect("frame")
-                .expect("a first frame");
-            assert_eq!((frame.left, frame.top), (0, 0), "the first frame is whole");
-            let image = image::RgbaImage::from_raw(
-                u32::from(frame.width),
-                u32::from(frame.height),
-                frame.buffer.to_vec(),
-            )
-            .expect("rgba frame");
-            assert_eq!(image.dimensions(), (block.width, block.height));
-            compared += 1;
-            if let Err(failure) =
-                compare(&format!("{}-{}-first", campaign.name, block.name), &image)
-            {
-                failures.push(failure);
+            for (variant, kind, reader) in &variants {
+                let mut input =
+                    TemplateInput::for_block(block, &Default::default(), None, at, query.clone());
+                input.reader = reader.clone();
+                let opener = Opener::offline(*kind);
+                let decided =
+                    RenderInput::decide(&campaign, block, Format::Gif, 1, input, &opener, &live)
+                        .expect("a deadline");
+                let rendered = opentime::open::render_block(
+                    catalog.renderer(),
+                    &campaign,
+                    block,
+                    Format::Gif,
+                    1,
+                    &decided.input,
+                )
+                .expect("render");
+                let mut options = gif::DecodeOptions::new();
+                options.set_color_output(gif::ColorOutput::RGBA);
+                let mut decoder = options.read_info(&rendered.bytes[..]).expect("gif");
+                let frame = decoder
+                    .read_next_frame()
+                    .expect("frame")
+                    .expect("a first frame");
+                assert_eq!((frame.left, frame.top), (0, 0), "the first frame is whole");
+                let image = image::RgbaImage::from_raw(
+                    u32::from(frame.width),
+                    u32::from(frame.height),
+                    frame.buffer.to_vec(),
+                )
+                .expect("rgba frame");
+                assert_eq!(image.dimensions(), (block.width, block.height));
+                compared += 1;
+                if let Err(failure) = compare(
+                    &format!("{}-{}-{variant}", campaign.name, block.name),
+                    &image,
+                ) {
+                    failures.push(failure);
+                }
             }
         }
     }
-    assert!(compared >= 1, "the demo countdown at least");
+    assert!(compared >= 2, "the demo countdown at least");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

@@ -24,6 +24,7 @@ async fn located_server(redis: &RedisServer, templates: &std::path::Path) -> Tes
         .redis(redis)
         .templates(templates)
         .geoip_db(geo_fixture())
+        .apple_egress(apple_egress_fixture())
         .trusted_proxy_hops(1)
         .deadline_ms(5000)
         .store_timeout_ms(1000)
@@ -132,23 +133,37 @@ async fn templates_see_the_client_kind_of_real_user_agents() {
     .unwrap();
     std::fs::write(
         probe.join("whoami.html"),
-        "{{ client }}|{{ location.source }}|{% if location.city %}{{ location.city }}{% endif %}",
+        "{{ client.kind }}|{{ client.machine }}|{{ location.source }}|{% if location.city %}{{ location.city }}{% endif %}",
     )
     .unwrap();
     let server = located_server(&redis, templates.path()).await;
     let url = server.url("/html/probe/whoami.html");
     for (user_agent, address, expected) in [
-        (GMAIL, BERLIN_IP, "gmail-proxy|unknown|"),
-        (YAHOO, BERLIN_IP, "yahoo-proxy|unknown|"),
-        // Apple Mail Privacy Protection: a generic User-Agent from Apple's 17.0.0.0/8.
-        ("Mozilla/5.0", "17.58.1.1", "apple-mpp|unknown|"),
-        (APPLE_MAIL, "17.58.1.1", "apple-mpp|unknown|"),
-        (OUTLOOK, BERLIN_IP, "outlook|ip|Berlin"),
-        ("MacOutlook/16.61.22050700", PARIS_IP, "outlook|ip|Paris"),
-        (CHROME, PARIS_IP, "browser|ip|Paris"),
-        // The same Apple Mail User-Agent from elsewhere is a person reading in Apple Mail.
-        (APPLE_MAIL, BERLIN_IP, "browser|ip|Berlin"),
-        ("curl/8.5.0", BERLIN_IP, "unknown|ip|Berlin"),
+        (GMAIL, BERLIN_IP, "gmail-proxy|false|unknown|"),
+        (YAHOO, BERLIN_IP, "yahoo-proxy|false|unknown|"),
+        // Apple Mail Privacy Protection: exactly "Mozilla/5.0", from anywhere.
+        ("Mozilla/5.0", BERLIN_IP, "apple-mpp|true|unknown|"),
+        // Apple Mail's own User-Agent from one of Apple's relay egress addresses: placed where
+        // Apple's list says its readers are, never by the relay's address.
+        (
+            APPLE_MAIL,
+            "172.224.224.9",
+            "apple-mpp|true|apple-relay|Berlin",
+        ),
+        (OUTLOOK, BERLIN_IP, "outlook-word|false|ip|Berlin"),
+        (
+            "MacOutlook/16.61.22050700",
+            PARIS_IP,
+            "outlook|false|ip|Paris",
+        ),
+        (CHROME, PARIS_IP, "browser|false|ip|Paris"),
+        // The same Apple Mail User-Agent from elsewhere (Apple's own 17.0.0.0/8 included) is a
+        // person reading in Apple Mail.
+        (APPLE_MAIL, BERLIN_IP, "mail-app|false|ip|Berlin"),
+        (APPLE_MAIL, "17.58.1.1", "mail-app|false|unknown|"),
+        // A library, and a stock Chrome from a security gateway's network: machines.
+        ("curl/8.5.0", BERLIN_IP, "machine|true|unknown|"),
+        (CHROME, "40.107.1.9", "machine|true|unknown|"),
     ] {
         let answer = open(&url, user_agent, address).await;
         assert_eq!(answer.status, 200, "{user_agent}");
@@ -169,6 +184,6 @@ async fn templates_see_the_client_kind_of_real_user_agents() {
     let no_user_agent = send(client().get(&url).header("user-agent", "")).await;
     assert!(String::from_utf8(no_user_agent.body)
         .unwrap()
-        .starts_with("unknown|"));
+        .starts_with("machine|true|"));
     server.shutdown().await;
 }

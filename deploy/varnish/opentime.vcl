@@ -23,8 +23,11 @@ vcl 4.1;
 #
 #   Vary
 #     opentime sends `Vary: User-Agent` only for blocks whose answer depends on it (templates
-#     that read `client`, locations from the IP, countdowns), and `Vary: Origin` only when a
-#     CORS allow-list is set. Varnish keeps one variant per value; nothing to do here.
+#     that read `client`, locations from the IP, countdowns: the Word Outlook's first frame,
+#     Apple's still), and `Vary: Origin` only when a CORS allow-list is set. Varnish keeps one
+#     variant per value; nothing to do here. An answer that also depends on the client's
+#     address (Apple's relay addresses, scanner networks, a location) comes `no-cache` and is
+#     revalidated, like a personalized one.
 #
 #   Purging a campaign
 #     Every answer carries `Surrogate-Key: CAMPAIGN CAMPAIGN:BLOCK`. From an address in the

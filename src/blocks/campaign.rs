@@ -127,16 +127,16 @@ impl Campaign {
         let tera = compile_templates(dir, &mut hasher)?;
         for block in &blocks {
             let suppressed = block.suppression.as_ref().and_then(|s| s.template());
-            let expired = block
-                .countdown
-                .as_ref()
-                .and_then(|c| c.expired_template.as_ref());
+            let countdown = block.countdown.as_deref();
+            let expired = countdown.and_then(|c| c.expired_template.as_ref());
+            let still = countdown.and_then(|c| c.still_template.as_ref());
             for template in block
                 .template
                 .iter()
                 .chain(block.html_template.iter())
                 .chain(suppressed)
                 .chain(expired)
+                .chain(still)
             {
                 if !tera.get_template_names().any(|t| t == template) {
                     return Err(CampaignError::MissingTemplate {
@@ -384,6 +384,10 @@ fn check_paths(dir: &Path, manifest_path: &Path, block: &Block) -> Result<(), Ca
         (
             "expired_image",
             countdown.and_then(|c| c.expired_image.as_ref()),
+        ),
+        (
+            "still_template",
+            countdown.and_then(|c| c.still_template.as_ref()),
         ),
     ]
     .into_iter()

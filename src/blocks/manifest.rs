@@ -107,6 +107,12 @@ pub(crate) struct BlockSettings {
     pub(crate) hide_units: Option<String>,
     pub(crate) expired_template: Option<String>,
     pub(crate) expired_image: Option<String>,
+    /// Zone for local times when `tz = "reader"` and the reader's zone is unknown.
+    pub(crate) fallback_tz: Option<String>,
+    /// Template of the still that says when the countdown ends (Apple's prefetch gets it).
+    pub(crate) still_template: Option<String>,
+    /// Which fetches get that still: `"still"` (every machine), `"animate"` (none) or a template.
+    pub(crate) on_prefetch: Option<String>,
 }
 
 /// A block, validated and with its defaults applied.

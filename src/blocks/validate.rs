@@ -130,6 +130,9 @@ fn countdown(s: &BlockSettings) -> Result<Option<CountdownSpec>, String> {
         hide_units: s.hide_units.as_deref(),
         expired_template: s.expired_template.as_deref(),
         expired_image: s.expired_image.as_deref(),
+        fallback_tz: s.fallback_tz.as_deref(),
+        still_template: s.still_template.as_deref(),
+        on_prefetch: s.on_prefetch.as_deref(),
     };
     if s.kind == BlockKind::Countdown {
         return CountdownSpec::parse(&text).map(Some);
@@ -144,6 +147,9 @@ fn countdown(s: &BlockSettings) -> Result<Option<CountdownSpec>, String> {
         text.hide_units,
         text.expired_template,
         text.expired_image,
+        text.fallback_tz,
+        text.still_template,
+        text.on_prefetch,
     ];
     if given.iter().any(Option::is_some) || text.frames.is_some() {
         return Err("countdown settings need `kind = \"countdown\"`".into());

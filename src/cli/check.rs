@@ -1,5 +1,6 @@
 //! `opentime check`: compiles every campaign and renders every block against every sample
-//! context, in every format the block serves. Exits non-zero, naming `file:line`, on any error.
+//! context, in every format the block serves (a countdown also as the still Apple's prefetch
+//! gets). Exits non-zero, naming `file:line`, on any error.
 
 use super::CliError;
 use crate::blocks::{BlockKind, Catalog};
@@ -25,6 +26,7 @@ pub fn run_check(args: &CheckArgs) -> Result<(), CliError> {
     // Blocks that read `location` see the sample's own `location` and the demo stores.
     let sources = Sources::defaults()?;
     let opener = Opener::offline(ClientKind::Unknown);
+    let apple = Opener::offline(ClientKind::AppleMpp);
     for campaign in catalog.campaigns() {
         let samples = match campaign.samples() {
             Ok(samples) if !samples.is_empty() => samples,
@@ -38,12 +40,15 @@ pub fn run_check(args: &CheckArgs) -> Result<(), CliError> {
         for block in campaign.blocks() {
             let mut formats = Vec::new();
             match block.kind {
-                BlockKind::Image => formats.push(Format::Png),
-                BlockKind::Countdown => formats.push(Format::Gif),
+                BlockKind::Image => formats.push((Format::Png, &opener, "")),
+                BlockKind::Countdown => {
+                    formats.push((Format::Gif, &opener, ""));
+                    formats.push((Format::Gif, &apple, " (Apple's still)"));
+                }
                 BlockKind::Html => {}
             }
             if block.html_template.is_some() {
-                formats.push(Format::Html);
+                formats.push((Format::Html, &opener, ""));
             }
             for (sample, fields) in &samples {
                 let input = from_context(
@@ -55,17 +60,16 @@ pub fn run_check(args: &CheckArgs) -> Result<(), CliError> {
                     &opener,
                     &sources,
                 );
-                for &format in &formats {
+                for &(format, opener, variant) in &formats {
                     let started = Instant::now();
-                    let geo = sources.geo.is_some();
                     let rendered = RenderInput::decide(
                         &campaign,
                         block,
                         format,
                         1,
                         input.clone(),
-                        &opener,
-                        geo,
+                        opener,
+                        &sources,
                     )
                     .map_err(BlockRenderError::from)
                     .and_then(|decided| {
@@ -80,7 +84,7 @@ pub fn run_check(args: &CheckArgs) -> Result<(), CliError> {
                     });
                     match rendered {
                         Ok(rendered) => println!(
-                            "ok    {}/{}.{} with {sample}: {} bytes in {:.1} ms",
+                            "ok    {}/{}.{}{variant} with {sample}: {} bytes in {:.1} ms",
                             campaign.name,
                             block.name,
                             format.as_str(),
@@ -90,7 +94,7 @@ pub fn run_check(args: &CheckArgs) -> Result<(), CliError> {
                         Err(error) => {
                             problems += 1;
                             println!(
-                                "error {}/{}.{} with {sample}: {error}",
+                                "error {}/{}.{}{variant} with {sample}: {error}",
                                 campaign.name,
                                 block.name,
                                 format.as_str()

@@ -73,13 +73,7 @@ pub fn run_render(args: &RenderArgs) -> Result<(), CliError> {
         &sources,
     );
     let decided = RenderInput::decide(
-        &campaign,
-        &block,
-        format,
-        args.scale,
-        input,
-        &opener,
-        sources.geo.is_some(),
+        &campaign, &block, format, args.scale, input, &opener, &sources,
     )
     .map_err(|e| CliError::BlockRender(e.into()))?;
     let job = RenderJob {

@@ -180,7 +180,8 @@ pub struct ServeArgs {
     #[arg(long, env = "OPENTIME_CHANNEL_SCOPES")]
     pub channel_scopes: Option<String>,
     /// Proxies in front of opentime whose `X-Forwarded-For` entries are trusted (0 = use the
-    /// TCP peer address). Decides the opener's address, hence Apple's prefetch detection.
+    /// TCP peer address). Decides the opener's address, hence the detection of Apple's relays
+    /// and scanner networks, and location by address.
     #[arg(long, env = "OPENTIME_TRUSTED_PROXY_HOPS", default_value_t = 0)]
     pub trusted_proxy_hops: usize,
     /// Open and click events held in memory while waiting to be written; beyond it they are
@@ -339,8 +340,9 @@ pub struct RenderArgs {
     /// Output file; its extension (.png, .gif, .html) picks the format.
     #[arg(short = 'o', long)]
     pub output: PathBuf,
-    /// The mail client the template sees as `client` (gmail-proxy, apple-mpp, yahoo-proxy,
-    /// outlook, browser, unknown).
+    /// The client kind the open is rendered for, as templates see `client.kind` (apple-mpp,
+    /// gmail-proxy, yahoo-proxy, machine, outlook-word, outlook, mail-app, browser, unknown);
+    /// `apple-mpp` draws a countdown as the still Apple's prefetch gets.
     #[arg(long, default_value = "unknown")]
     pub client: String,
     #[command(flatten)]

@@ -1,5 +1,5 @@
 //! Settings for live data: remote product photos, the MaxMind database, the mail-client
-//! rules and the stores file. Shared by `serve` and `render` (the offline render fetches
+//! rules (with Apple's egress list and the scanner networks) and the stores file. Shared by `serve` and `render` (the offline render fetches
 //! photos the same way the server does), turned into [`crate::sources::Sources`]
 //! once at start-up.
 
@@ -45,6 +45,18 @@ pub struct SourcesArgs {
     /// Mail-client rules (the format of `assets/clients.toml`); the shipped rules by default.
     #[arg(long, env = "OPENTIME_CLIENTS_FILE")]
     pub clients_file: Option<PathBuf>,
+    /// Apple's relay egress list (`egress-ip-ranges.csv`, downloaded from
+    /// https://mask-api.icloud.com/egress-ip-ranges.csv): Mail Privacy Protection fetches from
+    /// these addresses are told apart, and placed where Apple says their readers are.
+    #[arg(long, env = "OPENTIME_APPLE_EGRESS_FILE")]
+    pub apple_egress_file: Option<PathBuf>,
+    /// Networks whose fetches are machines' (security scanners), comma-separated CIDRs;
+    /// checked before every mail-client rule, beside the shipped scanner networks.
+    #[arg(long, env = "OPENTIME_MACHINE_NETWORKS", value_delimiter = ',')]
+    pub machine_networks: Vec<String>,
+    /// A file of such networks, one CIDR per line (`#` comments).
+    #[arg(long, env = "OPENTIME_MACHINE_NETWORKS_FILE")]
+    pub machine_networks_file: Option<PathBuf>,
     /// The shop stores file (JSON, the format of `assets/demo-stores.json`); the demo stores by default.
     #[arg(long, env = "OPENTIME_STORES")]
     pub stores: Option<PathBuf>,
@@ -64,6 +76,9 @@ impl Default for SourcesArgs {
             image_failure_ttl_secs: 30,
             geoip_db: None,
             clients_file: None,
+            apple_egress_file: None,
+            machine_networks: Vec::new(),
+            machine_networks_file: None,
             stores: None,
         }
     }

@@ -1,6 +1,7 @@
 //! A countdown block's answer: its template's frames as an animated GIF
-//! ([`super::render_countdown`]), or, past the deadline, the expired still or the block's
-//! `expired_image`.
+//! ([`super::render_countdown`]); for a client that shows its copy later, unchanged, the still
+//! that says when the countdown ends ([`super::still`]); or, past the deadline, the expired
+//! still or the block's `expired_image`.
 //!
 //! The deadline and language arrive resolved ([`CountdownRequest`], decided once per open by
 //! `open::input` for the server and the offline commands alike). The caller describes the
@@ -14,7 +15,7 @@ use serde_json::{Map, Value};
 
 use super::frame_template::FrameTemplate;
 use super::settings::{CountdownRequest, CountdownSpec};
-use super::{render_countdown, CountdownError};
+use super::{render_countdown, still, CountdownError};
 use crate::render::svg::Rasterizer;
 use crate::render::{fallback, RenderError, Rendered};
 
@@ -68,6 +69,22 @@ pub(crate) fn answer(
         scale: f32::from(open.scale.max(1)),
         extra: &extra,
     };
+    if let Some(ends) = request.ends.filter(|_| open.now < request.deadline) {
+        let (tera, name) = match spec.still_template.as_deref() {
+            Some(name) => (block.tera, name),
+            None => still::builtin().ok_or_else(still::builtin_missing)?,
+        };
+        let template = FrameTemplate {
+            tera,
+            name,
+            ..frames
+        };
+        let gif = still::render(&template, request.deadline, &ends, request.lang)?;
+        return Ok(Rendered {
+            bytes: Bytes::from(gif.bytes),
+            content_type: "image/gif",
+        });
+    }
     let gif = render_countdown(
         &frames,
         spec.expired_template.as_deref(),

@@ -102,7 +102,7 @@ pub(super) fn parse_tz(name: &str) -> Result<Tz, DeadlineError> {
         .map_err(|_| DeadlineError::UnknownTimeZone)
 }
 
-fn parse_local(s: &str) -> Option<NaiveDateTime> {
+pub(super) fn parse_local(s: &str) -> Option<NaiveDateTime> {
     LOCAL_FORMATS
         .iter()
         .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())

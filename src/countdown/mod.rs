@@ -6,20 +6,24 @@
 //! names the units, `frame_template` fills the template for one second, [`frames`] renders
 //! the animation's frames (with the text shortcut of `text_splice` and `layer`) and
 //! [`crate::gif`] encodes them; [`render_countdown`] ties them together, and `answer` is the
-//! block's answer (GIF, expired still or expired image). Expired countdowns and Outlook (which
-//! shows only the first frame) get one still. The first frame's golden image is checked in
-//! `tests/golden.rs`.
+//! block's answer (GIF, expired still or expired image). Expired countdowns and the Outlook
+//! that renders with Word (which shows only the first frame) get one still; a client that
+//! shows its copy later, unchanged (Apple's prefetch), gets the still of `still`, which says
+//! when the countdown ends in words (`ends`) instead of the time left. The golden images of the
+//! first frame and of that still are checked in `tests/golden.rs`.
 //!
 //! Layering: this module uses `crate::render` (rasterizer, fallback images), `crate::gif` and
 //! `crate::template_error`, never `crate::blocks` (which holds a [`CountdownSpec`] per block).
 
 mod answer;
 mod deadline;
+mod ends;
 mod frame_template;
 pub mod frames;
 mod labels;
 mod layer;
 pub(crate) mod settings;
+mod still;
 #[cfg(test)]
 pub(crate) mod testkit;
 mod text_splice;
@@ -28,11 +32,15 @@ use chrono::{DateTime, Utc};
 
 pub(crate) use answer::{answer, CountdownBlock, CountdownOpen};
 pub use deadline::{parse_deadline, DeadlineError, DstPolicy, Remaining, UnitVisibility};
+pub use ends::EndsWords;
 pub use frame_template::{FrameError, FrameTemplate};
 pub use frames::{CountdownFrames, FramePlan, Strategy};
 pub use labels::{LabelStyle, Lang, UnknownLanguage};
 pub(crate) use settings::QUERY_KEYS;
-pub use settings::{CountdownRequest, CountdownSpec};
+pub use settings::{
+    ClockStyle, CountdownRequest, CountdownSpec, EndsAt, FixedDeadline, OnPrefetch, OpenFacts,
+    Resolved,
+};
 
 pub use crate::gif::Looping;
 

@@ -4,6 +4,8 @@
 //! Only subscribers who have a context get the field (an open never creates a context).
 //! `{"last_open": RFC3339, "open_count": N, "last_campaign": "…", "last_click": …,
 //!   "click_count": N, "last_prefetch": …}` — other keys a channel may have put there are kept.
+//! A machine's fetch (a scanner, a previewer, a prefetch, a HEAD request) only sets
+//! `last_prefetch`: it is not a person opening or clicking.
 
 use super::{Event, EventKind};
 use chrono::SecondsFormat;
@@ -21,7 +23,7 @@ pub(crate) fn apply(current: Option<&Value>, event: &Event) -> Value {
         let count = email.get(key).and_then(Value::as_u64).unwrap_or(0);
         email.insert(key.to_owned(), Value::from(count.saturating_add(1)));
     };
-    if event.prefetch {
+    if event.machine {
         email.insert("last_prefetch".into(), at);
         return Value::Object(email);
     }
@@ -47,7 +49,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn open(prefetch: bool) -> Event {
+    fn open(machine: bool) -> Event {
         Event {
             id: "e1".into(),
             kind: EventKind::Open,
@@ -56,7 +58,8 @@ mod tests {
             subscriber: Some("alice".into()),
             at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
             client: "browser",
-            prefetch,
+            machine,
+            evidence: "test".into(),
             item: None,
             link: None,
         }

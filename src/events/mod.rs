@@ -28,7 +28,7 @@ mod email_field;
 pub(crate) use email_field::apply as apply_to_email_field;
 
 use crate::metrics::Metrics;
-use crate::sources::mail_clients::ClientKind;
+use crate::sources::mail_clients::Client;
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use std::hash::{BuildHasher, Hasher};
@@ -109,8 +109,11 @@ pub struct Event {
     pub at: DateTime<Utc>,
     /// Client kind of the fetcher (see `crate::open::opener`).
     pub client: &'static str,
-    /// Whether a machine fetched ahead of a person (Apple Mail Privacy Protection).
-    pub prefetch: bool,
+    /// Whether a machine fetched rather than a person (a scanner, a link previewer, Apple's
+    /// or Gmail's prefetch, a HEAD request): never counted as an open or a click.
+    pub machine: bool,
+    /// The rule that classified the fetcher (`apple-mpp-user-agent`, `head-request`, …).
+    pub evidence: std::sync::Arc<str>,
     /// Clicks: the item index asked for.
     pub item: Option<usize>,
     /// Clicks: `item` when the item's link was used, `default` when the block's default was.
@@ -125,14 +128,13 @@ impl Event {
             .and_then(|s| crate::context::SubscriberId::parse(s).ok())
     }
 
-    /// An event happening now, fetched by a `client` (a machine `prefetch` or a person).
+    /// An event happening now, fetched by `client` (a machine's fetch or a person's).
     pub fn now(
         kind: EventKind,
         campaign: &str,
         block: &str,
         subscriber: Option<&str>,
-        client: ClientKind,
-        prefetch: bool,
+        client: &Client,
     ) -> Self {
         Self {
             id: next_event_id(),
@@ -141,15 +143,17 @@ impl Event {
             block: block.to_owned(),
             subscriber: subscriber.map(str::to_owned),
             at: Utc::now(),
-            client: client.as_str(),
-            prefetch,
+            client: client.kind.as_str(),
+            machine: client.machine,
+            evidence: std::sync::Arc::clone(&client.evidence),
             item: None,
             link: None,
         }
     }
 
-    /// The stream entry's fields, in a fixed order (documented for consumers); `id` comes last
-    /// so the fields before it read as they always did.
+    /// The stream entry's fields, in a fixed order (documented for consumers). `prefetch`
+    /// says the same as `machine` (consumers written before `machine` read it); `id` comes
+    /// last.
     pub fn fields(&self) -> Vec<(&'static str, String)> {
         let mut fields = vec![
             ("type", self.kind.as_str().to_owned()),
@@ -158,7 +162,9 @@ impl Event {
             ("subscriber", self.subscriber.clone().unwrap_or_default()),
             ("at", self.at.to_rfc3339_opts(SecondsFormat::Millis, true)),
             ("client", self.client.to_owned()),
-            ("prefetch", if self.prefetch { "1" } else { "0" }.to_owned()),
+            ("prefetch", flag(self.machine)),
+            ("machine", flag(self.machine)),
+            ("evidence", self.evidence.to_string()),
         ];
         if let Some(item) = self.item {
             fields.push(("item", item.to_string()));
@@ -169,6 +175,10 @@ impl Event {
         fields.push(("id", self.id.clone()));
         fields
     }
+}
+
+fn flag(on: bool) -> String {
+    if on { "1" } else { "0" }.to_owned()
 }
 
 /// An event of a batch the store refused: it is dropped, not retried.
@@ -393,7 +403,8 @@ mod tests {
             subscriber: Some(format!("s{n}")),
             at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
             client: "browser",
-            prefetch: false,
+            machine: false,
+            evidence: "browser".into(),
             item: Some(n),
             link: Some("item"),
         }
@@ -412,6 +423,8 @@ mod tests {
                 ("at", "2023-11-14T22:13:20.000Z".into()),
                 ("client", "browser".into()),
                 ("prefetch", "0".into()),
+                ("machine", "0".into()),
+                ("evidence", "browser".into()),
                 ("item", "2".into()),
                 ("link", "item".into()),
                 ("id", "test-2".into()),
@@ -421,16 +434,8 @@ mod tests {
 
     #[test]
     fn ids_are_unique() {
-        let make = || {
-            Event::now(
-                EventKind::Open,
-                "demo",
-                "cart",
-                None,
-                ClientKind::Browser,
-                false,
-            )
-        };
+        let browser = Client::of_kind(crate::sources::mail_clients::ClientKind::Browser, "browser");
+        let make = || Event::now(EventKind::Open, "demo", "cart", None, &browser);
         let (a, b) = (make(), make());
         assert_ne!(a.id, b.id);
         assert_eq!(

@@ -141,7 +141,7 @@ fn not_found() -> Response<Body> {
 }
 
 /// Who fetched: from the User-Agent, `X-Forwarded-For` (through the trusted proxy hops) and
-/// the connection's peer address.
+/// the connection's peer address; a HEAD request is never a person's open.
 fn opener_of(state: &AppState, request: &Request<Incoming>) -> Opener {
     let headers = request.headers();
     let forwarded = headers
@@ -155,6 +155,7 @@ fn opener_of(state: &AppState, request: &Request<Incoming>) -> Opener {
         state.config.trusted_proxy_hops,
         &state.pipeline.sources.clients,
     )
+    .with_head(request.method() == Method::HEAD)
 }
 
 /// Ready when the store answers and at least one campaign is loaded.

@@ -2,7 +2,8 @@
 //! lock when the block is locked (so the link matches the image even after the context
 //! changed), otherwise from the context now. Whatever goes wrong (bad token, store down, no
 //! such item, a target off the allowed hosts) gives the block's `default_link`. Every click is
-//! an event.
+//! an event; a machine's click (a security scanner following every link) is redirected like any
+//! other but recorded as a machine's, so it never counts as a person's click.
 
 use super::error::OpenError;
 use super::input::TemplateInput;

@@ -1,17 +1,22 @@
 //! What a render sees, decided in one place, and so its render cache key: `ctx` (only the
 //! fields the block reads), `subscriber`, `now` (rounded to the block's time bucket), `query`
 //! (a countdown's made canonical), `block`; and, for blocks that declare them
-//! (`request = [...]`), the opener's `client`, `location` and `nearest_stores`.
-//! [`RenderInput::decide`] builds it; [`RenderKey`] is hashed from exactly what it holds.
+//! (`request = [...]`), the opener's `client`, `location` and `nearest_stores`. A countdown also
+//! sees what it needs of the reader (time zone, country) and of the client (Apple's prefetch
+//! gets the still of when it ends), but only as its resolved request: the reader's zone is in
+//! the key only when it changes the picture. [`RenderInput::decide`] builds it; [`RenderKey`]
+//! is hashed from exactly what it holds, and [`RequestDependence`] says what of the request
+//! beyond the URL the bytes depend on.
 
 use super::opener::Opener;
 use crate::blocks::{Block, BlockKind, Campaign};
 use crate::cache::RenderKey;
 use crate::context::ContextFields;
-use crate::countdown::{CountdownError, CountdownRequest};
+use crate::countdown::{CountdownError, CountdownRequest, OpenFacts};
 use crate::render::Format;
-use crate::sources::geo_ip::{self, Location, LocationSource};
-use crate::sources::mail_clients::ClientKind;
+use crate::sources::countries::CountryCode;
+use crate::sources::geo_ip::{self, Location, LocationSource, Locators};
+use crate::sources::mail_clients::{Client, ClientKind};
 use crate::sources::shop_stores::NearbyShopStore;
 use crate::sources::Sources;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -31,10 +36,10 @@ pub struct TemplateInput {
     pub now: DateTime<Utc>,
     /// Query parameters other than `s`, `t` and `scale`.
     pub query: BTreeMap<String, String>,
-    /// The mail client kind, only for blocks with `request = ["client"]` (left out of the
-    /// cache key otherwise, so other blocks do not split their cache by client).
+    /// Who fetched (kind, machine flag, evidence), only for blocks with `request = ["client"]`
+    /// (left out of the cache key otherwise, so other blocks do not split their cache by client).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client: Option<ClientKind>,
+    pub client: Option<Client>,
     /// The reader's location, only for blocks with `request = ["location"]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     /// (Boxed: most inputs have none, and they are kept in enums and caches.)
@@ -46,6 +51,23 @@ pub struct TemplateInput {
     /// The stores nearest to `location`, nearest first (empty without coordinates).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nearest_stores: Vec<NearbyShopStore>,
+    /// What a countdown knows of the reader of this fetch. Never stored (a lock keeps what the
+    /// first open saw, not who reads now) nor hashed: [`RenderInput::decide`] finds it from the
+    /// context and the opener unless a caller set it (a preview, a test), and it reaches the key
+    /// only through the resolved request, where it changes the picture.
+    #[serde(skip)]
+    pub reader: Option<Reader>,
+}
+
+/// What a countdown knows of its reader.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Reader {
+    /// The reader's IANA zone (`location.time_zone`).
+    pub time_zone: Option<String>,
+    pub country: Option<CountryCode>,
+    /// The facts come from (or could come from) the client's address rather than the context:
+    /// another address could give other facts.
+    pub by_address: bool,
 }
 
 impl TemplateInput {
@@ -78,6 +100,7 @@ impl TemplateInput {
             location: None,
             countdown: None,
             nearest_stores: Vec::new(),
+            reader: None,
         }
     }
 
@@ -89,10 +112,9 @@ impl TemplateInput {
         context.insert("now_ts", &self.now.timestamp());
         context.insert("query", &self.query);
         if block.reads_client {
-            context.insert(
-                "client",
-                self.client.unwrap_or(ClientKind::Unknown).as_str(),
-            );
+            let unknown =
+                || Client::of_kind(ClientKind::Unknown, crate::sources::mail_clients::NO_RULE);
+            context.insert("client", &self.client.clone().unwrap_or_else(unknown));
         }
         if block.reads_location {
             context.insert(
@@ -121,11 +143,11 @@ pub(super) const NEAREST_STORES: usize = 3;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RequestDependence {
     /// The User-Agent changes the bytes: the template reads `client`, or `location` came from
-    /// the IP (an image proxy's User-Agent turns the IP off), or the block is a countdown
-    /// (Outlook gets the first frame).
+    /// the address (an image proxy's User-Agent turns the address off), or the block is a
+    /// countdown (the Word Outlook gets the first frame, Apple's prefetch the still).
     pub user_agent: bool,
-    /// The client *address* changes the bytes (IP location, Apple's relay ranges): no `Vary`
-    /// can key that.
+    /// The client *address* changes the bytes (location by address, Apple's relay ranges,
+    /// scanner networks): no `Vary` can key that.
     pub client_address: bool,
 }
 
@@ -140,9 +162,10 @@ impl RenderInput {
     /// Decides what the render of `block` sees from `input` (the context fields it reads or a
     /// lock's stored inputs): a countdown's deadline and language resolved — once — into its
     /// request and canonical query, with `first_frame` for clients that show only a GIF's
-    /// first frame (bad `until`, `tz` or `lang` are errors, so the block's fallback). The key then holds exactly (block
-    /// version, deadline, language, first-frame flag, the second of the open), and concurrent
-    /// opens in one second render once.
+    /// first frame and the still of when it ends for clients that keep their copy (bad
+    /// `until`, `tz` or `lang` are errors, so the block's fallback). The key then holds exactly
+    /// (block version, deadline, language, first-frame flag or still with its zone, the second
+    /// of the open), and concurrent opens in one second render once.
     pub fn decide(
         campaign: &Campaign,
         block: &Block,
@@ -150,15 +173,40 @@ impl RenderInput {
         scale: u8,
         mut input: TemplateInput,
         opener: &Opener,
-        geo_configured: bool,
+        sources: &Sources,
     ) -> Result<Self, CountdownError> {
+        let mut countdown_by_address = false;
         if let Some(spec) = &block.countdown {
-            let mut request = spec.resolve(&input.ctx, &input.query)?;
-            request.first_frame_only |= opener.first_frame_only();
+            let still_for =
+                |kind: ClientKind, machine: bool| spec.on_prefetch.wants_still(kind, machine);
+            // The reader is looked up only when the countdown can use them.
+            let reader = match input.reader.take() {
+                Some(reader) => reader,
+                None if spec.may_consult_reader(&input.query)
+                    || still_for(opener.client.kind, opener.client.machine) =>
+                {
+                    reader_of(&input, opener, sources)
+                }
+                None => Reader::default(),
+            };
+            let facts = OpenFacts {
+                reader_zone: reader.time_zone.as_deref().and_then(|z| z.parse().ok()),
+                reader_country: reader.country,
+                still: still_for(opener.client.kind, opener.client.machine),
+            };
+            let resolved = spec.resolve_for(&input.ctx, &input.query, facts)?;
+            let mut request = resolved.request;
+            if request.ends.is_none() {
+                request.first_frame_only |= opener.first_frame_only();
+            }
+            countdown_by_address = opener.address_decides(still_for)
+                || (resolved.consulted_reader && reader.by_address);
             input.query = request.canonical_query();
             input.countdown = Some(request);
         }
-        let depends_on = RequestDependence::of(block, &input, geo_configured);
+        let locators = sources.locators();
+        let depends_on =
+            RequestDependence::of(block, &input, opener, locators, countdown_by_address);
         // serde_json writes maps in key order, so equal inputs hash equally.
         let canonical = serde_json::to_vec(&input).unwrap_or_default();
         let key = RenderKey::new(
@@ -178,18 +226,31 @@ impl RenderInput {
 }
 
 impl RequestDependence {
-    fn of(block: &Block, input: &TemplateInput, geo_configured: bool) -> Self {
+    fn of(
+        block: &Block,
+        input: &TemplateInput,
+        opener: &Opener,
+        locators: Locators<'_>,
+        countdown_by_address: bool,
+    ) -> Self {
+        let locating = locators.geo.is_some() || locators.egress.is_some();
         let location_by_request = block.reads_location
-            && geo_configured
+            && locating
             && input
                 .location
                 .as_ref()
                 .is_none_or(|l| l.source != LocationSource::Context);
+        // Another address may locate the reader elsewhere when some classification this
+        // User-Agent can get is located by address.
+        let location_by_address = location_by_request
+            && opener
+                .reachable
+                .any(|kind, machine| locators.can_locate(kind, machine));
         Self {
             user_agent: block.reads_client
                 || location_by_request
                 || block.kind == BlockKind::Countdown,
-            client_address: block.reads_client || location_by_request,
+            client_address: block.reads_client || location_by_address || countdown_by_address,
         }
     }
 }
@@ -213,24 +274,48 @@ pub fn from_context(
 }
 
 /// Adds to `input` what `block` declared it reads about the open: `client`; `location`
-/// (the context's `location` field when the block reads it, else the IP through the
-/// MaxMind database unless an image proxy fetched, else unknown) and the stores nearest to it.
+/// (the context's `location` field when the block reads it, else the address through the
+/// MaxMind database unless an image proxy or a machine fetched, else Apple's egress list for
+/// its relays, else unknown) and the stores nearest to it.
 fn add_opener_facts(input: &mut TemplateInput, block: &Block, opener: &Opener, sources: &Sources) {
     if block.reads_client {
-        input.client = Some(opener.client);
+        input.client = Some(opener.client.clone());
     }
-    if block.reads_location {
-        let location = geo_ip::resolve(
-            input.ctx.get("location"),
-            opener.client,
-            opener.ip,
-            sources.geo.as_ref(),
-        );
-        input.nearest_stores = location
-            .coordinates()
-            .map(|(lat, lon)| sources.stores.nearest(lat, lon, NEAREST_STORES))
-            .unwrap_or_default();
-        input.location = Some(Box::new(location));
+    if !block.reads_location {
+        return;
+    }
+    let location = geo_ip::resolve(
+        input.ctx.get("location"),
+        &opener.client,
+        opener.ip,
+        sources.locators(),
+    );
+    input.nearest_stores = location
+        .coordinates()
+        .map(|(lat, lon)| sources.stores.nearest(lat, lon, NEAREST_STORES))
+        .unwrap_or_default();
+    input.location = Some(Box::new(location));
+}
+
+/// What a countdown knows of the reader of this fetch: the zone and country of their location,
+/// found as `location` is (whether or not the block declares it), and whether another address
+/// could have found other ones.
+fn reader_of(input: &TemplateInput, opener: &Opener, sources: &Sources) -> Reader {
+    let locators = sources.locators();
+    let location = geo_ip::resolve(
+        input.ctx.get("location"),
+        &opener.client,
+        opener.ip,
+        locators,
+    );
+    let by_address = location.source != LocationSource::Context
+        && opener
+            .reachable
+            .any(|kind, machine| locators.can_locate(kind, machine));
+    Reader {
+        time_zone: location.time_zone,
+        country: location.country,
+        by_address,
     }
 }
 
@@ -256,7 +341,7 @@ mod tests {
         )
         .unwrap();
         let with_facts = TemplateInput {
-            client: Some(ClientKind::GmailProxy),
+            client: Some(Client::of_kind(ClientKind::GmailProxy, "gmail-image-proxy")),
             nearest_stores: ShopStores::demo().nearest(48.86, 2.34, 2),
             location: Some(Box::new(location)),
             ..TemplateInput::default()
@@ -264,7 +349,7 @@ mod tests {
         let json = serde_json::to_string(&with_facts).unwrap();
         let back: TemplateInput = serde_json::from_str(&json).unwrap();
         assert_eq!(serde_json::to_string(&back).unwrap(), json);
-        assert_eq!(back.client, Some(ClientKind::GmailProxy));
+        assert_eq!(back.client.map(|c| c.kind), Some(ClientKind::GmailProxy));
         assert_eq!(back.nearest_stores[0].store.id, "par-marais");
     }
 }

@@ -4,7 +4,8 @@
 //! - a lock exists → its inputs (the live context is not even read);
 //! - no lock, a person opens → the context's inputs, claimed as the lock (`SET NX`); when another
 //!   open claimed first, the winner's inputs are served instead, so both see the same;
-//! - no lock, a machine prefetches (Apple's proxy) → the context's inputs, no lock;
+//! - no lock, a machine fetches (Apple's or Gmail's prefetch, a scanner, a HEAD request) →
+//!   the context's inputs, no lock;
 //! - the lock store fails or is slow → the context's inputs, no lock (never a broken image).
 
 use super::error::OpenError;
@@ -24,7 +25,7 @@ pub(super) async fn input(
     block: &Block,
     subscriber: &SubscriberId,
     ttl: Duration,
-    opener: Opener,
+    opener: &Opener,
     context_input: impl Future<Output = Result<TemplateInput, OpenError>>,
 ) -> Result<TemplateInput, OpenError> {
     let key = lock_key(subscriber, campaign, &block.name);
@@ -34,7 +35,7 @@ pub(super) async fn input(
         Lookup::Free => {}
     }
     let input = context_input.await?;
-    if opener.prefetch {
+    if !opener.is_person() {
         return Ok(input);
     }
     let Ok(json) = serde_json::to_string(&input) else {

@@ -3,7 +3,7 @@
 //!
 //! 1. [`query`] — the URL's query, parsed once and bounded;
 //! 2. [`verify`] — the subscriber id and its token (**tokens before context**);
-//! 3. [`opener`] — who fetched (mail client, image proxy, machine prefetch, address);
+//! 3. [`opener`] — who fetched (mail client, image proxy or machine, on what evidence; address);
 //! 4. [`subscriber_context`] — the context, one round trip within the store deadline, or
 //!    [`lock_on_open`] — what a locked block showed first;
 //! 5. [`input`] — what the render sees, decided in one place, hence its render cache key;
@@ -32,7 +32,7 @@ mod verify;
 
 pub use block_render::render_block;
 pub use error::{BlockRenderError, OpenError};
-pub use input::{from_context, RenderInput, RequestDependence, TemplateInput};
+pub use input::{from_context, Reader, RenderInput, RequestDependence, TemplateInput};
 pub use opener::Opener;
 
 use crate::blocks::{Block, BlockKind, CachePolicy, Campaign, Catalog};
@@ -181,8 +181,7 @@ impl Pipeline {
                 campaign,
                 block,
                 Some(subscriber.as_str()),
-                opener.client,
-                opener.prefetch,
+                &opener.recorded_client(),
             )),
             verify::Attribution::Anonymous(reason) => {
                 self.metrics.anonymous(kind.as_str(), reason);
@@ -242,7 +241,7 @@ impl Pipeline {
                     block,
                     subscriber,
                     ttl,
-                    open.opener,
+                    &open.opener,
                     from_context,
                 )
                 .await?
@@ -256,7 +255,7 @@ impl Pipeline {
             query.scale,
             input,
             &open.opener,
-            self.sources.geo.is_some(),
+            &self.sources,
         )?;
         let rendered_for = decided.input.now;
         let depends_on = decided.depends_on;

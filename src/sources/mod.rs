@@ -1,21 +1,28 @@
 //! What an open may consult besides the subscriber's context: product photos from the shop's
-//! image hosts ([`product_photos`]), the reader's location by IP ([`geo_ip`]), the mail-client
-//! and image-proxy rules ([`mail_clients`]) and the shop's physical stores ([`shop_stores`]).
+//! image hosts ([`product_photos`]), the reader's location by IP ([`geo_ip`]), the mail-client,
+//! image-proxy and scanner rules ([`mail_clients`]) with Apple's relay egress list
+//! ([`apple_egress`]), countries and their time zones ([`countries`]) and the shop's physical
+//! stores ([`shop_stores`]).
 //! Built once at start-up from [`SourcesArgs`]; a bad setting stops start-up with a clear
 //! error instead of failing opens later.
 
+pub mod apple_egress;
+pub mod countries;
 pub mod geo_ip;
+pub(crate) mod ip_ranges;
 pub mod mail_clients;
 pub mod product_photos;
 pub mod shop_stores;
 
 use crate::config::SourcesArgs;
-use geo_ip::{GeoDb, GeoError};
+use apple_egress::{AppleEgress, EgressError};
+use geo_ip::{GeoDb, GeoError, Locators};
 use mail_clients::{ClientRules, ClientRulesError};
 use product_photos::{ProductPhotoConfig, ProductPhotoConfigError, ProductPhotos};
 use shop_stores::{ShopStores, ShopStoresError};
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +34,11 @@ pub enum SourcesError {
     #[error("OPENTIME_GEOIP_DB: {0}")]
     Geo(#[from] GeoError),
     #[error("OPENTIME_CLIENTS_FILE: {0}")]
-    Clients(#[from] ClientRulesError),
+    Clients(#[source] ClientRulesError),
+    #[error("OPENTIME_MACHINE_NETWORKS: {0}")]
+    MachineNetworks(#[source] ClientRulesError),
+    #[error("OPENTIME_APPLE_EGRESS_FILE: {0}")]
+    AppleEgress(#[from] EgressError),
     #[error("OPENTIME_STORES: {0}")]
     ShopStores(#[from] ShopStoresError),
 }
@@ -37,8 +48,10 @@ pub struct Sources {
     pub photos: ProductPhotos,
     /// Locates readers by IP; `None` when no `.mmdb` is configured.
     pub geo: Option<GeoDb>,
-    /// Tells mail clients and image proxies apart.
+    /// Tells mail clients, image proxies and machines apart.
     pub clients: ClientRules,
+    /// Apple's relay egress list; `None` when no file is configured.
+    pub apple_egress: Option<Arc<AppleEgress>>,
     /// The shop's stores, for "nearest store" blocks.
     pub stores: ShopStores,
 }
@@ -69,14 +82,46 @@ impl Sources {
             ..ProductPhotoConfig::default()
         })?;
         let geo = args.geoip_db.as_deref().map(GeoDb::open).transpose()?;
-        let clients = ClientRules::load(args.clients_file.as_deref())?;
+        let apple_egress = args
+            .apple_egress_file
+            .as_deref()
+            .map(AppleEgress::load)
+            .transpose()?
+            .map(Arc::new);
+        if let Some(egress) = &apple_egress {
+            tracing::info!(
+                networks = egress.networks(),
+                places = egress.places(),
+                "Apple relay egress list loaded"
+            );
+        }
+        let mut machine_networks = args.machine_networks.clone();
+        if let Some(path) = &args.machine_networks_file {
+            machine_networks.extend(
+                mail_clients::read_machine_networks(path).map_err(SourcesError::MachineNetworks)?,
+            );
+        }
+        let clients = ClientRules::load(args.clients_file.as_deref())
+            .map_err(SourcesError::Clients)?
+            .with_machine_networks(&machine_networks)
+            .map_err(SourcesError::MachineNetworks)?
+            .with_apple_egress(apple_egress.clone());
         let stores = ShopStores::load_or_demo(args.stores.as_deref())?;
         Ok(Self {
             photos: images,
             geo,
             clients,
+            apple_egress,
             stores,
         })
+    }
+
+    /// What locates readers by their address: the database and the egress list.
+    pub fn locators(&self) -> Locators<'_> {
+        Locators {
+            geo: self.geo.as_ref(),
+            egress: self.apple_egress.as_deref(),
+        }
     }
 
     /// The defaults: no remote host allowed, no database, shipped rules, demo stores.
@@ -94,7 +139,7 @@ mod tests {
 
     #[test]
     fn bad_settings_stop_start_up_with_the_setting_named() {
-        let cases: [(Tweak, &str); 5] = [
+        let cases: [(Tweak, &str); 8] = [
             (
                 |a| a.image_resolve = vec!["cdn.test".into()],
                 "OPENTIME_IMAGE_RESOLVE",
@@ -114,6 +159,18 @@ mod tests {
             (
                 |a| a.stores = Some(PathBuf::from("/nonexistent/stores.json")),
                 "OPENTIME_STORES",
+            ),
+            (
+                |a| a.apple_egress_file = Some(PathBuf::from("/nonexistent/egress.csv")),
+                "OPENTIME_APPLE_EGRESS_FILE",
+            ),
+            (
+                |a| a.machine_networks = vec!["10.0.0.0/99".into()],
+                "OPENTIME_MACHINE_NETWORKS",
+            ),
+            (
+                |a| a.machine_networks_file = Some(PathBuf::from("/nonexistent/nets.txt")),
+                "OPENTIME_MACHINE_NETWORKS",
             ),
         ];
         for (tweak, setting) in cases {

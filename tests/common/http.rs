@@ -29,8 +29,13 @@ impl Answer {
     }
 }
 
+/// What the tests' HTTP client says it is unless a test says otherwise: a person reading mail
+/// in Chrome (a fetch with no User-Agent is a machine's, and never counts as an open).
+pub const PERSON_USER_AGENT: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
+        .user_agent(PERSON_USER_AGENT)
         .timeout(Duration::from_secs(10))
         .build()
         .expect("http client")
@@ -39,6 +44,7 @@ pub fn client() -> reqwest::Client {
 /// A client that shows redirects instead of following them (for `/click`).
 pub fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
+        .user_agent(PERSON_USER_AGENT)
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(10))
         .build()
@@ -94,10 +100,19 @@ pub fn metric(text: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Fetches `url` as Apple Mail Privacy Protection does (from a relay address, with one trusted
-/// proxy hop in front of the server) and checks it was served, not a fallback.
+/// The User-Agent of Apple Mail Privacy Protection's prefetch, exactly.
+pub const APPLE_MPP_USER_AGENT: &str = "Mozilla/5.0";
+
+/// Fetches `url` as Apple Mail Privacy Protection does (its exact User-Agent, from a relay
+/// egress address behind one trusted proxy hop) and checks it was served, not a fallback.
 pub async fn apple_prefetch(url: &str) -> Answer {
-    let prefetch = send(client().get(url).header("x-forwarded-for", "17.58.0.1")).await;
+    let prefetch = send(
+        client()
+            .get(url)
+            .header("user-agent", APPLE_MPP_USER_AGENT)
+            .header("x-forwarded-for", "172.224.226.9"),
+    )
+    .await;
     assert_eq!(prefetch.status, 200);
     assert_eq!(prefetch.header("x-opentime-fallback"), None);
     prefetch

@@ -47,6 +47,11 @@ pub fn geo_fixture() -> PathBuf {
     repo().join("tests/fixtures/geo-test.mmdb")
 }
 
+/// The test Apple relay egress list (`tests/fixtures/apple-egress-test.csv`).
+pub fn apple_egress_fixture() -> PathBuf {
+    repo().join("tests/fixtures/apple-egress-test.csv")
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

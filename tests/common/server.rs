@@ -103,6 +103,12 @@ impl ServerBuilder {
         self
     }
 
+    /// Apple's relay egress list (`OPENTIME_APPLE_EGRESS_FILE`).
+    pub fn apple_egress(mut self, path: PathBuf) -> Self {
+        self.args.sources.apple_egress_file = Some(path);
+        self
+    }
+
     /// Image hosts that may resolve to private addresses (`OPENTIME_IMAGE_PRIVATE_HOSTS`).
     pub fn image_private_hosts(mut self, hosts: &[&str]) -> Self {
         self.args.sources.image_private_hosts = hosts.iter().map(|s| s.to_string()).collect();

@@ -121,7 +121,7 @@ mod tests {
     use super::*;
     use crate::context::{ContextStore, SubscriberId};
     use crate::events::EventKind;
-    use crate::sources::mail_clients::ClientKind;
+    use crate::sources::mail_clients::{Client, ClientKind};
 
     #[tokio::test]
     async fn events_are_appended_capped_and_fold_into_the_email_field() {
@@ -133,16 +133,8 @@ mod tests {
             .merge(&alice, profile.as_object().unwrap().clone())
             .await
             .unwrap();
-        let open = |kind| {
-            Event::now(
-                kind,
-                "demo",
-                "cart",
-                Some("alice"),
-                ClientKind::Browser,
-                false,
-            )
-        };
+        let browser = Client::of_kind(ClientKind::Browser, "browser");
+        let open = |kind| Event::now(kind, "demo", "cart", Some("alice"), &browser);
         let batch = [
             open(EventKind::Open),
             open(EventKind::Open),
@@ -170,16 +162,8 @@ mod tests {
             .insert("bob", b"not json".as_slice())
             .unwrap();
         txn.commit().unwrap();
-        let open = |who| {
-            Event::now(
-                EventKind::Open,
-                "demo",
-                "cart",
-                Some(who),
-                ClientKind::Browser,
-                false,
-            )
-        };
+        let browser = Client::of_kind(ClientKind::Browser, "browser");
+        let open = |who| Event::now(EventKind::Open, "demo", "cart", Some(who), &browser);
         let written = store
             .write(&[open("alice"), open("bob")], 10)
             .await

@@ -58,7 +58,7 @@ redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return 1
 "#;
 
-/// KEYS[1] = ctx:{SUB}, KEYS[2] = evdone:{SUB}; ARGV = kind, at, campaign, prefetch ("1"/"0"),
+/// KEYS[1] = ctx:{SUB}, KEYS[2] = evdone:{SUB}; ARGV = kind, at, campaign, machine ("1"/"0"),
 /// id, now ms, forget-before ms, window ms. Returns 1 when applied, 0 when the subscriber has
 /// no context, 2 when the id was applied before.
 /// A subscriber with no context gets none: an open must not make up a context (the open path
@@ -72,8 +72,8 @@ if raw then
   local ok, decoded = pcall(cjson.decode, raw)
   if ok and type(decoded) == 'table' then email = decoded end
 end
-local kind, at, campaign, prefetch = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-if prefetch == '1' then
+local kind, at, campaign, machine = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if machine == '1' then
   email.last_prefetch = at
 else
   if kind == 'click' then
@@ -232,7 +232,7 @@ impl EventSink for RedisStore {
                 .arg(event.kind.as_str())
                 .arg(event.at.to_rfc3339_opts(SecondsFormat::Millis, true))
                 .arg(&event.campaign)
-                .arg(if event.prefetch { "1" } else { "0" })
+                .arg(if event.machine { "1" } else { "0" })
                 .arg(&event.id)
                 .arg(now)
                 .arg(forget_before)
@@ -254,17 +254,11 @@ mod tests {
     use super::*;
     use crate::context::{ContextStore, SubscriberId};
     use crate::events::EventKind;
-    use crate::sources::mail_clients::ClientKind;
+    use crate::sources::mail_clients::{Client, ClientKind};
 
     fn open(subscriber: &str) -> Event {
-        Event::now(
-            EventKind::Open,
-            "demo",
-            "cart",
-            Some(subscriber),
-            ClientKind::Browser,
-            false,
-        )
+        let browser = Client::of_kind(ClientKind::Browser, "browser");
+        Event::now(EventKind::Open, "demo", "cart", Some(subscriber), &browser)
     }
 
     fn stream_len(redis: &TestRedis) -> usize {
