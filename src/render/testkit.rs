@@ -1,18 +1,37 @@
-//! Shared fixtures for the render's unit tests: a rasterizer with the shipped fonts and
-//! images, the text tiles a render would make of an SVG, the largest pixel difference, and a
+//! Shared fixtures for the render's unit tests: a rasterizer with the shipped fonts (or with
+//! Debian's Noto fonts too) and images, the text tiles a render would make of an SVG, the largest pixel difference, and a
 //! block of plain texts of many kinds. Test code only (the text tile tests sit beside the
 //! code they test, in several files, and all start from these).
 
 use super::assets::AssetImages;
+use super::fonts::FontSettings;
 use super::svg::Rasterizer;
 use super::text_tiles::Tiled;
 use resvg::tiny_skia::Pixmap;
 use std::sync::Arc;
 
-/// A rasterizer with the fonts and images in `assets/`.
+/// A rasterizer with the fonts and images in `assets/` (and no other font).
 pub(crate) fn rasterizer() -> Rasterizer {
+    rasterizer_with(&FontSettings::shipped_only())
+}
+
+/// A rasterizer with the fonts and images in `assets/` and the Noto fonts of Debian's packages
+/// (always the same files, so what they draw is the same on every machine).
+pub(crate) fn noto_rasterizer() -> Rasterizer {
+    let settings = FontSettings::debian_noto();
+    if let Some(missing) = settings.paths.iter().find(|path| !path.exists()) {
+        panic!(
+            "{} is missing: run scripts/test, which installs fonts-noto-core, fonts-noto-cjk \
+             and fonts-noto-color-emoji",
+            missing.display()
+        );
+    }
+    rasterizer_with(&settings)
+}
+
+fn rasterizer_with(settings: &FontSettings) -> Rasterizer {
     let assets = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
-    let fonts = super::fonts::load(&assets.join("fonts")).unwrap();
+    let fonts = super::fonts::load(&assets.join("fonts"), settings).unwrap();
     Rasterizer::new(
         fonts,
         Arc::new(AssetImages::load(&assets.join("images")).unwrap()),

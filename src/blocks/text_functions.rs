@@ -1,0 +1,302 @@
+//! The templates' text functions, measured with the renderer's fonts, fallback and layout
+//! (`crate::render::text_fit`), so a text a template fits is a text the renderer draws that
+//! wide:
+//!
+//! - `text_lines(text, width, size, weight=400, family="Inter", max_lines=0, ellipsis="…")` →
+//!   the lines of `text` wrapped at `width` pixels, the last ending in `ellipsis` when
+//!   `max_lines` cuts it;
+//! - `fit_size(text, width, max, min, weight=400, family="Inter", step=1)` → the largest size
+//!   from `max` down to `min` (in steps of `step`) at which `text` fits `width` on one line;
+//!   `min` when none does;
+//! - `text_width(text, size, weight=400, family="Inter")` → the text's width in pixels.
+//!
+//! Their results depend only on their arguments (and the installed fonts), so a render stays
+//! a function of its inputs and its cache key. What they had to cut, or could not fit, is noted
+//! for `opentime check` ([`collect_notes`]).
+
+use crate::render::text_fit;
+use crate::render::text_layout::{Style, Typesetter};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+use svgtypes::FontFamily;
+use tera::{Tera, Value};
+
+/// The functions' names, for the sandbox's list of what templates may call.
+pub(super) const NAMES: [&str; 3] = ["text_lines", "fit_size", "text_width"];
+
+/// Sizes and widths the functions accept, in pixels.
+const MAX_PIXELS: f64 = 10_000.0;
+/// Lines `max_lines` may ask for.
+const MAX_LINES: u64 = 1_000;
+
+/// Something a text function had to do to a text: cut it, or leave it wider than its box.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextNote(pub String);
+
+impl std::fmt::Display for TextNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+thread_local! {
+    /// Notes of the renders in [`collect_notes`] on this thread (Tera renders synchronously).
+    static NOTES: RefCell<Option<Vec<TextNote>>> = const { RefCell::new(None) };
+}
+
+/// Runs `render` and returns, with its result, what the text functions noted while it ran.
+pub fn collect_notes<T>(render: impl FnOnce() -> T) -> (T, Vec<TextNote>) {
+    NOTES.with(|notes| notes.replace(Some(Vec::new())));
+    let result = render();
+    let notes = NOTES.with(|notes| notes.replace(None)).unwrap_or_default();
+    (result, notes)
+}
+
+fn note(text: String) {
+    NOTES.with(|notes| {
+        if let Some(notes) = notes.borrow_mut().as_mut() {
+            if notes.len() < 100 && !notes.iter().any(|n| n.0 == text) {
+                notes.push(TextNote(text));
+            }
+        }
+    });
+}
+
+/// Registers the functions on `tera`, measuring with `typesetter`.
+pub(super) fn register(tera: &mut Tera, typesetter: &Arc<Typesetter>) {
+    let measure = Arc::clone(typesetter);
+    tera.register_function("text_lines", move |args: &HashMap<String, Value>| {
+        text_lines(&measure, args)
+    });
+    let measure = Arc::clone(typesetter);
+    tera.register_function("fit_size", move |args: &HashMap<String, Value>| {
+        fit_size(&measure, args)
+    });
+    let measure = Arc::clone(typesetter);
+    tera.register_function("text_width", move |args: &HashMap<String, Value>| {
+        text_width(&measure, args)
+    });
+}
+
+/// A function's arguments, checked against the names it takes.
+struct Args<'a> {
+    function: &'static str,
+    args: &'a HashMap<String, Value>,
+}
+
+impl<'a> Args<'a> {
+    fn new(
+        function: &'static str,
+        args: &'a HashMap<String, Value>,
+        known: &[&str],
+    ) -> tera::Result<Self> {
+        if let Some(unknown) = args.keys().find(|k| !known.contains(&k.as_str())) {
+            return Err(tera::Error::msg(format!(
+                "{function}: unknown argument `{unknown}` (it takes {})",
+                known.join(", ")
+            )));
+        }
+        Ok(Self { function, args })
+    }
+
+    fn error(&self, message: String) -> tera::Error {
+        tera::Error::msg(format!("{}: {message}", self.function))
+    }
+
+    /// A text argument (numbers are written as Tera writes them; null is empty).
+    fn text(&self, name: &str) -> tera::Result<String> {
+        match self.args.get(name) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(Value::Number(n)) => Ok(n.to_string()),
+            Some(Value::Bool(b)) => Ok(b.to_string()),
+            Some(Value::Null) => Ok(String::new()),
+            Some(other) => Err(self.error(format!("`{name}` must be a text, not {other}"))),
+            None => Err(self.error(format!("`{name}` is missing"))),
+        }
+    }
+
+    fn optional_text(&self, name: &str, default: &str) -> tera::Result<String> {
+        match self.args.get(name) {
+            None => Ok(default.to_owned()),
+            Some(_) => self.text(name),
+        }
+    }
+
+    /// A number in `0 < n ≤ MAX_PIXELS`.
+    fn pixels(&self, name: &str) -> tera::Result<f32> {
+        let value = self
+            .args
+            .get(name)
+            .ok_or_else(|| self.error(format!("`{name}` is missing")))?;
+        let number = match value {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.trim().parse::<f64>().ok(),
+            _ => None,
+        };
+        match number {
+            Some(n) if n > 0.0 && n <= MAX_PIXELS => Ok(n as f32),
+            _ => Err(self.error(format!(
+                "`{name}` must be a number of pixels above 0 and at most {MAX_PIXELS}, not {value}"
+            ))),
+        }
+    }
+
+    fn optional_pixels(&self, name: &str, default: f32) -> tera::Result<f32> {
+        match self.args.get(name) {
+            None => Ok(default),
+            Some(_) => self.pixels(name),
+        }
+    }
+
+    /// `weight`: 1–1000, `normal` or `bold` (400 when absent).
+    fn weight(&self) -> tera::Result<u16> {
+        let value = match self.args.get("weight") {
+            None => return Ok(400),
+            Some(value) => value,
+        };
+        let weight = match value {
+            Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+            Value::String(s) => match s.trim() {
+                "normal" => Some(400),
+                "bold" => Some(700),
+                other => other.parse::<u16>().ok(),
+            },
+            _ => None,
+        };
+        weight.filter(|w| (1..=1000).contains(w)).ok_or_else(|| {
+            self.error(format!(
+                "`weight` must be 1–1000, `normal` or `bold`, not {value}"
+            ))
+        })
+    }
+
+    /// `family`: a CSS font family list, as in `font-family` (`Inter` when absent).
+    fn families(&self) -> tera::Result<Vec<FontFamily>> {
+        let family = self.optional_text("family", "Inter")?;
+        match svgtypes::parse_font_families(&family) {
+            Ok(families) if !families.is_empty() => Ok(families),
+            _ => Err(self.error(format!(
+                "`family` must be a font-family list such as `Inter` or `'Noto Sans', sans-serif`, not `{family}`"
+            ))),
+        }
+    }
+
+    /// `max_lines`: 0 (no limit) or a positive whole number.
+    fn max_lines(&self) -> tera::Result<usize> {
+        match self.args.get("max_lines") {
+            None => Ok(0),
+            Some(value) => value
+                .as_u64()
+                .filter(|n| *n <= MAX_LINES)
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| {
+                    self.error(format!(
+                        "`max_lines` must be a whole number from 0 (no limit) to {MAX_LINES}, not {value}"
+                    ))
+                }),
+        }
+    }
+}
+
+/// A number as templates should print it: whole numbers without a fraction, others to 1/100.
+fn number(n: f32) -> Value {
+    let n = f64::from(n);
+    if n.fract() == 0.0 && n.abs() < 1e9 {
+        Value::from(n as i64)
+    } else {
+        Value::from((n * 100.0).round() / 100.0)
+    }
+}
+
+/// A text for a note: quoted, shortened.
+fn quoted(text: &str) -> String {
+    let short: String = text.chars().take(60).collect();
+    if short.len() < text.len() {
+        format!("\"{short}…\"")
+    } else {
+        format!("\"{short}\"")
+    }
+}
+
+fn text_lines(typesetter: &Typesetter, args: &HashMap<String, Value>) -> tera::Result<Value> {
+    let args = Args::new(
+        "text_lines",
+        args,
+        &[
+            "text",
+            "width",
+            "size",
+            "weight",
+            "family",
+            "max_lines",
+            "ellipsis",
+        ],
+    )?;
+    let text = args.text("text")?;
+    let width = args.pixels("width")?;
+    let families = args.families()?;
+    let style = Style {
+        families: &families,
+        weight: args.weight()?,
+        size: args.pixels("size")?,
+    };
+    let max_lines = args.max_lines()?;
+    let ellipsis = args.optional_text("ellipsis", "…")?;
+    let wrapped = text_fit::lines(typesetter, &text, &style, width, max_lines, &ellipsis);
+    if wrapped.cut {
+        note(format!(
+            "text_lines cut {} to {} line(s) of {width} px",
+            quoted(&text),
+            wrapped.lines.len()
+        ));
+    }
+    if wrapped.overflow {
+        note(format!(
+            "text_lines: {} does not fit {width} px even one character a line",
+            quoted(&text)
+        ));
+    }
+    Ok(Value::from(wrapped.lines))
+}
+
+fn fit_size(typesetter: &Typesetter, args: &HashMap<String, Value>) -> tera::Result<Value> {
+    let args = Args::new(
+        "fit_size",
+        args,
+        &["text", "width", "max", "min", "weight", "family", "step"],
+    )?;
+    let text = args.text("text")?;
+    let width = args.pixels("width")?;
+    let (max, min) = (args.pixels("max")?, args.pixels("min")?);
+    if min > max {
+        return Err(args.error(format!("`min` ({min}) is above `max` ({max})")));
+    }
+    let step = args.optional_pixels("step", 1.0)?;
+    let families = args.families()?;
+    let style = Style {
+        families: &families,
+        weight: args.weight()?,
+        size: max,
+    };
+    let (size, fits) = text_fit::fit_size(typesetter, &text, &style, width, (min, max, step));
+    if !fits {
+        note(format!(
+            "fit_size: {} overflows {width} px even at the smallest size, {min} px",
+            quoted(&text)
+        ));
+    }
+    Ok(number(size))
+}
+
+fn text_width(typesetter: &Typesetter, args: &HashMap<String, Value>) -> tera::Result<Value> {
+    let args = Args::new("text_width", args, &["text", "size", "weight", "family"])?;
+    let text = args.text("text")?;
+    let families = args.families()?;
+    let style = Style {
+        families: &families,
+        weight: args.weight()?,
+        size: args.pixels("size")?,
+    };
+    Ok(number(text_fit::width(typesetter, &text, &style)))
+}

@@ -1,0 +1,315 @@
+//! Text that fits a width, measured with the renderer's own layout ([`super::text_layout`]): the
+//! lines of a text wrapped at a width (Unicode line breaking; Chinese, Japanese and Korean break
+//! between characters), the largest font size at which a text fits on one line, and a text's
+//! width. The templates' text functions (`crate::blocks`) are these.
+//!
+//! A line "fits" when both its advance and its ink end within the width, measured on the line
+//! alone, exactly as the renderer will lay it out (so an Arabic word at the end of a line is
+//! shaped in its final form). Candidates are first estimated from one layout of the whole
+//! paragraph (each glyph's advance counts at its cluster), then measured exactly, so a line
+//! costs one or two layouts, whatever the text's length.
+
+use super::plain_text::collapse_spaces;
+use super::text_layout::{Layout, Style, Typesetter};
+use unicode_segmentation::UnicodeSegmentation;
+
+/// Characters of a text the functions lay out; the rest counts as cut.
+pub(crate) const MAX_CHARACTERS: usize = 4_000;
+/// A measured width may exceed the box by this much (rounding) and still fit.
+const SLACK: f32 = 0.01;
+/// Sizes `fit_size` tries below its first estimate before giving up on the step grid.
+const MAX_SIZE_STEPS: usize = 64;
+
+/// The lines of a wrapped text.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Lines {
+    pub(crate) lines: Vec<String>,
+    /// Text was left out (`max_lines` reached, or the text was longer than
+    /// [`MAX_CHARACTERS`]); the last line ends in the ellipsis.
+    pub(crate) cut: bool,
+    /// A line is wider than the width all the same (a single character, or the ellipsis, that
+    /// does not fit).
+    pub(crate) overflow: bool,
+}
+
+/// The advance of `text` (white space collapsed, as the renderer reads it) in `style`.
+pub(crate) fn width(typesetter: &Typesetter, text: &str, style: &Style<'_>) -> f32 {
+    let content = collapse_spaces(text);
+    typesetter
+        .layout(&content, style)
+        .map_or(0.0, |layout| layout.advance)
+}
+
+/// How far `line` reaches from its start: its advance or its ink, whichever ends later.
+fn extent(typesetter: &Typesetter, line: &str, style: &Style<'_>) -> f32 {
+    if line.is_empty() {
+        return 0.0;
+    }
+    let Some(layout) = typesetter.layout(line, style) else {
+        return 0.0;
+    };
+    let ink = typesetter.ink(&layout, style.size).map_or(0.0, |(_, r)| r);
+    layout.advance.max(ink)
+}
+
+fn fits(typesetter: &Typesetter, line: &str, style: &Style<'_>, width: f32) -> bool {
+    extent(typesetter, line, style) <= width + SLACK
+}
+
+/// The advance of a paragraph up to each byte offset (`at[b]`: the glyphs of the characters
+/// before `b`), from one layout of the whole paragraph.
+struct Advances {
+    at: Vec<f32>,
+}
+
+impl Advances {
+    fn of(layout: Option<&Layout>, len: usize) -> Self {
+        let mut per_byte = vec![0.0f32; len + 1];
+        for glyph in layout.iter().flat_map(|l| &l.runs).flat_map(|r| &r.glyphs) {
+            if let Some(slot) = per_byte.get_mut(glyph.cluster) {
+                *slot += glyph.advance;
+            }
+        }
+        let mut at = Vec::with_capacity(len + 1);
+        let mut sum = 0.0f32;
+        at.push(0.0);
+        for advance in &per_byte[..len] {
+            sum += advance;
+            at.push(sum);
+        }
+        Self { at }
+    }
+
+    /// The estimated advance of bytes `start..end`.
+    fn between(&self, start: usize, end: usize) -> f32 {
+        let at = |i: usize| self.at.get(i).copied().unwrap_or(0.0);
+        at(end) - at(start)
+    }
+}
+
+/// `text` wrapped at `width` in `style`: at most `max_lines` lines (0: no limit), the last of
+/// them ending in `ellipsis` when text is left out. Line breaks in `text` are kept; other
+/// white space collapses as the renderer collapses it.
+pub(crate) fn lines(
+    typesetter: &Typesetter,
+    text: &str,
+    style: &Style<'_>,
+    width: f32,
+    max_lines: usize,
+    ellipsis: &str,
+) -> Lines {
+    let (text, mut cut) = match text.char_indices().nth(MAX_CHARACTERS) {
+        Some((end, _)) => (&text[..end], true),
+        None => (text, false),
+    };
+    let mut out = Lines {
+        lines: Vec::new(),
+        cut: false,
+        overflow: false,
+    };
+    let mut paragraphs: Vec<String> = text
+        .split([
+            '\n', '\r', '\u{0B}', '\u{0C}', '\u{85}', '\u{2028}', '\u{2029}',
+        ])
+        .map(collapse_spaces)
+        .collect();
+    while paragraphs.last().is_some_and(String::is_empty) {
+        paragraphs.pop();
+    }
+    let limit = (max_lines > 0).then_some(max_lines);
+    // Where each kept line starts: its paragraph and offset, to end it with an ellipsis.
+    let mut starts: Vec<(usize, usize)> = Vec::new();
+    'paragraphs: for (number, paragraph) in paragraphs.iter().enumerate() {
+        let ranges = match paragraph.is_empty() {
+            true => vec![(0, 0)],
+            false => wrap(typesetter, paragraph, style, width, &mut out.overflow),
+        };
+        for (start, end) in ranges {
+            if limit.is_some_and(|limit| out.lines.len() >= limit) {
+                cut = true;
+                break 'paragraphs;
+            }
+            out.lines.push(paragraph[start..end].trim_end().to_owned());
+            starts.push((number, start));
+        }
+    }
+    if cut {
+        let last = out.lines.len().checked_sub(1);
+        if let Some((line, &(number, start))) =
+            last.and_then(|i| Some((out.lines.get_mut(i)?, starts.get(i)?)))
+        {
+            let end = start + line.len();
+            let (ended, overflow) = ellipsize(
+                typesetter,
+                &paragraphs[number],
+                start,
+                end,
+                style,
+                width,
+                ellipsis,
+            );
+            *line = ended;
+            out.overflow |= overflow;
+        }
+    }
+    out.cut = cut;
+    out
+}
+
+/// The lines of one paragraph (no line breaks, spaces collapsed) as byte ranges, greedily:
+/// each line as long as fits, broken where Unicode line breaking allows, or between grapheme
+/// clusters when a word alone is too wide (`overflow` set when a single cluster is).
+fn wrap(
+    typesetter: &Typesetter,
+    paragraph: &str,
+    style: &Style<'_>,
+    width: f32,
+    overflow: &mut bool,
+) -> Vec<(usize, usize)> {
+    let layout = typesetter.layout(paragraph, style);
+    let advances = Advances::of(layout.as_ref(), paragraph.len());
+    let breaks: Vec<usize> = unicode_linebreak::linebreaks(paragraph)
+        .map(|(at, _)| at)
+        .collect();
+    let trimmed_end = |start: usize, end: usize| start + paragraph[start..end].trim_end().len();
+    let mut lines = Vec::new();
+    let mut start = 0;
+    while start < paragraph.len() {
+        let candidates: Vec<usize> = breaks.iter().copied().filter(|b| *b > start).collect();
+        // The last candidate whose estimate fits, then back until one fits exactly.
+        let estimated = candidates
+            .iter()
+            .rposition(|b| advances.between(start, trimmed_end(start, *b)) <= width + SLACK);
+        let exact = estimated.and_then(|last| {
+            candidates[..=last].iter().rev().copied().find(|b| {
+                fits(
+                    typesetter,
+                    &paragraph[start..trimmed_end(start, *b)],
+                    style,
+                    width,
+                )
+            })
+        });
+        let end = match exact {
+            Some(end) => end,
+            None => {
+                // The next word alone is too wide: as many grapheme clusters as fit.
+                let word_end = candidates.first().copied().unwrap_or(paragraph.len());
+                let end = longest_fitting(
+                    typesetter, paragraph, start, word_end, style, width, &advances, "",
+                );
+                match end {
+                    Some(end) => end,
+                    None => {
+                        *overflow = true;
+                        next_grapheme(paragraph, start)
+                    }
+                }
+            }
+        };
+        lines.push((start, end));
+        start = end;
+        while paragraph[start..].starts_with(' ') {
+            start += 1;
+        }
+    }
+    lines
+}
+
+/// The end of the first grapheme cluster from `start`.
+fn next_grapheme(text: &str, start: usize) -> usize {
+    text[start..]
+        .graphemes(true)
+        .next()
+        .map_or(text.len(), |g| start + g.len())
+}
+
+/// The largest grapheme boundary `end` in `start..=limit` (past `start`) such that
+/// `text[start..end]` (trailing spaces dropped) followed by `suffix` fits; `None` when not even
+/// one cluster does.
+#[allow(clippy::too_many_arguments)]
+fn longest_fitting(
+    typesetter: &Typesetter,
+    text: &str,
+    start: usize,
+    limit: usize,
+    style: &Style<'_>,
+    width: f32,
+    advances: &Advances,
+    suffix: &str,
+) -> Option<usize> {
+    let suffix_width = if suffix.is_empty() {
+        0.0
+    } else {
+        extent(typesetter, suffix, style)
+    };
+    let boundaries: Vec<usize> = text[start..limit]
+        .grapheme_indices(true)
+        .map(|(i, g)| start + i + g.len())
+        .collect();
+    let estimated = boundaries
+        .iter()
+        .rposition(|end| advances.between(start, *end) + suffix_width <= width + SLACK)?;
+    boundaries[..=estimated].iter().rev().copied().find(|end| {
+        let line = format!("{}{suffix}", text[start..*end].trim_end());
+        fits(typesetter, &line, style, width)
+    })
+}
+
+/// The line `text[start..end]` ended with `ellipsis`: as much of it as fits before the ellipsis
+/// (at least the ellipsis; `true` when even that does not fit).
+fn ellipsize(
+    typesetter: &Typesetter,
+    text: &str,
+    start: usize,
+    end: usize,
+    style: &Style<'_>,
+    width: f32,
+    ellipsis: &str,
+) -> (String, bool) {
+    let whole = format!("{}{ellipsis}", text[start..end].trim_end());
+    if fits(typesetter, &whole, style, width) {
+        return (whole, false);
+    }
+    let advances = Advances::of(typesetter.layout(text, style).as_ref(), text.len());
+    match longest_fitting(
+        typesetter, text, start, end, style, width, &advances, ellipsis,
+    ) {
+        Some(cut) => (format!("{}{ellipsis}", text[start..cut].trim_end()), false),
+        None => (
+            ellipsis.to_owned(),
+            !fits(typesetter, ellipsis, style, width),
+        ),
+    }
+}
+
+/// The largest font size from `max` down to `min`, in steps of `step`, at which `text` fits
+/// `width` on one line, and whether it fits at all (`min` is returned when it never does).
+pub(crate) fn fit_size(
+    typesetter: &Typesetter,
+    text: &str,
+    style: &Style<'_>,
+    width: f32,
+    (min, max, step): (f32, f32, f32),
+) -> (f32, bool) {
+    let content = collapse_spaces(text);
+    let at = |size: f32| Style { size, ..*style };
+    let widest = extent(typesetter, &content, &at(max));
+    if widest <= width + SLACK {
+        return (max, true);
+    }
+    // Widths grow linearly with the size (no hinting): start at the estimate, on the grid.
+    let ideal = max * width / widest;
+    let mut steps = ((max - ideal) / step).ceil().max(1.0);
+    for _ in 0..MAX_SIZE_STEPS {
+        let size = max - steps * step;
+        if size < min {
+            break;
+        }
+        if fits(typesetter, &content, &at(size), width) {
+            return (size, true);
+        }
+        steps += 1.0;
+    }
+    (min, fits(typesetter, &content, &at(min), width))
+}
