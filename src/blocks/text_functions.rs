@@ -300,3 +300,118 @@ fn text_width(typesetter: &Typesetter, args: &HashMap<String, Value>) -> tera::R
     };
     Ok(number(text_fit::width(typesetter, &text, &style)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::{FontSettings, Renderer};
+    use std::sync::OnceLock;
+
+    fn renderer() -> &'static Renderer {
+        static RENDERER: OnceLock<Renderer> = OnceLock::new();
+        RENDERER.get_or_init(|| {
+            let assets = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
+            Renderer::load_with(&assets, &FontSettings::debian_noto())
+                .expect("Debian's Noto fonts: run scripts/test")
+        })
+    }
+
+    fn rendered(source: &str) -> Result<String, String> {
+        let mut tera = super::super::sandbox::new_template_tera(renderer().typesetter());
+        tera.add_raw_template("t.svg", source)
+            .map_err(|e| e.to_string())?;
+        tera.render("t.svg", &tera::Context::new())
+            .map_err(|e| crate::blocks::suppress::error_chain(&e))
+    }
+
+    #[test]
+    fn text_lines_wraps_and_notes_what_it_cut() {
+        let source = r#"{% for line in text_lines(text="Studio headphones (noise-cancelling, wireless, over-ear)", width=200, size=15, weight=700, max_lines=2) %}[{{ line }}]{% endfor %}"#;
+        let (out, notes) = collect_notes(|| rendered(source));
+        let out = out.unwrap();
+        assert!(out.starts_with("[Studio headphones"), "{out}");
+        assert_eq!(out.matches('[').count(), 2, "{out}");
+        assert!(out.ends_with("…]"), "{out}");
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].0.contains("cut"), "{notes:?}");
+        // Outside `collect_notes`, nothing is noted (and nothing leaks into the next run).
+        assert!(rendered(source).is_ok());
+        let (_, notes) = collect_notes(|| {
+            rendered(r#"{{ text_lines(text="Bob", width=200, size=15) | join(sep="|") }}"#)
+        });
+        assert!(notes.is_empty(), "{notes:?}");
+    }
+
+    #[test]
+    fn fit_size_and_text_width_print_plain_numbers() {
+        assert_eq!(
+            rendered(r#"{{ fit_size(text="Hi Bob", width=400, max=30, min=12, weight="bold") }}"#)
+                .unwrap(),
+            "30"
+        );
+        let fitted: f64 = rendered(
+            r#"{{ fit_size(text="Spring is here, Maximiliane-Charlotte!", width=300, max=30, min=12, weight=700, step=0.5) }}"#,
+        )
+        .unwrap()
+        .parse()
+        .unwrap();
+        assert!(
+            (12.0..30.0).contains(&fitted) && (fitted * 2.0).fract() == 0.0,
+            "{fitted}"
+        );
+        let (out, notes) = collect_notes(|| {
+            rendered(
+                r#"{{ fit_size(text="Maximiliane-Charlotte von Hohenzollern", width=50, max=30, min=12) }}"#,
+            )
+        });
+        assert_eq!(out.unwrap(), "12");
+        assert!(notes[0].0.contains("overflows 50 px"), "{notes:?}");
+        let width: f64 =
+            rendered(r#"{{ text_width(text="Мария", size=20, family="Inter, sans-serif") }}"#)
+                .unwrap()
+                .parse()
+                .unwrap();
+        assert!(width > 40.0 && width < 80.0, "{width}");
+    }
+
+    #[test]
+    fn bad_arguments_are_errors_that_name_the_function() {
+        for (source, expected) in [
+            (
+                r#"{{ text_lines(text="a", size=15) }}"#,
+                "text_lines: `width` is missing",
+            ),
+            (
+                r#"{{ text_lines(text="a", width=-3, size=15) }}"#,
+                "`width` must be a number",
+            ),
+            (
+                r#"{{ text_lines(text="a", width=9, size=15, maxlines=2) }}"#,
+                "unknown argument `maxlines`",
+            ),
+            (
+                r#"{{ text_lines(text="a", width=9, size=15, max_lines=-1) }}"#,
+                "`max_lines` must be",
+            ),
+            (
+                r#"{{ text_width(text="a", size=15, weight=1200) }}"#,
+                "`weight` must be 1–1000",
+            ),
+            (
+                r#"{{ text_width(text="a", size=15, family="") }}"#,
+                "`family` must be",
+            ),
+            (
+                r#"{{ fit_size(text="a", width=9, max=10, min=20) }}"#,
+                "`min` (20) is above `max` (10)",
+            ),
+            (
+                r#"{{ text_width(text=[1], size=15) }}"#,
+                "`text` must be a text",
+            ),
+        ] {
+            let error = rendered(source).unwrap_err();
+            assert!(error.contains(expected), "{source}: {error}");
+        }
+    }
+}

@@ -359,7 +359,6 @@ mod tests {
         assert!(choice.has_any('€'));
         assert!(!choice.has_any('Ж'));
         assert_eq!(choice.for_cluster("Ж", 700, Hint::None, None), None);
-        // Missing from every font: the text's own face draws its box.
-        assert_eq!(choice.for_cluster("Ж", 700, Hint::None, inter), inter);
+        assert_eq!(choice.for_cluster("Ж", 700, Hint::None, inter), None);
     }
 }

@@ -313,3 +313,236 @@ pub(crate) fn fit_size(
     }
     (min, fits(typesetter, &content, &at(min), width))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::svg::Rasterizer;
+    use super::super::testkit::{ink_bounds, noto_rasterizer, text_svg};
+    use super::*;
+    use std::sync::Arc;
+    use svgtypes::FontFamily;
+
+    const INTER: [FontFamily; 1] = [FontFamily::SansSerif];
+
+    fn style(size: f32, weight: u16) -> Style<'static> {
+        Style {
+            families: &INTER,
+            weight,
+            size,
+        }
+    }
+
+    /// Where `line`, drawn from x = 20 as the renderer draws it, has ink: left and right edges.
+    fn drawn(rasterizer: &Rasterizer, line: &str, size: f32, weight: u16) -> (f32, f32) {
+        let svg = text_svg(line, (1200, 200), (20.0, 120.0), size, weight, "start");
+        let pixmap = rasterizer
+            .rasterize_inner(&svg, 1200, 200, 1, Arc::default(), true)
+            .unwrap();
+        let (left, _, right, _) = ink_bounds(&pixmap).unwrap_or((20, 0, 20, 0));
+        (left as f32 - 20.0, right as f32 - 20.0)
+    }
+
+    const PARAGRAPHS: [&str; 6] = [
+        "Studio headphones (noise-cancelling, wireless, over-ear) with a travel case",
+        "Мария-Александра Константиновна Воскресенская-Оболенская",
+        "مرحبا بكم في متجرنا الجديد، عرض خاص لعملائنا الأوفياء",
+        "東京都新宿区西新宿二丁目八番一号、新宿三井ビルディング",
+        "Donaudampfschifffahrtsgesellschaftskapitän",
+        "Welcome back, محمد 2024! Your 3 items are waiting 🎉",
+    ];
+
+    #[test]
+    fn lines_drawn_at_their_width_stay_within_it() {
+        let rasterizer = noto_rasterizer();
+        let typesetter = rasterizer.typesetter();
+        for paragraph in PARAGRAPHS {
+            for (width, size, weight) in
+                [(140.0, 15.0, 700), (230.0, 22.0, 400), (333.0, 18.0, 700)]
+            {
+                let wrapped = lines(typesetter, paragraph, &style(size, weight), width, 0, "…");
+                assert!(!wrapped.cut && !wrapped.overflow, "{paragraph} at {width}");
+                assert!(wrapped.lines.len() > 1, "{paragraph} at {width}: one line");
+                // Nothing is lost: the lines hold the text, in order (spaces at breaks go).
+                let joined: String = wrapped.lines.concat().split_whitespace().collect();
+                let original: String = paragraph.split_whitespace().collect();
+                assert_eq!(joined, original, "at {width}");
+                for line in &wrapped.lines {
+                    let (left, right) = drawn(&rasterizer, line, size, weight);
+                    assert!(
+                        left >= -1.0 && right <= width + 1.0,
+                        "{line:?} at {width} px: ink from {left} to {right}"
+                    );
+                }
+                // Greedy: each line but the last is full (its next word would not fit).
+                for pair in wrapped.lines.windows(2) {
+                    let next_word = pair[1].split(' ').next().unwrap_or_default();
+                    let longer = format!("{} {next_word}", pair[0]);
+                    let cjk = pair[0].chars().last().is_some_and(|c| c > '\u{2E80}');
+                    let longer = if cjk {
+                        format!("{}{}", pair[0], pair[1].chars().next().unwrap())
+                    } else {
+                        longer
+                    };
+                    assert!(
+                        !fits(typesetter, &longer, &style(size, weight), width)
+                            || paragraph.contains('-'),
+                        "{:?} could hold more at {width}",
+                        pair[0]
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn arabic_wraps_between_words_and_cjk_between_characters() {
+        let rasterizer = noto_rasterizer();
+        let typesetter = rasterizer.typesetter();
+        let arabic = PARAGRAPHS[2];
+        let wrapped = lines(typesetter, arabic, &style(20.0, 400), 200.0, 0, "…");
+        assert!(wrapped.lines.len() >= 3, "{:?}", wrapped.lines);
+        let words: Vec<&str> = arabic.split(' ').collect();
+        for line in &wrapped.lines {
+            // Whole words only (each shaped in its final form at the line's end).
+            assert!(
+                line.split(' ').all(|word| words.contains(&word)),
+                "{line:?} breaks a word"
+            );
+            let layout = typesetter.layout(line, &style(20.0, 400)).unwrap();
+            assert!(layout.runs.iter().any(|run| run.rtl));
+        }
+        let cjk = PARAGRAPHS[3];
+        let wrapped = lines(typesetter, cjk, &style(20.0, 400), 130.0, 0, "…");
+        assert!(wrapped.lines.len() >= 4, "{:?}", wrapped.lines);
+        assert_eq!(wrapped.lines.concat(), cjk);
+        // No spaces: the breaks fall between characters, lines of 6 or so 20 px characters.
+        assert!(wrapped.lines.iter().all(|l| !l.contains(' ')));
+        assert!(wrapped.lines[0].chars().count() >= 5, "{:?}", wrapped.lines);
+    }
+
+    #[test]
+    fn max_lines_ends_the_last_line_in_an_ellipsis_that_fits() {
+        let rasterizer = noto_rasterizer();
+        let typesetter = rasterizer.typesetter();
+        for paragraph in PARAGRAPHS {
+            let all = lines(typesetter, paragraph, &style(16.0, 700), 180.0, 0, "…");
+            let keep = all.lines.len() - 1;
+            assert!(keep >= 1, "{paragraph}");
+            let cut = lines(typesetter, paragraph, &style(16.0, 700), 180.0, keep, "…");
+            assert!(cut.cut && !cut.overflow, "{paragraph}: {cut:?}");
+            assert_eq!(cut.lines.len(), keep);
+            assert_eq!(cut.lines[..keep - 1], all.lines[..keep - 1]);
+            let last = &cut.lines[keep - 1];
+            assert!(
+                last.ends_with('…') && last.len() > '…'.len_utf8(),
+                "{last:?}"
+            );
+            let (_, right) = drawn(&rasterizer, last, 16.0, 700);
+            assert!(right <= 181.0, "{last:?}: ink to {right}");
+            let exact = lines(
+                typesetter,
+                paragraph,
+                &style(16.0, 700),
+                180.0,
+                all.lines.len(),
+                "…",
+            );
+            assert!(!exact.cut);
+            assert_eq!(exact.lines, all.lines);
+        }
+        let short = lines(typesetter, "Zoë", &style(16.0, 700), 180.0, 1, "…");
+        assert_eq!((short.lines, short.cut), (vec!["Zoë".to_owned()], false));
+        // Line breaks in the text are kept; an ellipsis that cannot fit is an overflow.
+        let two = lines(
+            typesetter,
+            "Unter den Linden 26\n10117 Berlin",
+            &style(14.0, 400),
+            300.0,
+            0,
+            "…",
+        );
+        assert_eq!(two.lines, ["Unter den Linden 26", "10117 Berlin"]);
+        let tiny = lines(typesetter, "Maximiliane", &style(30.0, 400), 5.0, 1, "…");
+        assert!(tiny.cut && tiny.overflow);
+    }
+
+    #[test]
+    fn fit_size_is_the_largest_size_that_fits() {
+        let rasterizer = noto_rasterizer();
+        let typesetter = rasterizer.typesetter();
+        for text in [
+            "Spring is here, Maximiliane-Charlotte!",
+            "Spring is here, Мария-Александра!",
+            "Spring is here, محمد عبد الله!",
+            "Spring is here, 佐藤 さくら!",
+            "Spring is here, Zoë 🎉!",
+        ] {
+            let widest = extent(typesetter, text, &style(34.0, 700));
+            for (width, step) in [(widest * 0.55, 1.0), (widest * 0.8, 0.5)] {
+                let (size, fits_at_all) = fit_size(
+                    typesetter,
+                    text,
+                    &style(34.0, 700),
+                    width,
+                    (8.0, 34.0, step),
+                );
+                assert!(fits_at_all && size < 34.0, "{text}: {size}");
+                assert!(
+                    fits(typesetter, text, &style(size, 700), width),
+                    "{text} at {size}"
+                );
+                assert!(
+                    !fits(typesetter, text, &style(size + step, 700), width),
+                    "{text}: {} fits too",
+                    size + step
+                );
+                let (left, right) = drawn(&rasterizer, text, size, 700);
+                assert!(
+                    left >= -1.0 && right <= width + 1.0,
+                    "{text} at {size}: {right}"
+                );
+            }
+        }
+        let short = fit_size(
+            typesetter,
+            "Hi Bob",
+            &style(34.0, 700),
+            300.0,
+            (8.0, 34.0, 1.0),
+        );
+        assert_eq!(short, (34.0, true));
+        let long = fit_size(
+            typesetter,
+            PARAGRAPHS[0],
+            &style(34.0, 700),
+            100.0,
+            (14.0, 34.0, 1.0),
+        );
+        assert_eq!(long, (14.0, false));
+    }
+
+    #[test]
+    fn text_width_is_the_advance_the_renderer_anchors() {
+        let rasterizer = noto_rasterizer();
+        let typesetter = rasterizer.typesetter();
+        for text in ["Hi Zoë, €1,249.00", "Мария", "محمد 2024", "张伟 🎉"] {
+            let width = width(typesetter, text, &style(24.0, 700));
+            assert!(width > 20.0, "{text}");
+            // Anchored at its end, x + width puts the text where x at its start does.
+            let start = text_svg(text, (600, 80), (40.0, 50.0), 24.0, 700, "start");
+            let end = text_svg(text, (600, 80), (40.0 + width, 50.0), 24.0, 700, "end");
+            let at = |svg: &str| {
+                rasterizer
+                    .rasterize_inner(svg, 600, 80, 1, Arc::default(), false)
+                    .unwrap()
+            };
+            let off = super::super::testkit::max_diff(&at(&start), &at(&end));
+            assert!(off <= 64, "{text}: {off} levels apart");
+        }
+        // White space collapses as the renderer collapses it.
+        assert_eq!(
+            width(typesetter, "  a \n b ", &style(24.0, 400)),
+            width(typesetter, "a b", &style(24.0, 400))
+        );
+    }
+}

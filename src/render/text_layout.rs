@@ -8,7 +8,8 @@
 //! it: the bidirectional algorithm's runs (usvg's: a left-to-right paragraph), each split into
 //! runs of one face (chosen per grapheme cluster, [`super::font_fallback`]) and one script;
 //! characters without a script of their own stay with the run they follow when its face has
-//! them. Each run is shaped alone with harfrust in its direction, with usvg's settings (kerning,
+//! them. A cluster no font has is drawn as `�` (`?` when no font has that either): never left
+//! blank, since the default font's missing-glyph box is empty. Each run is shaped alone with harfrust in its direction, with usvg's settings (kerning,
 //! `wght` and automatic `opsz` on variable fonts). A glyph's advance is the font's, scaled by
 //! size ÷ units per em: widths are linear in the size.
 
@@ -122,7 +123,13 @@ struct Piece {
     range: Range<usize>,
     face: fontdb::ID,
     script: Option<Script>,
+    /// A grapheme cluster no font has, drawn as this character instead.
+    stands_in: Option<char>,
 }
+
+/// What a cluster no font has is drawn as: the replacement character, or a question mark
+/// where no font has that either (never nothing).
+const STAND_INS: [char; 2] = ['\u{FFFD}', '?'];
 
 impl Typesetter {
     pub(crate) fn new(choice: Arc<FontChoice>) -> Self {
@@ -224,7 +231,11 @@ impl Typesetter {
                 }
                 for piece in pieces {
                     let face = self.face(piece.face)?;
-                    let chars = &content[piece.range.clone()];
+                    let mut buffer = [0u8; 4];
+                    let chars = match piece.stands_in {
+                        Some(stand_in) => &*stand_in.encode_utf8(&mut buffer),
+                        None => &content[piece.range.clone()],
+                    };
                     let blank = chars.chars().all(|c| c == ' ');
                     let mark = match rtl {
                         true => '\u{200F}',
@@ -235,16 +246,24 @@ impl Typesetter {
                     } else {
                         format!("{mark}{chars}{mark}")
                     };
-                    let marks = text.len() - chars.len();
                     let mut run = self.shape(&text, piece.range.start, &face, rtl, style, pen)?;
-                    if marks > 0 {
-                        // Glyph clusters point into the text, not into the marked run.
-                        let first = mark.len_utf8();
+                    if text.len() != piece.range.len() {
+                        // Glyph clusters point into the text, not into the marked or stood-in
+                        // run.
+                        let shift = if text.len() > chars.len() {
+                            mark.len_utf8()
+                        } else {
+                            0
+                        };
+                        let last = piece.range.end.saturating_sub(1).max(piece.range.start);
                         for glyph in &mut run.glyphs {
-                            glyph.cluster = glyph.cluster.saturating_sub(first).clamp(
-                                piece.range.start,
-                                piece.range.end.saturating_sub(1).max(piece.range.start),
-                            );
+                            glyph.cluster = match piece.stands_in {
+                                Some(_) => piece.range.start,
+                                None => glyph
+                                    .cluster
+                                    .saturating_sub(shift)
+                                    .clamp(piece.range.start, last),
+                            };
                         }
                     }
                     run.blank = blank;
@@ -274,6 +293,7 @@ impl Typesetter {
         let Some(slice) = content.get(range.clone()) else {
             return pieces;
         };
+        let mut stand_in = None;
         for (offset, cluster) in slice.grapheme_indices(true) {
             let start = range.start + offset;
             let end = start + cluster.len();
@@ -285,19 +305,29 @@ impl Typesetter {
             // A character without a script of its own stays in the run it follows.
             let follows = pieces.last().filter(|piece| {
                 script.is_none()
+                    && piece.stands_in.is_none()
                     && !font_fallback::is_emoji_cluster(cluster)
                     && self.choice.covers(piece.face, &needed)
             });
             let face = match follows {
-                Some(piece) => piece.face,
-                None => self
-                    .choice
-                    .for_cluster(cluster, weight, hint, Some(own))
-                    .unwrap_or(own),
+                Some(piece) => Some(piece.face),
+                None => self.choice.for_cluster(cluster, weight, hint, Some(own)),
+            };
+            let Some(face) = face else {
+                // No font has it: a stand-in, in a run of its own.
+                let (character, face) = *stand_in.get_or_insert_with(|| self.stand_in(weight, own));
+                pieces.push(Piece {
+                    range: start..end,
+                    face,
+                    script: None,
+                    stands_in: Some(character),
+                });
+                continue;
             };
             match pieces.last_mut() {
                 Some(piece)
                     if piece.face == face
+                        && piece.stands_in.is_none()
                         && (script.is_none()
                             || piece.script.is_none()
                             || piece.script == script) =>
@@ -309,10 +339,28 @@ impl Typesetter {
                     range: start..end,
                     face,
                     script,
+                    stands_in: None,
                 }),
             }
         }
         pieces
+    }
+
+    /// What a cluster no font has is drawn as, and in which face.
+    fn stand_in(&self, weight: u16, own: fontdb::ID) -> (char, fontdb::ID) {
+        STAND_INS
+            .iter()
+            .find_map(|c| {
+                let mut buffer = [0u8; 4];
+                let face = self.choice.for_cluster(
+                    c.encode_utf8(&mut buffer),
+                    weight,
+                    Hint::None,
+                    Some(own),
+                )?;
+                Some((*c, face))
+            })
+            .unwrap_or((STAND_INS[1], own))
     }
 
     /// Shapes `text` in `face` as one run starting at `x`; `start` is where its characters
@@ -533,6 +581,7 @@ fn split_edge_spaces(content: &str, pieces: Vec<Piece>) -> Vec<Piece> {
             range,
             face: piece.face,
             script: piece.script,
+            stands_in: piece.stands_in,
         };
         if lead > 0 {
             out.push(part(start..start + lead));
@@ -567,6 +616,7 @@ mod tests {
             range: 0..content.len(),
             face,
             script: None,
+            stands_in: None,
         }];
         let ranges: Vec<&str> = split_edge_spaces(content, pieces)
             .iter()

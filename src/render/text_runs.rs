@@ -134,3 +134,206 @@ fn escape(value: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{
+        self, ink_bounds, ink_pixels, max_diff, noto_rasterizer, text_svg, SCRIPT_NAMES,
+    };
+    use super::super::text_layout::Style;
+    use std::sync::Arc;
+    use svgtypes::FontFamily;
+
+    const INTER: [FontFamily; 1] = [FontFamily::SansSerif];
+
+    /// Per-channel mean difference.
+    fn mean_diff(a: &resvg::tiny_skia::Pixmap, b: &resvg::tiny_skia::Pixmap) -> f64 {
+        let sum: u64 = a
+            .data()
+            .iter()
+            .zip(b.data())
+            .map(|(x, y)| u64::from(x.abs_diff(*y)))
+            .sum();
+        sum as f64 / a.data().len() as f64
+    }
+
+    #[test]
+    fn names_in_every_script_put_ink_where_the_layout_puts_them() {
+        let rasterizer = noto_rasterizer();
+        let (x, y, size) = (40.0, 60.0, 32.0);
+        for (script, name) in SCRIPT_NAMES {
+            let style = Style {
+                families: &INTER,
+                weight: 700,
+                size,
+            };
+            let layout = rasterizer.typesetter().layout(name, &style).unwrap();
+            let svg = text_svg(name, (700, 100), (x, y), size, 700, "start");
+            assert!(
+                rasterizer.typesetter().missing_characters(&svg).is_empty(),
+                "{script}: a character has no font"
+            );
+            // In place (usvg, in runs), then as a text seen for the first time and as a kept
+            // tile.
+            let in_place = rasterizer
+                .rasterize_inner(&svg, 700, 100, 1, Arc::default(), false)
+                .unwrap();
+            let renders = [
+                in_place.clone(),
+                rasterizer
+                    .rasterize_inner(&svg, 700, 100, 1, Arc::default(), true)
+                    .unwrap(),
+                rasterizer
+                    .rasterize_inner(&svg, 700, 100, 1, Arc::default(), true)
+                    .unwrap(),
+                rasterizer
+                    .rasterize_inner(&svg, 700, 100, 1, Arc::default(), true)
+                    .unwrap(),
+            ];
+            for (n, pixmap) in renders.iter().enumerate() {
+                let (left, top, right, bottom) = ink_bounds(pixmap)
+                    .unwrap_or_else(|| panic!("{script}, render {n}: nothing drawn"));
+                let (start, end) = (x, x + layout.advance);
+                // The ink spans the name: from its start to its end (a pixel or two of side
+                // bearing either way), between the ascender and the descender lines.
+                assert!(
+                    (left as f32) >= start - 2.0 && (left as f32) <= start + 0.1 * layout.advance,
+                    "{script}, render {n}: ink starts at {left}, the name at {start}"
+                );
+                assert!(
+                    (right as f32) <= end + 2.0 && (right as f32) >= end - 0.1 * layout.advance,
+                    "{script}, render {n}: ink ends at {right}, the name at {end}"
+                );
+                assert!(
+                    (top as f32) >= y - 1.3 * size && (bottom as f32) <= y + 0.5 * size,
+                    "{script}, render {n}: ink from {top} to {bottom}, baseline {y}"
+                );
+                let inked = ink_pixels(pixmap) as f32;
+                assert!(
+                    inked > 0.08 * layout.advance * size,
+                    "{script}, render {n}: only {inked} pixels of ink"
+                );
+                let off = max_diff(&in_place, pixmap);
+                assert!(off <= 64, "{script}, render {n}: {off} levels off usvg");
+                let mean = mean_diff(&in_place, pixmap);
+                assert!(
+                    mean < 0.5,
+                    "{script}, render {n}: mean difference {mean:.3}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn without_runs_usvg_loses_joined_scripts_mixed_with_latin() {
+        // What the runs are for: usvg's own fallback shapes the whole text with each font and
+        // keeps a fallback's glyphs only where the glyph counts agree, so the Arabic of a Latin
+        // line (whose ligatures change the count) is left as missing glyphs.
+        let rasterizer = noto_rasterizer();
+        let svg = text_svg(
+            "Hi محمد عبد الله!",
+            (600, 100),
+            (20.0, 60.0),
+            32.0,
+            700,
+            "start",
+        );
+        let options = rasterizer.options();
+        let unaided = resvg::usvg::Tree::from_str(&svg, &options).unwrap();
+        let unaided = rasterizer.render_tree(&unaided, 600, 100, 1).unwrap();
+        let in_runs = rasterizer
+            .rasterize_inner(&svg, 600, 100, 1, Arc::default(), false)
+            .unwrap();
+        assert!(max_diff(&unaided, &in_runs) > 128);
+    }
+
+    #[test]
+    fn fallback_faces_keep_the_weight_and_the_language() {
+        let rasterizer = noto_rasterizer();
+        let typesetter = rasterizer.typesetter();
+        let database = typesetter.database();
+        let faces = |text: &str, weight: u16| -> Vec<(String, u16)> {
+            let style = Style {
+                families: &INTER,
+                weight,
+                size: 20.0,
+            };
+            let layout = typesetter.layout(text, &style).unwrap();
+            let mut faces: Vec<(String, u16)> = layout
+                .runs
+                .iter()
+                .filter(|run| !run.blank)
+                .map(|run| {
+                    let face = database.face(run.face.id).unwrap();
+                    (run.face.family.to_string(), face.weight.0)
+                })
+                .collect();
+            // Runs of one face and different scripts (kanji, kana) count once.
+            faces.dedup();
+            faces
+        };
+        assert_eq!(
+            faces("Hi Мария", 700),
+            [("Inter".into(), 700), ("Noto Sans".into(), 700)]
+        );
+        assert_eq!(faces("Мария", 400), [("Noto Sans".into(), 400)]);
+        assert_eq!(faces("张伟", 700), [("Noto Sans CJK SC".into(), 700)]);
+        assert_eq!(
+            faces("佐藤 さくら", 400),
+            [("Noto Sans CJK JP".into(), 400)]
+        );
+        assert_eq!(faces("김민준", 400), [("Noto Sans CJK KR".into(), 400)]);
+        assert_eq!(
+            faces("Zoë 🎉", 400),
+            [("Inter".into(), 400), ("Noto Color Emoji".into(), 400)]
+        );
+        // Punctuation inside right-to-left text stays in its font when that has it.
+        assert_eq!(
+            faces("مرحبا، محمد", 400),
+            [("Noto Sans Arabic".into(), 400)]
+        );
+        assert_eq!(
+            faces("שלום, דוד", 400),
+            [
+                ("Noto Sans Hebrew".into(), 400),
+                ("Inter".into(), 400),
+                ("Noto Sans Hebrew".into(), 400)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_character_no_font_has_is_found_and_never_left_blank() {
+        let rasterizer = noto_rasterizer();
+        let svg = text_svg("A\u{10FFFD}B", (200, 60), (10.0, 40.0), 24.0, 400, "start");
+        assert_eq!(
+            rasterizer.typesetter().missing_characters(&svg),
+            [('\u{10FFFD}', 1)]
+        );
+        let with = rasterizer
+            .rasterize_inner(&svg, 200, 60, 1, Arc::default(), true)
+            .unwrap();
+        let without = rasterizer
+            .rasterize_inner(
+                &text_svg("AB", (200, 60), (10.0, 40.0), 24.0, 400, "start"),
+                200,
+                60,
+                1,
+                Arc::default(),
+                true,
+            )
+            .unwrap();
+        // A stand-in (the replacement character) takes room and ink between A and B.
+        assert!(ink_pixels(&with) > ink_pixels(&without) + 40);
+        // With the shipped fonts only, Cyrillic has no font: question marks, counted, never
+        // blank.
+        let shipped = testkit::rasterizer();
+        let cyrillic = text_svg("Мария", (200, 60), (10.0, 40.0), 24.0, 400, "start");
+        assert_eq!(shipped.typesetter().missing_characters(&cyrillic).len(), 5);
+        let boxes = shipped
+            .rasterize_inner(&cyrillic, 200, 60, 1, Arc::default(), true)
+            .unwrap();
+        assert!(ink_pixels(&boxes) > 100);
+        assert_eq!(shipped.typesetter().missing_counter().get(), 5);
+    }
+}
