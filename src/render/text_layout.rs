@@ -7,8 +7,8 @@
 //! shaped whole — exactly as usvg shapes it. Any other text is itemized the way a browser does
 //! it: the bidirectional algorithm's runs (usvg's: a left-to-right paragraph), each split into
 //! runs of one face (chosen per grapheme cluster, [`super::font_fallback`]) and one script;
-//! characters without a script of their own stay with the run they follow when its face has
-//! them. A cluster no font has is drawn as `�` (`?` when no font has that either): never left
+//! characters without a script of their own (spaces, punctuation, digits) come from the text's
+//! own font when it has them, else stay with the run they follow when its face has them. A cluster no font has is drawn as `�` (`?` when no font has that either): never left
 //! blank, since the default font's missing-glyph box is empty. Each run is shaped alone with harfrust in its direction, with usvg's settings (kerning,
 //! `wght` and automatic `opsz` on variable fonts). A glyph's advance is the font's, scaled by
 //! size ÷ units per em: widths are linear in the size.
@@ -302,11 +302,14 @@ impl Typesetter {
                 .chars()
                 .filter(|c| !font_fallback::is_invisible(*c))
                 .collect();
-            // A character without a script of its own stays in the run it follows.
+            // A character without a script of its own (a space, punctuation, a digit) comes
+            // from the text's own font when that has it, as in a browser; else it stays in the
+            // run it follows, when that run's font has it.
+            let common = script.is_none() && !font_fallback::is_emoji_cluster(cluster);
             let follows = pieces.last().filter(|piece| {
-                script.is_none()
+                common
                     && piece.stands_in.is_none()
-                    && !font_fallback::is_emoji_cluster(cluster)
+                    && !self.choice.covers(own, &needed)
                     && self.choice.covers(piece.face, &needed)
             });
             let face = match follows {

@@ -227,24 +227,35 @@ mod tests {
     #[test]
     fn without_runs_usvg_loses_joined_scripts_mixed_with_latin() {
         // What the runs are for: usvg's own fallback shapes the whole text with each font and
-        // keeps a fallback's glyphs only where the glyph counts agree, so the Arabic of a Latin
-        // line (whose ligatures change the count) is left as missing glyphs.
+        // keeps a fallback's glyphs only where the glyph counts agree, so a ligature (Arabic
+        // lam-alef) in a Latin line leaves the Arabic undrawn, and a conjunct (Devanagari) is
+        // shaped in pieces: a visible virama, the vowel sign on the wrong side.
         let rasterizer = noto_rasterizer();
-        let svg = text_svg(
-            "Hi محمد عبد الله!",
-            (600, 100),
-            (20.0, 60.0),
-            32.0,
-            700,
-            "start",
+        let render = |name: &str| {
+            let text = format!("Hi {name}!");
+            let svg = text_svg(&text, (600, 100), (20.0, 60.0), 32.0, 700, "start");
+            let unaided = resvg::usvg::Tree::from_str(&svg, &rasterizer.options()).unwrap();
+            let unaided = rasterizer.render_tree(&unaided, 600, 100, 1).unwrap();
+            let in_runs = rasterizer
+                .rasterize_inner(&svg, 600, 100, 1, Arc::default(), false)
+                .unwrap();
+            (unaided, in_runs)
+        };
+        let (unaided, in_runs) = render("علاء");
+        let hi_and_bang = ink_pixels(&render("").0);
+        assert!(
+            ink_pixels(&unaided) < hi_and_bang + 20,
+            "the Arabic is drawn unaided"
         );
-        let options = rasterizer.options();
-        let unaided = resvg::usvg::Tree::from_str(&svg, &options).unwrap();
-        let unaided = rasterizer.render_tree(&unaided, 600, 100, 1).unwrap();
-        let in_runs = rasterizer
-            .rasterize_inner(&svg, 600, 100, 1, Arc::default(), false)
-            .unwrap();
-        assert!(max_diff(&unaided, &in_runs) > 128);
+        assert!(ink_pixels(&in_runs) > hi_and_bang + 150);
+        let (unaided, in_runs) = render("प्रिया");
+        let differing = unaided
+            .pixels()
+            .iter()
+            .zip(in_runs.pixels())
+            .filter(|(a, b)| a.alpha().abs_diff(b.alpha()) > 128)
+            .count();
+        assert!(differing > 150, "only {differing} pixels differ");
     }
 
     #[test]
