@@ -245,7 +245,7 @@ fn default_chain(database: &fontdb::Database, origin: impl Fn(&str) -> Origin) -
 
 /// `names` by origin, then [`PREFERRED_FAMILIES`], then Noto Sans before the rest, then by name;
 /// without repeats or names that cannot be written into an attribute.
-fn default_order<'a>(mut names: Vec<&'a str>, origin: impl Fn(&str) -> Origin) -> Vec<&'a str> {
+fn default_order(mut names: Vec<&str>, origin: impl Fn(&str) -> Origin) -> Vec<&str> {
     let rank = |name: &str| {
         let preferred = PREFERRED_FAMILIES
             .iter()
