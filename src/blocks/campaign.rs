@@ -283,7 +283,7 @@ impl Campaign {
         Ok(rendered)
     }
 
-    /// Characters of `svg`'s texts that no font has (drawn as boxes): counted in the metric,
+    /// Characters of `svg`'s texts that no font has (drawn as `�`): counted in the metric,
     /// and each logged once for this campaign, naming it and the template, so the operator
     /// knows which font to install.
     pub fn missing_characters(&self, template: &str, svg: &str) -> Vec<char> {
@@ -299,16 +299,19 @@ impl Campaign {
         let Ok(mut logged) = self.missing_logged.lock() else {
             return missing;
         };
-        for c in &missing {
-            if logged.len() < MAX_LOGGED_CHARACTERS && logged.insert(*c) {
-                tracing::warn!(
-                    campaign = %self.name,
-                    template,
-                    character = %format!("U+{:04X} {c}", u32::from(*c)),
-                    "no font has this character: it is drawn as a box; install a font that \
-                     has it (see the README's Fonts section)"
-                );
-            }
+        let new: Vec<char> = missing
+            .iter()
+            .copied()
+            .filter(|c| logged.len() < MAX_LOGGED_CHARACTERS && logged.insert(*c))
+            .collect();
+        if !new.is_empty() {
+            tracing::warn!(
+                campaign = %self.name,
+                template,
+                characters = %crate::render::name_characters(&new, 16),
+                "no font has these characters: they are drawn as `�`; install a font that has \
+                 them (see the README's \"Fonts: every script\")"
+            );
         }
         missing
     }

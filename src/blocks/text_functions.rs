@@ -53,9 +53,11 @@ pub fn collect_notes<T>(render: impl FnOnce() -> T) -> (T, Vec<TextNote>) {
     (result, notes)
 }
 
-fn note(text: String) {
+/// Notes what `text` says, when [`collect_notes`] is listening on this thread (made only then).
+fn note(text: impl FnOnce() -> String) {
     NOTES.with(|notes| {
         if let Some(notes) = notes.borrow_mut().as_mut() {
+            let text = text();
             if notes.len() < 100 && !notes.iter().any(|n| n.0 == text) {
                 notes.push(TextNote(text));
             }
@@ -245,17 +247,21 @@ fn text_lines(typesetter: &Typesetter, args: &HashMap<String, Value>) -> tera::R
     let ellipsis = args.optional_text("ellipsis", "…")?;
     let wrapped = text_fit::lines(typesetter, &text, &style, width, max_lines, &ellipsis);
     if wrapped.cut {
-        note(format!(
-            "text_lines cut {} to {} line(s) of {width} px",
-            quoted(&text),
-            wrapped.lines.len()
-        ));
+        note(|| {
+            format!(
+                "text_lines cut {} to {} line(s) of {width} px",
+                quoted(&text),
+                wrapped.lines.len()
+            )
+        });
     }
     if wrapped.overflow {
-        note(format!(
-            "text_lines: {} does not fit {width} px even one character a line",
-            quoted(&text)
-        ));
+        note(|| {
+            format!(
+                "text_lines: {} does not fit {width} px even one character a line",
+                quoted(&text)
+            )
+        });
     }
     Ok(Value::from(wrapped.lines))
 }
@@ -281,10 +287,12 @@ fn fit_size(typesetter: &Typesetter, args: &HashMap<String, Value>) -> tera::Res
     };
     let (size, fits) = text_fit::fit_size(typesetter, &text, &style, width, (min, max, step));
     if !fits {
-        note(format!(
-            "fit_size: {} overflows {width} px even at the smallest size, {min} px",
-            quoted(&text)
-        ));
+        note(|| {
+            format!(
+                "fit_size: {} overflows {width} px even at the smallest size, {min} px",
+                quoted(&text)
+            )
+        });
     }
     Ok(number(size))
 }

@@ -169,13 +169,10 @@ fn text_warnings(
     }
     let missing = campaign.missing_characters(template, &svg);
     if !missing.is_empty() {
-        let named: Vec<String> = missing
-            .iter()
-            .map(|c| format!("U+{:04X} {c}", u32::from(*c)))
-            .collect();
         warnings.push(format!(
-            "no font has {}: drawn as boxes (install a font that has them)",
-            named.join(", ")
+            "no font has {}: drawn as � (install a font that has them; see the README's \
+             Fonts: every script)",
+            crate::render::name_characters(&missing, 8)
         ));
     }
     warnings

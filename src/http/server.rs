@@ -125,6 +125,8 @@ pub async fn start_with_clock(args: ServeArgs, clock: Clock) -> Result<RunningSe
         &args.common.assets,
         &args.common.font_settings(),
     )?);
+    let (faces, chain) = renderer.rasterizer().font_summary();
+    tracing::info!(faces, fallback = ?chain, "fonts loaded");
     let templates = args.common.templates.clone();
     let (catalog, errors) =
         tokio::task::spawn_blocking(move || Catalog::load(&templates, renderer))

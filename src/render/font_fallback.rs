@@ -15,6 +15,7 @@ use moka::sync::Cache;
 use resvg::usvg::{self, fontdb};
 use skrifa::MetadataProvider;
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, RwLock};
 use svgtypes::FontFamily;
 use unicode_script::{Script, UnicodeScript};
@@ -46,8 +47,8 @@ impl Hint {
     }
 }
 
-/// The text-level query key: families as written, weight.
-type QueryKey = (String, u16);
+/// The text-level query key: a hash of the families, and the weight.
+type QueryKey = (u64, u16);
 
 pub(crate) struct FontChoice {
     database: Arc<fontdb::Database>,
@@ -75,15 +76,19 @@ impl FontChoice {
         &self.database
     }
 
+    /// The families of the fallback chain, in order.
+    pub(crate) fn chain(&self) -> impl Iterator<Item = &str> {
+        self.chain.iter().map(|family| family.name.as_str())
+    }
+
     /// The face usvg's own query picks for `families` (then the default family) at `weight`,
     /// normal width and style.
     pub(crate) fn primary(&self, families: &[FontFamily], weight: u16) -> Option<fontdb::ID> {
-        let written = families
-            .iter()
-            .map(|f| f.to_string())
-            .collect::<Vec<_>>()
-            .join(",");
-        let key = (written, weight);
+        // Hashed, not written out: this runs for every text of every render. (Two lists with
+        // one hash would share a face: a wrong family, never a wrong glyph or a crash.)
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        families.hash(&mut hasher);
+        let key = (hasher.finish(), weight);
         if let Some(kept) = self.primaries.get(&key) {
             return kept;
         }

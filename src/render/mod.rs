@@ -42,6 +42,19 @@ use bytes::Bytes;
 use std::path::Path;
 use std::sync::Arc;
 
+/// Characters as `U+0416 Ж, U+0430 а`, at most `shown` of them (then how many more).
+pub fn name_characters(characters: &[char], shown: usize) -> String {
+    let mut named: Vec<String> = characters
+        .iter()
+        .take(shown)
+        .map(|c| format!("U+{:04X} {c}", u32::from(*c)))
+        .collect();
+    if characters.len() > shown {
+        named.push(format!("and {} more", characters.len() - shown));
+    }
+    named.join(", ")
+}
+
 /// Largest accepted `scale` (retina is 2).
 pub const MAX_SCALE: u8 = 3;
 

@@ -83,6 +83,14 @@ impl Rasterizer {
         &self.typesetter
     }
 
+    /// How many font faces are loaded, and the fallback chain's first families.
+    pub fn font_summary(&self) -> (usize, Vec<String>) {
+        (
+            self.fonts.len(),
+            self.choice.chain().take(8).map(str::to_owned).collect(),
+        )
+    }
+
     pub fn glyph_text(&self) -> &GlyphText {
         &self.glyph_text
     }

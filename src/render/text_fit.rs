@@ -11,6 +11,7 @@
 
 use super::plain_text::collapse_spaces;
 use super::text_layout::{Layout, Style, Typesetter};
+use unicode_bidi::BidiClass;
 use unicode_segmentation::UnicodeSegmentation;
 
 /// Characters of a text the functions lay out; the rest counts as cut.
@@ -267,19 +268,42 @@ fn ellipsize(
     width: f32,
     ellipsis: &str,
 ) -> (String, bool) {
-    let whole = format!("{}{ellipsis}", text[start..end].trim_end());
+    let kept = text[start..end].trim_end();
+    let whole = format!("{kept}{}", ending(kept, ellipsis));
     if fits(typesetter, &whole, style, width) {
         return (whole, false);
     }
     let advances = Advances::of(typesetter.layout(text, style).as_ref(), text.len());
+    let suffix = ending(kept, ellipsis);
     match longest_fitting(
-        typesetter, text, start, end, style, width, &advances, ellipsis,
+        typesetter, text, start, end, style, width, &advances, &suffix,
     ) {
-        Some(cut) => (format!("{}{ellipsis}", text[start..cut].trim_end()), false),
+        Some(cut) => {
+            let kept = text[start..cut].trim_end();
+            (format!("{kept}{}", ending(kept, ellipsis)), false)
+        }
         None => (
             ellipsis.to_owned(),
             !fits(typesetter, ellipsis, style, width),
         ),
+    }
+}
+
+/// `ellipsis` as it should follow `kept`: after right-to-left text, followed by a right-to-left
+/// mark, so that it sits where that text ends (at its left) and not after it on the right (a
+/// neutral between right-to-left text and the end of a left-to-right line goes left to right).
+fn ending(kept: &str, ellipsis: &str) -> String {
+    let last_strong = kept
+        .chars()
+        .rev()
+        .find_map(|c| match unicode_bidi::bidi_class(c) {
+            BidiClass::L => Some(false),
+            BidiClass::R | BidiClass::AL => Some(true),
+            _ => None,
+        });
+    match last_strong {
+        Some(true) => format!("{ellipsis}\u{200F}"),
+        _ => ellipsis.to_owned(),
     }
 }
 
@@ -433,8 +457,10 @@ mod tests {
             assert_eq!(cut.lines.len(), keep);
             assert_eq!(cut.lines[..keep - 1], all.lines[..keep - 1]);
             let last = &cut.lines[keep - 1];
+            // (After right-to-left text, a right-to-left mark follows the ellipsis.)
+            let shown = last.trim_end_matches('\u{200F}');
             assert!(
-                last.ends_with('…') && last.len() > '…'.len_utf8(),
+                shown.ends_with('…') && shown.len() > '…'.len_utf8(),
                 "{last:?}"
             );
             let (_, right) = drawn(&rasterizer, last, 16.0, 700);
@@ -450,6 +476,22 @@ mod tests {
             assert!(!exact.cut);
             assert_eq!(exact.lines, all.lines);
         }
+        // After Arabic, the ellipsis sits where the Arabic ends: on its left.
+        let arabic = lines(typesetter, PARAGRAPHS[2], &style(16.0, 700), 180.0, 1, "…");
+        let layout = typesetter
+            .layout(&arabic.lines[0], &style(16.0, 700))
+            .unwrap();
+        let leftmost = layout.runs.iter().find(|run| !run.blank).unwrap();
+        assert!(
+            leftmost.text.contains('…'),
+            "{:?}: {:?}",
+            arabic.lines,
+            layout
+                .runs
+                .iter()
+                .map(|r| (r.text.clone(), r.x, r.blank))
+                .collect::<Vec<_>>()
+        );
         let short = lines(typesetter, "Zoë", &style(16.0, 700), 180.0, 1, "…");
         assert_eq!((short.lines, short.cut), (vec!["Zoë".to_owned()], false));
         // Line breaks in the text are kept; an ellipsis that cannot fit is an overflow.

@@ -272,7 +272,10 @@ impl Typesetter {
                 }
             }
         }
-        let single = runs.len() == 1 && !runs[0].rtl && runs[0].face.id == own;
+        // usvg would lay out the same text alone: one left-to-right run of the characters as
+        // they are, in the text's own face.
+        let single =
+            runs.len() == 1 && !runs[0].rtl && runs[0].face.id == own && runs[0].text == content;
         Some(Layout {
             runs,
             advance: pen,

@@ -1,7 +1,7 @@
 //! Texts that run outside the image: found in a parsed tree (texts laid out as a render lays
-//! them out), for `opentime check`'s warnings. A text's box is its layout box (advances and the
-//! font's ascent and descent), so a text that merely touches the edge with a glyph's side
-//! bearing is not reported; a pixel of rounding is allowed.
+//! them out), for `opentime check`'s warnings. What counts is a text's ink — what a reader would
+//! miss — not its layout box (a tall script's descent below the last line is no loss); a pixel
+//! of rounding is allowed.
 
 use resvg::usvg;
 
@@ -23,7 +23,7 @@ pub(super) fn find(tree: &usvg::Tree) -> Vec<TextOverflow> {
     let size = tree.size();
     let mut found = Vec::new();
     visit(tree.root(), &mut |text: &usvg::Text| {
-        let bounds = text.abs_bounding_box();
+        let bounds = text.abs_stroke_bounding_box();
         let past = [
             -bounds.left(),
             -bounds.top(),
