@@ -11,16 +11,19 @@
 //! - `text_width(text, size, weight=400, family="Inter")` → the text's width in pixels.
 //!
 //! Their results depend only on their arguments (and the installed fonts), so a render stays
-//! a function of its inputs and its cache key. What they had to cut, or could not fit, is noted
-//! for `opentime check` ([`collect_notes`]).
+//! a function of its inputs and its cache key, and each call's outcome is kept: a name or a
+//! product title that comes back costs a lookup. What they had to cut, or could not fit, is
+//! noted for `opentime check` ([`collect_notes`]).
 
 use crate::render::text_fit;
 use crate::render::text_layout::{Style, Typesetter};
+use moka::sync::Cache;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 use svgtypes::FontFamily;
 use tera::{Tera, Value};
+use xxhash_rust::xxh3::Xxh3;
 
 /// The functions' names, for the sandbox's list of what templates may call.
 pub(super) const NAMES: [&str; 3] = ["text_lines", "fit_size", "text_width"];
@@ -65,20 +68,62 @@ fn note(text: impl FnOnce() -> String) {
     });
 }
 
-/// Registers the functions on `tera`, measuring with `typesetter`.
+/// Calls whose outcome is kept (a campaign's names and product titles come back render after
+/// render).
+const KEPT_CALLS: u64 = 50_000;
+
+/// What a call returned, and what it noted.
+struct Outcome {
+    value: Value,
+    notes: Vec<String>,
+}
+
+type Function = fn(&Typesetter, &HashMap<String, Value>) -> tera::Result<Outcome>;
+
+/// Registers the functions on `tera`, measuring with `typesetter`. Their outcomes are kept by
+/// their arguments: they depend on nothing else.
 pub(super) fn register(tera: &mut Tera, typesetter: &Arc<Typesetter>) {
-    let measure = Arc::clone(typesetter);
-    tera.register_function("text_lines", move |args: &HashMap<String, Value>| {
-        text_lines(&measure, args)
-    });
-    let measure = Arc::clone(typesetter);
-    tera.register_function("fit_size", move |args: &HashMap<String, Value>| {
-        fit_size(&measure, args)
-    });
-    let measure = Arc::clone(typesetter);
-    tera.register_function("text_width", move |args: &HashMap<String, Value>| {
-        text_width(&measure, args)
-    });
+    let kept: Arc<Cache<u128, Arc<Outcome>>> = Arc::new(Cache::new(KEPT_CALLS));
+    let functions: [(&'static str, Function); 3] = [
+        (NAMES[0], text_lines),
+        (NAMES[1], fit_size),
+        (NAMES[2], text_width),
+    ];
+    for (name, function) in functions {
+        let (typesetter, kept) = (Arc::clone(typesetter), Arc::clone(&kept));
+        tera.register_function(name, move |args: &HashMap<String, Value>| {
+            let key = call_key(name, args);
+            let outcome = match kept.get(&key) {
+                Some(outcome) => outcome,
+                None => {
+                    let outcome = Arc::new(function(&typesetter, args)?);
+                    kept.insert(key, Arc::clone(&outcome));
+                    outcome
+                }
+            };
+            for text in &outcome.notes {
+                note(|| text.clone());
+            }
+            Ok(outcome.value.clone())
+        });
+    }
+}
+
+/// A call's function and arguments, hashed.
+fn call_key(function: &str, args: &HashMap<String, Value>) -> u128 {
+    let mut hasher = Xxh3::new();
+    hasher.update(function.as_bytes());
+    let mut names: Vec<&String> = args.keys().collect();
+    names.sort();
+    for name in names {
+        hasher.update(&[0]);
+        hasher.update(name.as_bytes());
+        hasher.update(&[0]);
+        if let Ok(value) = serde_json::to_vec(&args[name]) {
+            hasher.update(&value);
+        }
+    }
+    hasher.digest128()
 }
 
 /// A function's arguments, checked against the names it takes.
@@ -221,7 +266,7 @@ fn quoted(text: &str) -> String {
     }
 }
 
-fn text_lines(typesetter: &Typesetter, args: &HashMap<String, Value>) -> tera::Result<Value> {
+fn text_lines(typesetter: &Typesetter, args: &HashMap<String, Value>) -> tera::Result<Outcome> {
     let args = Args::new(
         "text_lines",
         args,
@@ -246,27 +291,27 @@ fn text_lines(typesetter: &Typesetter, args: &HashMap<String, Value>) -> tera::R
     let max_lines = args.max_lines()?;
     let ellipsis = args.optional_text("ellipsis", "…")?;
     let wrapped = text_fit::lines(typesetter, &text, &style, width, max_lines, &ellipsis);
+    let mut notes = Vec::new();
     if wrapped.cut {
-        note(|| {
-            format!(
-                "text_lines cut {} to {} line(s) of {width} px",
-                quoted(&text),
-                wrapped.lines.len()
-            )
-        });
+        notes.push(format!(
+            "text_lines cut {} to {} line(s) of {width} px",
+            quoted(&text),
+            wrapped.lines.len()
+        ));
     }
     if wrapped.overflow {
-        note(|| {
-            format!(
-                "text_lines: {} does not fit {width} px even one character a line",
-                quoted(&text)
-            )
-        });
+        notes.push(format!(
+            "text_lines: {} does not fit {width} px even one character a line",
+            quoted(&text)
+        ));
     }
-    Ok(Value::from(wrapped.lines))
+    Ok(Outcome {
+        value: Value::from(wrapped.lines),
+        notes,
+    })
 }
 
-fn fit_size(typesetter: &Typesetter, args: &HashMap<String, Value>) -> tera::Result<Value> {
+fn fit_size(typesetter: &Typesetter, args: &HashMap<String, Value>) -> tera::Result<Outcome> {
     let args = Args::new(
         "fit_size",
         args,
@@ -286,18 +331,20 @@ fn fit_size(typesetter: &Typesetter, args: &HashMap<String, Value>) -> tera::Res
         size: max,
     };
     let (size, fits) = text_fit::fit_size(typesetter, &text, &style, width, (min, max, step));
+    let mut notes = Vec::new();
     if !fits {
-        note(|| {
-            format!(
-                "fit_size: {} overflows {width} px even at the smallest size, {min} px",
-                quoted(&text)
-            )
-        });
+        notes.push(format!(
+            "fit_size: {} overflows {width} px even at the smallest size, {min} px",
+            quoted(&text)
+        ));
     }
-    Ok(number(size))
+    Ok(Outcome {
+        value: number(size),
+        notes,
+    })
 }
 
-fn text_width(typesetter: &Typesetter, args: &HashMap<String, Value>) -> tera::Result<Value> {
+fn text_width(typesetter: &Typesetter, args: &HashMap<String, Value>) -> tera::Result<Outcome> {
     let args = Args::new("text_width", args, &["text", "size", "weight", "family"])?;
     let text = args.text("text")?;
     let families = args.families()?;
@@ -306,7 +353,10 @@ fn text_width(typesetter: &Typesetter, args: &HashMap<String, Value>) -> tera::R
         weight: args.weight()?,
         size: args.pixels("size")?,
     };
-    Ok(number(text_fit::width(typesetter, &text, &style)))
+    Ok(Outcome {
+        value: number(text_fit::width(typesetter, &text, &style)),
+        notes: Vec::new(),
+    })
 }
 
 #[cfg(test)]
@@ -342,7 +392,15 @@ mod tests {
         assert!(out.ends_with("…]"), "{out}");
         assert_eq!(notes.len(), 1, "{notes:?}");
         assert!(notes[0].0.contains("cut"), "{notes:?}");
-        // Outside `collect_notes`, nothing is noted (and nothing leaks into the next run).
+        // A call that comes back is kept, and still noted; outside `collect_notes`, nothing is
+        // noted (and nothing leaks into the next run).
+        let mut tera = super::super::sandbox::new_template_tera(renderer().typesetter());
+        tera.add_raw_template("t.svg", source).unwrap();
+        for _ in 0..2 {
+            let (again, notes_again) =
+                collect_notes(|| tera.render("t.svg", &tera::Context::new()).unwrap());
+            assert_eq!((&again, &notes_again), (&out, &notes));
+        }
         assert!(rendered(source).is_ok());
         let (_, notes) = collect_notes(|| {
             rendered(r#"{{ text_lines(text="Bob", width=200, size=15) | join(sep="|") }}"#)

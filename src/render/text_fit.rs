@@ -18,6 +18,9 @@ use unicode_segmentation::UnicodeSegmentation;
 pub(crate) const MAX_CHARACTERS: usize = 4_000;
 /// A measured width may exceed the box by this much (rounding) and still fit.
 const SLACK: f32 = 0.01;
+/// Line ends measured exactly below the estimated one before giving up on a line: estimates
+/// are close (they differ from the exact width by kerning and joining at the line's ends).
+const MAX_EXACT_TRIES: usize = 8;
 /// Sizes `fit_size` tries below its first estimate before giving up on the step grid.
 const MAX_SIZE_STEPS: usize = 64;
 
@@ -121,9 +124,13 @@ pub(crate) fn lines(
     // Where each kept line starts: its paragraph and offset, to end it with an ellipsis.
     let mut starts: Vec<(usize, usize)> = Vec::new();
     'paragraphs: for (number, paragraph) in paragraphs.iter().enumerate() {
+        // One line more than the limit leaves room for: enough to know text is cut.
+        let most = limit.map_or(usize::MAX, |limit| {
+            limit.saturating_sub(out.lines.len()) + 1
+        });
         let ranges = match paragraph.is_empty() {
             true => vec![(0, 0)],
-            false => wrap(typesetter, paragraph, style, width, &mut out.overflow),
+            false => wrap(typesetter, paragraph, style, width, most, &mut out.overflow),
         };
         for (start, end) in ranges {
             if limit.is_some_and(|limit| out.lines.len() >= limit) {
@@ -157,14 +164,15 @@ pub(crate) fn lines(
     out
 }
 
-/// The lines of one paragraph (no line breaks, spaces collapsed) as byte ranges, greedily:
-/// each line as long as fits, broken where Unicode line breaking allows, or between grapheme
-/// clusters when a word alone is too wide (`overflow` set when a single cluster is).
+/// The first `most` lines of one paragraph (no line breaks, spaces collapsed) as byte ranges,
+/// greedily: each line as long as fits, broken where Unicode line breaking allows, or between
+/// grapheme clusters when a word alone is too wide (`overflow` set when a single cluster is).
 fn wrap(
     typesetter: &Typesetter,
     paragraph: &str,
     style: &Style<'_>,
     width: f32,
+    most: usize,
     overflow: &mut bool,
 ) -> Vec<(usize, usize)> {
     let layout = typesetter.layout(paragraph, style);
@@ -175,22 +183,27 @@ fn wrap(
     let trimmed_end = |start: usize, end: usize| start + paragraph[start..end].trim_end().len();
     let mut lines = Vec::new();
     let mut start = 0;
-    while start < paragraph.len() {
-        let candidates: Vec<usize> = breaks.iter().copied().filter(|b| *b > start).collect();
-        // The last candidate whose estimate fits, then back until one fits exactly.
+    while start < paragraph.len() && lines.len() < most {
+        let candidates = &breaks[breaks.partition_point(|b| *b <= start)..];
+        // The breaks whose estimate fits (estimates grow along the line), then back from the
+        // last of them until one fits exactly.
         let estimated = candidates
             .iter()
-            .rposition(|b| advances.between(start, trimmed_end(start, *b)) <= width + SLACK);
-        let exact = estimated.and_then(|last| {
-            candidates[..=last].iter().rev().copied().find(|b| {
+            .take_while(|b| advances.between(start, trimmed_end(start, **b)) <= width + SLACK)
+            .count();
+        let exact = candidates[..estimated]
+            .iter()
+            .rev()
+            .take(MAX_EXACT_TRIES)
+            .copied()
+            .find(|b| {
                 fits(
                     typesetter,
                     &paragraph[start..trimmed_end(start, *b)],
                     style,
                     width,
                 )
-            })
-        });
+            });
         let end = match exact {
             Some(end) => end,
             None => {
@@ -244,17 +257,22 @@ fn longest_fitting(
     } else {
         extent(typesetter, suffix, style)
     };
+    // The cluster boundaries whose estimate fits (estimates grow along the line), then back
+    // from the last of them until one fits exactly.
     let boundaries: Vec<usize> = text[start..limit]
         .grapheme_indices(true)
         .map(|(i, g)| start + i + g.len())
+        .take_while(|end| advances.between(start, *end) + suffix_width <= width + SLACK)
         .collect();
-    let estimated = boundaries
+    boundaries
         .iter()
-        .rposition(|end| advances.between(start, *end) + suffix_width <= width + SLACK)?;
-    boundaries[..=estimated].iter().rev().copied().find(|end| {
-        let line = format!("{}{suffix}", text[start..*end].trim_end());
-        fits(typesetter, &line, style, width)
-    })
+        .rev()
+        .take(MAX_EXACT_TRIES)
+        .copied()
+        .find(|end| {
+            let line = format!("{}{suffix}", text[start..*end].trim_end());
+            fits(typesetter, &line, style, width)
+        })
 }
 
 /// The line `text[start..end]` ended with `ellipsis`: as much of it as fits before the ellipsis
