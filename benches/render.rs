@@ -238,8 +238,10 @@ fn cart(c: &mut Criterion) {
     group.bench_function("opentime_same_context", |b| {
         b.iter(|| black_box(render_opentime(&f, block, &f.input)))
     });
+    // `cargo test --all-targets` runs each case once, without `--bench`: no warm-up then.
+    let warm_up = if measuring() { 500 } else { 0 };
     for (script, names) in SCRIPT_STREAMS {
-        for _ in 0..500 {
+        for _ in 0..warm_up {
             n += 1;
             render_opentime(&f, block, &stream_input_named(block, n, names));
         }
@@ -383,10 +385,15 @@ fn interleaved_summary() {
     }
 }
 
+/// Whether this is a measuring run (`cargo bench`), not `cargo test`'s smoke run.
+fn measuring() -> bool {
+    std::env::args().any(|arg| arg == "--bench")
+}
+
 fn main() {
     benches();
     // `cargo test --all-targets` runs this once as a smoke test (without `--bench`): no summary.
-    if !std::env::args().any(|arg| arg == "--bench") {
+    if !measuring() {
         return;
     }
     let bytes = {
