@@ -9,6 +9,9 @@
 //! - `cold`: the same, with every kept text and glyph forgotten before each render (the worst
 //!   case: a process's very first opens).
 //! - `same_context`: Alice's sample again and again (every text kept; the best case).
+//! - `stream_cyrillic`, `stream_cjk`, `stream_arabic`: the campaign stream with first names in
+//!   another script (drawn with the fallback fonts: the system's Noto fonts, which
+//!   `scripts/test` installs), to show what a name outside the shipped font costs.
 //!
 //! `cargo bench --bench render` prints criterion's medians, then a summary measured in rounds
 //! that take turns between the cases and the baseline (a batch of each per round), so a machine
@@ -65,8 +68,53 @@ const FIRST_NAMES: [&str; 60] = [
     "Dario", "Mila", "Björn",
 ];
 
-/// A new subscriber's context, from a deterministic stream of numbers.
-fn stream_context(n: u64) -> serde_json::Map<String, serde_json::Value> {
+/// First names in scripts the shipped font does not have.
+const CYRILLIC_NAMES: [&str; 12] = [
+    "Мария",
+    "Иван",
+    "Анна",
+    "Дмитрий",
+    "Ольга",
+    "Сергей",
+    "Елена",
+    "Алексей",
+    "Наталья",
+    "Михаил",
+    "Татьяна",
+    "Андрей",
+];
+const CJK_NAMES: [&str; 12] = [
+    "张伟",
+    "王芳",
+    "李娜",
+    "刘洋",
+    "陈静",
+    "杨磊",
+    "佐藤 さくら",
+    "鈴木 一郎",
+    "高橋 陽子",
+    "김민준",
+    "이서연",
+    "박지훈",
+];
+const ARABIC_NAMES: [&str; 12] = [
+    "محمد",
+    "فاطمة",
+    "أحمد",
+    "ليلى",
+    "علي",
+    "مريم",
+    "عمر",
+    "نور",
+    "خالد",
+    "سارة",
+    "يوسف",
+    "عبد الله",
+];
+
+/// A new subscriber's context, from a deterministic stream of numbers, with a first name
+/// from `names`.
+fn stream_context_named(n: u64, names: &[&str]) -> serde_json::Map<String, serde_json::Value> {
     let mut state = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut next = move |bound: u64| {
         state ^= state << 13;
@@ -94,7 +142,7 @@ fn stream_context(n: u64) -> serde_json::Map<String, serde_json::Value> {
             })
         })
         .collect();
-    let first_name = FIRST_NAMES[next(FIRST_NAMES.len() as u64) as usize];
+    let first_name = names[next(names.len() as u64) as usize];
     serde_json::json!({
         "profile": {"first_name": first_name},
         "cart": {"currency": "EUR", "items": items},
@@ -106,14 +154,26 @@ fn stream_context(n: u64) -> serde_json::Map<String, serde_json::Value> {
 
 /// A new subscriber's input for `block` (`n` picks the subscriber).
 fn stream_input(block: &Block, n: u64) -> TemplateInput {
+    stream_input_named(block, n, &FIRST_NAMES)
+}
+
+/// [`stream_input`] with first names from `names`.
+fn stream_input_named(block: &Block, n: u64, names: &[&str]) -> TemplateInput {
     TemplateInput::for_block(
         block,
-        &stream_context(n),
+        &stream_context_named(n, names),
         Some("stream"),
         chrono::Utc::now(),
         Default::default(),
     )
 }
+
+/// The name lists of the other scripts' streams, with their labels.
+const SCRIPT_STREAMS: [(&str, &[&str]); 3] = [
+    ("cyrillic", &CYRILLIC_NAMES),
+    ("cjk", &CJK_NAMES),
+    ("arabic", &ARABIC_NAMES),
+];
 
 /// opentime's cache-miss render of `input`, to PNG bytes (their count).
 fn render_opentime(f: &Fixture, block: &Block, input: &TemplateInput) -> usize {
@@ -178,6 +238,24 @@ fn cart(c: &mut Criterion) {
     group.bench_function("opentime_same_context", |b| {
         b.iter(|| black_box(render_opentime(&f, block, &f.input)))
     });
+    // `cargo test --all-targets` runs each case once, without `--bench`: no warm-up then.
+    let warm_up = if measuring() { 500 } else { 0 };
+    for (script, names) in SCRIPT_STREAMS {
+        for _ in 0..warm_up {
+            n += 1;
+            render_opentime(&f, block, &stream_input_named(block, n, names));
+        }
+        group.bench_function(format!("opentime_stream_{script}"), |b| {
+            b.iter(|| {
+                n += 1;
+                black_box(render_opentime(
+                    &f,
+                    block,
+                    &stream_input_named(block, n, names),
+                ))
+            })
+        });
+    }
     group.bench_function("baseline_usvg_resvg_encode_png", |b| {
         let context = f.input.to_tera_context(block);
         let options = f.renderer.rasterizer().options();
@@ -231,24 +309,34 @@ fn interleaved_summary() {
         black_box(render_baseline(&f, &context, &options));
     };
     let mut n = 1_000_000u64;
-    let render = |n: u64, forget: bool| {
+    let render_named = |n: u64, forget: bool, names: &[&str]| {
         let input = if n == 0 {
             f.input.clone()
         } else {
-            stream_input(block, n)
+            stream_input_named(block, n, names)
         };
         if forget {
             f.renderer.rasterizer().forget_text_tiles();
         }
         black_box(render_opentime(&f, block, &input));
     };
-    // Warm up the stream as a campaign would be (and as criterion's run did).
+    let render = |n: u64, forget: bool| render_named(n, forget, &FIRST_NAMES);
+    // Warm up the streams as a campaign would be (and as criterion's run did).
     for _ in 0..2_000 {
         n += 1;
         render(n, false);
     }
+    for (_, names) in SCRIPT_STREAMS {
+        for _ in 0..500 {
+            n += 1;
+            render_named(n, false, names);
+        }
+    }
     let mut rows: [Vec<f64>; 4] = Default::default();
     let mut ratios: [Vec<f64>; 3] = Default::default();
+    // Per script stream: ms per render, and its ratio to the Latin stream of the same round.
+    let mut script_rows: [Vec<f64>; 3] = Default::default();
+    let mut script_ratios: [Vec<f64>; 3] = Default::default();
     for _ in 0..ROUNDS {
         let base = batch(8, baseline);
         let stream = batch(40, || {
@@ -260,6 +348,14 @@ fn interleaved_summary() {
             n += 1;
             render(n, true)
         });
+        for (i, (_, names)) in SCRIPT_STREAMS.iter().enumerate() {
+            let ms = batch(40, || {
+                n += 1;
+                render_named(n, false, names)
+            });
+            script_rows[i].push(ms);
+            script_ratios[i].push(ms / stream);
+        }
         // Leave the stream warm again for the next round.
         for _ in 0..300 {
             n += 1;
@@ -279,12 +375,25 @@ fn interleaved_summary() {
     println!("  opentime, campaign stream:           {stream:.3} ms  ({stream_x:.2}x faster than the baseline)");
     println!("  opentime, cold (nothing kept):       {cold:.3} ms  ({cold_x:.2}x faster than the baseline)");
     println!("  opentime, same context again:        {same:.3} ms  ({same_x:.2}x faster than the baseline)");
+    let script_rows = script_rows.map(median);
+    let script_ratios = script_ratios.map(median);
+    for (i, (script, _)) in SCRIPT_STREAMS.iter().enumerate() {
+        println!(
+            "  opentime, stream of {script:<8} names: {:.3} ms  ({:.2}x the Latin stream's time)",
+            script_rows[i], script_ratios[i]
+        );
+    }
+}
+
+/// Whether this is a measuring run (`cargo bench`), not `cargo test`'s smoke run.
+fn measuring() -> bool {
+    std::env::args().any(|arg| arg == "--bench")
 }
 
 fn main() {
     benches();
     // `cargo test --all-targets` runs this once as a smoke test (without `--bench`): no summary.
-    if !std::env::args().any(|arg| arg == "--bench") {
+    if !measuring() {
         return;
     }
     let bytes = {
@@ -309,6 +418,12 @@ fn main() {
         ),
         ("opentime_cold", "opentime, cold (no kept texts):"),
         ("opentime_same_context", "opentime, same context again:  "),
+        (
+            "opentime_stream_cyrillic",
+            "opentime, Cyrillic names:      ",
+        ),
+        ("opentime_stream_cjk", "opentime, CJK names:           "),
+        ("opentime_stream_arabic", "opentime, Arabic names:        "),
     ] {
         if let Some(ours) = median_ms("cart_miss", case) {
             println!("  {label}            median {ours:.3} ms per render  ({:.2}x faster than the baseline)", baseline / ours);

@@ -209,6 +209,16 @@ impl Metrics {
         }
     }
 
+    /// Registers the renderer's count of characters no font has (drawn as boxes), which the
+    /// renderer keeps itself.
+    pub fn count_missing_characters(&mut self, counter: Counter) {
+        self.registry.register(
+            "missing_characters",
+            "Characters drawn as a missing-glyph box because no font has them",
+            counter,
+        );
+    }
+
     pub fn fallback(&self, reason: &'static str) {
         self.fallbacks.get_or_create(&ReasonLabels { reason }).inc();
     }
@@ -256,6 +266,19 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_the_renderer_s_missing_characters() {
+        let mut metrics = Metrics::new();
+        let counter = Counter::default();
+        metrics.count_missing_characters(counter.clone());
+        counter.inc_by(3);
+        let text = metrics.encode();
+        assert!(
+            text.contains("opentime_missing_characters_total 3"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn encodes_counters_with_labels() {

@@ -85,6 +85,72 @@ fn check_passes_on_the_shipped_templates() {
 }
 
 #[test]
+fn check_warns_about_texts_cut_running_out_or_without_a_font() {
+    let templates = copy_templates();
+    let path = templates.path().join("demo/points.svg");
+    let text = std::fs::read_to_string(&path).unwrap();
+    // A text nobody fitted: a long last name at the right edge.
+    std::fs::write(
+        &path,
+        text.replace(
+            "</svg>",
+            r##"<text x="440" y="114" font-size="12" fill="#c7d2fe">{{ ctx.profile.last_name }}</text></svg>"##,
+        ),
+    )
+    .unwrap();
+    let fonts: Vec<String> = common::test_fonts()
+        .paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let output = opentime()
+        .arg("check")
+        .arg("--templates")
+        .arg(templates.path())
+        .env("OPENTIME_SYSTEM_FONTS", "false")
+        .env("OPENTIME_FONT_PATHS", fonts.join(","))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // Warnings, not errors.
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(
+            "warn  demo/cart.png with maximiliane: text_lines cut \"Organic linen relaxed-fit \
+             long-sleeve button-down shirt\" to 1 line(s) of 372 px"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "warn  demo/points.png with maximiliane: text \"von Hohenzollern-Sigmaringen\" runs \
+             out of the image ("
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("px past the right edge)"), "{stdout}");
+    assert!(!stdout.contains("no font has"), "{stdout}");
+    assert!(
+        stdout.contains("warning(s): texts cut or running out"),
+        "{stdout}"
+    );
+    // With the shipped fonts only, Cyrillic has no font: said, with the characters.
+    let output = opentime()
+        .arg("check")
+        .arg("--templates")
+        .arg(templates.path())
+        .env("OPENTIME_SYSTEM_FONTS", "false")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("warn  demo/points.png with maria: no font has U+041C М, U+0430 а"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn check_names_file_and_line_of_a_broken_template() {
     let templates = copy_templates();
     let path = templates.path().join("demo/points.svg");

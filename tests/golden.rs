@@ -6,12 +6,17 @@
 //! gets instead (when it ends, for a reader in Berlin) with
 //! `tests/golden/{campaign}-{block}-ends.png`.
 //!
+//! Names in every script the renderer supports go through one block (`demo/welcome`), each
+//! compared with `tests/golden/names-{script}.png` and checked to put ink where the name goes.
+//! Fonts are the shipped ones and a fixed set of Debian's Noto files (`common::test_fonts`),
+//! never whatever else the machine has.
+//!
 //! `OPENTIME_UPDATE_GOLDEN=1 cargo test --test golden` rewrites them on purpose. On a mismatch a
 //! diff image (changed pixels in red) is written to `target/golden-diff/` to look at.
 
 mod common;
 
-use common::{repo, utc};
+use common::{repo, test_fonts, utc};
 use opentime::blocks::{BlockKind, Catalog};
 use opentime::open::{Opener, Reader, RenderInput, TemplateInput};
 use opentime::render::{Format, Renderer};
@@ -79,7 +84,8 @@ fn compare(name: &str, actual: &image::RgbaImage) -> Result<(), String> {
 
 #[test]
 fn demo_blocks_match_their_golden_images() {
-    let renderer = Arc::new(Renderer::load(&repo().join("assets")).expect("assets"));
+    let renderer =
+        Arc::new(Renderer::load_with(&repo().join("assets"), &test_fonts()).expect("assets"));
     let (catalog, errors) = Catalog::load(&repo().join("templates"), renderer);
     assert!(errors.is_empty(), "{errors:?}");
     let at = utc("2026-11-25T12:00:00Z");
@@ -125,15 +131,16 @@ fn demo_blocks_match_their_golden_images() {
         }
     }
     assert!(
-        compared >= 6,
-        "demo cart and points for alice, bob, carol at least"
+        compared >= 42,
+        "every demo image block for alice, bob, carol and the long and non-Latin names"
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]
 fn countdown_first_frames_match_their_golden_images() {
-    let renderer = Arc::new(Renderer::load(&repo().join("assets")).expect("assets"));
+    let renderer =
+        Arc::new(Renderer::load_with(&repo().join("assets"), &test_fonts()).expect("assets"));
     let (catalog, errors) = Catalog::load(&repo().join("templates"), renderer);
     assert!(errors.is_empty(), "{errors:?}");
     let at = utc("2026-11-25T14:32:15Z");
@@ -216,4 +223,97 @@ fn the_comparison_catches_a_changed_pixel_block() {
     }
     let error = compare("demo-cart-alice", &image).unwrap_err();
     assert!(error.contains("1600 pixels"), "{error}");
+}
+
+/// A name in each script, by script (and a right-to-left name with Latin and digits).
+const SCRIPT_NAMES: [(&str, &str); 13] = [
+    ("cyrillic", "Мария Иванова"),
+    ("greek", "Γιώργος"),
+    ("chinese", "张伟"),
+    ("japanese", "佐藤 さくら"),
+    ("korean", "김민준"),
+    ("arabic", "محمد عبد الله"),
+    ("hebrew", "דוד כהן"),
+    ("devanagari", "प्रिया शर्मा"),
+    ("thai", "สมชาย ใจดี"),
+    ("emoji", "Zoë 🌷✨"),
+    ("mixed-rtl", "ليلى Haddad 2"),
+    ("long", "Maximiliane-Charlotte Sophie"),
+    (
+        "longest",
+        "Maximiliane-Charlotte Sophie Friederike von Hohenzollern-Sigmaringen",
+    ),
+];
+
+/// `demo/welcome` for a subscriber whose first name is `name` (and who left a linen shirt).
+fn welcome(catalog: &Catalog, name: &str) -> image::RgbaImage {
+    let campaign = catalog.campaign("demo").expect("demo campaign");
+    let block = campaign.block("welcome").expect("welcome block");
+    let fields = serde_json::json!({
+        "profile": {"first_name": name},
+        "cart": {"items": [{"name": "organic linen relaxed-fit long-sleeve button-down shirt"}]},
+    });
+    let input = TemplateInput::for_block(
+        block,
+        fields.as_object().expect("an object"),
+        Some("names"),
+        utc("2026-11-25T12:00:00Z"),
+        Default::default(),
+    );
+    let rendered =
+        opentime::open::render_block(catalog.renderer(), &campaign, block, Format::Png, 1, &input)
+            .expect("render");
+    image::load_from_memory(&rendered.bytes)
+        .expect("png")
+        .to_rgba8()
+}
+
+/// The columns of the headline's band (the headline's colour, rows 24–72) that have ink.
+fn headline_ink(image: &image::RgbaImage) -> Vec<u32> {
+    (0..image.width())
+        .filter(|x| {
+            (24..72).any(|y| {
+                let [r, g, b, _] = image.get_pixel(*x, y).0;
+                // Dark green text on a pale green card (the decorations are pale too).
+                u32::from(r) + u32::from(g) + u32::from(b) < 450
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn names_in_every_script_match_their_golden_images_and_show() {
+    let renderer =
+        Arc::new(Renderer::load_with(&repo().join("assets"), &test_fonts()).expect("assets"));
+    let (catalog, errors) = Catalog::load(&repo().join("templates"), renderer);
+    assert!(errors.is_empty(), "{errors:?}");
+    // "Spring is here!": where the headline ends without a name.
+    let bare = headline_ink(&welcome(&catalog, ""));
+    let bare_end = *bare.last().expect("a headline");
+    let mut failures = Vec::new();
+    for (script, name) in SCRIPT_NAMES {
+        let image = welcome(&catalog, name);
+        if let Err(failure) = compare(&format!("names-{script}"), &image) {
+            failures.push(failure);
+        }
+        // The name is drawn where it goes: ink continues well past the bare headline's end,
+        // over most of the columns the name takes, and stays inside the card.
+        let ink = headline_ink(&image);
+        let end = *ink.last().expect("ink");
+        assert!(
+            end <= 577,
+            "{script}: the headline runs to {end}, past the card's margin"
+        );
+        if script != "longest" {
+            assert!(end > bare_end + 20, "{script}: the headline ends at {end}");
+            let (from, to) = (bare_end - 8, end);
+            let inked = ink.iter().filter(|x| (from..=to).contains(*x)).count();
+            assert!(
+                inked * 10 >= (to - from) as usize * 6,
+                "{script}: ink in only {inked} of the {} columns where the name goes",
+                to - from
+            );
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -11,15 +11,18 @@ use super::manifest::{Block, BlockKind, ManifestError};
 use super::sandbox::{self, RenderFailure};
 use super::validate;
 use crate::context::ContextFields;
+use crate::render::text_layout::Typesetter;
 use crate::render::{Fallback, Renderer};
 use crate::template_error::describe_tera_error;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use xxhash_rust::xxh3::Xxh3;
 
 pub(super) const MANIFEST_FILE: &str = "blocks.toml";
 const TEMPLATE_EXTENSIONS: [&str; 4] = ["svg", "html", "xml", "tera"];
+/// Distinct missing characters logged per campaign (a context full of them logs no more).
+const MAX_LOGGED_CHARACTERS: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CampaignError {
@@ -73,6 +76,11 @@ pub struct Campaign {
     /// unchanged reuses the prepared images instead of rasterizing them again.
     fallback_sources: BTreeMap<String, u64>,
     tera: tera::Tera,
+    /// The renderer's text layout: what the text functions measure with, and which characters
+    /// no font has.
+    typesetter: Arc<Typesetter>,
+    /// Characters no font has that this campaign's renders met: each is logged once.
+    missing_logged: Mutex<BTreeSet<char>>,
 }
 
 impl std::fmt::Debug for Campaign {
@@ -124,7 +132,7 @@ impl Campaign {
 
         let mut hasher = Xxh3::new();
         hasher.update(manifest_text.as_bytes());
-        let tera = compile_templates(dir, &mut hasher)?;
+        let tera = compile_templates(dir, &mut hasher, renderer.typesetter())?;
         for block in &blocks {
             let suppressed = block.suppression.as_ref().and_then(|s| s.template());
             let countdown = block.countdown.as_deref();
@@ -229,6 +237,8 @@ impl Campaign {
             fallbacks,
             fallback_sources,
             tera,
+            typesetter: Arc::clone(renderer.typesetter()),
+            missing_logged: Mutex::new(BTreeSet::new()),
         })
     }
 
@@ -257,7 +267,7 @@ impl Campaign {
         template: &str,
         context: &tera::Context,
     ) -> Result<String, CampaignError> {
-        sandbox::render(&self.tera, template, context).map_err(|failure| {
+        let rendered = sandbox::render(&self.tera, template, context).map_err(|failure| {
             CampaignError::Template(match failure {
                 RenderFailure::Tera(e) => describe_tera_error(&e, &self.dir, template),
                 RenderFailure::TooLarge(bytes) => format!(
@@ -266,7 +276,44 @@ impl Campaign {
                     RenderFailure::too_large(bytes)
                 ),
             })
-        })
+        })?;
+        if template.ends_with(".svg") {
+            self.missing_characters(template, &rendered);
+        }
+        Ok(rendered)
+    }
+
+    /// Characters of `svg`'s texts that no font has (drawn as `�`): counted in the metric,
+    /// and each logged once for this campaign, naming it and the template, so the operator
+    /// knows which font to install.
+    pub fn missing_characters(&self, template: &str, svg: &str) -> Vec<char> {
+        let missing: Vec<char> = self
+            .typesetter
+            .missing_characters(svg)
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect();
+        if missing.is_empty() {
+            return missing;
+        }
+        let Ok(mut logged) = self.missing_logged.lock() else {
+            return missing;
+        };
+        let new: Vec<char> = missing
+            .iter()
+            .copied()
+            .filter(|c| logged.len() < MAX_LOGGED_CHARACTERS && logged.insert(*c))
+            .collect();
+        if !new.is_empty() {
+            tracing::warn!(
+                campaign = %self.name,
+                template,
+                characters = %crate::render::name_characters(&new, 16),
+                "no font has these characters: they are drawn as `�`; install a font that has \
+                 them (see the README's \"Fonts: every script\")"
+            );
+        }
+        missing
     }
 
     /// The sample contexts in `samples/*.json`, by file stem, in name order.
@@ -310,7 +357,11 @@ impl Campaign {
 
 /// Compiles every template file directly in `dir` into one Tera (so templates can include
 /// and import each other), feeding their text into `hasher`.
-fn compile_templates(dir: &Path, hasher: &mut Xxh3) -> Result<tera::Tera, CampaignError> {
+fn compile_templates(
+    dir: &Path,
+    hasher: &mut Xxh3,
+    typesetter: &Arc<Typesetter>,
+) -> Result<tera::Tera, CampaignError> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(io_error(dir))?
         .flatten()
@@ -340,14 +391,16 @@ fn compile_templates(dir: &Path, hasher: &mut Xxh3) -> Result<tera::Tera, Campai
     }
     let is_template = |name: &str| sources.iter().any(|(n, _)| n == name);
     for (name, text) in &sources {
-        sandbox::check_template(name, text, is_template).map_err(|refusal| {
-            CampaignError::Template(format!(
-                "{}:{}: {}",
-                dir.join(name).display(),
-                refusal.line,
-                refusal.reason
-            ))
-        })?;
+        sandbox::check_template(name, text, is_template, &sandbox::TEMPLATE_FUNCTIONS).map_err(
+            |refusal| {
+                CampaignError::Template(format!(
+                    "{}:{}: {}",
+                    dir.join(name).display(),
+                    refusal.line,
+                    refusal.reason
+                ))
+            },
+        )?;
     }
     sandbox::check_macro_recursion(&sources).map_err(|(name, refusal)| {
         CampaignError::Template(format!(
@@ -357,7 +410,7 @@ fn compile_templates(dir: &Path, hasher: &mut Xxh3) -> Result<tera::Tera, Campai
             refusal.reason
         ))
     })?;
-    let mut tera = sandbox::new_tera();
+    let mut tera = sandbox::new_template_tera(typesetter);
     tera.autoescape_on(vec![".svg", ".html", ".xml"]);
     tera.add_raw_templates(sources.iter().map(|(n, t)| (n.as_str(), t.as_str())))
         .map_err(|e| CampaignError::Template(describe_tera_error(&e, dir, failing_template(&e))))?;

@@ -59,7 +59,7 @@ impl Links {
         }
         let template = match template {
             Some(text) => {
-                super::sandbox::check_template(LINK, text, |_| false)
+                super::sandbox::check_template(LINK, text, |_| false, &super::sandbox::OFFERED)
                     .map_err(|refusal| format!("link: {}", refusal.reason))?;
                 let mut tera = super::sandbox::new_tera();
                 tera.add_raw_template(LINK, text)

@@ -14,11 +14,13 @@ mod manifest;
 mod reload;
 mod sandbox;
 pub(crate) mod suppress;
+mod text_functions;
 mod validate;
 
 pub use campaign::{Campaign, CampaignError};
 pub use catalog::Catalog;
 pub use manifest::{Block, BlockKind, CachePolicy, ManifestError};
 pub use reload::TemplateWatcher;
+pub use text_functions::{collect_notes, TextNote};
 
 pub use crate::names::is_valid_name;

@@ -11,8 +11,10 @@
 //!
 //! - `get_env`, `now` and `get_random` are replaced by functions that fail with a message saying
 //!   why, and [`check_template`] refuses, **when the campaign loads** (`file:line`), any call of
-//!   a function other than `range` and `throw` — so a template using them never goes live. The
-//!   `now` *variable* the render passes in stays available.
+//!   a function other than `range`, `throw` and the text functions (`text_lines`, `fit_size`,
+//!   `text_width`: pure measurements with the renderer's fonts, `super::text_functions`) — so a
+//!   template using them never goes live. The `now` *variable* the render passes in stays
+//!   available.
 //! - `range` and the output are bounded (`crate::template_bounds`, shared with countdown frames).
 //!   Loops over context arrays are bounded by what the ingest API accepts (its body limits),
 //!   not here.
@@ -28,8 +30,10 @@
 //! Errors raised by a limit start with [`LIMIT`] (`template-limit:`), so they are easy to tell
 //! from a template's own mistakes in logs and in `opentime check`'s output.
 
+use crate::render::text_layout::Typesetter;
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 use tera::ast::{Expr, ExprVal, Node};
 use tera::{Tera, Value};
 
@@ -39,8 +43,18 @@ pub(crate) use crate::template_bounds::{render, RenderFailure};
 /// Tera's functions that read something besides the render's inputs.
 const WITHHELD: [&str; 3] = ["get_env", "now", "get_random"];
 
-/// The functions a template may call.
-const OFFERED: [&str; 2] = ["range", "throw"];
+/// The functions any template may call.
+pub(crate) const OFFERED: [&str; 2] = ["range", "throw"];
+
+/// The functions a campaign's templates may call: those, and the text functions (which
+/// measure with the renderer's fonts, so they exist only where a renderer is at hand).
+pub(crate) const TEMPLATE_FUNCTIONS: [&str; 5] = [
+    OFFERED[0],
+    OFFERED[1],
+    super::text_functions::NAMES[0],
+    super::text_functions::NAMES[1],
+    super::text_functions::NAMES[2],
+];
 
 /// Why a withheld function is not there, and what to use instead.
 fn withheld_reason(name: &str) -> String {
@@ -69,6 +83,13 @@ pub(crate) fn new_tera() -> Tera {
     tera
 }
 
+/// [`new_tera`] with the text functions, measuring with `typesetter` (a campaign's templates).
+pub(crate) fn new_template_tera(typesetter: &Arc<Typesetter>) -> Tera {
+    let mut tera = new_tera();
+    super::text_functions::register(&mut tera, typesetter);
+    tera
+}
+
 /// Something a template uses that the sandbox refuses, at a line of its source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Refusal {
@@ -90,13 +111,15 @@ enum Used<'a> {
     Template(&'static str, &'a str, bool),
 }
 
-/// Checks template `name` (text `source`) at load time: every function it calls is offered, and
-/// every template it includes, imports or extends is one of the campaign's (`is_template`). A
-/// source that does not parse is left to Tera's own error (it names line and column).
+/// Checks template `name` (text `source`) at load time: every function it calls is among
+/// `offered` ([`OFFERED`], or [`TEMPLATE_FUNCTIONS`] for a campaign's templates), and every
+/// template it includes, imports or extends is one of the campaign's (`is_template`). A source
+/// that does not parse is left to Tera's own error (it names line and column).
 pub(crate) fn check_template(
     name: &str,
     source: &str,
     is_template: impl Fn(&str) -> bool,
+    offered: &[&str],
 ) -> Result<(), Refusal> {
     let Ok(template) = tera::Template::new(name, None, source) else {
         return Ok(());
@@ -105,14 +128,14 @@ pub(crate) fn check_template(
     nodes(&template.ast, &mut used);
     for item in used {
         match item {
-            Used::Function(function) if !OFFERED.contains(&function) => {
+            Used::Function(function) if !offered.contains(&function) => {
                 let reason = if WITHHELD.contains(&function) {
                     withheld_reason(function)
                 } else {
                     format!(
-                        "`{function}` is not a function opentime templates can call (they can \
-                         call {})",
-                        OFFERED.join(", ")
+                        "`{function}` is not a function opentime templates can call here (they \
+                         can call {})",
+                        offered.join(", ")
                     )
                 };
                 return Err(Refusal {
@@ -468,7 +491,8 @@ mod tests {
     #[test]
     fn load_check_names_the_line_of_what_it_refuses() {
         let known = |name: &str| name == "part.svg";
-        let refused = |source: &str| check_template("t.svg", source, known).unwrap_err();
+        let refused =
+            |source: &str| check_template("t.svg", source, known, &TEMPLATE_FUNCTIONS).unwrap_err();
         let r = refused("<svg>\n<text>{{ get_env(name=\"OPENTIME_SECRET\") }}</text>");
         assert_eq!(r.line, 2);
         assert!(
@@ -481,7 +505,12 @@ mod tests {
         let r = refused("{{ now }}\n{{ x | default(value=get_random(end=3)) }}");
         assert_eq!((r.line, r.reason.contains("get_random")), (2, true));
         let r = refused("{{ my_function() }}");
-        assert!(r.reason.contains("range, throw"), "{}", r.reason);
+        assert!(
+            r.reason
+                .contains("range, throw, text_lines, fit_size, text_width"),
+            "{}",
+            r.reason
+        );
         for (source, line) in [
             ("a\n{% include \"/etc/hostname\" %}", 2),
             ("{% include \"../other/x.svg\" %}", 1),
@@ -498,9 +527,18 @@ mod tests {
             "{% include \"part.svg\" %}{% include \"opt.svg\" ignore missing %}",
             "{% for i in range(end=3) %}{{ i }}{% endfor %}{{ throw_me }}",
             "{{ oops(",
+            "{{ fit_size(text=\"a\", width=9, max=9, min=1) }}",
         ] {
-            assert_eq!(check_template("t.svg", fine, known), Ok(()), "{fine}");
+            assert_eq!(
+                check_template("t.svg", fine, known, &TEMPLATE_FUNCTIONS),
+                Ok(()),
+                "{fine}"
+            );
         }
+        // Links and conditions have no renderer at hand: no text functions there.
+        let r = check_template("link", "{{ text_width(text=x, size=9) }}", known, &OFFERED)
+            .unwrap_err();
+        assert!(r.reason.contains("can call range, throw)"), "{}", r.reason);
     }
 
     #[test]
@@ -573,7 +611,7 @@ mod tests {
 
     #[test]
     fn a_set_global_that_doubles_is_refused_at_load() {
-        let check = |source: &str| check_template("t.svg", source, |_| false);
+        let check = |source: &str| check_template("t.svg", source, |_| false, &TEMPLATE_FUNCTIONS);
         for doubling in [
             "{% set_global s = \"x\" %}\n{% for i in range(end=40) %}{% set_global s = s ~ s %}{% endfor %}",
             "{% set_global l = [1] %}{% for i in range(end=40) %}{% set_global l = l | concat(with=l) %}{% endfor %}",

@@ -48,7 +48,7 @@ impl Suppression {
             (None, None) => Instead::Pixel,
         };
         let source = format!("{{% if {condition} %}}1{{% endif %}}");
-        sandbox::check_template(CONDITION, &source, |_| false)
+        sandbox::check_template(CONDITION, &source, |_| false, &sandbox::OFFERED)
             .map_err(|refusal| format!("suppress_if: {}", refusal.reason))?;
         let mut tera = sandbox::new_tera();
         tera.add_raw_template(CONDITION, &source)

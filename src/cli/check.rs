@@ -1,12 +1,16 @@
 //! `opentime check`: compiles every campaign and renders every block against every sample
 //! context, in every format the block serves (a countdown also as the still Apple's prefetch
-//! gets). Exits non-zero, naming `file:line`, on any error.
+//! gets). Exits non-zero, naming `file:line`, on any error. Warns (without failing) about what a
+//! reader would miss: a text the text functions cut or could not fit, a text running out of the
+//! image, a character no font has.
 
 use super::CliError;
-use crate::blocks::{BlockKind, Catalog};
+use crate::blocks::{collect_notes, Block, BlockKind, Campaign, Catalog};
 use crate::config::CheckArgs;
 use crate::context::ContextFields;
-use crate::open::{from_context, render_block, BlockRenderError, Opener, RenderInput};
+use crate::open::{
+    from_context, render_block, BlockRenderError, Opener, RenderInput, TemplateInput,
+};
 use crate::render::{Format, Renderer};
 use crate::sources::mail_clients::ClientKind;
 use crate::sources::Sources;
@@ -15,9 +19,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub fn run_check(args: &CheckArgs) -> Result<(), CliError> {
-    let renderer = Arc::new(Renderer::load(&args.common.assets)?);
+    let renderer = Arc::new(Renderer::load_with(
+        &args.common.assets,
+        &args.common.font_settings(),
+    )?);
     let (catalog, load_errors) = Catalog::load(&args.common.templates, renderer);
     let mut problems = 0;
+    let mut warnings = 0;
     for error in &load_errors {
         println!("error: {error}");
         problems += 1;
@@ -62,7 +70,7 @@ pub fn run_check(args: &CheckArgs) -> Result<(), CliError> {
                 );
                 for &(format, opener, variant) in &formats {
                     let started = Instant::now();
-                    let rendered = RenderInput::decide(
+                    let decided = RenderInput::decide(
                         &campaign,
                         block,
                         format,
@@ -70,18 +78,34 @@ pub fn run_check(args: &CheckArgs) -> Result<(), CliError> {
                         input.clone(),
                         opener,
                         &sources,
-                    )
-                    .map_err(BlockRenderError::from)
-                    .and_then(|decided| {
-                        render_block(
-                            catalog.renderer(),
-                            &campaign,
-                            block,
-                            format,
-                            1,
-                            &decided.input,
-                        )
-                    });
+                    );
+                    let rendered = match decided {
+                        Ok(decided) => {
+                            if format == Format::Png {
+                                for warning in text_warnings(
+                                    catalog.renderer(),
+                                    &campaign,
+                                    block,
+                                    &decided.input,
+                                ) {
+                                    warnings += 1;
+                                    println!(
+                                        "warn  {}/{}.png{variant} with {sample}: {warning}",
+                                        campaign.name, block.name
+                                    );
+                                }
+                            }
+                            render_block(
+                                catalog.renderer(),
+                                &campaign,
+                                block,
+                                format,
+                                1,
+                                &decided.input,
+                            )
+                        }
+                        Err(error) => Err(BlockRenderError::from(error)),
+                    };
                     match rendered {
                         Ok(rendered) => println!(
                             "ok    {}/{}.{}{variant} with {sample}: {} bytes in {:.1} ms",
@@ -105,8 +129,55 @@ pub fn run_check(args: &CheckArgs) -> Result<(), CliError> {
             }
         }
     }
+    if warnings > 0 {
+        println!("{warnings} warning(s): texts cut or running out of their box (see above)");
+    }
     if problems > 0 {
         return Err(CliError::CheckFailed(problems));
     }
     Ok(())
+}
+
+/// What a reader of `block` rendered for `input` would miss: texts the text functions cut or
+/// could not fit, texts that run outside the image, characters no font has.
+fn text_warnings(
+    renderer: &Renderer,
+    campaign: &Campaign,
+    block: &Block,
+    input: &TemplateInput,
+) -> Vec<String> {
+    let Some(template) = block.template.as_deref() else {
+        return Vec::new();
+    };
+    let (svg, notes) =
+        collect_notes(|| campaign.render_template(template, &input.to_tera_context(block)));
+    let Ok(svg) = svg else {
+        // The render itself reports the error.
+        return Vec::new();
+    };
+    let mut warnings: Vec<String> = notes.iter().map(ToString::to_string).collect();
+    if let Ok(overflows) = renderer.text_overflows(&svg) {
+        for overflow in overflows {
+            let sides = ["left", "top", "right", "bottom"]
+                .iter()
+                .zip(overflow.past)
+                .filter(|(_, by)| *by > 0.0)
+                .map(|(side, by)| format!("{by:.0} px past the {side} edge"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            warnings.push(format!(
+                "text \"{}\" runs out of the image ({sides})",
+                overflow.text
+            ));
+        }
+    }
+    let missing = campaign.missing_characters(template, &svg);
+    if !missing.is_empty() {
+        warnings.push(format!(
+            "no font has {}: drawn as � (install a font that has them; see the README's \
+             Fonts: every script)",
+            crate::render::name_characters(&missing, 8)
+        ));
+    }
+    warnings
 }

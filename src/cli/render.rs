@@ -38,7 +38,10 @@ pub fn run_render(args: &RenderArgs) -> Result<(), CliError> {
     let client = ClientKind::from_name(&args.client)
         .ok_or_else(|| CliError::Usage(format!("--client {}: not a client kind", args.client)))?;
     let sources = Sources::from_args(&args.sources)?;
-    let renderer = Arc::new(Renderer::load(&args.common.assets)?);
+    let renderer = Arc::new(Renderer::load_with(
+        &args.common.assets,
+        &args.common.font_settings(),
+    )?);
     let campaign = Arc::new(Campaign::load(
         &args.common.templates.join(campaign_name),
         &renderer,

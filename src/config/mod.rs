@@ -65,6 +65,17 @@ pub struct CommonArgs {
     /// Directory holding `fonts/` and `images/`.
     #[arg(long, env = "OPENTIME_ASSETS", default_value = "assets")]
     pub assets: PathBuf,
+    /// Font folders (searched recursively) and font files, comma-separated, tried after the
+    /// shipped fonts and before the system's.
+    #[arg(long, env = "OPENTIME_FONT_PATHS", value_delimiter = ',')]
+    pub font_paths: Vec<PathBuf>,
+    /// Also load the system's fonts (`/usr/share/fonts`, …) for characters the others lack.
+    #[arg(long, env = "OPENTIME_SYSTEM_FONTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub system_fonts: bool,
+    /// The font families characters missing from a text's own font may be drawn with, in
+    /// order, comma-separated (default: every loaded family, Noto first).
+    #[arg(long, env = "OPENTIME_FALLBACK_FONTS", value_delimiter = ',')]
+    pub fallback_fonts: Vec<String>,
     /// Token secrets, comma-separated: the first signs, all verify (rotation). Without one, a
     /// public development secret is used and `serve` warns.
     #[arg(long, env = "OPENTIME_SECRET", hide_env_values = true)]
@@ -83,6 +94,9 @@ impl std::fmt::Debug for CommonArgs {
         f.debug_struct("CommonArgs")
             .field("templates", &self.templates)
             .field("assets", &self.assets)
+            .field("font_paths", &self.font_paths)
+            .field("system_fonts", &self.system_fonts)
+            .field("fallback_fonts", &self.fallback_fonts)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("public_url", &self.public_url)
             .finish()
@@ -90,6 +104,20 @@ impl std::fmt::Debug for CommonArgs {
 }
 
 impl CommonArgs {
+    /// Which fonts renders use besides the shipped ones.
+    pub fn font_settings(&self) -> crate::render::FontSettings {
+        crate::render::FontSettings {
+            paths: self.font_paths.clone(),
+            system: self.system_fonts,
+            fallback: self
+                .fallback_fonts
+                .iter()
+                .map(|family| family.trim().to_owned())
+                .filter(|family| !family.is_empty())
+                .collect(),
+        }
+    }
+
     pub fn signer(&self) -> Result<Signer, ConfigError> {
         Ok(Signer::from_config(self.secret.as_deref())?)
     }

@@ -121,7 +121,12 @@ pub async fn start_with_clock(args: ServeArgs, clock: Clock) -> Result<RunningSe
         trusted_proxy_hops = args.trusted_proxy_hops,
         "sources"
     );
-    let renderer = Arc::new(Renderer::load(&args.common.assets)?);
+    let renderer = Arc::new(Renderer::load_with(
+        &args.common.assets,
+        &args.common.font_settings(),
+    )?);
+    let (faces, chain) = renderer.rasterizer().font_summary();
+    tracing::info!(faces, fallback = ?chain, "fonts loaded");
     let templates = args.common.templates.clone();
     let (catalog, errors) =
         tokio::task::spawn_blocking(move || Catalog::load(&templates, renderer))
@@ -149,7 +154,9 @@ pub async fn start_with_clock(args: ServeArgs, clock: Clock) -> Result<RunningSe
         Some(admin) => Some(bind(admin).await?),
         None => None,
     };
-    let metrics = Arc::new(Metrics::new());
+    let mut metrics = Metrics::new();
+    metrics.count_missing_characters(catalog.renderer().missing_characters());
+    let metrics = Arc::new(metrics);
     let events = EventRecorder::start(
         opened.events,
         args.event_queue,

@@ -1,21 +1,20 @@
 //! Draws plain texts ([`super::plain_text`]) from kept glyph coverage instead of filling every
 //! glyph's outline on every render.
 //!
-//! Layout follows usvg step by step — the same font query, harfrust shaping with the font's
-//! kerning and ligatures, advances in font units scaled by size ÷ units per em, the anchor
-//! applied to the whole advance, the alphabetic baseline at `y` — and the glyphs come from
-//! [`GlyphCoverage`], rounded to a sixteenth of a pixel. The text's coverage is the sum of its
-//! glyphs' (the same as filling them as one path where glyphs do not overlap), in the text's
-//! colour. A text this module cannot match usvg on (a character the chosen font lacks,
-//! right-to-left script, a glyph larger than [`MAX_PIXELS_PER_EM`]) is declined, and usvg
-//! draws it.
+//! The layout is [`super::text_layout`]'s — for a text its own font has entirely, the one usvg
+//! makes (the same font query, harfrust shaping with the font's kerning and ligatures, advances
+//! in font units scaled by size ÷ units per em); for any other, its runs of fallback fonts and
+//! directions, which usvg gets as positioned runs ([`super::text_runs`]) and lays out alike.
+//! The anchor applies to the whole advance, the alphabetic baseline sits at `y`, and the glyphs
+//! come from [`GlyphCoverage`], rounded to a sixteenth of a pixel. The text's coverage is the
+//! sum of its glyphs' (the same as filling them as one path where glyphs do not overlap), in
+//! the text's colour. A text with colour or bitmap glyphs (emoji), a variable font or a glyph
+//! larger than [`MAX_PIXELS_PER_EM`] is declined, and usvg draws it.
 
 use super::glyph_coverage::{self, Coverage, GlyphCoverage, GlyphKey, STEPS};
 use super::plain_text::{Anchor, PlainText};
-use harfrust::{Direction, ShapeOptions, ShaperData, UnicodeBuffer};
+use super::text_layout::{Layout, Style, Typesetter};
 use resvg::tiny_skia::{IntSize, Pixmap};
-use resvg::usvg::fontdb;
-use skrifa::instance::{LocationRef, Size};
 use skrifa::MetadataProvider;
 use std::sync::Arc;
 use svgtypes::FontFamily;
@@ -31,16 +30,8 @@ pub struct DrawnText {
     pub pixmap: Pixmap,
 }
 
-/// One font face, ready to shape with (its bytes stay in the font database).
-struct Face {
-    id: fontdb::ID,
-    shaper: ShaperData,
-    units_per_em: f32,
-}
-
 pub struct GlyphText {
-    fonts: Arc<fontdb::Database>,
-    faces: Vec<Face>,
+    typesetter: Arc<Typesetter>,
     /// The families of texts that name none.
     default_families: [FontFamily; 1],
     coverage: GlyphCoverage,
@@ -54,31 +45,9 @@ struct Placed {
 }
 
 impl GlyphText {
-    /// Prepares every static face of `fonts` (variable fonts are left to usvg, which applies
-    /// their variations).
-    pub fn new(fonts: Arc<fontdb::Database>, default_family: &str) -> Self {
-        let faces = fonts
-            .faces()
-            .filter_map(|info| {
-                fonts
-                    .with_face_data(info.id, |data, index| {
-                        let font = skrifa::FontRef::from_index(data, index).ok()?;
-                        let metrics = font.metrics(Size::unscaled(), LocationRef::default());
-                        if !font.axes().is_empty() || metrics.units_per_em == 0 {
-                            return None;
-                        }
-                        Some(Face {
-                            id: info.id,
-                            shaper: ShaperData::new(&font),
-                            units_per_em: f32::from(metrics.units_per_em),
-                        })
-                    })
-                    .flatten()
-            })
-            .collect();
+    pub(crate) fn new(typesetter: Arc<Typesetter>, default_family: &str) -> Self {
         Self {
-            fonts,
-            faces,
+            typesetter,
             default_families: [FontFamily::Named(default_family.to_owned())],
             coverage: GlyphCoverage::default(),
         }
@@ -92,6 +61,24 @@ impl GlyphText {
     /// Forgets every kept glyph.
     pub fn clear(&self) {
         self.coverage.clear();
+    }
+
+    /// The style `text` is set in (its families, or the default family).
+    pub(crate) fn style<'a>(&'a self, text: &'a PlainText) -> Style<'a> {
+        Style {
+            families: if text.families.is_empty() {
+                &self.default_families[..]
+            } else {
+                &text.families[..]
+            },
+            weight: text.weight,
+            size: text.font_size,
+        }
+    }
+
+    /// `text` laid out as the renderer draws it.
+    pub(crate) fn layout(&self, text: &PlainText) -> Option<Layout> {
+        self.typesetter.layout(&text.content, &self.style(text))
     }
 
     /// Draws `text` at `pixels_per_unit` pixels per user unit on a canvas of `canvas_width` ×
@@ -108,123 +95,59 @@ impl GlyphText {
         if !(pixels_per_em > 0.0 && pixels_per_em <= MAX_PIXELS_PER_EM) {
             return None;
         }
-        let (face_number, face) = self.select(text)?;
-        self.fonts
-            .with_face_data(face.id, |data, index| {
-                let font = skrifa::FontRef::from_index(data, index).ok()?;
-                self.draw_with(
-                    text,
-                    &font,
-                    (face_number, face),
-                    (pixels_per_unit, pixels_per_em),
-                    (canvas_width, canvas_height),
-                )
-            })
-            .flatten()
-    }
-
-    /// [`GlyphText::draw`] with the face's bytes at hand, at so many pixels per user unit and
-    /// per em.
-    fn draw_with(
-        &self,
-        text: &PlainText,
-        font: &skrifa::FontRef<'_>,
-        (face_number, face): (u16, &Face),
-        (pixels_per_unit, pixels_per_em): (f32, f32),
-        (canvas_width, canvas_height): (u32, u32),
-    ) -> Option<DrawnText> {
-        let charmap = font.charmap();
-        if text.content.chars().any(|c| charmap.map(c).is_none()) {
-            return None;
-        }
-        if unicode_bidi::BidiInfo::new(&text.content, Some(unicode_bidi::Level::ltr())).has_rtl() {
-            return None;
-        }
-
-        let mut buffer = UnicodeBuffer::new();
-        buffer.push_str(&text.content);
-        buffer.set_direction(Direction::LeftToRight);
-        buffer.guess_segment_properties();
-        let shaper = face.shaper.shaper(font).build();
-        let shaped = shaper.shape(buffer, ShapeOptions::new());
-
-        // User units per font unit.
-        let scale = text.font_size / face.units_per_em;
-        let advance: f32 = shaped
-            .glyph_positions()
+        let layout = self.layout(text)?;
+        if layout
+            .runs
             .iter()
-            .map(|p| p.x_advance as f32 * scale)
-            .sum();
+            .any(|run| !run.blank && !run.face.outlines_only)
+        {
+            return None;
+        }
         let start_x = text.x
             + match text.anchor {
                 Anchor::Start => 0.0,
-                Anchor::Middle => -advance / 2.0,
-                Anchor::End => -advance,
+                Anchor::Middle => -layout.advance / 2.0,
+                Anchor::End => -layout.advance,
             };
-
         let steps = f32::from(STEPS);
-        // Read the outlines table only if a glyph is missing from the kept ones.
-        let mut outlines = None;
-        let mut placed = Vec::with_capacity(shaped.len());
-        let mut pen = 0.0f32;
-        for (info, position) in shaped.glyph_infos().iter().zip(shaped.glyph_positions()) {
-            if info.glyph_id == 0 {
-                return None;
-            }
-            let x = (start_x + pen + position.x_offset as f32 * scale) * pixels_per_unit;
-            let y = (text.y - position.y_offset as f32 * scale) * pixels_per_unit;
-            pen += position.x_advance as f32 * scale;
-            let (whole_x, step_x) = split(x, steps);
-            let (whole_y, step_y) = split(y, steps);
-            let key = GlyphKey {
-                face: face_number,
-                glyph: info.glyph_id,
-                pixels_per_em: pixels_per_em.to_bits(),
-                step_x,
-                step_y,
-            };
-            let coverage = self.coverage.get(key, || {
-                let outlines = outlines.get_or_insert_with(|| font.outline_glyphs());
-                glyph_coverage::fill(key, outlines, face.units_per_em)
-            });
-            if coverage.width > 0 {
-                placed.push(Placed {
-                    x: whole_x.saturating_add(coverage.left),
-                    y: whole_y.saturating_add(coverage.top),
-                    coverage,
-                });
-            }
+        let database = self.typesetter.database();
+        let mut placed = Vec::with_capacity(layout.runs.iter().map(|r| r.glyphs.len()).sum());
+        for run in layout.runs.iter().filter(|run| !run.blank) {
+            let face = &run.face;
+            database.with_face_data(face.id, |data, index| {
+                // Read the outlines table only if a glyph is missing from the kept ones.
+                let mut outlines = None;
+                for glyph in &run.glyphs {
+                    let x = (start_x + glyph.pen + glyph.dx) * pixels_per_unit;
+                    let y = (text.y - glyph.dy) * pixels_per_unit;
+                    let (whole_x, step_x) = split(x, steps);
+                    let (whole_y, step_y) = split(y, steps);
+                    let key = GlyphKey {
+                        face: face.number,
+                        glyph: glyph.id,
+                        pixels_per_em: pixels_per_em.to_bits(),
+                        step_x,
+                        step_y,
+                    };
+                    let coverage = self.coverage.get(key, || {
+                        let outlines = outlines.get_or_insert_with(|| {
+                            skrifa::FontRef::from_index(data, index)
+                                .ok()
+                                .map(|font| font.outline_glyphs())
+                        });
+                        glyph_coverage::fill(key, outlines.as_ref()?, face.units_per_em)
+                    });
+                    if coverage.width > 0 {
+                        placed.push(Placed {
+                            x: whole_x.saturating_add(coverage.left),
+                            y: whole_y.saturating_add(coverage.top),
+                            coverage,
+                        });
+                    }
+                }
+            })?;
         }
         compose(&placed, text.rgba, canvas_width, canvas_height)
-    }
-
-    /// The face usvg's default font selector would pick for `text`.
-    fn select(&self, text: &PlainText) -> Option<(u16, &Face)> {
-        let families = if text.families.is_empty() {
-            &self.default_families[..]
-        } else {
-            &text.families[..]
-        };
-        let mut names: Vec<fontdb::Family<'_>> = families
-            .iter()
-            .map(|family| match family {
-                FontFamily::Serif => fontdb::Family::Serif,
-                FontFamily::SansSerif => fontdb::Family::SansSerif,
-                FontFamily::Cursive => fontdb::Family::Cursive,
-                FontFamily::Fantasy => fontdb::Family::Fantasy,
-                FontFamily::Monospace => fontdb::Family::Monospace,
-                FontFamily::Named(name) => fontdb::Family::Name(name.as_str()),
-            })
-            .collect();
-        names.push(fontdb::Family::Serif);
-        let id = self.fonts.query(&fontdb::Query {
-            families: &names,
-            weight: fontdb::Weight(text.weight),
-            stretch: fontdb::Stretch::Normal,
-            style: fontdb::Style::Normal,
-        })?;
-        let number = self.faces.iter().position(|face| face.id == id)?;
-        Some((u16::try_from(number).ok()?, &self.faces[number]))
     }
 }
 

@@ -1,35 +1,59 @@
-//! Pixels and bytes: SVG in, PNG out. [`svg`] rasterizes with resvg using the shipped fonts
-//! and images ([`assets`]) and the photos an open fetched ([`image_slots`]); texts are drawn
-//! from kept glyphs where they can be ([`text_tiles`], [`plain_text`], [`glyph_text`],
-//! [`glyph_coverage`]); [`png`] encodes; [`fallback`] prepares a block's fallback image.
+//! Pixels and bytes: SVG in, PNG out. [`svg`] rasterizes with resvg using the fonts
+//! ([`fonts`]: shipped, the operator's, the system's; [`font_fallback`] picks one per character)
+//! and images ([`assets`]) and the photos an open fetched ([`image_slots`]); texts in any script
+//! are laid out in one place ([`text_layout`]), drawn from kept glyphs where they can be
+//! ([`text_tiles`], [`plain_text`], [`glyph_text`], [`glyph_coverage`]) and handed to usvg in
+//! runs otherwise ([`text_runs`]); the templates' text functions measure with the same layout
+//! ([`text_fit`]); [`png`] encodes; [`fallback`] prepares a block's fallback image.
 //!
 //! Everything here is synchronous, CPU-bound and knows nothing of blocks, subscribers or
 //! requests: which template is filled in with what is decided by `crate::open`.
 
 mod assets;
 pub(crate) mod fallback;
+mod font_fallback;
 mod fonts;
 mod glyph_coverage;
 mod glyph_text;
 mod image_limits;
 pub(crate) mod image_slots;
+mod missing_characters;
 mod plain_text;
 pub(crate) mod png;
 pub(crate) mod svg;
 #[cfg(test)]
 mod testkit;
+pub(crate) mod text_fit;
+pub(crate) mod text_layout;
+mod text_overflow;
+mod text_runs;
 mod text_tiles;
 mod tile_compositing;
 mod tile_drawing;
 
 pub use assets::AssetImages;
 pub use fallback::{Fallback, TRANSPARENT_GIF};
+pub use fonts::FontSettings;
 pub use image_slots::FetchedImages;
 pub use png::{transparent_pixel_png, transparent_png};
+pub use text_overflow::TextOverflow;
 
 use bytes::Bytes;
 use std::path::Path;
 use std::sync::Arc;
+
+/// Characters as `U+0416 Ж, U+0430 а`, at most `shown` of them (then how many more).
+pub fn name_characters(characters: &[char], shown: usize) -> String {
+    let mut named: Vec<String> = characters
+        .iter()
+        .take(shown)
+        .map(|c| format!("U+{:04X} {c}", u32::from(*c)))
+        .collect();
+    if characters.len() > shown {
+        named.push(format!("and {} more", characters.len() - shown));
+    }
+    named.join(", ")
+}
 
 /// Largest accepted `scale` (retina is 2).
 pub const MAX_SCALE: u8 = 3;
@@ -94,9 +118,15 @@ pub struct Renderer {
 }
 
 impl Renderer {
-    /// Loads fonts from `assets/fonts` and images from `assets/images`.
+    /// Loads fonts from `assets/fonts` and the system's, and images from `assets/images`.
     pub fn load(assets_dir: &Path) -> Result<Self, RenderError> {
-        let fonts = fonts::load(&assets_dir.join("fonts"))?;
+        Self::load_with(assets_dir, &FontSettings::default())
+    }
+
+    /// Loads fonts from `assets/fonts` and those `fonts` names, and images from
+    /// `assets/images`.
+    pub fn load_with(assets_dir: &Path, fonts: &FontSettings) -> Result<Self, RenderError> {
+        let fonts = fonts::load(&assets_dir.join("fonts"), fonts)?;
         let images = AssetImages::load(&assets_dir.join("images"))?;
         Ok(Self {
             rasterizer: svg::Rasterizer::new(fonts, Arc::new(images)),
@@ -105,6 +135,22 @@ impl Renderer {
 
     pub fn rasterizer(&self) -> &svg::Rasterizer {
         &self.rasterizer
+    }
+
+    /// The text layout the renderer draws with (for the templates' text functions).
+    pub(crate) fn typesetter(&self) -> &Arc<text_layout::Typesetter> {
+        self.rasterizer.typesetter()
+    }
+
+    /// Characters drawn as a missing-glyph box because no font has them, so far (each
+    /// occurrence in a checked SVG counts once; see `blocks`).
+    pub fn missing_characters(&self) -> prometheus_client::metrics::counter::Counter {
+        self.typesetter().missing_counter().clone()
+    }
+
+    /// The texts of `svg` that run outside its canvas, laid out as a render lays them out.
+    pub fn text_overflows(&self, svg: &str) -> Result<Vec<TextOverflow>, RenderError> {
+        Ok(text_overflow::find(&self.rasterizer.parse(svg)?))
     }
 
     /// An SVG rasterized at `scale` (with the photos fetched for it) and encoded as PNG.

@@ -135,7 +135,7 @@ pub(super) fn read(
 const XML_NAMESPACE: &str = "http://www.w3.org/XML/1998/namespace";
 
 /// SVG 1.1 white space handling for a text with one text child and no `xml:space`.
-fn collapse_spaces(raw: &str) -> String {
+pub(super) fn collapse_spaces(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     for c in raw.chars() {
         let c = if matches!(c, '\r' | '\n' | '\t') {

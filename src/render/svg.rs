@@ -8,13 +8,18 @@
 //!
 //! Top-level texts are drawn as text tiles where they can be: [`super::text_tiles`] decides
 //! which and keeps them, [`super::tile_drawing`] draws one, and [`super::tile_compositing`]
-//! puts them over the finished tree; this file only wires them into a render.
+//! puts them over the finished tree; this file only wires them into a render. Texts usvg draws
+//! itself get its font resolver from [`FontChoice`] (the fallback chain), and plain texts that
+//! need several fonts or directions reach it in positioned runs ([`super::text_runs`]).
 
 use super::assets::AssetImages;
-use super::fonts::DEFAULT_FAMILY;
+use super::font_fallback::FontChoice;
+use super::fonts::{Fonts, DEFAULT_FAMILY};
 use super::glyph_text::GlyphText;
 use super::image_limits;
 use super::image_slots::{self, FetchedImages};
+use super::text_layout::Typesetter;
+use super::text_runs;
 #[cfg(test)]
 use super::text_tiles::Tiled;
 use super::text_tiles::{TextTiles, PLACEHOLDER_HREF};
@@ -23,12 +28,17 @@ use super::tile_drawing::{ParsingOptions, TileTools};
 use super::RenderError;
 use resvg::tiny_skia::{Pixmap, Transform};
 use resvg::usvg::{self, fontdb, ImageHrefResolver, ImageKind};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Rasterizes SVG text; holds the shared font database and shipped images.
 pub struct Rasterizer {
     fonts: Arc<fontdb::Database>,
+    /// Which face draws which character (usvg's font resolver too).
+    choice: Arc<FontChoice>,
+    /// Lays out plain texts (for kept glyphs, runs handed to usvg and the text functions).
+    typesetter: Arc<Typesetter>,
     images: Arc<AssetImages>,
     /// Texts already drawn, reused by later renders (see `text_tiles`).
     text_tiles: TextTiles,
@@ -54,15 +64,31 @@ pub(crate) fn image_kind(bytes: Arc<Vec<u8>>) -> Option<ImageKind> {
 }
 
 impl Rasterizer {
-    pub fn new(fonts: Arc<fontdb::Database>, images: Arc<AssetImages>) -> Self {
+    pub(crate) fn new(fonts: Fonts, images: Arc<AssetImages>) -> Self {
+        let choice = Arc::new(FontChoice::new(Arc::clone(&fonts.database), fonts.chain));
+        let typesetter = Arc::new(Typesetter::new(Arc::clone(&choice)));
         Self {
-            glyph_text: GlyphText::new(Arc::clone(&fonts), DEFAULT_FAMILY),
+            glyph_text: GlyphText::new(Arc::clone(&typesetter), DEFAULT_FAMILY),
             default_font_size: usvg::Options::default().font_size,
             placeholder_png: Arc::new(super::png::transparent_pixel_png().to_vec()),
-            fonts,
+            fonts: fonts.database,
+            choice,
+            typesetter,
             images,
             text_tiles: TextTiles::default(),
         }
+    }
+
+    pub(crate) fn typesetter(&self) -> &Arc<Typesetter> {
+        &self.typesetter
+    }
+
+    /// How many font faces are loaded, and the fallback chain's first families.
+    pub fn font_summary(&self) -> (usize, Vec<String>) {
+        (
+            self.fonts.len(),
+            self.choice.chain().take(8).map(str::to_owned).collect(),
+        )
     }
 
     pub fn glyph_text(&self) -> &GlyphText {
@@ -94,7 +120,9 @@ impl Rasterizer {
         TileTools {
             options: self,
             glyph_text: &self.glyph_text,
+            typesetter: &self.typesetter,
             default_font_size: self.default_font_size,
+            default_family: DEFAULT_FAMILY,
         }
     }
 
@@ -123,6 +151,7 @@ impl Rasterizer {
         let images = &self.images;
         usvg::Options {
             fontdb: Arc::clone(&self.fonts),
+            font_resolver: self.choice.resolver(),
             font_family: DEFAULT_FAMILY.to_owned(),
             resources_dir: None,
             image_href_resolver: ImageHrefResolver {
@@ -142,9 +171,33 @@ impl Rasterizer {
         }
     }
 
-    /// Parses `svg` into a tree.
+    /// Parses `svg` into a tree (plain texts that need several fonts or directions in runs).
     pub fn parse(&self, svg: &str) -> Result<usvg::Tree, RenderError> {
-        usvg::Tree::from_str(svg, &self.options()).map_err(|e| RenderError::Svg(e.to_string()))
+        let document = needs_runs(svg)
+            .then(|| roxmltree::Document::parse(svg).ok())
+            .flatten();
+        let svg = self.with_runs(svg, document.as_ref());
+        usvg::Tree::from_str(&svg, &self.options()).map_err(|e| RenderError::Svg(e.to_string()))
+    }
+
+    /// `svg` with its plain texts that need several fonts or directions rewritten into runs
+    /// (`document` is `svg` parsed, when it had to be).
+    fn with_runs<'s>(
+        &self,
+        svg: &'s str,
+        document: Option<&roxmltree::Document<'_>>,
+    ) -> Cow<'s, str> {
+        document
+            .and_then(|document| {
+                text_runs::rewrite_svg(
+                    &self.typesetter,
+                    svg,
+                    document,
+                    self.default_font_size,
+                    DEFAULT_FAMILY,
+                )
+            })
+            .map_or(Cow::Borrowed(svg), Cow::Owned)
     }
 
     /// Renders `svg` into a pixmap of `width`×`height` times `scale`, stretching the SVG's own
@@ -181,9 +234,10 @@ impl Rasterizer {
         fetched: Arc<FetchedImages>,
         use_text_tiles: bool,
     ) -> Result<Pixmap, RenderError> {
-        // One XML parse serves both the image slots and the text tiles.
+        // One XML parse serves the image slots, the text tiles and the runs of texts in any
+        // script.
         let wants_tiles = use_text_tiles && svg.contains("<text");
-        let document = (svg.contains("asset:") || wants_tiles)
+        let document = (svg.contains("asset:") || wants_tiles || needs_runs(svg))
             .then(|| roxmltree::Document::parse(svg).ok())
             .flatten();
         let mut sized: HashMap<String, Arc<Vec<u8>>> = match &document {
@@ -214,14 +268,15 @@ impl Rasterizer {
         let parse = |svg: &str| {
             usvg::Tree::from_str(svg, &options).map_err(|e| RenderError::Svg(e.to_string()))
         };
+        let in_place = || self.with_runs(svg, document.as_ref());
         let Some(tiled) = tiled else {
-            return self.render_tree(&parse(svg)?, width, height, scale);
+            return self.render_tree(&parse(&in_place())?, width, height, scale);
         };
         let tree = parse(&tiled.svg)?;
         let (mut pixmap, transform) = self.canvas(&tree, width, height, scale)?;
         if !tiles_stay_on_top(&tree, &tiled.tiles, transform) {
             // Something is painted over a text: draw the texts in place instead.
-            return self.render_tree(&parse(svg)?, width, height, scale);
+            return self.render_tree(&parse(&in_place())?, width, height, scale);
         }
         resvg::render(&tree, transform, &mut pixmap.as_mut());
         for tile in &tiled.tiles {
@@ -265,6 +320,11 @@ impl ParsingOptions for Rasterizer {
     fn parsing_options(&self) -> usvg::Options<'_> {
         self.options()
     }
+}
+
+/// Whether `svg` may hold a text usvg should get in runs (anything beyond ASCII).
+fn needs_runs(svg: &str) -> bool {
+    svg.contains("<text") && (!svg.is_ascii() || svg.contains("&#"))
 }
 
 /// The transform that stretches `tree`'s own size onto `pixel_width`×`pixel_height` pixels
@@ -326,7 +386,11 @@ mod tests {
     #[test]
     fn resolves_only_fetched_remote_images_and_never_files() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
-        let fonts = crate::render::fonts::load(&root.join("fonts")).unwrap();
+        let fonts = crate::render::fonts::load(
+            &root.join("fonts"),
+            &crate::render::FontSettings::shipped_only(),
+        )
+        .unwrap();
         let rasterizer = Rasterizer::new(fonts, Arc::new(AssetImages::default()));
         let svg = |href: &str| {
             format!(

@@ -1,18 +1,37 @@
-//! Shared fixtures for the render's unit tests: a rasterizer with the shipped fonts and
-//! images, the text tiles a render would make of an SVG, the largest pixel difference, and a
+//! Shared fixtures for the render's unit tests: a rasterizer with the shipped fonts (or with
+//! Debian's Noto fonts too) and images, the text tiles a render would make of an SVG, the largest pixel difference, and a
 //! block of plain texts of many kinds. Test code only (the text tile tests sit beside the
 //! code they test, in several files, and all start from these).
 
 use super::assets::AssetImages;
+use super::fonts::FontSettings;
 use super::svg::Rasterizer;
 use super::text_tiles::Tiled;
 use resvg::tiny_skia::Pixmap;
 use std::sync::Arc;
 
-/// A rasterizer with the fonts and images in `assets/`.
+/// A rasterizer with the fonts and images in `assets/` (and no other font).
 pub(crate) fn rasterizer() -> Rasterizer {
+    rasterizer_with(&FontSettings::shipped_only())
+}
+
+/// A rasterizer with the fonts and images in `assets/` and the Noto fonts of Debian's packages
+/// (always the same files, so what they draw is the same on every machine).
+pub(crate) fn noto_rasterizer() -> Rasterizer {
+    let settings = FontSettings::debian_noto();
+    if let Some(missing) = settings.paths.iter().find(|path| !path.exists()) {
+        panic!(
+            "{} is missing: run scripts/test, which installs fonts-noto-core, fonts-noto-cjk \
+             and fonts-noto-color-emoji",
+            missing.display()
+        );
+    }
+    rasterizer_with(&settings)
+}
+
+fn rasterizer_with(settings: &FontSettings) -> Rasterizer {
     let assets = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
-    let fonts = super::fonts::load(&assets.join("fonts")).unwrap();
+    let fonts = super::fonts::load(&assets.join("fonts"), settings).unwrap();
     Rasterizer::new(
         fonts,
         Arc::new(AssetImages::load(&assets.join("images")).unwrap()),
@@ -93,4 +112,58 @@ pub(crate) fn plain_texts(shift: f32) -> String {
     }
     svg.push_str("</svg>");
     svg
+}
+
+/// A name in each script the renderer is tested with (and a right-to-left name mixed with
+/// Latin and digits), by script.
+pub(crate) const SCRIPT_NAMES: [(&str, &str); 12] = [
+    ("cyrillic", "Мария Иванова"),
+    ("greek", "Γιώργος Παπαδόπουλος"),
+    ("chinese", "张伟"),
+    ("japanese", "佐藤 さくら"),
+    ("korean", "김민준"),
+    ("arabic", "محمد عبد الله"),
+    ("hebrew", "דוד כהן"),
+    ("devanagari", "प्रिया शर्मा"),
+    ("thai", "สมชาย ใจดี"),
+    ("emoji", "Zoë 🎉👍🏽"),
+    ("mixed", "Welcome back, محمد 2024!"),
+    ("latin", "Maximiliane-Charlotte"),
+];
+
+/// The bounds of the pixels whose alpha is above a quarter: left, top, right, bottom (right
+/// and bottom exclusive); `None` for an empty pixmap.
+pub(crate) fn ink_bounds(pixmap: &Pixmap) -> Option<(u32, u32, u32, u32)> {
+    let width = pixmap.width();
+    let mut bounds: Option<(u32, u32, u32, u32)> = None;
+    for (i, pixel) in pixmap.pixels().iter().enumerate() {
+        if pixel.alpha() < 64 {
+            continue;
+        }
+        let (x, y) = (i as u32 % width, i as u32 / width);
+        bounds = Some(match bounds {
+            Some((l, t, r, b)) => (l.min(x), t.min(y), r.max(x + 1), b.max(y + 1)),
+            None => (x, y, x + 1, y + 1),
+        });
+    }
+    bounds
+}
+
+/// Pixels whose alpha is above a quarter.
+pub(crate) fn ink_pixels(pixmap: &Pixmap) -> usize {
+    pixmap.pixels().iter().filter(|p| p.alpha() >= 64).count()
+}
+
+/// One text on a transparent canvas: `content` at (`x`, `y`) in `size` px and `weight`.
+pub(crate) fn text_svg(
+    content: &str,
+    (width, height): (u32, u32),
+    (x, y): (f32, f32),
+    size: f32,
+    weight: u16,
+    anchor: &str,
+) -> String {
+    format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="Inter"><text x="{x}" y="{y}" font-size="{size}" font-weight="{weight}" text-anchor="{anchor}" fill="#111827">{content}</text></svg>"##
+    )
 }

@@ -16,6 +16,7 @@
 //! This file decides which texts are tiled, writes the placeholders and keeps the tiles
 //! ([`TextTiles`]); drawing one tile is [`super::tile_drawing`].
 
+use super::text_runs;
 use super::tile_drawing::{draw_glyph_tile, draw_tile, opening_tag, Tile, TileTools};
 use moka::sync::Cache;
 use std::fmt::Write as _;
@@ -163,20 +164,39 @@ impl TextTiles {
                     self.seen_once.insert(key, ());
                 }
                 tile
-            } else if !self.seen_once.contains_key(&key) {
-                // Not plain: usvg draws it in place this time, and a tile if it comes back.
-                self.seen_once.insert(key, ());
-                self.drawn.fetch_add(1, Ordering::Relaxed);
-                continue;
             } else {
+                // usvg draws it: in runs when it needs several fonts or directions.
+                let rewritten = text_runs::rewrite_text(
+                    tools.typesetter,
+                    text,
+                    root,
+                    tools.default_font_size,
+                    tools.default_family,
+                );
+                let usvg_markup = rewritten.as_deref().unwrap_or(markup);
                 self.drawn.fetch_add(1, Ordering::Relaxed);
+                if !self.seen_once.contains_key(&key) {
+                    // Drawn in place this time, and as a tile if it comes back.
+                    self.seen_once.insert(key, ());
+                    if let Some(rewritten) = &rewritten {
+                        out.push_str(&svg[copied_to..range.start]);
+                        out.push_str(rewritten);
+                        copied_to = range.end;
+                    }
+                    continue;
+                }
                 let Some(tile) = draw_tile(
                     &tools.options.parsing_options(),
                     &root_tag,
-                    markup,
+                    usvg_markup,
                     pixel_width,
                     pixel_height,
                 ) else {
+                    if let Some(rewritten) = &rewritten {
+                        out.push_str(&svg[copied_to..range.start]);
+                        out.push_str(rewritten);
+                        copied_to = range.end;
+                    }
                     continue;
                 };
                 let tile = Arc::new(tile);

@@ -8,6 +8,7 @@
 
 use super::glyph_text::GlyphText;
 use super::plain_text;
+use super::text_layout::Typesetter;
 use resvg::tiny_skia::{Pixmap, Transform};
 use resvg::usvg;
 use std::fmt::Write as _;
@@ -25,12 +26,14 @@ pub(crate) trait ParsingOptions {
 }
 
 /// What drawing a tile takes from the rasterizer: its parsing options (fonts), the kept-glyph
-/// drawer and the default font size.
+/// drawer, the layout of texts usvg gets in runs, and the default font size and family.
 pub(crate) struct TileTools<'a> {
     /// The parsing options, made only when a tile is drawn (a kept tile needs none).
     pub(crate) options: &'a dyn ParsingOptions,
     pub(crate) glyph_text: &'a GlyphText,
+    pub(crate) typesetter: &'a Typesetter,
     pub(crate) default_font_size: f32,
+    pub(crate) default_family: &'a str,
 }
 
 /// `text` (a child of `root`) drawn from kept glyphs, when it is a plain text and both axes

@@ -42,6 +42,22 @@ pub fn sample(name: &str) -> serde_json::Value {
     serde_json::from_str(&text).expect("sample JSON")
 }
 
+/// The fonts picture tests render with: the shipped ones and a fixed set of Debian's Noto files
+/// (`FontSettings::debian_noto`), so what they draw does not depend on what else is installed.
+/// A missing file fails the test, saying how to install it.
+pub fn test_fonts() -> opentime::render::FontSettings {
+    let settings = opentime::render::FontSettings::debian_noto();
+    for path in &settings.paths {
+        assert!(
+            path.exists(),
+            "{} is missing: run scripts/test, which installs fonts-noto-core, fonts-noto-cjk \
+             and fonts-noto-color-emoji",
+            path.display()
+        );
+    }
+    settings
+}
+
 /// The test GeoIP database (`tests/fixtures/geo-test.mmdb`).
 pub fn geo_fixture() -> PathBuf {
     repo().join("tests/fixtures/geo-test.mmdb")
