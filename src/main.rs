@@ -25,6 +25,7 @@ fn main() -> ExitCode {
         Command::Url(args) => opentime::run_url(&args)
             .map(|url| println!("{url}"))
             .map_err(|e| e.to_string()),
+        Command::Events(args) => run_events(args),
         Command::Tokens(args) => {
             opentime::run_tokens(&args, std::io::stdin().lock(), std::io::stdout().lock())
                 .map(|rows| eprintln!("{rows} tokens written"))
@@ -48,6 +49,22 @@ fn run_server(args: opentime::config::ServeArgs) -> Result<(), String> {
     runtime
         .block_on(opentime::serve(args))
         .map_err(|e| e.to_string())
+}
+
+/// `opentime events`: JSON lines on stdout, a summary on stderr.
+fn run_events(args: opentime::config::EventsArgs) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let read = runtime
+        .block_on(opentime::run_events(&args, std::io::stdout().lock()))
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "{} events read from {} stream(s) (group `{}` created on {})",
+        read.printed, read.streams, args.group, read.groups_created
+    );
+    Ok(())
 }
 
 /// Logs go to stderr; `OPENTIME_LOG` (or `RUST_LOG`) sets the filter, `info` by default.

@@ -156,10 +156,10 @@ impl ServerBuilder {
     pub async fn start(mut self) -> TestServer {
         match std::mem::replace(&mut self.store, Store::Unset) {
             Store::Unset => panic!("choose a store: .redis(&redis) or .embedded_store()"),
-            Store::Redis(url) => self.args.redis_url = Some(url),
+            Store::Redis(url) => self.args.redis.redis_url = Some(url),
             Store::Embedded { seed } => {
                 let data = tempfile::tempdir().expect("temp dir");
-                self.args.redis_url = None;
+                self.args.redis.redis_url = None;
                 self.args.data_dir = data.path().to_owned();
                 self.args.seed = seed;
                 self.dirs.push(data);

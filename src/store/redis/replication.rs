@@ -1,0 +1,325 @@
+//! How many copies of a write exist before opentime says it is written: after a write, `WAIT n`
+//! on the same connection blocks until `n` replicas of that master acknowledged it (or the wait
+//! runs out) and answers how many did.
+//!
+//! `n` is the setting `OPENTIME_WRITE_REPLICAS` (1 by default) capped by the replicas the master
+//! has online, so a server without replicas (a single Redis, a replica promoted while its old
+//! master is still down) answers at once with one copy instead of waiting in vain, and the
+//! answer says so. What the masters have is a [`ReplicaView`], refreshed at most every second
+//! (and after a failed write): `INFO replication` of the one master (online replicas), or
+//! `CLUSTER SLOTS` of a Cluster (each slot range's master and its replicas not marked failed).
+//! The Cluster view also says which node holds a slot, so the event writer can send each node
+//! one pipeline.
+
+use super::link::Connection;
+use super::slots::SLOTS;
+use super::target::NodeAddress;
+use crate::context::Copies;
+use arc_swap::ArcSwap;
+use redis::Value;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How old the view may be before a write refreshes it.
+const FRESH_FOR: Duration = Duration::from_secs(1);
+
+/// Replicas a write waits for, and how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WritePolicy {
+    /// `OPENTIME_WRITE_REPLICAS`: replicas to wait for, at most (0 = do not wait).
+    pub replicas: u32,
+    /// `OPENTIME_WRITE_WAIT_MS`: the longest `WAIT`.
+    pub wait: Duration,
+}
+
+/// One range of slots: the master that holds it and its usable replicas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct SlotRange {
+    pub first: u16,
+    pub last: u16,
+    pub master: NodeAddress,
+    pub replicas: u32,
+}
+
+/// What the masters look like.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Topology {
+    /// Not known yet: wait for as many replicas as the setting asks (and learn more).
+    Unknown,
+    /// One master with this many online replicas.
+    Single { replicas: u32 },
+    /// A Cluster's slot ranges, sorted.
+    Cluster(Vec<SlotRange>),
+}
+
+/// Where a write of one slot goes and how many replicas it waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Plan {
+    /// The Cluster node holding the slot (`None` for one server, or when not known).
+    pub node: Option<NodeAddress>,
+    /// The `n` of `WAIT n` (0: send no `WAIT`).
+    pub wait_for: u32,
+}
+
+struct Seen {
+    topology: Topology,
+    at: Option<Instant>,
+}
+
+/// The masters as last seen, shared by a store's connections.
+pub(super) struct ReplicaView {
+    policy: WritePolicy,
+    seen: ArcSwap<Seen>,
+    refreshing: AtomicBool,
+}
+
+impl ReplicaView {
+    pub(super) fn new(policy: WritePolicy) -> Self {
+        Self {
+            policy,
+            seen: ArcSwap::from_pointee(Seen {
+                topology: Topology::Unknown,
+                at: None,
+            }),
+            refreshing: AtomicBool::new(false),
+        }
+    }
+
+    /// Where a write to `slot` goes and how many replicas it waits for.
+    pub(super) fn plan(&self, slot: u16) -> Plan {
+        let seen = self.seen.load();
+        plan_for(&seen.topology, self.policy.replicas, slot)
+    }
+
+    /// Refreshes the view when it is older than a second (or `force`), through `connection`.
+    /// One refresh at a time; the others keep the view they have.
+    pub(super) async fn refresh(&self, connection: &mut Connection, force: bool) {
+        if self.policy.replicas == 0 && !matches!(connection, Connection::Cluster(_)) {
+            return;
+        }
+        let stale = self
+            .seen
+            .load()
+            .at
+            .is_none_or(|at| at.elapsed() >= FRESH_FOR);
+        if !(stale || force) || self.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        match read_topology(connection).await {
+            Ok(topology) => self.seen.store(Arc::new(Seen {
+                topology,
+                at: Some(Instant::now()),
+            })),
+            Err(error) => tracing::debug!(
+                error = error.category(),
+                "cannot read the Redis topology; keeping the last one"
+            ),
+        }
+        self.refreshing.store(false, Ordering::Release);
+    }
+
+    /// Copies from a `WAIT` reply (`None`: no `WAIT` was sent).
+    pub(super) fn copies(wait_for: u32, acknowledged: Option<&Value>) -> Copies {
+        let held = match acknowledged {
+            Some(Value::Int(n)) => 1 + u32::try_from(*n).unwrap_or(0),
+            _ => 1,
+        };
+        Copies {
+            held,
+            wanted: 1 + wait_for,
+        }
+    }
+
+    /// Appends `WAIT n ms` to a pipeline when the plan waits.
+    pub(super) fn add_wait(&self, pipeline: &mut redis::Pipeline, plan: &Plan) {
+        if plan.wait_for > 0 {
+            pipeline
+                .cmd("WAIT")
+                .arg(plan.wait_for)
+                .arg(self.policy.wait.as_millis().max(1) as u64);
+        }
+    }
+}
+
+fn plan_for(topology: &Topology, wanted: u32, slot: u16) -> Plan {
+    match topology {
+        Topology::Unknown => Plan {
+            node: None,
+            wait_for: wanted,
+        },
+        Topology::Single { replicas } => Plan {
+            node: None,
+            wait_for: wanted.min(*replicas),
+        },
+        Topology::Cluster(ranges) => {
+            let index = ranges.partition_point(|range| range.last < slot);
+            match ranges.get(index).filter(|range| range.first <= slot) {
+                Some(range) => Plan {
+                    node: Some(range.master.clone()),
+                    wait_for: wanted.min(range.replicas),
+                },
+                None => Plan {
+                    node: None,
+                    wait_for: wanted,
+                },
+            }
+        }
+    }
+}
+
+async fn read_topology(connection: &mut Connection) -> redis::RedisResult<Topology> {
+    match connection {
+        Connection::Cluster(_) => {
+            let slots: Value = connection
+                .on_any_node(redis::cmd("CLUSTER").arg("SLOTS"))
+                .await?;
+            Ok(Topology::Cluster(parse_cluster_slots(&slots)))
+        }
+        _ => {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query_async(connection)
+                .await?;
+            Ok(Topology::Single {
+                replicas: online_replicas(&info),
+            })
+        }
+    }
+}
+
+/// Replicas in `INFO replication` that are online (`slaveN:ip=…,state=online,…`).
+pub(super) fn online_replicas(info: &str) -> u32 {
+    let online = info
+        .lines()
+        .filter(|line| line.starts_with("slave") && line.contains("state=online"))
+        .count();
+    u32::try_from(online).unwrap_or(u32::MAX)
+}
+
+/// `CLUSTER SLOTS`: `[[first, last, [host, port, id, …], [replica host, port, id, …]…]…]`.
+/// Redis leaves out replicas it marked failed. Entries that do not read as such are skipped.
+pub(super) fn parse_cluster_slots(reply: &Value) -> Vec<SlotRange> {
+    let Value::Array(entries) = reply else {
+        return Vec::new();
+    };
+    let mut ranges: Vec<SlotRange> = entries
+        .iter()
+        .filter_map(|entry| {
+            let Value::Array(parts) = entry else {
+                return None;
+            };
+            let number = |value: &Value| match value {
+                Value::Int(n) => u16::try_from(*n).ok().filter(|n| *n < SLOTS),
+                _ => None,
+            };
+            let first = number(parts.first()?)?;
+            let last = number(parts.get(1)?)?;
+            let master = node_of(parts.get(2)?)?;
+            let replicas = parts.iter().skip(3).filter_map(node_of).count();
+            (first <= last).then(|| SlotRange {
+                first,
+                last,
+                master,
+                replicas: u32::try_from(replicas).unwrap_or(u32::MAX),
+            })
+        })
+        .collect();
+    ranges.sort_by_key(|range| range.first);
+    ranges
+}
+
+fn node_of(value: &Value) -> Option<NodeAddress> {
+    let Value::Array(parts) = value else {
+        return None;
+    };
+    let host = match parts.first()? {
+        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok()?,
+        Value::SimpleString(text) => text.clone(),
+        _ => return None,
+    };
+    let port = match parts.get(1)? {
+        Value::Int(port) => u16::try_from(*port).ok()?,
+        _ => return None,
+    };
+    (!host.is_empty() && host != "?").then_some(NodeAddress { host, port })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(text: &str) -> Value {
+        Value::BulkString(text.as_bytes().to_vec())
+    }
+
+    fn node(host: &str, port: i64) -> Value {
+        Value::Array(vec![bulk(host), Value::Int(port), bulk("0123abcd")])
+    }
+
+    #[test]
+    fn counts_only_online_replicas() {
+        let info = "# Replication\r\nrole:master\r\nconnected_slaves:2\r\n\
+                    slave0:ip=10.0.0.2,port=6379,state=online,offset=1,lag=0\r\n\
+                    slave1:ip=10.0.0.3,port=6379,state=wait_bgsave,offset=0,lag=0\r\n";
+        assert_eq!(online_replicas(info), 1);
+        assert_eq!(online_replicas("role:master\r\nconnected_slaves:0\r\n"), 0);
+    }
+
+    #[test]
+    fn reads_cluster_slots_and_plans_each_slot() {
+        let reply = Value::Array(vec![
+            Value::Array(vec![
+                Value::Int(5461),
+                Value::Int(10922),
+                node("127.0.0.1", 7001),
+            ]),
+            Value::Array(vec![
+                Value::Int(0),
+                Value::Int(5460),
+                node("127.0.0.1", 7000),
+                node("127.0.0.1", 7003),
+            ]),
+            Value::Array(vec![Value::Int(10923), Value::Int(16383), node("?", 7002)]),
+            Value::Int(3),
+        ]);
+        let ranges = parse_cluster_slots(&reply);
+        assert_eq!(ranges.len(), 2, "the unknown endpoint's range is skipped");
+        assert_eq!(ranges[0].first, 0);
+        assert_eq!(ranges[0].replicas, 1);
+        let topology = Topology::Cluster(ranges);
+        let at = |slot| plan_for(&topology, 1, slot);
+        assert_eq!(at(0).wait_for, 1);
+        assert_eq!(at(5460).node.unwrap().port, 7000);
+        assert_eq!(at(5461).node.unwrap().port, 7001);
+        assert_eq!(
+            at(6000).wait_for,
+            0,
+            "a master without replicas is not waited for"
+        );
+        assert_eq!(
+            at(12000),
+            Plan {
+                node: None,
+                wait_for: 1
+            },
+            "a slot nobody holds: route by key, wait as asked"
+        );
+        assert_eq!(plan_for(&topology, 0, 0).wait_for, 0);
+    }
+
+    #[test]
+    fn copies_come_from_the_wait_reply() {
+        assert_eq!(
+            ReplicaView::copies(1, Some(&Value::Int(1))),
+            Copies { held: 2, wanted: 2 }
+        );
+        assert!(!ReplicaView::copies(1, Some(&Value::Int(0))).enough());
+        assert_eq!(ReplicaView::copies(0, None), Copies::ONE);
+        assert_eq!(
+            plan_for(&Topology::Single { replicas: 0 }, 1, 7).wait_for,
+            0
+        );
+        assert_eq!(plan_for(&Topology::Unknown, 2, 7).wait_for, 2);
+    }
+}
