@@ -3,13 +3,20 @@
 //! runs out) and answers how many did.
 //!
 //! `n` is the setting `OPENTIME_WRITE_REPLICAS` (1 by default) capped by the replicas the master
-//! has online, so a server without replicas (a single Redis, a replica promoted while its old
-//! master is still down) answers at once with one copy instead of waiting in vain, and the
-//! answer says so. What the masters have is a [`ReplicaView`], refreshed at most every second
-//! (and after a failed write): `INFO replication` of the one master (online replicas), or
-//! `CLUSTER SLOTS` of a Cluster (each slot range's master and its replicas not marked failed).
-//! The Cluster view also says which node holds a slot, so the event writer can send each node
-//! one pipeline.
+//! has, so a server without replicas (a single Redis, a replica promoted while its old master
+//! is still down) answers at once with one copy instead of waiting in vain, and the answer says
+//! so. What the masters have is a [`ReplicaView`], refreshed at most every second (and after a
+//! failed write): `INFO replication` of the one master, or `CLUSTER SLOTS` of a Cluster (each
+//! slot range's master and its replicas not marked failed). The Cluster view also says which
+//! node holds a slot, so the event writer can send each node one pipeline.
+//!
+//! A master that had a replica a moment ago and has none now may be the loser of a failover:
+//! its replica was just promoted, and what it accepts now will be thrown away when it rejoins
+//! as a replica. So one master (one server, or Sentinel's) counts the replicas it had within
+//! the last [`REMEMBER`] under the same replication id (`master_replid`, which a promotion
+//! changes): writes on it wait for them, and fail as `not-replicated` rather than be
+//! acknowledged on one copy, until the replica has been gone that long. (A Cluster master on
+//! the losing side stops taking writes itself once it cannot reach the majority.)
 
 use super::link::Connection;
 use super::slots::SLOTS;
@@ -23,6 +30,8 @@ use std::time::{Duration, Instant};
 
 /// How old the view may be before a write refreshes it.
 const FRESH_FOR: Duration = Duration::from_secs(1);
+/// How long one master's replicas are still counted after they went away.
+const REMEMBER: Duration = Duration::from_secs(30);
 
 /// Replicas a write waits for, and how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,11 +76,39 @@ struct Seen {
     at: Option<Instant>,
 }
 
+/// The most replicas one master (one replication id) had lately.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Remembered {
+    replid: String,
+    replicas: u32,
+    seen: Instant,
+}
+
+/// One master's replicas now, or as many as it had lately under the same replication id.
+fn remember(last: Option<&Remembered>, replid: &str, online: u32, now: Instant) -> Remembered {
+    match last {
+        Some(last)
+            if last.replid == replid
+                && last.replicas > online
+                && now.duration_since(last.seen) < REMEMBER =>
+        {
+            last.clone()
+        }
+        _ => Remembered {
+            replid: replid.to_owned(),
+            replicas: online,
+            seen: now,
+        },
+    }
+}
+
 /// The masters as last seen, shared by a store's connections.
 pub(super) struct ReplicaView {
     policy: WritePolicy,
     seen: ArcSwap<Seen>,
     refreshing: AtomicBool,
+    /// Per replication id (a few: two connections may briefly see two masters).
+    remembered: std::sync::Mutex<Vec<Remembered>>,
 }
 
 impl ReplicaView {
@@ -83,6 +120,7 @@ impl ReplicaView {
                 at: None,
             }),
             refreshing: AtomicBool::new(false),
+            remembered: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -107,10 +145,29 @@ impl ReplicaView {
             return;
         }
         match read_topology(connection).await {
-            Ok(topology) => self.seen.store(Arc::new(Seen {
-                topology,
+            Ok(Observed::Cluster(ranges)) => self.seen.store(Arc::new(Seen {
+                topology: Topology::Cluster(ranges),
                 at: Some(Instant::now()),
             })),
+            Ok(Observed::Single { replid, online }) => {
+                let now = Instant::now();
+                let replicas = match self.remembered.lock() {
+                    Ok(mut remembered) => {
+                        let last = remembered.iter().find(|r| r.replid == replid);
+                        let kept = remember(last, &replid, online, now);
+                        let replicas = kept.replicas;
+                        remembered.retain(|r| r.replid != replid);
+                        remembered.insert(0, kept);
+                        remembered.truncate(8);
+                        replicas
+                    }
+                    Err(_) => online,
+                };
+                self.seen.store(Arc::new(Seen {
+                    topology: Topology::Single { replicas },
+                    at: Some(now),
+                }));
+            }
             Err(error) => tracing::debug!(
                 error = error.category(),
                 "cannot read the Redis topology; keeping the last one"
@@ -168,21 +225,33 @@ fn plan_for(topology: &Topology, wanted: u32, slot: u16) -> Plan {
     }
 }
 
-async fn read_topology(connection: &mut Connection) -> redis::RedisResult<Topology> {
+/// What one look at the masters showed.
+enum Observed {
+    Cluster(Vec<SlotRange>),
+    Single { replid: String, online: u32 },
+}
+
+async fn read_topology(connection: &mut Connection) -> redis::RedisResult<Observed> {
     match connection {
         Connection::Cluster(_) => {
             let slots: Value = connection
                 .on_any_node(redis::cmd("CLUSTER").arg("SLOTS"))
                 .await?;
-            Ok(Topology::Cluster(parse_cluster_slots(&slots)))
+            Ok(Observed::Cluster(parse_cluster_slots(&slots)))
         }
         _ => {
             let info: String = redis::cmd("INFO")
                 .arg("replication")
                 .query_async(connection)
                 .await?;
-            Ok(Topology::Single {
-                replicas: online_replicas(&info),
+            let replid = info
+                .lines()
+                .find_map(|line| line.trim().strip_prefix("master_replid:"))
+                .unwrap_or_default()
+                .to_owned();
+            Ok(Observed::Single {
+                replid,
+                online: online_replicas(&info),
             })
         }
     }
@@ -306,6 +375,23 @@ mod tests {
             "a slot nobody holds: route by key, wait as asked"
         );
         assert_eq!(plan_for(&topology, 0, 0).wait_for, 0);
+    }
+
+    #[test]
+    fn a_master_that_just_lost_its_replica_still_waits_for_it() {
+        let start = Instant::now();
+        let had_one = remember(None, "aaa", 1, start);
+        // The replica goes away: still counted for a while, under the same replication id.
+        let later = start + Duration::from_secs(5);
+        assert_eq!(remember(Some(&had_one), "aaa", 0, later).replicas, 1);
+        assert_eq!(
+            remember(Some(&had_one), "aaa", 0, start + REMEMBER).replicas,
+            0
+        );
+        // A promoted replica has a new replication id: its own count.
+        assert_eq!(remember(Some(&had_one), "bbb", 0, later).replicas, 0);
+        // More replicas than before count at once.
+        assert_eq!(remember(Some(&had_one), "aaa", 2, later).replicas, 2);
     }
 
     #[test]
