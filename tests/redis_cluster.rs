@@ -514,6 +514,34 @@ async fn a_master_behind_sentinel_is_followed_across_a_failover() {
     let open = get(&server.signed("demo/cart.png", "alice")).await;
     assert_eq!(open.header("x-opentime-fallback"), None);
 
+    // A write its replica does not acknowledge in time is refused, and safe to send again;
+    // an open's event waits (its batch is retried) until the replica is back.
+    sentinel.pause_replica();
+    let loyalty = json!({"loyalty": {"points": 7}});
+    let refused = api(
+        &server,
+        reqwest::Method::PATCH,
+        "/v1/context/alice",
+        Some(loyalty.clone()),
+    )
+    .await;
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(refused.json()["error"], "not-replicated");
+    assert_eq!(refused.json()["copies"], 1);
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    let open = get(&server.signed("demo/cart.png", "alice")).await;
+    assert_eq!(open.status, 200);
+    sentinel.resume_replica();
+    let accepted = api(
+        &server,
+        reqwest::Method::PATCH,
+        "/v1/context/alice",
+        Some(loyalty),
+    )
+    .await;
+    assert_eq!(accepted.status, 200, "{}", accepted.text());
+    assert_eq!(accepted.json()["copies"], 2);
+
     let before = sentinel.current_master();
     sentinel.failover();
     assert_ne!(sentinel.current_master(), before);
@@ -553,7 +581,7 @@ async fn a_master_behind_sentinel_is_followed_across_a_failover() {
         serde_json::from_str::<Value>(&cart).unwrap(),
         sample("alice")["cart"]
     );
-    let opens = std::sync::atomic::AtomicU64::new(1);
+    let opens = std::sync::atomic::AtomicU64::new(2);
     let served = eventually(Duration::from_secs(10), || async {
         opens.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         get(&server.signed("demo/cart.png", "alice"))

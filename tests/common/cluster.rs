@@ -339,6 +339,25 @@ impl RedisSentinel {
         )
     }
 
+    /// Stops the replica's process (SIGSTOP): it stays connected but acknowledges nothing.
+    pub fn pause_replica(&self) {
+        self.signal_replica("-STOP");
+    }
+
+    /// Lets a paused replica run again (SIGCONT).
+    pub fn resume_replica(&self) {
+        self.signal_replica("-CONT");
+    }
+
+    fn signal_replica(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(self.children[1].id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {signal}");
+    }
+
     /// The port of the master the sentinel names now.
     pub fn current_master(&self) -> u16 {
         let (_, port): (String, u16) = redis::cmd("SENTINEL")
@@ -377,6 +396,7 @@ impl RedisSentinel {
 
 impl Drop for RedisSentinel {
     fn drop(&mut self) {
+        self.resume_replica();
         for child in &mut self.children {
             let _ = child.kill();
             let _ = child.wait();
