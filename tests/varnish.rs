@@ -28,6 +28,11 @@ impl Varnish {
         let vcl = vcl.replace(".port = \"8080\"", &format!(".port = \"{backend_port}\""));
         let vcl_path = dir.path().join("opentime.vcl");
         std::fs::write(&vcl_path, vcl).unwrap();
+        std::fs::copy(
+            repo().join("deploy/varnish/opentime-rules.vcl"),
+            dir.path().join("opentime-rules.vcl"),
+        )
+        .unwrap();
         let port = free_port();
         let child = Command::new("varnishd")
             .args(["-F", "-j", "none", "-s", "malloc,32m"])

@@ -6,9 +6,11 @@
 //! has, so a server without replicas (a single Redis, a replica promoted while its old master
 //! is still down) answers at once with one copy instead of waiting in vain, and the answer says
 //! so. What the masters have is a [`ReplicaView`], refreshed at most every second (and after a
-//! failed write): `INFO replication` of the one master, or `CLUSTER SLOTS` of a Cluster (each
-//! slot range's master and its replicas not marked failed). The Cluster view also says which
-//! node holds a slot, so the event writer can send each node one pipeline.
+//! failed write): `INFO replication` of the one master, or `CLUSTER SHARDS` of a Cluster (each
+//! slot range's master and its replicas whose health is `online`; `CLUSTER SLOTS` before Redis
+//! 7.0, which leaves out failed replicas and those that have not received data yet). The
+//! Cluster view also says which node holds a slot, so the event writer can send each node one
+//! pipeline.
 //!
 //! A master that had a replica a moment ago and has none now may be the loser of a failover:
 //! its replica was just promoted, and what it accepts now will be thrown away when it rejoins
@@ -234,6 +236,14 @@ enum Observed {
 async fn read_topology(connection: &mut Connection) -> redis::RedisResult<Observed> {
     match connection {
         Connection::Cluster(_) => {
+            let shards = connection
+                .on_any_node(redis::cmd("CLUSTER").arg("SHARDS"))
+                .await
+                .ok()
+                .and_then(|reply| parse_cluster_shards(&reply));
+            if let Some(ranges) = shards {
+                return Ok(Observed::Cluster(ranges));
+            }
             let slots: Value = connection
                 .on_any_node(redis::cmd("CLUSTER").arg("SLOTS"))
                 .await?;
@@ -296,6 +306,87 @@ pub(super) fn parse_cluster_slots(reply: &Value) -> Vec<SlotRange> {
         .collect();
     ranges.sort_by_key(|range| range.first);
     ranges
+}
+
+/// `CLUSTER SHARDS` (Redis ≥ 7.0): per shard, `slots` (first/last pairs) and `nodes` (each with
+/// `ip`, `port`, `role` and `health`). `None` when the reply does not read as such (an older
+/// Redis answers with an error).
+pub(super) fn parse_cluster_shards(reply: &Value) -> Option<Vec<SlotRange>> {
+    let Value::Array(shards) = reply else {
+        return None;
+    };
+    let mut ranges = Vec::new();
+    for shard in shards {
+        let slots = match field(shard, "slots")? {
+            Value::Array(slots) => slots,
+            _ => return None,
+        };
+        let Value::Array(nodes) = field(shard, "nodes")? else {
+            return None;
+        };
+        let text = |node: &Value, name: &str| match field(node, name) {
+            Some(Value::BulkString(bytes)) => String::from_utf8(bytes.clone()).ok(),
+            Some(Value::SimpleString(text)) => Some(text.clone()),
+            _ => None,
+        };
+        let online = |node: &&Value| text(node, "health").as_deref() == Some("online");
+        let master = nodes
+            .iter()
+            .filter(online)
+            .find(|node| text(node, "role").as_deref() == Some("master"))
+            .and_then(|node| {
+                let host = text(node, "ip").filter(|h| !h.is_empty() && h != "?")?;
+                let port = match field(node, "port")? {
+                    Value::Int(port) => u16::try_from(*port).ok()?,
+                    _ => return None,
+                };
+                Some(NodeAddress { host, port })
+            });
+        let Some(master) = master else {
+            continue; // no online master (failing over): writes there are routed by key
+        };
+        let replicas = nodes
+            .iter()
+            .filter(online)
+            .filter(|node| text(node, "role").as_deref() == Some("replica"))
+            .count();
+        for pair in slots.chunks(2) {
+            let number = |value: Option<&Value>| match value {
+                Some(Value::Int(n)) => u16::try_from(*n).ok().filter(|n| *n < SLOTS),
+                _ => None,
+            };
+            let (Some(first), Some(last)) = (number(pair.first()), number(pair.get(1))) else {
+                return None;
+            };
+            if first <= last {
+                ranges.push(SlotRange {
+                    first,
+                    last,
+                    master: master.clone(),
+                    replicas: u32::try_from(replicas).unwrap_or(u32::MAX),
+                });
+            }
+        }
+    }
+    ranges.sort_by_key(|range| range.first);
+    Some(ranges)
+}
+
+/// One field of a reply that is a map (RESP3) or a flat key/value array (RESP2).
+fn field<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
+    let is = |key: &Value| match key {
+        Value::BulkString(bytes) => bytes == name.as_bytes(),
+        Value::SimpleString(text) => text == name,
+        _ => false,
+    };
+    match value {
+        Value::Map(pairs) => pairs.iter().find(|(k, _)| is(k)).map(|(_, v)| v),
+        Value::Array(items) => items
+            .chunks(2)
+            .find(|pair| pair.first().is_some_and(is))
+            .and_then(|pair| pair.get(1)),
+        _ => None,
+    }
 }
 
 fn node_of(value: &Value) -> Option<NodeAddress> {
@@ -392,6 +483,71 @@ mod tests {
         assert_eq!(remember(Some(&had_one), "bbb", 0, later).replicas, 0);
         // More replicas than before count at once.
         assert_eq!(remember(Some(&had_one), "aaa", 2, later).replicas, 2);
+    }
+
+    #[test]
+    fn reads_cluster_shards_counting_online_replicas() {
+        let node = |port: i64, role: &str, health: &str| {
+            Value::Array(vec![
+                bulk("id"),
+                bulk("abc"),
+                bulk("port"),
+                Value::Int(port),
+                bulk("ip"),
+                bulk("127.0.0.1"),
+                bulk("role"),
+                bulk(role),
+                bulk("replication-offset"),
+                Value::Int(0),
+                bulk("health"),
+                bulk(health),
+            ])
+        };
+        let shard = |slots: Vec<i64>, nodes: Vec<Value>| {
+            Value::Array(vec![
+                bulk("slots"),
+                Value::Array(slots.into_iter().map(Value::Int).collect()),
+                bulk("nodes"),
+                Value::Array(nodes),
+            ])
+        };
+        let reply = Value::Array(vec![
+            shard(
+                vec![0, 100, 200, 5460],
+                vec![
+                    node(7000, "master", "online"),
+                    node(7003, "replica", "online"),
+                ],
+            ),
+            shard(
+                vec![5461, 16383],
+                vec![
+                    node(7001, "master", "online"),
+                    node(7004, "replica", "loading"),
+                    node(7005, "replica", "failed"),
+                ],
+            ),
+            shard(vec![101, 199], vec![node(7002, "master", "failed")]),
+        ]);
+        let ranges = parse_cluster_shards(&reply).unwrap();
+        assert_eq!(ranges.len(), 3, "{ranges:?}");
+        assert_eq!(
+            (ranges[0].first, ranges[0].last, ranges[0].replicas),
+            (0, 100, 1)
+        );
+        assert_eq!((ranges[1].first, ranges[1].master.port), (200, 7000));
+        assert_eq!((ranges[2].first, ranges[2].replicas), (5461, 0));
+        let topology = Topology::Cluster(ranges);
+        assert_eq!(
+            plan_for(&topology, 1, 150).node,
+            None,
+            "a shard failing over"
+        );
+        assert_eq!(parse_cluster_shards(&Value::Int(1)), None);
+        assert_eq!(
+            parse_cluster_shards(&Value::Array(vec![Value::Array(vec![bulk("x")])])),
+            None
+        );
     }
 
     #[test]
