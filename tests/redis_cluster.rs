@@ -108,10 +108,14 @@ fn open_count(cluster: &RedisCluster, subscriber: &str) -> Option<u64> {
     email["open_count"].as_u64()
 }
 
+/// A server on `cluster`. The store deadline is long: these tests are about where data goes,
+/// not how fast (a loaded machine must not turn a slow lookup into a fallback).
 async fn cluster_server(cluster: &RedisCluster) -> TestServer {
     TestServer::builder()
         .redis_cluster(cluster)
         .channel_tokens(&[("sms", SMS_TOKEN), ("crm", CRM_TOKEN)])
+        .store_timeout_ms(1500)
+        .deadline_ms(5000)
         .start()
         .await
 }
@@ -483,6 +487,8 @@ async fn a_master_behind_sentinel_is_followed_across_a_failover() {
     let server = TestServer::builder()
         .redis_url(&sentinel.url())
         .channel_tokens(&[("crm", CRM_TOKEN)])
+        .store_timeout_ms(1500)
+        .deadline_ms(5000)
         .start()
         .await;
     let written = eventually(Duration::from_secs(15), || async {
