@@ -129,8 +129,11 @@ impl ContextStore for RedisStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        // On a Cluster, any one node: a master failing over must not make every renderer
+        // Ready once every connection is made (the API's and the event writer's too). On a
+        // Cluster, any one node answers: a master failing over must not make every renderer
         // unready (they serve fallbacks for its slots meanwhile).
+        self.writes.get()?;
+        self.events.get()?;
         let mut connection = self.reads.get()?;
         connection
             .on_any_node(&redis::cmd("PING"))

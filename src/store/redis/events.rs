@@ -1,7 +1,9 @@
-//! Events into Redis: per batch, one non-atomic pipeline per Redis master — `SCRIPT LOAD` of
-//! two small Lua scripts, then per event one `EVALSHA` that appends it to its stream and, for a
-//! subscriber, one that folds it into `ctx:{SUB}`'s `email` field (the same rules as
-//! `events/email_field.rs`), then `WAIT` for the master's replicas. On one server (or a master
+//! Events into Redis: per batch, one non-atomic pipeline per Redis master — per event one
+//! `EVALSHA` of a small Lua script that appends it to its stream and, for a subscriber, one that
+//! folds it into `ctx:{SUB}`'s `email` field (the same rules as `events/email_field.rs`), then
+//! `WAIT` for the master's replicas. The scripts' text goes over the wire only when a master may
+//! not have them: the pipelines start with their `SCRIPT LOAD` on the first batch and after any
+//! `NOSCRIPT` (a restarted or newly promoted master), not on every batch. On one server (or a master
 //! behind Sentinel) that is one pipeline; on a Cluster, one per master, sent at once, each
 //! holding only the commands of the slots that master holds (from the replica view,
 //! `replication.rs`; a slot the view does not place gets a pipeline of its own, routed by key).
@@ -46,6 +48,7 @@ use async_trait::async_trait;
 use chrono::SecondsFormat;
 use redis::Value;
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -206,19 +209,24 @@ enum Destination {
 struct Part {
     node: Option<NodeAddress>,
     pipeline: redis::Pipeline,
-    /// The event each command (after the two `SCRIPT LOAD`s) belongs to.
+    /// How many `SCRIPT LOAD`s it starts with (0 or 2).
+    loads: usize,
+    /// The event each command (after the `SCRIPT LOAD`s) belongs to.
     owners: Vec<usize>,
     wait_for: u32,
 }
 
 impl Part {
-    fn new(node: Option<NodeAddress>) -> Self {
+    fn new(node: Option<NodeAddress>, load_scripts: bool) -> Self {
         let mut pipeline = redis::pipe();
-        pipeline.load_script(stream_script());
-        pipeline.load_script(email_script());
+        if load_scripts {
+            pipeline.load_script(stream_script());
+            pipeline.load_script(email_script());
+        }
         Self {
             node,
             pipeline,
+            loads: if load_scripts { 2 } else { 0 },
             owners: Vec::new(),
             wait_for: 0,
         }
@@ -228,6 +236,7 @@ impl Part {
 /// The commands of a batch, split by master.
 struct Parts {
     cluster: bool,
+    load_scripts: bool,
     parts: BTreeMap<Destination, Part>,
 }
 
@@ -249,7 +258,7 @@ impl Parts {
         let part = self
             .parts
             .entry(destination)
-            .or_insert_with(|| Part::new(node.filter(|_| self.cluster)));
+            .or_insert_with(|| Part::new(node.filter(|_| self.cluster), self.load_scripts));
         part.pipeline.invoke_script(invocation);
         part.owners.push(owner);
         part.wait_for = part.wait_for.max(wait_for);
@@ -289,7 +298,7 @@ async fn send_parts(
         match replies {
             Ok(mut replies) => {
                 let commands = part.owners.len();
-                let expected = 2 + commands + usize::from(part.wait_for > 0);
+                let expected = part.loads + commands + usize::from(part.wait_for > 0);
                 if replies.len() != expected {
                     failure.get_or_insert_with(|| {
                         EventError::Unavailable(format!(
@@ -312,7 +321,7 @@ async fn send_parts(
                     }
                     replies.pop();
                 }
-                replies.drain(..2);
+                replies.drain(..part.loads);
                 sent.push((index, part, replies));
             }
             Err(error) => {
@@ -346,6 +355,7 @@ impl EventSink for RedisStore {
         let max_len = self.streams.max_len_each(max_len);
         let mut parts = Parts {
             cluster: matches!(connection, Connection::Cluster(_)),
+            load_scripts: !self.event_scripts_loaded.load(Ordering::Acquire),
             parts: BTreeMap::new(),
         };
         for (index, event) in batch.iter().enumerate() {
@@ -393,6 +403,14 @@ impl EventSink for RedisStore {
                 return Err(error);
             }
         };
+        let noscript = sent.iter().any(|(_, replies)| {
+            replies
+                .iter()
+                .any(|reply| matches!(reply, Value::ServerError(e) if e.code() == "NOSCRIPT"))
+        });
+        // Loaded everywhere this batch went, or some master lacks them: load with the next batch.
+        self.event_scripts_loaded
+            .store(!noscript, Ordering::Release);
         let mut per_event: Vec<Vec<&Value>> = vec![Vec::new(); batch.len()];
         for (part, replies) in &sent {
             for (owner, reply) in part.owners.iter().zip(replies) {
@@ -497,6 +515,86 @@ mod tests {
         store.write(&[open("alice")], 1000).await.unwrap();
         assert_eq!(open_count(&store, "alice").await, Some(3));
         assert_eq!(stream_len(&redis), 4);
+    }
+
+    #[tokio::test]
+    async fn shards_keep_each_subscribers_events_and_applied_ids_together() {
+        let redis = TestRedis::start();
+        let store = redis.store_with(4).await;
+        let subscribers: Vec<String> = (0..24).map(|n| format!("s{n}")).collect();
+        for subscriber in &subscribers {
+            redis.hset(&format!("ctx:{{{subscriber}}}"), "profile", "{}");
+        }
+        let batch: Vec<Event> = subscribers.iter().map(|s| open(s)).collect();
+        store.write(&batch, 1000).await.unwrap();
+
+        let streams = super::super::streams::EventStreams::new(4);
+        let mut total = 0;
+        for key in streams.keys() {
+            let entries: Vec<(String, std::collections::HashMap<String, String>)> =
+                redis::cmd("XRANGE")
+                    .arg(&key)
+                    .arg("-")
+                    .arg("+")
+                    .query(&mut redis.connection())
+                    .unwrap();
+            assert!(!entries.is_empty(), "{key} is used");
+            for (_, fields) in &entries {
+                let subscriber = SubscriberId::parse(&fields["subscriber"]).unwrap();
+                assert_eq!(streams.key_for(Some(&subscriber)), key);
+            }
+            let applied: usize = redis::cmd("ZCARD")
+                .arg(streams.applied_key(&key))
+                .query(&mut redis.connection())
+                .unwrap();
+            assert_eq!(applied, entries.len(), "{key}'s ids are kept beside it");
+            total += entries.len();
+        }
+        assert_eq!(total, 24);
+        assert_eq!(stream_len(&redis), 0, "no single stream");
+        for subscriber in &subscribers {
+            assert_eq!(open_count(&store, subscriber).await, Some(1));
+        }
+    }
+
+    /// Calls of `SCRIPT LOAD` so far (`INFO commandstats`).
+    fn script_loads(redis: &TestRedis) -> u64 {
+        let stats: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut redis.connection())
+            .unwrap();
+        stats
+            .lines()
+            .find_map(|line| line.strip_prefix("cmdstat_script|load:calls="))
+            .and_then(|rest| rest.split(',').next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn the_scripts_are_sent_once_and_again_when_redis_lost_them() {
+        let redis = TestRedis::start();
+        let store = redis.store().await;
+        redis.hset("ctx:{alice}", "profile", "{}");
+        store.write(&[open("alice")], 1000).await.unwrap();
+        let loaded = script_loads(&redis);
+        assert_eq!(loaded, 2, "both scripts with the first batch");
+        store.write(&[open("alice")], 1000).await.unwrap();
+        assert_eq!(script_loads(&redis), loaded, "not with the next");
+
+        // A restarted (or newly promoted) master has no scripts: the batch is retried with them.
+        redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query::<()>(&mut redis.connection())
+            .unwrap();
+        let batch = [open("alice")];
+        assert!(
+            store.write(&batch, 1000).await.is_err(),
+            "NOSCRIPT: try again"
+        );
+        store.write(&batch, 1000).await.unwrap();
+        assert_eq!(script_loads(&redis), loaded + 2);
+        assert_eq!(open_count(&store, "alice").await, Some(3));
+        assert_eq!(stream_len(&redis), 3);
     }
 
     #[tokio::test]

@@ -33,6 +33,7 @@ use crate::context::StoreError;
 use link::{Connection, Link, LinkSettings};
 use replication::{ReplicaView, WritePolicy};
 use sentinel::SentinelWatch;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 use streams::EventStreams;
@@ -61,6 +62,8 @@ pub(crate) struct RedisStore {
     replicas: ReplicaView,
     streams: EventStreams,
     target: Arc<RedisTarget>,
+    /// Whether every master the event writer wrote to last has its two scripts (`events.rs`).
+    event_scripts_loaded: AtomicBool,
 }
 
 impl RedisStore {
@@ -111,34 +114,41 @@ impl RedisStore {
             replicas: ReplicaView::new(settings.writes),
             streams: settings.streams,
             target,
+            event_scripts_loaded: AtomicBool::new(false),
         })
     }
 
-    /// Keeps trying to make the first connections until they are made. Spawned once at
-    /// start-up.
+    /// Keeps trying to make the first connections (all three at once) until they are made.
+    /// Spawned once at start-up.
     pub(crate) async fn connect_in_background(self: Arc<Self>) {
+        tokio::join!(
+            self.keep_connecting(&self.reads),
+            self.keep_connecting(&self.writes),
+            self.keep_connecting(&self.events),
+        );
+    }
+
+    async fn keep_connecting(&self, link: &Link) {
         let mut warned = false;
-        for link in [&self.reads, &self.writes, &self.events] {
-            loop {
-                match link.connect().await {
-                    Ok(mut connection) => {
-                        if link.name() == "opens" {
-                            tracing::info!(target = %self.target.describe(), "connected to Redis");
-                            check_version(&mut connection).await;
-                        }
-                        break;
+        loop {
+            match link.connect().await {
+                Ok(mut connection) => {
+                    if link.name() == "opens" {
+                        tracing::info!(target = %self.target.describe(), "connected to Redis");
+                        check_version(&mut connection).await;
                     }
-                    Err(error) => {
-                        if !warned {
-                            tracing::warn!(
-                                error = error.category(),
-                                target = %self.target.describe(),
-                                "Redis not reachable yet; serving fallbacks meanwhile"
-                            );
-                            warned = true;
-                        }
-                        tokio::time::sleep(CONNECT_RETRY).await;
+                    return;
+                }
+                Err(error) => {
+                    if !warned && link.name() == "opens" {
+                        tracing::warn!(
+                            error = error.category(),
+                            target = %self.target.describe(),
+                            "Redis not reachable yet; serving fallbacks meanwhile"
+                        );
+                        warned = true;
                     }
+                    tokio::time::sleep(CONNECT_RETRY).await;
                 }
             }
         }
