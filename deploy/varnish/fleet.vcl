@@ -18,9 +18,13 @@ vcl 4.1;
 #     readers see no error while a renderer dies.
 #
 # Behind it: OPENTIME_TRUSTED_PROXY_HOPS=1 and OPENTIME_MAX_CONNECTIONS_PER_ADDRESS=0 on every
-# renderer (all connections come from Varnish's address).
+# renderer (all connections come from Varnish's address). Run varnishd with
+# `-p backend_idle_timeout=20`, below the renderers' OPENTIME_KEEPALIVE_TIMEOUT_SECS (30): a
+# proxy that keeps an idle connection longer than the server may send a request on one the
+# server is just closing.
 
 import directors;
+import std;
 
 probe renderer_health {
     .url = "/healthz";
@@ -61,6 +65,13 @@ sub vcl_init {
     renderers.add_backend(renderer2);
     renderers.add_backend(renderer3);
     renderers.reconfigure();
+}
+
+sub vcl_recv {
+    # Context API writes are idempotent: keep their body so a failed fetch can be sent again.
+    if (req.method == "PATCH" || req.method == "POST") {
+        std.cache_req_body(64KB);
+    }
 }
 
 sub vcl_backend_fetch {

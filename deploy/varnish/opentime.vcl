@@ -34,7 +34,10 @@ vcl 4.1;
 #     bans every object of that campaign (or `spring-sale:cart` for one block).
 #
 # Behind Varnish, tell opentime about the hop so it locates readers by their address, not
-# Varnish's: OPENTIME_TRUSTED_PROXY_HOPS=1 (Varnish appends the client to X-Forwarded-For).
+# Varnish's: OPENTIME_TRUSTED_PROXY_HOPS=1 (Varnish appends the client to X-Forwarded-For), and
+# set OPENTIME_MAX_CONNECTIONS_PER_ADDRESS high or 0 (every connection comes from Varnish). Run
+# varnishd with `-p backend_idle_timeout=20`, below opentime's OPENTIME_KEEPALIVE_TIMEOUT_SECS
+# (30), so Varnish never sends a request on a connection opentime is closing.
 
 backend opentime {
     .host = "127.0.0.1";
