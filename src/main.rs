@@ -67,11 +67,17 @@ fn run_events(args: opentime::config::EventsArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Logs go to stderr; `OPENTIME_LOG` (or `RUST_LOG`) sets the filter, `info` by default.
+/// Logs go to stderr; `OPENTIME_LOG` (or `RUST_LOG`) sets the filter, `info` by default. The
+/// Redis client's own messages are errors only unless the filter names `redis`: while a Cluster
+/// node is down it warns on every reconnection attempt (hundreds a second), and opentime logs
+/// what matters to an operator itself (fallbacks, store errors, failovers).
 fn init_logging() {
-    let filter = std::env::var("OPENTIME_LOG")
+    let mut filter = std::env::var("OPENTIME_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".to_owned());
+    if !filter.contains("redis") {
+        filter.push_str(",redis=error");
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
