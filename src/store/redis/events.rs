@@ -6,7 +6,8 @@
 //! `NOSCRIPT` (a restarted or newly promoted master), not on every batch. On one server (or a master
 //! behind Sentinel) that is one pipeline; on a Cluster, one per master, sent at once, each
 //! holding only the commands of the slots that master holds (from the replica view,
-//! `replication.rs`; a slot the view does not place gets a pipeline of its own, routed by key).
+//! `replication.rs`; a slot the view does not place gets a pipeline of its own, routed by key,
+//! and so does every slot in the batch after a failed one, until one goes through).
 //!
 //! Why it is built this way:
 //!
@@ -236,6 +237,8 @@ impl Part {
 /// The commands of a batch, split by master.
 struct Parts {
     cluster: bool,
+    /// Group a Cluster's slots by the master the view places them on (else one part per slot).
+    by_node: bool,
     load_scripts: bool,
     parts: BTreeMap<Destination, Part>,
 }
@@ -250,6 +253,7 @@ impl Parts {
     ) {
         let slot = slot(key);
         let Plan { node, wait_for } = view.plan(slot);
+        let node = node.filter(|_| self.cluster && self.by_node);
         let destination = match (&node, self.cluster) {
             (_, false) => Destination::Server,
             (Some(node), true) => Destination::Node(node.host.clone(), node.port),
@@ -258,7 +262,7 @@ impl Parts {
         let part = self
             .parts
             .entry(destination)
-            .or_insert_with(|| Part::new(node.filter(|_| self.cluster), self.load_scripts));
+            .or_insert_with(|| Part::new(node, self.load_scripts));
         part.pipeline.invoke_script(invocation);
         part.owners.push(owner);
         part.wait_for = part.wait_for.max(wait_for);
@@ -353,8 +357,12 @@ impl EventSink for RedisStore {
         let now = chrono::Utc::now().timestamp_millis();
         let forget_before = now - window;
         let max_len = self.streams.max_len_each(max_len);
+        // After a failed batch, route each slot by key for one batch: the cluster client's own
+        // map is the one that follows redirects, and a node the view names may be gone.
+        let by_node = !self.event_batch_failed.load(Ordering::Acquire);
         let mut parts = Parts {
             cluster: matches!(connection, Connection::Cluster(_)),
+            by_node,
             load_scripts: !self.event_scripts_loaded.load(Ordering::Acquire),
             parts: BTreeMap::new(),
         };
@@ -399,10 +407,12 @@ impl EventSink for RedisStore {
             Ok(sent) => sent,
             Err(error) => {
                 // A failover or a moved slot, perhaps: look at the masters again before the retry.
+                self.event_batch_failed.store(true, Ordering::Release);
                 self.replicas.refresh(&mut connection, true).await;
                 return Err(error);
             }
         };
+        self.event_batch_failed.store(false, Ordering::Release);
         let noscript = sent.iter().any(|(_, replies)| {
             replies
                 .iter()

@@ -64,6 +64,8 @@ pub(crate) struct RedisStore {
     target: Arc<RedisTarget>,
     /// Whether every master the event writer wrote to last has its two scripts (`events.rs`).
     event_scripts_loaded: AtomicBool,
+    /// Whether the event writer's last batch failed (the next routes by slot, `events.rs`).
+    event_batch_failed: AtomicBool,
 }
 
 impl RedisStore {
@@ -115,6 +117,7 @@ impl RedisStore {
             streams: settings.streams,
             target,
             event_scripts_loaded: AtomicBool::new(false),
+            event_batch_failed: AtomicBool::new(false),
         })
     }
 

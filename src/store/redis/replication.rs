@@ -309,7 +309,7 @@ pub(super) fn parse_cluster_slots(reply: &Value) -> Vec<SlotRange> {
 }
 
 /// `CLUSTER SHARDS` (Redis ≥ 7.0): per shard, `slots` (first/last pairs) and `nodes` (each with
-/// `ip`, `port`, `role` and `health`). `None` when the reply does not read as such (an older
+/// `endpoint` or `ip`, `port`, `role` and `health`). `None` when the reply does not read as such (an older
 /// Redis answers with an error).
 pub(super) fn parse_cluster_shards(reply: &Value) -> Option<Vec<SlotRange>> {
     let Value::Array(shards) = reply else {
@@ -335,7 +335,12 @@ pub(super) fn parse_cluster_shards(reply: &Value) -> Option<Vec<SlotRange>> {
             .filter(online)
             .find(|node| text(node, "role").as_deref() == Some("master"))
             .and_then(|node| {
-                let host = text(node, "ip").filter(|h| !h.is_empty() && h != "?")?;
+                // The preferred endpoint, as CLUSTER SLOTS (and so the cluster client) names
+                // the node; its IP when there is none.
+                let usable = |h: &String| !h.is_empty() && h != "?";
+                let host = text(node, "endpoint")
+                    .filter(usable)
+                    .or_else(|| text(node, "ip").filter(usable))?;
                 let port = match field(node, "port")? {
                     Value::Int(port) => u16::try_from(*port).ok()?,
                     _ => return None,
@@ -495,6 +500,12 @@ mod tests {
                 Value::Int(port),
                 bulk("ip"),
                 bulk("127.0.0.1"),
+                bulk("endpoint"),
+                bulk(if port == 7001 {
+                    "redis-b.internal"
+                } else {
+                    "127.0.0.1"
+                }),
                 bulk("role"),
                 bulk(role),
                 bulk("replication-offset"),
@@ -537,6 +548,10 @@ mod tests {
         );
         assert_eq!((ranges[1].first, ranges[1].master.port), (200, 7000));
         assert_eq!((ranges[2].first, ranges[2].replicas), (5461, 0));
+        assert_eq!(
+            ranges[2].master.host, "redis-b.internal",
+            "named as CLUSTER SLOTS names it"
+        );
         let topology = Topology::Cluster(ranges);
         assert_eq!(
             plan_for(&topology, 1, 150).node,
