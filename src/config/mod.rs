@@ -437,7 +437,8 @@ pub struct EventsArgs {
     /// Most entries read from one stream at a time.
     #[arg(long, default_value_t = 500)]
     pub count: usize,
-    /// Do not acknowledge what was printed (a dry run: the group is left as it was).
+    /// Do not acknowledge what was printed: it stays pending for this consumer, and its next
+    /// run prints it again.
     #[arg(long)]
     pub no_ack: bool,
 }

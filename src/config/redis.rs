@@ -11,7 +11,7 @@ use clap::Args;
 pub struct RedisArgs {
     /// Redis URL: one server (`redis://host:6379/0`), or a master found and followed through
     /// Sentinel (`redis+sentinel://host:26379,host:26379/MASTER[/DB]`). Without it (and without
-    /// OPENTIME_REDIS_CLUSTER) the embedded store is used.
+    /// OPENTIME_REDIS_CLUSTER) `serve` uses the embedded store.
     #[arg(long, env = "OPENTIME_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// Redis Cluster seed nodes, `host:port,host:port,…` (or `redis://[user:password@]host:port`
