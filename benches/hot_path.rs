@@ -206,7 +206,7 @@ fn main() {
             &repo().join("assets"),
         );
         args.listen = "127.0.0.1:0".parse().expect("addr");
-        args.redis_url = Some(format!("redis://127.0.0.1:{}/0", redis.1));
+        args.redis.redis_url = Some(format!("redis://127.0.0.1:{}/0", redis.1));
         args.common.secret = Some(SECRET.into());
         args.watch = false;
         let server = opentime::start(args).await.expect("server");

@@ -33,5 +33,6 @@ pub(crate) mod store;
 pub(crate) mod template_bounds;
 pub(crate) mod template_error;
 
+pub use cli::events::{run_events, EventsRead};
 pub use cli::{check::run_check, render::run_render, tokens::run_tokens, url::run_url};
 pub use http::server::{serve, start, start_with_clock, RunningServer, ServeError};

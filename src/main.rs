@@ -25,6 +25,7 @@ fn main() -> ExitCode {
         Command::Url(args) => opentime::run_url(&args)
             .map(|url| println!("{url}"))
             .map_err(|e| e.to_string()),
+        Command::Events(args) => run_events(args),
         Command::Tokens(args) => {
             opentime::run_tokens(&args, std::io::stdin().lock(), std::io::stdout().lock())
                 .map(|rows| eprintln!("{rows} tokens written"))
@@ -50,11 +51,33 @@ fn run_server(args: opentime::config::ServeArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// Logs go to stderr; `OPENTIME_LOG` (or `RUST_LOG`) sets the filter, `info` by default.
+/// `opentime events`: JSON lines on stdout, a summary on stderr.
+fn run_events(args: opentime::config::EventsArgs) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let read = runtime
+        .block_on(opentime::run_events(&args, std::io::stdout().lock()))
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "{} events read from {} stream(s) (group `{}` created on {})",
+        read.printed, read.streams, args.group, read.groups_created
+    );
+    Ok(())
+}
+
+/// Logs go to stderr; `OPENTIME_LOG` (or `RUST_LOG`) sets the filter, `info` by default. The
+/// Redis client's own messages are errors only unless the filter names `redis`: while a Cluster
+/// node is down it warns on every reconnection attempt (hundreds a second), and opentime logs
+/// what matters to an operator itself (fallbacks, store errors, failovers).
 fn init_logging() {
-    let filter = std::env::var("OPENTIME_LOG")
+    let mut filter = std::env::var("OPENTIME_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".to_owned());
+    if !filter.contains("redis") {
+        filter.push_str(",redis=error");
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)

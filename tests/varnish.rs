@@ -2,7 +2,9 @@
 //! needs `varnishd`, Debian/Ubuntu package `varnish`). Checks that personalized answers are
 //! revalidated with If-None-Match (opentime answers 304, Varnish serves its stored bytes),
 //! that a context change shows at once, that shared blocks are served from the cache, that
-//! fallbacks are never stored, and that a Surrogate-Key purge empties a campaign.
+//! fallbacks are never stored, and that a Surrogate-Key purge empties a campaign; and that
+//! `deploy/varnish/fleet.vcl` sends each URL to one renderer of three and keeps answering when
+//! one of them stops.
 
 mod common;
 
@@ -23,15 +25,41 @@ struct Varnish {
 
 impl Varnish {
     fn start(backend_port: u16) -> Self {
-        let dir = tempfile::tempdir().unwrap();
         let vcl = std::fs::read_to_string(repo().join("deploy/varnish/opentime.vcl")).unwrap();
         let vcl = vcl.replace(".port = \"8080\"", &format!(".port = \"{backend_port}\""));
+        Self::start_with(vcl)
+    }
+
+    /// `fleet.vcl` in front of three renderers.
+    fn start_fleet(ports: [u16; 3]) -> Self {
+        let mut vcl = std::fs::read_to_string(repo().join("deploy/varnish/fleet.vcl")).unwrap();
+        for (n, port) in ports.iter().enumerate() {
+            vcl = vcl.replace(
+                &format!(".port = \"{}\"", 8081 + n),
+                &format!(".port = \"{port}\""),
+            );
+        }
+        Self::start_with(vcl)
+    }
+
+    fn start_with(vcl: String) -> Self {
+        let dir = tempfile::tempdir().unwrap();
         let vcl_path = dir.path().join("opentime.vcl");
         std::fs::write(&vcl_path, vcl).unwrap();
+        std::fs::copy(
+            repo().join("deploy/varnish/opentime-rules.vcl"),
+            dir.path().join("opentime-rules.vcl"),
+        )
+        .unwrap();
         let port = free_port();
         let child = Command::new("varnishd")
             .args(["-F", "-j", "none", "-s", "malloc,32m"])
-            .args(["-p", "ban_lurker_sleep=0.05"])
+            .args([
+                "-p",
+                "ban_lurker_sleep=0.05",
+                "-p",
+                "backend_idle_timeout=20",
+            ])
             .arg("-n")
             .arg(dir.path().join("work"))
             .args(["-a", &format!("127.0.0.1:{port}")])
@@ -169,4 +197,90 @@ async fn varnish_revalidates_personalized_blocks_and_caches_shared_ones() {
 
     drop(varnish);
     server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_fleet_vcl_sends_each_url_to_one_renderer_and_survives_one_stopping() {
+    if !enabled() {
+        eprintln!("skipped: set OPENTIME_VARNISH_TEST=1 to run against a real varnishd");
+        return;
+    }
+    let redis = RedisServer::start();
+    let subscribers: Vec<String> = (0..12).map(|n| format!("sub-{n}")).collect();
+    for subscriber in &subscribers {
+        redis.load_sample(subscriber, &sample_path("alice"));
+    }
+    let mut servers = Vec::new();
+    for _ in 0..3 {
+        servers.push(
+            TestServer::builder()
+                .redis(&redis)
+                .trusted_proxy_hops(1)
+                .max_connections_per_address(0)
+                .deadline_ms(5000)
+                .start()
+                .await,
+        );
+    }
+    let varnish = Varnish::start_fleet([servers[0].port(), servers[1].port(), servers[2].port()]);
+    let url = |subscriber: &str| {
+        varnish.url(&format!(
+            "/img/demo/cart.png?s={subscriber}&t={}",
+            token(subscriber)
+        ))
+    };
+    let ready = eventually(Duration::from_secs(20), || async {
+        client()
+            .get(url("sub-0"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().as_u16() == 200)
+    })
+    .await;
+    assert!(ready, "varnishd did not come up");
+
+    // Each URL is answered by one renderer only (its render cache holds that subscriber).
+    let answered = "opentime_http_requests_total{route=\"img\",status=\"200\"}";
+    let revalidated = "opentime_http_requests_total{route=\"img\",status=\"304\"}";
+    let mut used = std::collections::BTreeSet::new();
+    for subscriber in &subscribers {
+        let mut before = Vec::new();
+        for server in &servers {
+            let text = server.metrics().await;
+            before.push(metric(&text, answered) + metric(&text, revalidated));
+        }
+        for _ in 0..4 {
+            let open = get(&url(subscriber)).await;
+            assert_eq!(open.status, 200);
+            assert_eq!(open.header("x-opentime-fallback"), None);
+        }
+        let mut served = Vec::new();
+        for (n, server) in servers.iter().enumerate() {
+            let text = server.metrics().await;
+            served.push(metric(&text, answered) + metric(&text, revalidated) - before[n]);
+        }
+        let by: Vec<usize> = (0..3).filter(|n| served[*n] > 0.0).collect();
+        assert_eq!(by.len(), 1, "{subscriber}: {served:?}");
+        // (an open within the object's 1 ms TTL of the one before is Varnish's own)
+        assert!(served[by[0]] <= 4.0, "{subscriber}: {served:?}");
+        used.insert(by[0]);
+    }
+    assert!(
+        used.len() >= 2,
+        "the URLs are spread over the renderers: {used:?}"
+    );
+
+    // One renderer stops: every URL is still answered, none with an error.
+    let stopped = servers.remove(0);
+    stopped.shutdown().await;
+    for subscriber in &subscribers {
+        let open = get(&url(subscriber)).await;
+        assert_eq!(open.status, 200, "{subscriber}");
+        assert_eq!(open.header("x-opentime-fallback"), None, "{subscriber}");
+        assert_eq!(open.png().dimensions(), (600, 300));
+    }
+    drop(varnish);
+    for server in servers {
+        server.shutdown().await;
+    }
 }

@@ -1,7 +1,9 @@
 vcl 4.1;
 
-# Varnish in front of opentime. Tested against a real varnishd by tests/varnish.rs
-# (opt-in: OPENTIME_VARNISH_TEST=1; Debian/Ubuntu package `varnish`).
+# Varnish in front of one opentime. Tested against a real varnishd by tests/varnish.rs
+# (opt-in: OPENTIME_VARNISH_TEST=1; Debian/Ubuntu package `varnish`). The caching rules are in
+# opentime-rules.vcl (keep it beside this file); fleet.vcl is the same in front of several
+# opentime servers.
 #
 # What opentime sends, and what this file does with it:
 #
@@ -35,7 +37,10 @@ vcl 4.1;
 #     bans every object of that campaign (or `spring-sale:cart` for one block).
 #
 # Behind Varnish, tell opentime about the hop so it locates readers by their address, not
-# Varnish's: OPENTIME_TRUSTED_PROXY_HOPS=1 (Varnish appends the client to X-Forwarded-For).
+# Varnish's: OPENTIME_TRUSTED_PROXY_HOPS=1 (Varnish appends the client to X-Forwarded-For), and
+# set OPENTIME_MAX_CONNECTIONS_PER_ADDRESS high or 0 (every connection comes from Varnish). Run
+# varnishd with `-p backend_idle_timeout=20`, below opentime's OPENTIME_KEEPALIVE_TIMEOUT_SECS
+# (30), so Varnish never sends a request on a connection opentime is closing.
 
 backend opentime {
     .host = "127.0.0.1";
@@ -44,62 +49,4 @@ backend opentime {
     .first_byte_timeout = 5s;
 }
 
-acl purgers {
-    "127.0.0.1";
-    "::1";
-}
-
-sub vcl_recv {
-    if (req.method == "PURGE") {
-        if (!client.ip ~ purgers) {
-            return (synth(405, "Not allowed"));
-        }
-        if (req.http.Surrogate-Key ~ "^[a-z0-9_:-]+$") {
-            ban("obj.http.Surrogate-Key ~ (^|\s)" + req.http.Surrogate-Key + "(\s|$)");
-            return (synth(200, "Banned " + req.http.Surrogate-Key));
-        }
-        return (synth(400, "Surrogate-Key: CAMPAIGN or CAMPAIGN:BLOCK"));
-    }
-    if (req.method != "GET" && req.method != "HEAD") {
-        return (pass);
-    }
-    # Only block answers are cacheable; health, metrics and APIs always go through.
-    if (req.url !~ "^/(img|html)/") {
-        return (pass);
-    }
-    # Mail proxies send no cookies; a stray one must not split (or bypass) the cache.
-    unset req.http.Cookie;
-    unset req.http.Authorization;
-    return (hash);
-}
-
-sub vcl_backend_response {
-    # Fallbacks and placeholder renders: never stored.
-    if (beresp.http.Cache-Control ~ "no-store") {
-        set beresp.uncacheable = true;
-        set beresp.ttl = 0s;
-        return (deliver);
-    }
-    # Personalized: stored for revalidation only (see the top of this file).
-    if (beresp.http.Cache-Control ~ "no-cache" && beresp.http.ETag) {
-        set beresp.ttl = 1ms;
-        set beresp.grace = 0s;
-        set beresp.keep = 1d;
-        return (deliver);
-    }
-    # Shared blocks: the TTL from s-maxage; keep them a while to revalidate cheaply.
-    if (beresp.http.Cache-Control ~ "public") {
-        set beresp.grace = 0s;
-        set beresp.keep = 1h;
-        return (deliver);
-    }
-}
-
-sub vcl_deliver {
-    # For debugging and the tests: whether this answer came from the cache.
-    if (obj.hits > 0) {
-        set resp.http.X-Cache = "HIT";
-    } else {
-        set resp.http.X-Cache = "MISS";
-    }
-}
+include "./opentime-rules.vcl";

@@ -1,6 +1,8 @@
-//! The offline commands: `render`, `check`, `url` and `tokens`. (`serve` is [`crate::http`].)
+//! The offline commands: `render`, `check`, `url`, `tokens` and `events`. (`serve` is
+//! [`crate::http`].)
 
 pub(crate) mod check;
+pub(crate) mod events;
 pub(crate) mod render;
 pub(crate) mod tokens;
 pub(crate) mod url;
@@ -31,6 +33,8 @@ pub enum CliError {
     CheckFailed(usize),
     #[error("{0}")]
     Sources(#[from] crate::sources::SourcesError),
+    #[error("{0}")]
+    Store(#[from] crate::context::StoreError),
 }
 
 /// Splits `demo/cart` (or `demo/cart.png`) into campaign, block and optional extension.

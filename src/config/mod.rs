@@ -9,7 +9,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod redis;
 mod sources;
+pub use redis::RedisArgs;
 pub use sources::SourcesArgs;
 
 /// The file read for settings when `--config` / `OPENTIME_CONFIG` names none.
@@ -54,6 +56,9 @@ pub enum Command {
     Url(UrlArgs),
     /// Add a token column to a CSV of subscribers (stdin → stdout), for upload into an ESP.
     Tokens(TokensArgs),
+    /// Read the open and click events from every event stream as a consumer group (JSON lines
+    /// on stdout, acknowledged once written).
+    Events(EventsArgs),
 }
 
 /// Settings every command shares.
@@ -146,9 +151,17 @@ pub struct ServeArgs {
     /// set, the public listener no longer answers `/metrics` and `/readyz`.
     #[arg(long, env = "OPENTIME_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
-    /// Redis URL (`redis://host:6379/0`). Without it, the embedded store is used.
-    #[arg(long, env = "OPENTIME_REDIS_URL", hide_env_values = true)]
-    pub redis_url: Option<String>,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    /// Replicas a context write through the API (and each event batch) waits for before it
+    /// counts as written (Redis `WAIT`), at most as many as its master has online; 0 = do not
+    /// wait. The API's answer says how many copies hold the write.
+    #[arg(long, env = "OPENTIME_WRITE_REPLICAS", default_value_t = 1)]
+    pub write_replicas: u32,
+    /// Longest wait for those replicas, in ms; a write they did not all acknowledge in time
+    /// gets `503 not-replicated` (retrying is safe).
+    #[arg(long, env = "OPENTIME_WRITE_WAIT_MS", default_value_t = 500)]
+    pub write_wait_ms: u64,
     /// Longest wait for a context lookup before the block's fallback is served, in ms.
     #[arg(long, env = "OPENTIME_STORE_TIMEOUT_MS", default_value_t = 40)]
     pub store_timeout_ms: u64,
@@ -232,7 +245,7 @@ impl std::fmt::Debug for ServeArgs {
         f.debug_struct("ServeArgs")
             .field("common", &self.common)
             .field("listen", &self.listen)
-            .field("redis_url", &self.redis_url.as_ref().map(|_| "<redacted>"))
+            .field("redis", &self.redis)
             .field("store_timeout_ms", &self.store_timeout_ms)
             .field("deadline_ms", &self.deadline_ms)
             .finish_non_exhaustive()
@@ -256,6 +269,24 @@ impl ServeArgs {
 
     pub fn store_timeout(&self) -> Duration {
         Duration::from_millis(self.store_timeout_ms)
+    }
+
+    /// The Redis store's settings, or `None` for the embedded store.
+    pub(crate) fn redis_settings(
+        &self,
+    ) -> Result<Option<crate::store::redis::RedisSettings>, ConfigError> {
+        let Some(target) = self.redis.target()? else {
+            return Ok(None);
+        };
+        Ok(Some(crate::store::redis::RedisSettings {
+            streams: self.redis.streams(&target)?,
+            target,
+            command_timeout: self.store_timeout(),
+            writes: crate::store::redis::replication::WritePolicy {
+                replicas: self.write_replicas,
+                wait: Duration::from_millis(self.write_wait_ms),
+            },
+        }))
     }
 
     pub fn deadline(&self) -> Duration {
@@ -317,6 +348,19 @@ impl ServeArgs {
                 "must be at least 1",
             ));
         }
+        if !(1..=1500).contains(&self.write_wait_ms) {
+            return Err(invalid(
+                "OPENTIME_WRITE_WAIT_MS",
+                "must be between 1 and 1500 (the context API waits 2 s for the store)",
+            ));
+        }
+        if self.write_replicas > 16 {
+            return Err(invalid(
+                "OPENTIME_WRITE_REPLICAS",
+                "must be between 0 and 16",
+            ));
+        }
+        self.redis.validate()?;
         self.common.public_base()?;
         let signer = self.common.signer()?;
         if signer.is_development() && !self.listen.ip().is_loopback() {
@@ -409,6 +453,32 @@ pub struct TokensArgs {
     /// Name of the input column holding subscriber ids (default: `subscriber`, `id`, or the first column).
     #[arg(long)]
     pub column: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EventsArgs {
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    /// The consumer group (created on every stream that lacks it).
+    #[arg(long)]
+    pub group: String,
+    /// This consumer's name within the group (keep it stable: what it read and did not
+    /// acknowledge is delivered to it again).
+    #[arg(long, default_value = "opentime-events")]
+    pub consumer: String,
+    /// A new group starts from the oldest event kept, instead of the next one.
+    #[arg(long)]
+    pub from_start: bool,
+    /// Keep reading as events arrive (until Ctrl-C), instead of stopping when all is read.
+    #[arg(long)]
+    pub follow: bool,
+    /// Most entries read from one stream at a time.
+    #[arg(long, default_value_t = 500)]
+    pub count: usize,
+    /// Do not acknowledge what was printed: it stays pending for this consumer, and its next
+    /// run prints it again.
+    #[arg(long)]
+    pub no_ack: bool,
 }
 
 /// Parses the command line, applying an `opentime.toml` (or `--config` file) as defaults

@@ -54,6 +54,34 @@ impl StoreKind {
     }
 }
 
+/// How many copies of a write the store holds when it answers: its own, plus the replicas
+/// that acknowledged it (Redis `WAIT`), and how many it waited for. The context API says both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Copies {
+    /// The master's copy plus the replicas that acknowledged the write.
+    pub held: u32,
+    /// The master's copy plus the replicas the store waited for.
+    pub wanted: u32,
+}
+
+impl Copies {
+    /// One copy, and no more asked for (a store without replicas).
+    pub(crate) const ONE: Copies = Copies { held: 1, wanted: 1 };
+
+    /// Whether as many copies hold the write as were asked for.
+    pub(crate) fn enough(&self) -> bool {
+        self.held >= self.wanted
+    }
+}
+
+/// What a removal did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Removed {
+    /// Whether there was something to remove.
+    pub existed: bool,
+    pub copies: Copies,
+}
+
 /// Where subscriber contexts live. Every method is one round trip to the backend.
 #[async_trait]
 pub trait ContextStore: Send + Sync {
@@ -62,22 +90,23 @@ pub trait ContextStore: Send + Sync {
     /// All fields of a subscriber's context; empty when the subscriber has none.
     async fn load(&self, subscriber: &SubscriberId) -> Result<ContextFields, StoreError>;
 
-    /// Sets the given top-level fields, leaving every other field as it is.
+    /// Sets the given top-level fields, leaving every other field as it is; says how many
+    /// copies hold the write.
     async fn merge(
         &self,
         subscriber: &SubscriberId,
         fields: ContextFields,
-    ) -> Result<(), StoreError>;
+    ) -> Result<Copies, StoreError>;
 
-    /// Removes one field; returns whether it existed.
-    async fn remove_field(
+    /// Removes fields (one field and its companions); says whether the first existed.
+    async fn remove_fields(
         &self,
         subscriber: &SubscriberId,
-        field: &str,
-    ) -> Result<bool, StoreError>;
+        fields: &[&str],
+    ) -> Result<Removed, StoreError>;
 
-    /// Removes the whole context; returns whether there was one.
-    async fn remove_all(&self, subscriber: &SubscriberId) -> Result<bool, StoreError>;
+    /// Removes the whole context; says whether there was one.
+    async fn remove_all(&self, subscriber: &SubscriberId) -> Result<Removed, StoreError>;
 
     /// Whether the backend answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;

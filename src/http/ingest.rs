@@ -8,13 +8,14 @@
 //! of top-level fields; each is set with one HSET (the whole body in one command), next to a
 //! `_by.{field}` field saying which channel wrote it and when — written in the same command,
 //! so the record can never disagree with the data. Every bad input is refused with a 4xx and a
-//! JSON `{"error", "reason"}` before anything is written; a 2xx means the write is in the store.
-//! Answers are `no-store`. Tokens are never logged.
+//! JSON `{"error", "reason"}` before anything is written; a 2xx means the write is in the store,
+//! on as many copies as `OPENTIME_WRITE_REPLICAS` asks (the answer's `copies`): a Redis
+//! failover cannot take it back. Answers are `no-store`. Tokens are never logged.
 
 use super::answer::{self, Body};
 use super::state::AppState;
 use crate::channels::Scope;
-use crate::context::{ContextFields, StoreError, SubscriberId, SubscriberIdError};
+use crate::context::{ContextFields, Copies, StoreError, SubscriberId, SubscriberIdError};
 use bytes::Bytes;
 use chrono::SecondsFormat;
 use http_body_util::{BodyExt, Limited};
@@ -77,6 +78,8 @@ pub(super) enum IngestError {
     BodyRead,
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error("the write reached the Redis master but {held} of {wanted} copies acknowledged it in time; send it again (writes are idempotent)")]
+    NotReplicated { held: u32, wanted: u32 },
 }
 
 impl IngestError {
@@ -98,7 +101,9 @@ impl IngestError {
             | IngestError::BadFieldName(_)
             | IngestError::ReservedField(_)
             | IngestError::BodyRead => StatusCode::BAD_REQUEST,
-            IngestError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            IngestError::Store(_) | IngestError::NotReplicated { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -122,6 +127,7 @@ impl IngestError {
             IngestError::NoContext => "no-context",
             IngestError::BodyRead => "bad-body",
             IngestError::Store(_) => "store-unavailable",
+            IngestError::NotReplicated { .. } => "not-replicated",
         }
     }
 }
@@ -131,13 +137,17 @@ pub(super) async fn handle(state: &AppState, request: Request<Incoming>) -> Resp
     match respond(state, request).await {
         Ok(response) => response,
         Err(error) => {
-            if matches!(error, IngestError::Store(_)) {
+            if matches!(
+                error,
+                IngestError::Store(_) | IngestError::NotReplicated { .. }
+            ) {
                 tracing::warn!(%error, "context API: store failed");
             }
-            let mut response = json_answer(
-                error.status(),
-                &json!({"error": error.code(), "reason": error.to_string()}),
-            );
+            let mut body = json!({"error": error.code(), "reason": error.to_string()});
+            if let IngestError::NotReplicated { held, .. } = error {
+                body["copies"] = json!(held);
+            }
+            let mut response = json_answer(error.status(), &body);
             let headers = response.headers_mut();
             match &error {
                 IngestError::Unauthorized(_) => {
@@ -146,7 +156,7 @@ pub(super) async fn handle(state: &AppState, request: Request<Incoming>) -> Resp
                 IngestError::MethodNotAllowed(allow) => {
                     headers.insert(ALLOW, HeaderValue::from_static(allow));
                 }
-                IngestError::Store(_) => {
+                IngestError::Store(_) | IngestError::NotReplicated { .. } => {
                     headers.insert("retry-after", HeaderValue::from_static("1"));
                 }
                 _ => {}
@@ -350,11 +360,11 @@ async fn write(
             json!({"channel": channel, "at": at}),
         );
     }
-    within(state.pipeline.contexts.merge(subscriber, record)).await?;
+    let copies = replicated(within(state.pipeline.contexts.merge(subscriber, record)).await?)?;
     tracing::debug!(subscriber = %subscriber, channel, fields = ?names, "context written");
     Ok(json_answer(
         StatusCode::OK,
-        &json!({"subscriber": subscriber.as_str(), "channel": channel, "written": names, "at": at}),
+        &json!({"subscriber": subscriber.as_str(), "channel": channel, "written": names, "at": at, "copies": copies.held}),
     ))
 }
 
@@ -364,46 +374,69 @@ async fn delete_field(
     channel: &str,
     field: &str,
 ) -> Result<Response<Body>, IngestError> {
-    let deleted = within(state.pipeline.contexts.remove_field(subscriber, field)).await?;
+    // The field and its `_by` record, in one command.
     let record = format!("{WRITTEN_BY_PREFIX}{field}");
-    if let Err(error) = within(state.pipeline.contexts.remove_field(subscriber, &record)).await {
-        tracing::warn!(%error, "field deleted, its _by record not");
-    }
+    let removed = within(
+        state
+            .pipeline
+            .contexts
+            .remove_fields(subscriber, &[field, record.as_str()]),
+    )
+    .await?;
+    let copies = replicated(removed.copies)?;
+    let deleted = removed.existed;
     tracing::debug!(subscriber = %subscriber, channel, field, deleted, "context field deleted");
     Ok(json_answer(
         StatusCode::OK,
-        &json!({"subscriber": subscriber.as_str(), "field": field, "deleted": deleted}),
+        &json!({"subscriber": subscriber.as_str(), "field": field, "deleted": deleted, "copies": copies.held}),
     ))
 }
 
-/// Erases a subscriber: the whole context, their locks (what locked blocks showed them) and
-/// their cached renders. The context goes first; the answer says how many locks went too.
+/// Erases a subscriber: their locks (what locked blocks showed them), the whole context and
+/// their cached renders. The locks go first, on the connection the context's removal then
+/// waits for replicas on, so the copies the answer gives hold the whole erasure; the answer
+/// says how many locks went too. A failure half-way is a 503: repeating the DELETE finishes it.
 async fn erase(
     state: &AppState,
     subscriber: &SubscriberId,
     channel: &str,
 ) -> Result<Response<Body>, IngestError> {
     let pipeline = &state.pipeline;
-    let deleted = within(pipeline.contexts.remove_all(subscriber)).await?;
     let locks =
         match tokio::time::timeout(API_STORE_TIMEOUT, pipeline.locks.remove_all_of(subscriber))
             .await
         {
             Ok(Ok(count)) => count,
             Ok(Err(error)) => {
-                tracing::warn!(%error, "context erased, its locks not");
+                tracing::warn!(%error, "locks not erased");
                 return Err(IngestError::Store(StoreError::Backend(
-                    "the context was erased but the locks could not be; repeat the DELETE".into(),
+                    "the locks could not be erased; repeat the DELETE".into(),
                 )));
             }
             Err(_) => return Err(IngestError::Store(StoreError::Timeout)),
         };
+    let removed = within(pipeline.contexts.remove_all(subscriber)).await?;
     pipeline.cache.forget_subscriber(subscriber.as_str());
+    let copies = replicated(removed.copies)?;
+    let deleted = removed.existed;
     tracing::debug!(subscriber = %subscriber, channel, deleted, locks, "subscriber erased");
     Ok(json_answer(
         StatusCode::OK,
-        &json!({"subscriber": subscriber.as_str(), "deleted": deleted, "locks_deleted": locks}),
+        &json!({"subscriber": subscriber.as_str(), "deleted": deleted, "locks_deleted": locks, "copies": copies.held}),
     ))
+}
+
+/// The copies of an acknowledged write, or `NotReplicated` when fewer replicas acknowledged
+/// it than were waited for.
+fn replicated(copies: Copies) -> Result<Copies, IngestError> {
+    if copies.enough() {
+        Ok(copies)
+    } else {
+        Err(IngestError::NotReplicated {
+            held: copies.held,
+            wanted: copies.wanted,
+        })
+    }
 }
 
 /// Decodes `%XX` escapes in a path segment (invalid escapes are kept as they are).

@@ -101,12 +101,11 @@ pub async fn start_with_clock(args: ServeArgs, clock: Clock) -> Result<RunningSe
         tracing::warn!(channel, "channel has no scope in OPENTIME_CHANNEL_SCOPES: it may read, write and erase every subscriber's context");
     }
     let opened = crate::store::open(
-        args.redis_url.as_deref(),
+        args.redis_settings()?,
         EmbeddedPlace {
             data_dir: &args.data_dir,
             seed: &args.seed,
         },
-        args.store_timeout(),
     )?;
     let signer = args.common.signer()?;
     if signer.is_development() {

@@ -7,14 +7,13 @@ pub(crate) mod embedded;
 pub(crate) mod redis;
 
 pub(crate) use embedded::EmbeddedStore;
-pub(crate) use redis::RedisStore;
+pub(crate) use redis::{RedisSettings, RedisStore};
 
 use crate::context::{SharedStore, StoreError};
 use crate::events::EventSink;
 use crate::lock::SharedLocks;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Where the embedded store keeps its file.
 #[derive(Debug, Clone, Copy)]
@@ -32,26 +31,28 @@ pub(crate) struct Opened {
     pub events: Arc<dyn EventSink>,
 }
 
-/// Opens Redis at `redis_url`, else the embedded store; its log line says which one and how
-/// to switch. Redis is connected in the background (the server answers with fallbacks until
-/// it is up); the event writer gets its own connection, so a batch never queues before an
-/// open's lookup.
+/// Opens Redis (one server, Sentinel's master or a Cluster), else the embedded store; its log
+/// line says which one and how to switch. Redis is connected in the background (the server
+/// answers with fallbacks until it is up); the store keeps separate connections for opens,
+/// the context API's writes and the event writer (see `redis/mod.rs`).
 pub(crate) fn open(
-    redis_url: Option<&str>,
+    redis: Option<RedisSettings>,
     embedded: EmbeddedPlace<'_>,
-    command_timeout: Duration,
 ) -> Result<Opened, StoreError> {
-    match redis_url {
-        Some(url) => {
-            tracing::info!("context store: Redis (from OPENTIME_REDIS_URL); unset it to run on the embedded store");
-            let store = Arc::new(RedisStore::new(url, command_timeout)?);
+    match redis {
+        Some(settings) => {
+            tracing::info!(
+                target = %settings.target.describe(),
+                event_streams = settings.streams.shards(),
+                write_replicas = settings.writes.replicas,
+                "context store: Redis (from OPENTIME_REDIS_URL / OPENTIME_REDIS_CLUSTER); unset both to run on the embedded store"
+            );
+            let store = Arc::new(RedisStore::new(settings)?);
             tokio::spawn(Arc::clone(&store).connect_in_background());
-            let events = Arc::new(RedisStore::new(url, command_timeout)?);
-            tokio::spawn(Arc::clone(&events).connect_in_background());
             Ok(Opened {
                 contexts: store.clone(),
-                locks: store,
-                events,
+                locks: store.clone(),
+                events: store,
             })
         }
         None => {

@@ -1,13 +1,16 @@
 //! Shared test harness, defined once for every integration test file: a real `redis-server`
-//! per test (`redis.rs`), the real opentime server built by one `ServerBuilder`
-//! (`server.rs`), HTTP helpers (`http.rs`) and picture helpers (`pixels.rs`).
+//! per test (`redis.rs`), a real Redis Cluster or Sentinel set-up (`cluster.rs`), the real
+//! opentime server built by one `ServerBuilder` (`server.rs`), HTTP helpers (`http.rs`) and
+//! picture helpers (`pixels.rs`).
 #![allow(dead_code, unused_imports)]
 
+mod cluster;
 mod http;
 mod pixels;
 mod redis;
 mod server;
 
+pub use self::cluster::*;
 pub use self::http::*;
 pub use self::pixels::*;
 pub use self::redis::*;

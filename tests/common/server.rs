@@ -2,7 +2,7 @@
 //! `.start()`. Every server listens on a free local port with the test secret, the repo's
 //! assets and (unless told otherwise) the repo's templates.
 
-use super::{repo, token, RedisServer, SECRET};
+use super::{repo, token, RedisCluster, RedisServer, SECRET};
 use opentime::clock::Clock;
 use opentime::config::ServeArgs;
 use opentime::RunningServer;
@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 enum Store {
     Unset,
     Redis(String),
+    /// A Redis Cluster's seed nodes.
+    Cluster(String),
     /// The embedded store in a fresh temporary data directory, seeded from a directory of
     /// sample contexts.
     Embedded {
@@ -31,6 +33,18 @@ impl ServerBuilder {
     /// Contexts come from this `redis-server`.
     pub fn redis(mut self, redis: &RedisServer) -> Self {
         self.store = Store::Redis(redis.url());
+        self
+    }
+
+    /// Contexts come from this Redis Cluster.
+    pub fn redis_cluster(mut self, cluster: &RedisCluster) -> Self {
+        self.store = Store::Cluster(cluster.seeds());
+        self
+    }
+
+    /// Contexts come from the Redis at this URL (`redis://…` or `redis+sentinel://…`).
+    pub fn redis_url(mut self, url: &str) -> Self {
+        self.store = Store::Redis(url.to_owned());
         self
     }
 
@@ -162,10 +176,11 @@ impl ServerBuilder {
     pub async fn start(mut self) -> TestServer {
         match std::mem::replace(&mut self.store, Store::Unset) {
             Store::Unset => panic!("choose a store: .redis(&redis) or .embedded_store()"),
-            Store::Redis(url) => self.args.redis_url = Some(url),
+            Store::Redis(url) => self.args.redis.redis_url = Some(url),
+            Store::Cluster(seeds) => self.args.redis.redis_cluster = Some(seeds),
             Store::Embedded { seed } => {
                 let data = tempfile::tempdir().expect("temp dir");
-                self.args.redis_url = None;
+                self.args.redis.redis_url = None;
                 self.args.data_dir = data.path().to_owned();
                 self.args.seed = seed;
                 self.dirs.push(data);

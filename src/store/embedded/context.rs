@@ -1,8 +1,10 @@
 //! Subscriber contexts in the embedded store: one JSON object per subscriber, merged field by
-//! field like the Redis hash.
+//! field like the Redis hash. A write is in the file when it returns: one copy.
 
 use super::{backend, EmbeddedStore};
-use crate::context::{ContextFields, ContextStore, StoreError, StoreKind, SubscriberId};
+use crate::context::{
+    ContextFields, ContextStore, Copies, Removed, StoreError, StoreKind, SubscriberId,
+};
 use async_trait::async_trait;
 use redb::ReadableDatabase;
 
@@ -20,32 +22,48 @@ impl ContextStore for EmbeddedStore {
         &self,
         subscriber: &SubscriberId,
         fields: ContextFields,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Copies, StoreError> {
         self.update(subscriber, move |current| {
             current
                 .get_or_insert_with(ContextFields::new)
                 .extend(fields);
         })
-        .await
+        .await?;
+        Ok(Copies::ONE)
     }
 
-    async fn remove_field(
+    async fn remove_fields(
         &self,
         subscriber: &SubscriberId,
-        field: &str,
-    ) -> Result<bool, StoreError> {
-        let field = field.to_owned();
-        self.update(subscriber, move |current| {
-            current
-                .as_mut()
-                .is_some_and(|fields| fields.remove(&field).is_some())
+        fields: &[&str],
+    ) -> Result<Removed, StoreError> {
+        let names: Vec<String> = fields.iter().map(|f| (*f).to_owned()).collect();
+        let existed = self
+            .update(subscriber, move |current| {
+                let Some(stored) = current.as_mut() else {
+                    return false;
+                };
+                let removed: Vec<bool> = names
+                    .iter()
+                    .map(|name| stored.remove(name).is_some())
+                    .collect();
+                removed.first().copied().unwrap_or(false)
+            })
+            .await?;
+        Ok(Removed {
+            existed,
+            copies: Copies::ONE,
         })
-        .await
     }
 
-    async fn remove_all(&self, subscriber: &SubscriberId) -> Result<bool, StoreError> {
-        self.update(subscriber, |current| current.take().is_some())
-            .await
+    async fn remove_all(&self, subscriber: &SubscriberId) -> Result<Removed, StoreError> {
+        let existed = self
+            .update(subscriber, |current| current.take().is_some())
+            .await?;
+        Ok(Removed {
+            existed,
+            copies: Copies::ONE,
+        })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

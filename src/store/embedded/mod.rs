@@ -234,14 +234,20 @@ mod tests {
             .merge(&bob, json!({"a": 1, "b": 2}).as_object().unwrap().clone())
             .await
             .unwrap();
-        assert!(store.remove_field(&bob, "a").await.unwrap());
-        assert!(!store.remove_field(&bob, "a").await.unwrap());
+        assert!(
+            store
+                .remove_fields(&bob, &["a", "c"])
+                .await
+                .unwrap()
+                .existed
+        );
+        assert!(!store.remove_fields(&bob, &["a"]).await.unwrap().existed);
         assert_eq!(
             Value::Object(store.load(&bob).await.unwrap()),
             json!({"b": 2})
         );
-        assert!(store.remove_all(&bob).await.unwrap());
-        assert!(!store.remove_all(&bob).await.unwrap());
+        assert!(store.remove_all(&bob).await.unwrap().existed);
+        assert!(!store.remove_all(&bob).await.unwrap().existed);
         assert!(store.load(&bob).await.unwrap().is_empty());
     }
 }

@@ -1,11 +1,60 @@
 //! Subscriber contexts in Redis: `ctx:{SUB}` hashes, one JSON value per field, read with one
 //! `HGETALL` per open.
+//!
+//! The context API's writes go on their own connection, each as one pipeline to the
+//! subscriber's slot — the write, then `WAIT` for the replicas the plan asks for
+//! ([`super::replication`]) — so the answer can say how many copies hold it, and a failover
+//! cannot take back a write the API acknowledged.
 
+use super::replication::Plan;
+use super::slots::slot;
 use super::{to_store_error, RedisStore};
 use crate::context::{
-    parse_field_value, ContextFields, ContextStore, StoreError, StoreKind, SubscriberId,
+    parse_field_value, ContextFields, ContextStore, Copies, Removed, StoreError, StoreKind,
+    SubscriberId,
 };
 use async_trait::async_trait;
+use redis::Value;
+
+impl RedisStore {
+    /// Sends `pipeline` (commands on `subscriber`'s keys) on the writes connection, followed by
+    /// a `WAIT` when the plan asks for one; returns the commands' replies and the copies.
+    pub(super) async fn write_and_wait(
+        &self,
+        subscriber: &SubscriberId,
+        mut pipeline: redis::Pipeline,
+    ) -> Result<(Vec<Value>, Copies), StoreError> {
+        let mut connection = self.writes.get()?;
+        self.replicas.refresh(&mut connection, false).await;
+        let Plan { wait_for, .. } = self.replicas.plan(slot(&subscriber.context_key()));
+        let commands = pipeline.len();
+        self.replicas.add_wait(
+            &mut pipeline,
+            &Plan {
+                node: None,
+                wait_for,
+            },
+        );
+        let mut replies = connection
+            .send(&pipeline, None)
+            .await
+            .map_err(to_store_error)?;
+        if let Some(error) = replies.iter().find_map(|reply| match reply {
+            Value::ServerError(error) => Some(error),
+            _ => None,
+        }) {
+            return Err(StoreError::Backend(error.code().to_owned()));
+        }
+        let wait = (wait_for > 0).then(|| replies.get(commands)).flatten();
+        let copies = super::replication::ReplicaView::copies(wait_for, wait);
+        if !copies.enough() {
+            // Perhaps a replica went away: look again before the next write.
+            self.replicas.refresh(&mut connection, true).await;
+        }
+        replies.truncate(commands);
+        Ok((replies, copies))
+    }
+}
 
 #[async_trait]
 impl ContextStore for RedisStore {
@@ -14,7 +63,7 @@ impl ContextStore for RedisStore {
     }
 
     async fn load(&self, subscriber: &SubscriberId) -> Result<ContextFields, StoreError> {
-        let mut connection = self.connection()?;
+        let mut connection = self.reads.get()?;
         let raw: Vec<(String, String)> = redis::cmd("HGETALL")
             .arg(subscriber.context_key())
             .query_async(&mut connection)
@@ -30,57 +79,69 @@ impl ContextStore for RedisStore {
         &self,
         subscriber: &SubscriberId,
         fields: ContextFields,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Copies, StoreError> {
         if fields.is_empty() {
-            return Ok(());
+            return Ok(Copies::ONE);
         }
-        let mut connection = self.connection()?;
-        let mut command = redis::cmd("HSET");
-        command.arg(subscriber.context_key());
+        let mut pipeline = redis::pipe();
+        let command = pipeline.cmd("HSET").arg(subscriber.context_key());
         for (field, value) in &fields {
             command.arg(field).arg(value.to_string());
         }
-        command
-            .query_async::<()>(&mut connection)
-            .await
-            .map_err(to_store_error)
+        let (_, copies) = self.write_and_wait(subscriber, pipeline).await?;
+        Ok(copies)
     }
 
-    async fn remove_field(
+    async fn remove_fields(
         &self,
         subscriber: &SubscriberId,
-        field: &str,
-    ) -> Result<bool, StoreError> {
-        let mut connection = self.connection()?;
-        let removed: i64 = redis::cmd("HDEL")
-            .arg(subscriber.context_key())
-            .arg(field)
-            .query_async(&mut connection)
-            .await
-            .map_err(to_store_error)?;
-        Ok(removed > 0)
+        fields: &[&str],
+    ) -> Result<Removed, StoreError> {
+        let Some(first) = fields.first() else {
+            return Ok(Removed {
+                existed: false,
+                copies: Copies::ONE,
+            });
+        };
+        let key = subscriber.context_key();
+        let mut pipeline = redis::pipe();
+        pipeline.cmd("HEXISTS").arg(&key).arg(first);
+        pipeline.cmd("HDEL").arg(&key).arg(fields);
+        let (replies, copies) = self.write_and_wait(subscriber, pipeline).await?;
+        Ok(Removed {
+            existed: matches!(replies.first(), Some(Value::Int(1))),
+            copies,
+        })
     }
 
-    async fn remove_all(&self, subscriber: &SubscriberId) -> Result<bool, StoreError> {
-        let mut connection = self.connection()?;
+    async fn remove_all(&self, subscriber: &SubscriberId) -> Result<Removed, StoreError> {
         // The context, then the record of which events it already counted (`events.rs`).
-        let (removed,): (i64,) = redis::pipe()
+        let mut pipeline = redis::pipe();
+        pipeline.cmd("DEL").arg(subscriber.context_key());
+        pipeline
             .cmd("DEL")
-            .arg(subscriber.context_key())
-            .cmd("DEL")
-            .arg(super::events::email_applied_key(subscriber))
-            .ignore()
-            .query_async(&mut connection)
-            .await
-            .map_err(to_store_error)?;
-        Ok(removed > 0)
+            .arg(super::events::email_applied_key(subscriber));
+        let (replies, copies) = self.write_and_wait(subscriber, pipeline).await?;
+        Ok(Removed {
+            existed: matches!(replies.first(), Some(Value::Int(n)) if *n > 0),
+            copies,
+        })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let mut connection = self.connection()?;
-        redis::cmd("PING")
-            .query_async::<()>(&mut connection)
+        // Ready once every connection is made (the API's and the event writer's too). On a
+        // Cluster, any one node answers: a master failing over must not make every renderer
+        // unready (they serve fallbacks for its slots meanwhile).
+        self.writes.get()?;
+        self.events.get()?;
+        let mut connection = self.reads.get()?;
+        connection
+            .on_any_node(&redis::cmd("PING"))
             .await
+            .and_then(|reply| match reply {
+                Value::ServerError(error) => Err(error.into()),
+                _ => Ok(()),
+            })
             .map_err(to_store_error)
     }
 }

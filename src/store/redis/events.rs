@@ -1,50 +1,60 @@
-//! Events into Redis: one non-atomic pipeline per batch — `SCRIPT LOAD` of two small Lua
-//! scripts, then per event one `EVALSHA` that appends it to the stream and, for a subscriber,
-//! one that folds it into `ctx:{SUB}`'s `email` field (the same rules as
-//! `events/email_field.rs`).
+//! Events into Redis: per batch, one non-atomic pipeline per Redis master — per event one
+//! `EVALSHA` of a small Lua script that appends it to its stream and, for a subscriber, one that
+//! folds it into `ctx:{SUB}`'s `email` field (the same rules as `events/email_field.rs`), then
+//! `WAIT` for the master's replicas. The scripts' text goes over the wire only when a master may
+//! not have them: the pipelines start with their `SCRIPT LOAD` on the first batch and after any
+//! `NOSCRIPT` (a restarted or newly promoted master), not on every batch. On one server (or a master
+//! behind Sentinel) that is one pipeline; on a Cluster, one per master, sent at once, each
+//! holding only the commands of the slots that master holds (from the replica view,
+//! `replication.rs`; a slot the view does not place gets a pipeline of its own, routed by key,
+//! and so does every slot in the batch after a failed one, until one goes through).
 //!
 //! Why it is built this way:
 //!
-//! - **Every reply is read.** The pipeline ignores errors and each command's reply is checked
-//!   on its own, so one refused command (a `ctx:{X}` that is not a hash, a wrong-type stream,
-//!   `OOM` under `maxmemory`, a script error) drops that one event — reported to the writer,
-//!   which counts it — while the others are written. A reply that says "not now" rather than
-//!   "never" (`LOADING`, `BUSY`, `READONLY` after a failover, `NOSCRIPT`, cluster redirects…)
-//!   or no reply at all (I/O error, timeout, dropped connection) makes the whole batch an
-//!   error, and the writer sends it again.
+//! - **Every reply is read.** Each command's reply is checked on its own, so one refused
+//!   command (a `ctx:{X}` that is not a hash, a wrong-type stream, `OOM` under `maxmemory`, a
+//!   script error) drops that one event — reported to the writer, which counts it — while the
+//!   others are written. A reply that says "not now" rather than "never" (`LOADING`, `BUSY`,
+//!   `READONLY` after a failover, `NOSCRIPT`, cluster redirects…), no reply at all (I/O error,
+//!   timeout, dropped connection) or fewer replicas than waited for makes the whole batch an
+//!   error, and the writer sends it again. So an event the writer counts as written is on as
+//!   many copies as the policy asks: a failover cannot take it back.
 //! - **Sending a batch again changes nothing that was applied.** Each script first looks the
 //!   event's id up in a sorted set of recently applied ids (id → applied-at ms) kept next to
 //!   the key it changes, and does nothing when it is there; otherwise it applies the event
 //!   and then records the id (last, so a script that fails half-way is not marked done).
 //!   The sets forget ids older than [`DEDUP_WINDOW`] (trimmed on every write, and the key
 //!   expires when idle), which bounds their size; a batch retried later than that could be
-//!   counted twice.
-//! - **Each script touches one Cluster slot.** The stream script uses `events:opens` and
-//!   `{events:opens}:applied` (the hash tag puts it in the stream's slot); the `email` script
-//!   uses `ctx:{SUB}` and `evdone:{SUB}`. So the stream entry and the `email` update are two
-//!   commands, each idempotent on its own, rather than one script spanning two slots. Stream
-//!   ids stay `*` (server-assigned): ids derived from event ids would be refused whenever two
-//!   servers' clocks or queues disagree, and the entry carries the event id in its `id` field.
+//!   counted twice. A script's effects and its id are replicated together, so a promoted
+//!   replica knows what it applied.
+//! - **Each script touches one Cluster slot.** The stream script uses the event's stream
+//!   (`streams.rs`: `events:opens`, or the subscriber's shard `events:opens:{N}`) and the set
+//!   of ids applied to it, in the same slot; the `email` script uses `ctx:{SUB}` and
+//!   `evdone:{SUB}`. So the stream entry and the `email` update are two commands, each
+//!   idempotent on its own, rather than one script spanning two slots. Stream ids stay `*`
+//!   (server-assigned): ids derived from event ids would be refused whenever two servers'
+//!   clocks or queues disagree, and the entry carries the event id in its `id` field.
 //!
-//! The server gives the writer its own connection, so a batch never queues in front of an
+//! The writer has its own connection, so a batch (and its `WAIT`) never queues in front of an
 //! open's context lookup.
 
+use super::link::Connection;
+use super::replication::{Plan, ReplicaView};
+use super::slots::slot;
+use super::target::NodeAddress;
 use super::RedisStore;
 use crate::context::StoreError;
-use crate::events::{Event, EventError, EventSink, Refused, Written, STREAM_KEY};
+use crate::events::{Event, EventError, EventSink, Refused, Written};
 use async_trait::async_trait;
 use chrono::SecondsFormat;
 use redis::Value;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 /// How long the ids of applied events are remembered (a retry later than that may count twice).
 const DEDUP_WINDOW: Duration = Duration::from_secs(3600);
-
-/// The sorted set of event ids recently appended to the stream (same Cluster slot as it).
-fn stream_applied_key() -> String {
-    format!("{{{STREAM_KEY}}}:applied")
-}
 
 /// KEYS[1] = the stream, KEYS[2] = its applied ids; ARGV = id, now ms, forget-before ms,
 /// window ms, max_len, then the entry's field/value pairs. Returns 1 when appended, 2 when the
@@ -151,24 +161,15 @@ fn verdict(code: &str, details: &str) -> Verdict {
     }
 }
 
-/// What the replies to a batch's commands say. `commands[i]` is how many commands event `i`
-/// sent (each event's commands are consecutive in `replies`). An event with a refused command
-/// is reported refused even if its other command went through (the stream entry and the
-/// `email` update are separate commands, see the module notes).
-fn read_replies(commands: &[usize], replies: &[Value]) -> Result<Written, EventError> {
-    let expected: usize = commands.iter().sum();
-    if replies.len() != expected {
-        return Err(EventError::Unavailable(format!(
-            "{} replies to {expected} commands",
-            replies.len()
-        )));
-    }
+/// What the replies to a batch's commands say: `replies[i]` are event `i`'s. An event with a
+/// refused command is reported refused even if its other command went through (the stream
+/// entry and the `email` update are separate commands, see the module notes).
+fn read_replies(replies: &[Vec<&Value>]) -> Result<Written, EventError> {
     let mut written = Written::default();
-    let mut replies = replies.iter();
-    for (index, &count) in commands.iter().enumerate() {
+    for (index, replies) in replies.iter().enumerate() {
         let mut refused = None;
         let mut duplicate = false;
-        for reply in replies.by_ref().take(count) {
+        for reply in replies {
             match reply {
                 Value::ServerError(error) => {
                     match verdict(error.code(), error.details().unwrap_or("")) {
@@ -194,26 +195,183 @@ fn read_replies(commands: &[usize], replies: &[Value]) -> Result<Written, EventE
     Ok(written)
 }
 
+/// Which pipeline a command goes in.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Destination {
+    /// The one server (or Sentinel's master).
+    Server,
+    /// The Cluster master the view places the slot on.
+    Node(String, u16),
+    /// A Cluster slot the view does not place: routed by key.
+    Slot(u16),
+}
+
+/// One pipeline of a batch, and whose replies it carries.
+struct Part {
+    node: Option<NodeAddress>,
+    pipeline: redis::Pipeline,
+    /// How many `SCRIPT LOAD`s it starts with (0 or 2).
+    loads: usize,
+    /// The event each command (after the `SCRIPT LOAD`s) belongs to.
+    owners: Vec<usize>,
+    wait_for: u32,
+}
+
+impl Part {
+    fn new(node: Option<NodeAddress>, load_scripts: bool) -> Self {
+        let mut pipeline = redis::pipe();
+        if load_scripts {
+            pipeline.load_script(stream_script());
+            pipeline.load_script(email_script());
+        }
+        Self {
+            node,
+            pipeline,
+            loads: if load_scripts { 2 } else { 0 },
+            owners: Vec::new(),
+            wait_for: 0,
+        }
+    }
+}
+
+/// The commands of a batch, split by master.
+struct Parts {
+    cluster: bool,
+    /// Group a Cluster's slots by the master the view places them on (else one part per slot).
+    by_node: bool,
+    load_scripts: bool,
+    parts: BTreeMap<Destination, Part>,
+}
+
+impl Parts {
+    fn add(
+        &mut self,
+        view: &ReplicaView,
+        key: &str,
+        owner: usize,
+        invocation: &redis::ScriptInvocation,
+    ) {
+        let slot = slot(key);
+        let Plan { node, wait_for } = view.plan(slot);
+        let node = node.filter(|_| self.cluster && self.by_node);
+        let destination = match (&node, self.cluster) {
+            (_, false) => Destination::Server,
+            (Some(node), true) => Destination::Node(node.host.clone(), node.port),
+            (None, true) => Destination::Slot(slot),
+        };
+        let part = self
+            .parts
+            .entry(destination)
+            .or_insert_with(|| Part::new(node, self.load_scripts));
+        part.pipeline.invoke_script(invocation);
+        part.owners.push(owner);
+        part.wait_for = part.wait_for.max(wait_for);
+    }
+}
+
+/// Sends every part at once; returns each part's replies to its commands (without the
+/// `SCRIPT LOAD`s and the `WAIT`), or an error when any part's outcome is unknown or its
+/// replicas did not all acknowledge it.
+async fn send_parts(
+    connection: &Connection,
+    view: &ReplicaView,
+    parts: Vec<Part>,
+) -> Result<Vec<(Part, Vec<Value>)>, EventError> {
+    let mut sending = tokio::task::JoinSet::new();
+    for (index, mut part) in parts.into_iter().enumerate() {
+        view.add_wait(
+            &mut part.pipeline,
+            &Plan {
+                node: None,
+                wait_for: part.wait_for,
+            },
+        );
+        let mut connection = connection.clone();
+        sending.spawn(async move {
+            let replies = connection.send(&part.pipeline, part.node.as_ref()).await;
+            (index, part, replies)
+        });
+    }
+    let mut sent = Vec::new();
+    let mut failure = None;
+    while let Some(joined) = sending.join_next().await {
+        let Ok((index, part, replies)) = joined else {
+            failure.get_or_insert_with(|| EventError::Unavailable("writer task failed".into()));
+            continue;
+        };
+        match replies {
+            Ok(mut replies) => {
+                let commands = part.owners.len();
+                let expected = part.loads + commands + usize::from(part.wait_for > 0);
+                if replies.len() != expected {
+                    failure.get_or_insert_with(|| {
+                        EventError::Unavailable(format!(
+                            "{} replies to {expected} commands",
+                            replies.len()
+                        ))
+                    });
+                    continue;
+                }
+                if part.wait_for > 0 {
+                    let copies = ReplicaView::copies(part.wait_for, replies.last());
+                    if !copies.enough() {
+                        failure.get_or_insert_with(|| {
+                            EventError::Unavailable(format!(
+                                "{} of {} copies after WAIT",
+                                copies.held, copies.wanted
+                            ))
+                        });
+                        continue;
+                    }
+                    replies.pop();
+                }
+                replies.drain(..part.loads);
+                sent.push((index, part, replies));
+            }
+            Err(error) => {
+                failure.get_or_insert_with(|| unavailable(error));
+            }
+        }
+    }
+    match failure {
+        Some(error) => Err(error),
+        None => {
+            sent.sort_by_key(|(index, _, _)| *index);
+            Ok(sent
+                .into_iter()
+                .map(|(_, part, replies)| (part, replies))
+                .collect())
+        }
+    }
+}
+
 #[async_trait]
 impl EventSink for RedisStore {
     async fn write(&self, batch: &[Event], max_len: u64) -> Result<Written, EventError> {
-        let mut connection = self.connection().map_err(|e| match e {
+        let mut connection = self.events.get().map_err(|e| match e {
             StoreError::Backend(reason) => EventError::Backend(reason),
             other => EventError::Unavailable(other.to_string()),
         })?;
+        self.replicas.refresh(&mut connection, false).await;
         let window = DEDUP_WINDOW.as_millis() as i64;
         let now = chrono::Utc::now().timestamp_millis();
         let forget_before = now - window;
-        let stream_applied = stream_applied_key();
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        pipe.load_script(stream_script()).ignore();
-        pipe.load_script(email_script()).ignore();
-        let mut commands = Vec::with_capacity(batch.len());
-        for event in batch {
-            let mut append = stream_script().key(STREAM_KEY);
+        let max_len = self.streams.max_len_each(max_len);
+        // After a failed batch, route each slot by key for one batch: the cluster client's own
+        // map is the one that follows redirects, and a node the view names may be gone.
+        let by_node = !self.event_batch_failed.load(Ordering::Acquire);
+        let mut parts = Parts {
+            cluster: matches!(connection, Connection::Cluster(_)),
+            by_node,
+            load_scripts: !self.event_scripts_loaded.load(Ordering::Acquire),
+            parts: BTreeMap::new(),
+        };
+        for (index, event) in batch.iter().enumerate() {
+            let subscriber = event.subscriber_id();
+            let stream = self.streams.key_for(subscriber.as_ref());
+            let mut append = stream_script().key(&stream);
             append
-                .key(&stream_applied)
+                .key(self.streams.applied_key(&stream))
                 .arg(&event.id)
                 .arg(now)
                 .arg(forget_before)
@@ -222,12 +380,12 @@ impl EventSink for RedisStore {
             for (field, value) in event.fields() {
                 append.arg(field).arg(value);
             }
-            pipe.invoke_script(&append);
-            let Some(subscriber) = event.subscriber_id() else {
-                commands.push(1);
+            parts.add(&self.replicas, &stream, index, &append);
+            let Some(subscriber) = subscriber else {
                 continue;
             };
-            let mut fold = email_script().key(subscriber.context_key());
+            let context_key = subscriber.context_key();
+            let mut fold = email_script().key(&context_key);
             fold.key(email_applied_key(&subscriber))
                 .arg(event.kind.as_str())
                 .arg(event.at.to_rfc3339_opts(SecondsFormat::Millis, true))
@@ -237,14 +395,41 @@ impl EventSink for RedisStore {
                 .arg(now)
                 .arg(forget_before)
                 .arg(window);
-            pipe.invoke_script(&fold);
-            commands.push(2);
+            parts.add(&self.replicas, &context_key, index, &fold);
         }
-        let replies: Vec<Value> = pipe
-            .query_async(&mut connection)
-            .await
-            .map_err(unavailable)?;
-        read_replies(&commands, &replies)
+        let sent = match send_parts(
+            &connection,
+            &self.replicas,
+            parts.parts.into_values().collect(),
+        )
+        .await
+        {
+            Ok(sent) => sent,
+            Err(error) => {
+                // A failover or a moved slot, perhaps: look at the masters again before the retry.
+                self.event_batch_failed.store(true, Ordering::Release);
+                self.replicas.refresh(&mut connection, true).await;
+                return Err(error);
+            }
+        };
+        self.event_batch_failed.store(false, Ordering::Release);
+        let noscript = sent.iter().any(|(_, replies)| {
+            replies
+                .iter()
+                .any(|reply| matches!(reply, Value::ServerError(e) if e.code() == "NOSCRIPT"))
+        });
+        // Loaded everywhere this batch went, or some master lacks them: load with the next batch.
+        self.event_scripts_loaded
+            .store(!noscript, Ordering::Release);
+        let mut per_event: Vec<Vec<&Value>> = vec![Vec::new(); batch.len()];
+        for (part, replies) in &sent {
+            for (owner, reply) in part.owners.iter().zip(replies) {
+                if let Some(replies) = per_event.get_mut(*owner) {
+                    replies.push(reply);
+                }
+            }
+        }
+        read_replies(&per_event)
     }
 }
 
@@ -253,7 +438,7 @@ mod tests {
     use super::super::testkit::TestRedis;
     use super::*;
     use crate::context::{ContextStore, SubscriberId};
-    use crate::events::EventKind;
+    use crate::events::{EventKind, STREAM_KEY};
     use crate::sources::mail_clients::{Client, ClientKind};
 
     fn open(subscriber: &str) -> Event {
@@ -334,6 +519,86 @@ mod tests {
         store.write(&[open("alice")], 1000).await.unwrap();
         assert_eq!(open_count(&store, "alice").await, Some(3));
         assert_eq!(stream_len(&redis), 4);
+    }
+
+    #[tokio::test]
+    async fn shards_keep_each_subscribers_events_and_applied_ids_together() {
+        let redis = TestRedis::start();
+        let store = redis.store_with(4).await;
+        let subscribers: Vec<String> = (0..24).map(|n| format!("s{n}")).collect();
+        for subscriber in &subscribers {
+            redis.hset(&format!("ctx:{{{subscriber}}}"), "profile", "{}");
+        }
+        let batch: Vec<Event> = subscribers.iter().map(|s| open(s)).collect();
+        store.write(&batch, 1000).await.unwrap();
+
+        let streams = super::super::streams::EventStreams::new(4);
+        let mut total = 0;
+        for key in streams.keys() {
+            let entries: Vec<(String, std::collections::HashMap<String, String>)> =
+                redis::cmd("XRANGE")
+                    .arg(&key)
+                    .arg("-")
+                    .arg("+")
+                    .query(&mut redis.connection())
+                    .unwrap();
+            assert!(!entries.is_empty(), "{key} is used");
+            for (_, fields) in &entries {
+                let subscriber = SubscriberId::parse(&fields["subscriber"]).unwrap();
+                assert_eq!(streams.key_for(Some(&subscriber)), key);
+            }
+            let applied: usize = redis::cmd("ZCARD")
+                .arg(streams.applied_key(&key))
+                .query(&mut redis.connection())
+                .unwrap();
+            assert_eq!(applied, entries.len(), "{key}'s ids are kept beside it");
+            total += entries.len();
+        }
+        assert_eq!(total, 24);
+        assert_eq!(stream_len(&redis), 0, "no single stream");
+        for subscriber in &subscribers {
+            assert_eq!(open_count(&store, subscriber).await, Some(1));
+        }
+    }
+
+    /// Calls of `SCRIPT LOAD` so far (`INFO commandstats`).
+    fn script_loads(redis: &TestRedis) -> u64 {
+        let stats: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut redis.connection())
+            .unwrap();
+        stats
+            .lines()
+            .find_map(|line| line.strip_prefix("cmdstat_script|load:calls="))
+            .and_then(|rest| rest.split(',').next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn the_scripts_are_sent_once_and_again_when_redis_lost_them() {
+        let redis = TestRedis::start();
+        let store = redis.store().await;
+        redis.hset("ctx:{alice}", "profile", "{}");
+        store.write(&[open("alice")], 1000).await.unwrap();
+        let loaded = script_loads(&redis);
+        assert_eq!(loaded, 2, "both scripts with the first batch");
+        store.write(&[open("alice")], 1000).await.unwrap();
+        assert_eq!(script_loads(&redis), loaded, "not with the next");
+
+        // A restarted (or newly promoted) master has no scripts: the batch is retried with them.
+        redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query::<()>(&mut redis.connection())
+            .unwrap();
+        let batch = [open("alice")];
+        assert!(
+            store.write(&batch, 1000).await.is_err(),
+            "NOSCRIPT: try again"
+        );
+        store.write(&batch, 1000).await.unwrap();
+        assert_eq!(script_loads(&redis), loaded + 2);
+        assert_eq!(open_count(&store, "alice").await, Some(3));
+        assert_eq!(stream_len(&redis), 3);
     }
 
     #[tokio::test]

@@ -6,7 +6,11 @@
 //! servers answer it with a syntax error, and lock-on-open then silently never locks. The
 //! script runs the same on every Redis since 2.6, so no version check is needed for locks
 //! (`mod.rs` still logs the server's version at start-up).
+//!
+//! Erasing a subscriber's locks scans for `lock:{SUB}:*`. On a Cluster every such key is in
+//! the subscriber's slot, so the `SCAN` runs on the master that holds that slot only.
 
+use super::slots::slot;
 use super::RedisStore;
 use crate::context::SubscriberId;
 use crate::lock::{lock_prefix, Claim, LockError, LockStore};
@@ -35,7 +39,7 @@ fn redis_error(error: redis::RedisError) -> LockError {
 #[async_trait]
 impl LockStore for RedisStore {
     async fn get(&self, key: &str) -> Result<Option<String>, LockError> {
-        let mut connection = self.connection()?;
+        let mut connection = self.reads.get()?;
         redis::cmd("GET")
             .arg(key)
             .query_async(&mut connection)
@@ -44,7 +48,7 @@ impl LockStore for RedisStore {
     }
 
     async fn claim(&self, key: &str, value: &str, ttl: Duration) -> Result<Claim, LockError> {
-        let mut connection = self.connection()?;
+        let mut connection = self.reads.get()?;
         // EVALSHA, loading the script on NOSCRIPT: one round trip once it is cached.
         let previous: Option<String> = claim_script()
             .key(key)
@@ -60,20 +64,23 @@ impl LockStore for RedisStore {
     }
 
     async fn remove_all_of(&self, subscriber: &SubscriberId) -> Result<u64, LockError> {
-        let mut connection = self.connection()?;
-        let pattern = format!("{}*", glob_escape(&lock_prefix(subscriber)));
+        // The erasure's connection: the `WAIT` after the context's removal covers these too.
+        let mut connection = self.writes.get()?;
+        let prefix = lock_prefix(subscriber);
+        let pattern = format!("{}*", glob_escape(&prefix));
+        let slot = slot(&prefix);
         let mut cursor: u64 = 0;
         let mut removed = 0;
         loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
                 .arg("MATCH")
                 .arg(&pattern)
                 .arg("COUNT")
-                .arg(500)
-                .query_async(&mut connection)
-                .await
-                .map_err(redis_error)?;
+                .arg(500);
+            let reply = connection.on_slot(&scan, slot).await.map_err(redis_error)?;
+            let (next, keys): (u64, Vec<String>) =
+                redis::from_redis_value(reply).map_err(|e| redis_error(e.into()))?;
             if !keys.is_empty() {
                 let count: u64 = redis::cmd("UNLINK")
                     .arg(&keys)

@@ -1,87 +1,168 @@
 //! The Redis store: subscriber contexts ([`context`]), lock-on-open ([`lock`]) and events
-//! ([`events`]) in one Redis.
+//! ([`events`]) in one Redis server, a master watched by Sentinel, or a Redis Cluster
+//! ([`target`]).
 //!
-//! One multiplexed connection (`ConnectionManager`) serves every request and reconnects by
-//! itself. The first connection is made in the background, so the server starts and answers
-//! with fallbacks even while Redis is down; until it is up, lookups fail at once instead of
-//! waiting for a connect timeout on every open.
+//! The store keeps three connections ([`link`]), so no kind of traffic waits behind another:
+//! opens' lookups and lock claims; the context API's writes, which `WAIT` for replicas
+//! ([`replication`]; `WAIT` holds up every later command on its connection); and the event
+//! writer's batches. Each is made in the background, so the server starts and answers with
+//! fallbacks even while Redis is down; until it is up, lookups fail at once instead of waiting
+//! for a connect timeout on every open.
+//!
+//! Every key of a subscriber carries `{SUB}`, so on a Cluster they share one slot ([`slots`]);
+//! no command and no script touches keys of two slots, and the event stream is split into
+//! shards across slots ([`streams`]).
 //!
 //! When the first connection is made, the server's `redis_version` (`INFO server`) is logged,
 //! and an error if it is older than 5.0: events need streams (`XADD`), so every event would be
 //! refused (and counted in `opentime_events_failed_total`). Lock-on-open needs no particular
 //! version: it claims with a Lua script rather than `SET … NX GET` (Redis ≥ 7.0, see [`lock`]).
 
+pub(crate) mod consumer;
 mod context;
 mod events;
+mod link;
 mod lock;
+pub(crate) mod replication;
+mod sentinel;
+pub(crate) mod slots;
+pub(crate) mod streams;
+pub(crate) mod target;
 
 use crate::context::StoreError;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use link::{Connection, Link, LinkSettings};
+use replication::{ReplicaView, WritePolicy};
+use sentinel::SentinelWatch;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::OnceCell;
+use streams::EventStreams;
+use target::RedisTarget;
 
 /// How long to wait between first-connection attempts while Redis is unreachable.
 const CONNECT_RETRY: Duration = Duration::from_millis(250);
 
+/// What the Redis store is told at start-up.
+#[derive(Debug, Clone)]
+pub(crate) struct RedisSettings {
+    pub target: RedisTarget,
+    /// The open path's store deadline (`OPENTIME_STORE_TIMEOUT_MS`).
+    pub command_timeout: Duration,
+    pub streams: EventStreams,
+    pub writes: WritePolicy,
+}
+
 pub(crate) struct RedisStore {
-    client: redis::Client,
-    config: ConnectionManagerConfig,
-    connection: OnceCell<ConnectionManager>,
+    /// Opens: context lookups and lock claims.
+    reads: Link,
+    /// The context API's writes and erasures (each followed by a `WAIT`).
+    writes: Link,
+    /// The event writer's batches.
+    events: Link,
+    replicas: ReplicaView,
+    streams: EventStreams,
+    target: Arc<RedisTarget>,
+    /// Whether every master the event writer wrote to last has its two scripts (`events.rs`).
+    event_scripts_loaded: AtomicBool,
+    /// Whether the event writer's last batch failed (the next routes by slot, `events.rs`).
+    event_batch_failed: AtomicBool,
 }
 
 impl RedisStore {
-    /// Prepares a store for `url` (`redis://host:port/db`); does not connect yet.
-    pub(crate) fn new(url: &str, command_timeout: Duration) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| StoreError::Unavailable(format!("bad Redis URL: {}", e.category())))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(command_timeout.max(Duration::from_millis(500))))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
+    /// Prepares a store; does not connect yet (see [`RedisStore::connect_in_background`]).
+    pub(crate) fn new(settings: RedisSettings) -> Result<Self, StoreError> {
+        let target = Arc::new(settings.target);
+        let sentinel = match target.as_ref() {
+            RedisTarget::Sentinel {
+                sentinels,
+                master,
+                db,
+                credentials,
+            } => Some(
+                SentinelWatch::start(
+                    sentinels,
+                    master,
+                    *db,
+                    credentials,
+                    settings.command_timeout.max(Duration::from_millis(500)),
+                )
+                .map_err(|e| StoreError::Unavailable(format!("Sentinel: {}", e.category())))?,
+            ),
+            _ => None,
+        };
+        if let RedisTarget::Single { url } = target.as_ref() {
+            redis::Client::open(url.as_str())
+                .map_err(|e| StoreError::Unavailable(format!("bad Redis URL: {}", e.category())))?;
+        }
+        // A write waits up to the WAIT, and a Cluster may redirect it once or twice.
+        let slow = (settings.writes.wait + Duration::from_secs(1)).max(Duration::from_secs(2));
+        let link = |name, response_timeout| {
+            Link::new(
+                Arc::clone(&target),
+                sentinel.clone(),
+                LinkSettings {
+                    name,
+                    response_timeout,
+                },
+            )
+        };
         Ok(Self {
-            client,
-            config,
-            connection: OnceCell::new(),
+            reads: link(
+                "opens",
+                settings.command_timeout.max(Duration::from_millis(500)),
+            ),
+            writes: link("writes", slow),
+            events: link("events", slow),
+            replicas: ReplicaView::new(settings.writes),
+            streams: settings.streams,
+            target,
+            event_scripts_loaded: AtomicBool::new(false),
+            event_batch_failed: AtomicBool::new(false),
         })
     }
 
-    /// Keeps trying to make the first connection until it succeeds. Spawned once at start-up.
-    pub(crate) async fn connect_in_background(self: std::sync::Arc<Self>) {
+    /// Keeps trying to make the first connections (all three at once) until they are made.
+    /// Spawned once at start-up.
+    pub(crate) async fn connect_in_background(self: Arc<Self>) {
+        tokio::join!(
+            self.keep_connecting(&self.reads),
+            self.keep_connecting(&self.writes),
+            self.keep_connecting(&self.events),
+        );
+    }
+
+    async fn keep_connecting(&self, link: &Link) {
+        let mut warned = false;
         loop {
-            match self.try_connect().await {
-                Ok(_) => {
-                    tracing::info!("connected to Redis");
+            match link.connect().await {
+                Ok(mut connection) => {
+                    if link.name() == "opens" {
+                        tracing::info!(target = %self.target.describe(), "connected to Redis");
+                        check_version(&mut connection).await;
+                    }
                     return;
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "Redis not reachable yet; serving fallbacks meanwhile");
+                    if !warned && link.name() == "opens" {
+                        tracing::warn!(
+                            error = error.category(),
+                            target = %self.target.describe(),
+                            "Redis not reachable yet; serving fallbacks meanwhile"
+                        );
+                        warned = true;
+                    }
                     tokio::time::sleep(CONNECT_RETRY).await;
                 }
             }
         }
     }
 
-    async fn try_connect(&self) -> Result<ConnectionManager, StoreError> {
-        self.connection
-            .get_or_try_init(|| async {
-                let mut connection =
-                    ConnectionManager::new_with_config(self.client.clone(), self.config.clone())
-                        .await
-                        .map_err(to_store_error)?;
-                check_version(&mut connection).await;
-                Ok(connection)
-            })
-            .await
-            .cloned()
-    }
-
-    /// The shared connection, or `Unavailable` while the first connection is not made yet.
-    pub(crate) fn connection(&self) -> Result<ConnectionManager, StoreError> {
-        self.connection
-            .get()
-            .cloned()
-            .ok_or_else(|| StoreError::Unavailable("not connected yet".into()))
+    /// Connects every link now (tests and the `events` command).
+    pub(crate) async fn connect(&self) -> Result<(), StoreError> {
+        for link in [&self.reads, &self.writes, &self.events] {
+            link.connect().await.map_err(to_store_error)?;
+        }
+        Ok(())
     }
 }
 
@@ -89,11 +170,12 @@ impl RedisStore {
 const OLDEST_REDIS: (u32, u32) = (5, 0);
 
 /// Logs the server's version; an error when it is too old for events.
-async fn check_version(connection: &mut ConnectionManager) {
-    let info: Result<String, _> = redis::cmd("INFO")
-        .arg("server")
-        .query_async(connection)
-        .await;
+async fn check_version(connection: &mut Connection) {
+    // On a Cluster, one node answers for all (they run the same version).
+    let info: Result<String, _> = connection
+        .on_any_node(redis::cmd("INFO").arg("server"))
+        .await
+        .and_then(|value| Ok(redis::from_redis_value(value)?));
     let version = match info.as_deref().map(redis_version) {
         Ok(Some(version)) => version,
         Ok(None) => {
@@ -144,7 +226,7 @@ pub(super) fn to_store_error(error: redis::RedisError) -> StoreError {
 /// dropped (like `tests/common/redis.rs`; `scripts/test` installs redis-server).
 #[cfg(test)]
 mod testkit {
-    use super::RedisStore;
+    use super::{EventStreams, RedisSettings, RedisStore, RedisTarget, WritePolicy};
     use std::process::{Child, Command, Stdio};
     use std::time::{Duration, Instant};
 
@@ -208,10 +290,24 @@ mod testkit {
                 .expect("HSET");
         }
 
-        /// A connected store on this server.
+        /// A connected store on this server (one event stream, waiting for one replica).
         pub(super) async fn store(&self) -> RedisStore {
-            let store = RedisStore::new(&self.url(), Duration::from_secs(2)).expect("store");
-            store.try_connect().await.expect("connect");
+            self.store_with(1).await
+        }
+
+        /// A connected store on this server whose events go to `shards` streams.
+        pub(super) async fn store_with(&self, shards: u16) -> RedisStore {
+            let settings = RedisSettings {
+                target: RedisTarget::Single { url: self.url() },
+                command_timeout: Duration::from_secs(2),
+                streams: EventStreams::new(shards),
+                writes: WritePolicy {
+                    replicas: 1,
+                    wait: Duration::from_millis(500),
+                },
+            };
+            let store = RedisStore::new(settings).expect("store");
+            store.connect().await.expect("connect");
             store
         }
     }
