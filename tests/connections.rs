@@ -148,25 +148,31 @@ async fn a_trickled_header_is_closed_after_the_header_timeout() {
     server.shutdown().await;
 }
 
-#[tokio::test]
-async fn an_http2_connection_without_a_request_is_closed_after_the_header_timeout() {
+/// What a server with a 300 ms header timeout sends an HTTP/2 client that says its preface and
+/// an empty SETTINGS frame, then nothing, until it closes the connection.
+async fn http2_preface_answer() -> Vec<u8> {
     let server = TestServer::builder()
         .embedded_store()
         .header_timeout_ms(300)
         .start()
         .await;
     let mut stream = connect(&server).await;
-    // The HTTP/2 preface and an empty SETTINGS frame, then nothing.
     stream
         .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
         .await
         .expect("write");
     let (received, _) = read_until_closed(&mut stream, Duration::from_millis(300) + MARGIN).await;
+    server.shutdown().await;
+    received
+}
+
+#[tokio::test]
+async fn an_http2_connection_without_a_request_is_closed_after_the_header_timeout() {
+    let received = http2_preface_answer().await;
     assert!(
         !received.is_empty(),
         "the server spoke HTTP/2 (its SETTINGS)"
     );
-    server.shutdown().await;
 }
 
 /// The value of `id` in the first SETTINGS frame of `received` (HTTP/2 frames: 9-byte header,
@@ -194,23 +200,12 @@ fn http2_setting(received: &[u8], id: u16) -> Option<u32> {
 #[tokio::test]
 async fn an_http2_connection_is_told_the_stream_cap() {
     const SETTINGS_MAX_CONCURRENT_STREAMS: u16 = 0x3;
-    let server = TestServer::builder()
-        .embedded_store()
-        .header_timeout_ms(300)
-        .start()
-        .await;
-    let mut stream = connect(&server).await;
-    stream
-        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
-        .await
-        .expect("write");
-    let (received, _) = read_until_closed(&mut stream, Duration::from_millis(300) + MARGIN).await;
+    let received = http2_preface_answer().await;
     assert_eq!(
         http2_setting(&received, SETTINGS_MAX_CONCURRENT_STREAMS),
         Some(100),
         "the default OPENTIME_HTTP2_MAX_STREAMS in the server's SETTINGS: {received:?}"
     );
-    server.shutdown().await;
 }
 
 #[tokio::test]

@@ -24,6 +24,15 @@ fn entries_of(redis: &RedisServer, subscriber: &str) -> usize {
         .count()
 }
 
+/// Two fetches counted for each reason (`no-subscriber`, `bad-token`) in the counter whose
+/// name and label set start `{name}{labels}`.
+fn assert_two_of_each_reason(metrics: &str, name: &str, labels: &str) {
+    for reason in ["no-subscriber", "bad-token"] {
+        let series = format!("{name}{labels}reason=\"{reason}\"}}");
+        assert_eq!(metric(metrics, &series), 2.0, "{series} in {metrics}");
+    }
+}
+
 fn open_count(redis: &RedisServer, subscriber: &str) -> Option<u64> {
     redis.hget_json(subscriber, "email")?["open_count"].as_u64()
 }
@@ -136,22 +145,7 @@ async fn a_pixel_without_a_verified_subscriber_is_counted_not_written() {
     assert_eq!(events[0]["subscriber"], "alice");
     assert_eq!(open_count(&redis, "alice"), Some(1));
     let metrics = server.metrics().await;
-    assert_eq!(
-        metric(
-            &metrics,
-            "opentime_pixel_anonymous_total{reason=\"no-subscriber\"}"
-        ),
-        2.0,
-        "{metrics}"
-    );
-    assert_eq!(
-        metric(
-            &metrics,
-            "opentime_pixel_anonymous_total{reason=\"bad-token\"}"
-        ),
-        2.0,
-        "{metrics}"
-    );
+    assert_two_of_each_reason(&metrics, "opentime_pixel_anonymous_total{", "");
     assert_eq!(metric(&metrics, "opentime_events_queued_total"), 1.0);
     server.shutdown().await;
 }
@@ -188,15 +182,6 @@ async fn a_shared_block_open_is_an_event_only_for_a_verified_subscriber() {
     assert_eq!(events[0]["block"], "countdown");
     assert_eq!(events[0]["subscriber"], "bob");
     let metrics = server.metrics().await;
-    for (reason, count) in [("no-subscriber", 2.0), ("bad-token", 2.0)] {
-        assert_eq!(
-            metric(
-                &metrics,
-                &format!("opentime_anonymous_total{{kind=\"open\",reason=\"{reason}\"}}")
-            ),
-            count,
-            "{metrics}"
-        );
-    }
+    assert_two_of_each_reason(&metrics, "opentime_anonymous_total{", "kind=\"open\",");
     server.shutdown().await;
 }

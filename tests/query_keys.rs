@@ -28,19 +28,11 @@ const BANNER_SVG: &str = r#"<svg xmlns="http://www.w3.org/2000/svg" width="40" h
 </svg>"#;
 
 /// The same banner, declared `signed`: its URLs must carry `sig` for their parameters.
-const SIGNED_BANNER_TOML: &str = r#"
-[blocks.signed_banner]
-kind = "image"
-template = "banner.svg"
-width = 40
-height = 20
-reads = []
-cache = "shared"
-max_age = 60
-query = ["color"]
-signed = true
-fallback = "fallback/transparent.png"
-"#;
+fn signed_banner_toml() -> String {
+    BANNER_TOML
+        .replace("[blocks.banner]", "[blocks.signed_banner]")
+        .replace("fallback =", "signed = true\nfallback =")
+}
 
 async fn banner_server() -> TestServer {
     let templates = copy_templates();
@@ -48,7 +40,7 @@ async fn banner_server() -> TestServer {
     let manifest = std::fs::read_to_string(demo.join("blocks.toml")).expect("manifest");
     std::fs::write(
         demo.join("blocks.toml"),
-        manifest + BANNER_TOML + SIGNED_BANNER_TOML,
+        manifest + BANNER_TOML + &signed_banner_toml(),
     )
     .expect("manifest");
     std::fs::write(demo.join("banner.svg"), BANNER_SVG).expect("template");
