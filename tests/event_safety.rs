@@ -33,6 +33,21 @@ fn assert_two_of_each_reason(metrics: &str, name: &str, labels: &str) {
     }
 }
 
+/// The stream once the event just recorded is in (and a moment more for any queued before it),
+/// which must be its only entry.
+async fn the_one_event(redis: &RedisServer) -> Vec<std::collections::HashMap<String, String>> {
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            !redis.events().is_empty()
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let events = redis.events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    events
+}
+
 fn open_count(redis: &RedisServer, subscriber: &str) -> Option<u64> {
     redis.hget_json(subscriber, "email")?["open_count"].as_u64()
 }
@@ -133,15 +148,7 @@ async fn a_pixel_without_a_verified_subscriber_is_counted_not_written() {
     }
     // A signed pixel after them: once it is in, anything queued before it would be too.
     get(&pixel(&server, "alice")).await;
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            !redis.events().is_empty()
-        })
-        .await
-    );
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let events = redis.events();
-    assert_eq!(events.len(), 1, "{events:?}");
+    let events = the_one_event(&redis).await;
     assert_eq!(events[0]["subscriber"], "alice");
     assert_eq!(open_count(&redis, "alice"), Some(1));
     let metrics = server.metrics().await;
@@ -169,15 +176,7 @@ async fn a_shared_block_open_is_an_event_only_for_a_verified_subscriber() {
     // The same shared block opened by a subscriber named with a right token is an open.
     let signed = get(&countdown(&format!("?s=bob&t={}", token("bob")))).await;
     assert_eq!(signed.status, 200);
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            !redis.events().is_empty()
-        })
-        .await
-    );
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let events = redis.events();
-    assert_eq!(events.len(), 1, "{events:?}");
+    let events = the_one_event(&redis).await;
     assert_eq!(events[0]["type"], "open");
     assert_eq!(events[0]["block"], "countdown");
     assert_eq!(events[0]["subscriber"], "bob");
