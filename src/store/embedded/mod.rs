@@ -89,15 +89,21 @@ impl EmbeddedStore {
     }
 
     fn read_fields(&self, key: &str) -> Result<ContextFields, StoreError> {
-        self.slot
+        // Decoded outside `run`: a context that does not parse is not a failure of the file,
+        // and must not make `run` probe the database (a probe waits for any write in progress,
+        // and this runs on an async worker).
+        let stored = self
+            .slot
             .run(StoreError::Unavailable, |database: &Database| {
                 let txn = database.begin_read().map_err(backend)?;
                 let table = txn.open_table(CONTEXTS).map_err(backend)?;
-                match table.get(key).map_err(backend)? {
-                    Some(bytes) => serde_json::from_slice(bytes.value()).map_err(backend),
-                    None => Ok(ContextFields::new()),
-                }
-            })
+                let value = table.get(key).map_err(backend)?;
+                Ok(value.map(|bytes| bytes.value().to_vec()))
+            })?;
+        match stored {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(backend),
+            None => Ok(ContextFields::new()),
+        }
     }
 
     /// Runs a read-modify-write of one subscriber's context in one write transaction, off the
