@@ -140,6 +140,28 @@ fn main() {
         ratio(naive_run.1, fast_run.1),
         fast_run.2 as f64 / naive_run.2 as f64
     );
+    // Retina: the same countdown at scale=2, runs alternating with scale=1.
+    let retina = FrameTemplate { scale: 2.0, ..t };
+    let run_retina =
+        |s: &CountdownSettings| render_countdown(&retina, None, deadline, at, s).expect("renders");
+    let (mut one, mut two) = (Vec::new(), Vec::new());
+    for _ in 0..runs(15) {
+        one.push(median_ms(|| run(&fast).bytes.len(), 3));
+        two.push(median_ms(|| run_retina(&fast).bytes.len(), 3));
+    }
+    let cpu = |runs: &[(f64, Option<f64>, usize)]| {
+        let mut values: Vec<f64> = runs.iter().filter_map(|r| r.1).collect();
+        values.sort_by(f64::total_cmp);
+        values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    println!(
+        "  scale=2 / scale=1: {:.2}x cpu ({:.2} against {:.2} ms), {} against {} bytes",
+        cpu(&two) / cpu(&one),
+        cpu(&two),
+        cpu(&one),
+        two[0].2,
+        one[0].2
+    );
 
     let mut c = Criterion::default()
         .configure_from_args()

@@ -16,12 +16,16 @@
 //! `cargo bench --bench render` prints criterion's medians, then a summary measured in rounds
 //! that take turns between the cases and the baseline (a batch of each per round), so a machine
 //! whose speed drifts (shared virtual machines do) slows every case alike: the ratios are the
-//! medians of the per-round ratios.
+//! medians of the per-round ratios. Then, the same way:
+//! - **PNG**: per demo block (Alice's sample), the bytes and encode time of the previous encoder
+//!   (fdeflate's fast mode, Paeth filter, RGBA; reproduced here) against today's lossless mode,
+//!   and the palette mode's bytes and worst channel error (decoded, against the lossless pixels);
+//! - **retina**: the cart rendered at `scale=2` against `scale=1`.
 
 use criterion::{criterion_group, Criterion};
 use opentime::blocks::{Block, Campaign};
 use opentime::open::TemplateInput;
-use opentime::render::{Format, Renderer};
+use opentime::render::{Format, PngMode, Renderer, PALETTE_MAX_ERROR};
 use resvg::usvg;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -385,6 +389,146 @@ fn interleaved_summary() {
     }
 }
 
+/// The previous encoder, reproduced as the reference: fdeflate's fast mode with the Paeth
+/// filter, straight RGBA.
+fn encode_previous(pixmap: &resvg::tiny_skia::Pixmap) -> Vec<u8> {
+    let mut straight = pixmap.data().to_vec();
+    for (pixel, bytes) in pixmap.pixels().iter().zip(straight.chunks_exact_mut(4)) {
+        let c = pixel.demultiply();
+        bytes.copy_from_slice(&[c.red(), c.green(), c.blue(), c.alpha()]);
+    }
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, pixmap.width(), pixmap.height());
+    encoder.set_color(png::ColorType::Rgba);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder.set_deflate_compression(png::DeflateCompression::FdeflateUltraFast);
+    encoder.set_filter(png::Filter::Paeth);
+    let mut writer = encoder.write_header().expect("header");
+    writer.write_image_data(&straight).expect("data");
+    writer.finish().expect("finish");
+    out
+}
+
+fn decode_rgba(bytes: &[u8]) -> image::RgbaImage {
+    image::load_from_memory_with_format(bytes, image::ImageFormat::Png)
+        .expect("png")
+        .to_rgba8()
+}
+
+/// Bytes and encode time of each demo image block, previous encoder against today's modes.
+fn png_summary() {
+    const ROUNDS: usize = 31;
+    let f = fixture();
+    let text =
+        std::fs::read_to_string(repo().join("templates/demo/samples/alice.json")).expect("sample");
+    let fields: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&text).expect("sample JSON");
+    println!(
+        "
+PNG per demo block (Alice's sample; median of {ROUNDS} interleaved rounds of encode time):"
+    );
+    println!("  block      size      previous B   lossless B  ratio   previous ms  lossless ms  extra ms   palette B  ratio  worst error");
+    for name in ["cart", "points", "store", "welcome", "upgrade"] {
+        let block = f.campaign.block(name).expect("demo block");
+        let Some(template) = block.template.as_deref() else {
+            continue;
+        };
+        let input = TemplateInput::for_block(
+            block,
+            &fields,
+            Some("alice"),
+            chrono::Utc::now(),
+            Default::default(),
+        );
+        let svg = f
+            .campaign
+            .render_template(template, &input.to_tera_context(block))
+            .expect("template");
+        let pixmap = f
+            .renderer
+            .rasterizer()
+            .rasterize(&svg, block.width, block.height, 1)
+            .expect("raster");
+        let previous = encode_previous(&pixmap);
+        let lossless = Renderer::encode_png(&pixmap, PngMode::Lossless).expect("png");
+        let palette = Renderer::encode_png(&pixmap, PngMode::Palette).expect("png");
+        assert_eq!(
+            decode_rgba(&lossless),
+            decode_rgba(&previous),
+            "{name}: the lossless mode keeps every pixel"
+        );
+        let (exact, indexed) = (decode_rgba(&lossless), decode_rgba(&palette));
+        let worst = exact
+            .as_raw()
+            .iter()
+            .zip(indexed.as_raw())
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap_or(0);
+        let (mut before, mut after) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            before.push(batch(10, || {
+                black_box(encode_previous(black_box(&pixmap)));
+            }));
+            after.push(batch(10, || {
+                black_box(Renderer::encode_png(black_box(&pixmap), PngMode::Lossless).ok());
+            }));
+        }
+        let extra: Vec<f64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+        let (before, after, extra) = (median(before), median(after), median(extra));
+        println!(
+            "  {name:9} {:>3}x{:<4} {:>11} {:>12}  {:.2}x  {before:>11.3}  {after:>11.3}  {extra:>+8.3}  {:>10}  {:.2}x  {worst}",
+            block.width,
+            block.height,
+            previous.len(),
+            lossless.len(),
+            lossless.len() as f64 / previous.len() as f64,
+            palette.len(),
+            palette.len() as f64 / previous.len() as f64,
+        );
+    }
+    println!("  (palette: every channel of every pixel within {PALETTE_MAX_ERROR} levels, else written losslessly)");
+}
+
+/// `scale=2` against `scale=1` for the cart, in turns (the countdown's is in
+/// `cargo bench --bench countdown`).
+fn retina_summary() {
+    const ROUNDS: usize = 21;
+    let f = fixture();
+    let cart = f.campaign.block("cart").expect("cart block");
+    let render = |scale: u8| {
+        opentime::open::render_block(
+            &f.renderer,
+            &f.campaign,
+            cart,
+            Format::Png,
+            scale,
+            black_box(&f.input),
+        )
+        .expect("render")
+        .bytes
+        .len()
+    };
+    let (mut one, mut two, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let a = batch(6, || {
+            black_box(render(1));
+        });
+        let b = batch(6, || {
+            black_box(render(2));
+        });
+        one.push(a);
+        two.push(b);
+        ratio.push(b / a);
+    }
+    println!(
+        "\nretina, cart (Alice, every text kept; median of {ROUNDS} interleaved rounds): scale=1 {:.3} ms, scale=2 {:.3} ms, {:.2}x",
+        median(one),
+        median(two),
+        median(ratio)
+    );
+}
+
 /// Whether this is a measuring run (`cargo bench`), not `cargo test`'s smoke run.
 fn measuring() -> bool {
     std::env::args().any(|arg| arg == "--bench")
@@ -430,4 +574,6 @@ fn main() {
         }
     }
     interleaved_summary();
+    png_summary();
+    retina_summary();
 }

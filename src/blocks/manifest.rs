@@ -87,6 +87,9 @@ pub(crate) struct BlockSettings {
     pub(crate) suppress_if: Option<String>,
     pub(crate) suppressed_template: Option<String>,
     pub(crate) suppressed_image: Option<String>,
+    /// `"palette"`: an indexed PNG when it keeps every pixel close (see `render/png.rs`);
+    /// `"lossless"` (the default) otherwise.
+    pub(crate) png: Option<String>,
     /// `"first_open"`: keep what the first human open showed (see `crate::lock`).
     pub(crate) lock: Option<String>,
     /// Seconds a lock lasts (default 30 days).
@@ -153,6 +156,8 @@ pub struct Block {
     /// The URL query parameters the templates see, and so the only ones in the render key
     /// (besides a countdown's own `until`, `tz`, `lang` and `first_frame`).
     pub query_keys: Vec<String>,
+    /// How the block's PNGs are written.
+    pub png: crate::render::PngMode,
 }
 
 impl Block {

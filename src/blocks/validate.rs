@@ -10,6 +10,7 @@ use super::suppress::Suppression;
 use crate::countdown::settings::{
     CountdownSettingsText, CountdownSpec, DEFAULT_COUNTDOWN_MAX_AGE, MAX_COUNTDOWN_MAX_AGE,
 };
+use crate::render::PngMode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,8 +58,10 @@ pub(crate) fn resolve(name: String, s: BlockSettings) -> Result<Block, ManifestE
     let lock_ttl = lock_ttl(s.lock.as_deref(), s.lock_ttl, reads_context).map_err(invalid)?;
     let links = links(s.link.as_deref(), s.link_hosts, s.default_link).map_err(invalid)?;
     let query_keys = query_keys(s.query).map_err(invalid)?;
+    let png = png_mode(s.png.as_deref(), s.kind).map_err(invalid)?;
     Ok(Block {
         query_keys,
+        png,
         suppression,
         lock_ttl,
         links,
@@ -79,6 +82,21 @@ pub(crate) fn resolve(name: String, s: BlockSettings) -> Result<Block, ManifestE
         reads_location,
         name,
     })
+}
+
+/// `png = "lossless" | "palette"`, for image blocks only.
+fn png_mode(png: Option<&str>, kind: BlockKind) -> Result<PngMode, String> {
+    match (png, kind) {
+        (None, _) => Ok(PngMode::Lossless),
+        (Some(_), BlockKind::Countdown | BlockKind::Html) => {
+            Err("`png` is for image blocks (a countdown is a GIF)".into())
+        }
+        (Some("lossless"), BlockKind::Image) => Ok(PngMode::Lossless),
+        (Some("palette"), BlockKind::Image) => Ok(PngMode::Palette),
+        (Some(other), BlockKind::Image) => {
+            Err(format!("png = {other:?}: use \"lossless\" or \"palette\""))
+        }
+    }
 }
 
 /// The block's name must be usable in URLs and file names.

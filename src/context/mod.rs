@@ -17,6 +17,10 @@ use std::time::Duration;
 /// A subscriber's context: field name → that field's JSON value.
 pub(crate) type ContextFields = Map<String, Value>;
 
+/// A subscriber's context as stored, before any parsing: (field name, stored text) pairs. The
+/// open path keys its render cache on these, so a cache hit parses no JSON.
+pub(crate) type RawContextFields = Vec<(String, String)>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store-timeout")]
@@ -90,6 +94,18 @@ pub trait ContextStore: Send + Sync {
     /// All fields of a subscriber's context; empty when the subscriber has none.
     async fn load(&self, subscriber: &SubscriberId) -> Result<ContextFields, StoreError>;
 
+    /// All fields of a subscriber's context as stored text (what [`parse_field_value`] reads),
+    /// in no particular order; empty when the subscriber has none. A store that keeps parsed
+    /// values writes them back as JSON.
+    async fn load_raw(&self, subscriber: &SubscriberId) -> Result<RawContextFields, StoreError> {
+        Ok(self
+            .load(subscriber)
+            .await?
+            .into_iter()
+            .map(|(field, value)| (field, value.to_string()))
+            .collect())
+    }
+
     /// Sets the given top-level fields, leaving every other field as it is; says how many
     /// copies hold the write.
     async fn merge(
@@ -115,13 +131,14 @@ pub trait ContextStore: Send + Sync {
 /// A shared handle to whichever store is configured.
 pub(crate) type SharedStore = Arc<dyn ContextStore>;
 
-/// Loads a context, giving up after `deadline` so a slow store never holds up an open.
-pub(crate) async fn load_within(
+/// Loads a context as stored text, giving up after `deadline` so a slow store never holds up
+/// an open.
+pub(crate) async fn load_raw_within(
     store: &dyn ContextStore,
     subscriber: &SubscriberId,
     deadline: Duration,
-) -> Result<ContextFields, StoreError> {
-    match tokio::time::timeout(deadline, store.load(subscriber)).await {
+) -> Result<RawContextFields, StoreError> {
+    match tokio::time::timeout(deadline, store.load_raw(subscriber)).await {
         Ok(result) => result,
         Err(_) => Err(StoreError::Timeout),
     }

@@ -16,12 +16,15 @@
 //! - **Only "don't know" retries.** When the sink cannot tell what happened (the store is
 //!   unreachable, the connection dropped mid-batch, a timeout, a store that is loading or
 //!   read-only) it returns an error and the writer retries the whole batch with backoff.
-//! - **A retry never counts twice.** Every event gets a unique [`Event::id`] when it is made;
-//!   sinks apply an event id at most once (Redis keeps the recently applied ids next to the
-//!   data they guard; the embedded store writes a batch in one transaction), so a batch that was
-//!   applied but whose answer was lost is skipped on the retry instead of being written again.
-//!   Delivery is therefore effectively once, as long as the retry comes within the sink's
-//!   de-duplication window (an hour for Redis).
+//! - **A retry never counts twice.** Every batch gets a [`BatchId`] when it is drained — this
+//!   process's writer id and a sequence number that grows by one per batch — and keeps it
+//!   through its retries. The writer sends batches strictly one after the other, so a sink
+//!   remembers per writer only the highest sequence it applied (Redis keeps it next to the data
+//!   it guards; the embedded store writes a batch in one transaction): a batch that was applied
+//!   but whose answer was lost is skipped on the retry instead of being written again. Delivery
+//!   is therefore effectively once, as long as the retry comes within the sink's memory of the
+//!   writer (an hour of that writer's silence, for Redis). Every event also carries a unique
+//!   [`Event::id`] in its stream entry, for consumers.
 
 mod email_field;
 
@@ -73,12 +76,17 @@ impl EventKind {
     }
 }
 
-/// A new event id, unique across processes: a random number drawn once per process, then a
-/// counter. Sinks use it to apply each event at most once.
+/// A new event id, unique across processes: [`process_id`], then a counter.
 fn next_event_id() -> String {
-    static PROCESS: OnceLock<u64> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let process = *PROCESS.get_or_init(|| {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{:016x}-{n:x}", process_id())
+}
+
+/// A random number drawn once per process: names this process's events and its event writer.
+fn process_id() -> u64 {
+    static PROCESS: OnceLock<u64> = OnceLock::new();
+    *PROCESS.get_or_init(|| {
         // The standard library's hasher keys are random per process (from the OS).
         let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
         hasher.write_u128(
@@ -89,9 +97,24 @@ fn next_event_id() -> String {
         );
         hasher.write_u32(std::process::id());
         hasher.finish()
-    });
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{process:016x}-{n:x}")
+    })
+}
+
+/// Names one batch of events through all its retries: the writer that drained it (one per
+/// process) and its place in that writer's sequence. A writer sends its batches one after the
+/// other, so a batch whose `seq` is not above the last one a sink applied for `writer` was
+/// applied already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchId {
+    pub writer: u64,
+    pub seq: u64,
+}
+
+impl BatchId {
+    /// The writer as text (a hash field name in Redis).
+    pub fn writer_name(&self) -> String {
+        format!("{:016x}", self.writer)
+    }
 }
 
 /// One event, as written to the stream.
@@ -203,11 +226,16 @@ pub struct Written {
 #[async_trait]
 pub trait EventSink: Send + Sync {
     /// Appends `batch` to the stream (capped near `max_len`) and updates each subscriber's
-    /// `email` field. `Ok` says what became of each event: written, refused alone (dropped),
-    /// or already applied. `Err` means the outcome is unknown (the store is unreachable or the
-    /// connection dropped mid-batch): the writer then sends the same batch again, so writing
-    /// an event whose id was applied before must change nothing.
-    async fn write(&self, batch: &[Event], max_len: u64) -> Result<Written, EventError>;
+    /// `email` field. `Ok` says what became of each event: written, refused (dropped), or
+    /// already applied. `Err` means the outcome is unknown (the store is unreachable or the
+    /// connection dropped mid-batch): the writer then sends the same batch with the same `id`
+    /// again, so writing a batch whose id was applied before must change nothing.
+    async fn write(
+        &self,
+        batch: &[Event],
+        id: BatchId,
+        max_len: u64,
+    ) -> Result<Written, EventError>;
 }
 
 /// The sending side of the event queue; cheap to call from any request.
@@ -232,6 +260,7 @@ impl EventRecorder {
             sink,
             max_len,
             metrics: Arc::clone(&metrics),
+            batches: AtomicU64::new(0),
         };
         tokio::spawn(writer.run(receiver, flush_requests));
         Self {
@@ -264,6 +293,8 @@ struct Writer {
     sink: Arc<dyn EventSink>,
     max_len: u64,
     metrics: Arc<Metrics>,
+    /// Batches drained so far: the next batch's [`BatchId::seq`].
+    batches: AtomicU64,
 }
 
 impl Writer {
@@ -304,10 +335,14 @@ impl Writer {
         if batch.is_empty() {
             return;
         }
+        let id = BatchId {
+            writer: process_id(),
+            seq: self.batches.fetch_add(1, Ordering::Relaxed),
+        };
         let mut delay = RETRY_FIRST;
         let mut failures = 0u32;
         loop {
-            match self.sink.write(batch, self.max_len).await {
+            match self.sink.write(batch, id, self.max_len).await {
                 Ok(written) => {
                     self.count(batch, &written);
                     if failures > 0 {
@@ -367,7 +402,12 @@ mod tests {
 
     #[async_trait]
     impl EventSink for FlakySink {
-        async fn write(&self, batch: &[Event], _max_len: u64) -> Result<Written, EventError> {
+        async fn write(
+            &self,
+            batch: &[Event],
+            _id: BatchId,
+            _max_len: u64,
+        ) -> Result<Written, EventError> {
             {
                 let mut failures = self.failures.lock().unwrap();
                 if *failures > 0 {

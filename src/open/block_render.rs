@@ -153,7 +153,7 @@ pub(super) fn finish(
             Bytes::from(bytes)
         }
         TemplateOutput::Svg(svg) => {
-            renderer.svg_to_png(&svg, block.width, block.height, scale, fetched)?
+            renderer.svg_to_png(&svg, (block.width, block.height), scale, fetched, block.png)?
         }
     };
     Ok(Rendered {

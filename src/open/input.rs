@@ -87,14 +87,12 @@ impl TemplateInput {
             .filter(|(field, _)| block.reads_field(field))
             .map(|(field, value)| (field.clone(), value.clone()))
             .collect();
-        let bucket = i64::from(block.time_bucket_secs);
-        let rounded = now.timestamp().div_euclid(bucket) * bucket;
         Self {
             ctx,
             subscriber: subscriber
                 .filter(|_| block.reads_context())
                 .map(str::to_owned),
-            now: DateTime::from_timestamp(rounded, 0).unwrap_or(now),
+            now: bucket_start(block, now),
             query,
             client: None,
             location: None,
@@ -133,6 +131,13 @@ impl TemplateInput {
         );
         context
     }
+}
+
+/// `now` rounded down to the start of `block`'s time bucket (what its renders see as `now`).
+pub(super) fn bucket_start(block: &Block, now: DateTime<Utc>) -> DateTime<Utc> {
+    let bucket = i64::from(block.time_bucket_secs.max(1));
+    let rounded = now.timestamp().div_euclid(bucket) * bucket;
+    DateTime::from_timestamp(rounded, 0).unwrap_or(now)
 }
 
 /// How many stores `nearest_stores` lists.

@@ -6,7 +6,9 @@
 //! 3. [`opener`] — who fetched (mail client, image proxy or machine, on what evidence; address);
 //! 4. [`subscriber_context`] — the context, one round trip within the store deadline, or
 //!    [`lock_on_open`] — what a locked block showed first;
-//! 5. [`input`] — what the render sees, decided in one place, hence its render cache key;
+//! 5. [`input`] — what the render sees, decided in one place, hence its render cache key (for
+//!    a plain block, [`raw_key`] hashes the key from the context's stored text, so a cache hit
+//!    parses no JSON);
 //! 6. [`cached_render`] — the render cache, one render per key however many opens ask;
 //! 7. [`render_job`] — the render off the async threads: [`block_render`]'s template step,
 //!    the product [`photos`] (async), then its raster step.
@@ -25,6 +27,7 @@ mod opener;
 mod photos;
 mod pixel;
 mod query;
+mod raw_key;
 pub(crate) mod render_budget;
 pub(crate) mod render_job;
 mod subscriber_context;
@@ -38,7 +41,7 @@ pub use opener::Opener;
 use crate::blocks::{Block, BlockKind, CachePolicy, Campaign, Catalog};
 use crate::cache::{CachedRender, RenderCache};
 use crate::clock::Clock;
-use crate::context::{SharedStore, SubscriberId};
+use crate::context::{RawContextFields, SharedStore, SubscriberId};
 use crate::events::{Event, EventKind, EventRecorder};
 use crate::lock::SharedLocks;
 use crate::metrics::Metrics;
@@ -227,6 +230,11 @@ impl Pipeline {
         ) {
             self.events.record(event);
         }
+        if raw_key::applies(block) {
+            return self
+                .open_plain(found, &open, subscriber.as_ref(), query, deadline)
+                .await;
+        }
         let from_context = self.context_input(
             block,
             subscriber.as_ref(),
@@ -276,6 +284,74 @@ impl Pipeline {
         })
     }
 
+    /// The stored context fields of `subscriber` when `block` reads any (none otherwise).
+    async fn raw_context(
+        &self,
+        block: &Block,
+        subscriber: Option<&SubscriberId>,
+    ) -> Result<RawContextFields, OpenError> {
+        match (subscriber, block.reads_context()) {
+            (Some(subscriber), true) => subscriber_context::load(self, subscriber).await,
+            _ => Ok(RawContextFields::new()),
+        }
+    }
+
+    /// The open of a plain block ([`raw_key`]): the key from the stored text, the cached
+    /// render when there is one — nothing parsed, nothing cloned — else the render of the
+    /// parsed fields, cached under that key.
+    async fn open_plain(
+        &self,
+        found: &FoundBlock,
+        open: &BlockOpen<'_>,
+        subscriber: Option<&SubscriberId>,
+        mut query: query::BlockQuery,
+        deadline: Instant,
+    ) -> Result<Opened, OpenError> {
+        let FoundBlock {
+            campaign, block, ..
+        } = found;
+        let fields = self.raw_context(block, subscriber).await?;
+        let now = self.clock.now();
+        let rendered_for = input::bucket_start(block, now);
+        query
+            .template_query
+            .retain(|key, _| block.reads_query_key(key));
+        let key = raw_key::key(
+            campaign,
+            block,
+            (open.format, query.scale),
+            subscriber.map(SubscriberId::as_str),
+            rendered_for,
+            &query.template_query,
+            &fields,
+        );
+        let job = || {
+            let parsed = raw_key::parse_read_fields(block, &fields);
+            let input = TemplateInput::for_block(
+                block,
+                &parsed,
+                subscriber.map(SubscriberId::as_str),
+                now,
+                query.template_query,
+            );
+            render_job::RenderJob {
+                campaign: Arc::clone(campaign),
+                block: Arc::clone(block),
+                format: open.format,
+                scale: query.scale,
+                input,
+            }
+        };
+        let render = cached_render::get_or_render(self, key, deadline, job).await?;
+        Ok(Opened {
+            render,
+            policy: block.cache,
+            depends_on: RequestDependence::default(),
+            rendered_for,
+            campaign_loaded_at: campaign.loaded_at,
+        })
+    }
+
     /// The template input from the subscriber's live context, with the opener's facts for
     /// blocks that declare them.
     async fn context_input(
@@ -285,10 +361,7 @@ impl Pipeline {
         query: std::collections::BTreeMap<String, String>,
         opener: &Opener,
     ) -> Result<TemplateInput, OpenError> {
-        let fields = match (subscriber, block.reads_context()) {
-            (Some(subscriber), true) => subscriber_context::load(self, subscriber).await?,
-            _ => crate::context::ContextFields::new(),
-        };
+        let fields = raw_key::parse_read_fields(block, &self.raw_context(block, subscriber).await?);
         Ok(input::from_context(
             block,
             &fields,

@@ -1,19 +1,20 @@
 //! The subscriber's context for one open: one round trip (`HGETALL ctx:{SUB}`) within the
-//! store deadline, timed in `opentime_store_seconds`. No context at all is an error (the
-//! block's `no-context` fallback), never an empty render.
+//! store deadline, timed in `opentime_store_seconds`, as stored text (parsed later, and only
+//! on a miss: [`super::raw_key`]). No context at all is an error (the block's `no-context`
+//! fallback), never an empty render.
 
 use super::error::OpenError;
 use super::Pipeline;
-use crate::context::{self, ContextFields, SubscriberId};
+use crate::context::{self, RawContextFields, SubscriberId};
 use crate::metrics::OutcomeLabels;
 use tokio::time::Instant;
 
 pub(super) async fn load(
     pipeline: &Pipeline,
     subscriber: &SubscriberId,
-) -> Result<ContextFields, OpenError> {
+) -> Result<RawContextFields, OpenError> {
     let started = Instant::now();
-    let result = context::load_within(
+    let result = context::load_raw_within(
         pipeline.contexts.as_ref(),
         subscriber,
         pipeline.limits.store_timeout,

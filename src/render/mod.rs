@@ -35,10 +35,11 @@ pub use assets::AssetImages;
 pub use fallback::{Fallback, TRANSPARENT_GIF};
 pub use fonts::FontSettings;
 pub use image_slots::FetchedImages;
-pub use png::{transparent_pixel_png, transparent_png};
+pub use png::{transparent_pixel_png, transparent_png, PngMode, PALETTE_MAX_ERROR};
 pub use text_overflow::TextOverflow;
 
 use bytes::Bytes;
+use resvg::tiny_skia::Pixmap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -153,19 +154,25 @@ impl Renderer {
         Ok(text_overflow::find(&self.rasterizer.parse(svg)?))
     }
 
-    /// An SVG rasterized at `scale` (with the photos fetched for it) and encoded as PNG.
+    /// An SVG rasterized at `scale` (with the photos fetched for it) and encoded as PNG in
+    /// `mode`.
     pub fn svg_to_png(
         &self,
         svg: &str,
-        width: u32,
-        height: u32,
+        (width, height): (u32, u32),
         scale: u8,
         fetched: Arc<FetchedImages>,
+        mode: PngMode,
     ) -> Result<Bytes, RenderError> {
         let pixmap = self
             .rasterizer
             .rasterize_with(svg, width, height, scale, fetched)?;
-        Ok(Bytes::from(png::encode(&pixmap)?))
+        Ok(Bytes::from(png::encode_as(&pixmap, mode)?))
+    }
+
+    /// A pixmap as PNG bytes in `mode` (what [`Renderer::svg_to_png`] writes).
+    pub fn encode_png(pixmap: &Pixmap, mode: PngMode) -> Result<Vec<u8>, RenderError> {
+        png::encode_as(pixmap, mode)
     }
 
     /// Prepares a block's fallback: an image file (SVG is rasterized at 1× and 2×; PNG and GIF

@@ -4,13 +4,15 @@
 //!
 //! A whole batch — stream entries and `email` updates — is one write transaction, so it is in
 //! or not at all: a failed write changed nothing, and the writer's retry cannot count an event
-//! twice (the Redis sink needs per-event ids for that; here the entries carry the `id` field
+//! twice (the Redis sink needs batch ids for that; here the entries carry the `id` field
 //! only for consumers). A subscriber whose stored context cannot be read is refused alone
 //! (`corrupt-context`): its event is dropped and counted, the rest of the batch is written.
 
 use super::{EmbeddedStore, CONTEXTS};
 use crate::context::ContextFields;
-use crate::events::{apply_to_email_field, Event, EventError, EventSink, Refused, Written};
+use crate::events::{
+    apply_to_email_field, BatchId, Event, EventError, EventSink, Refused, Written,
+};
 use async_trait::async_trait;
 use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::sync::Arc;
@@ -80,7 +82,13 @@ fn append(database: &redb::Database, batch: &[Event], max_len: u64) -> Result<Wr
 
 #[async_trait]
 impl EventSink for EmbeddedStore {
-    async fn write(&self, batch: &[Event], max_len: u64) -> Result<Written, EventError> {
+    /// One transaction per batch: it is in or it is not, so `_id` is not needed.
+    async fn write(
+        &self,
+        batch: &[Event],
+        _id: BatchId,
+        max_len: u64,
+    ) -> Result<Written, EventError> {
         let slot = Arc::clone(self.slot());
         let owned = batch.to_vec();
         tokio::task::spawn_blocking(move || {
@@ -123,6 +131,8 @@ mod tests {
     use crate::events::EventKind;
     use crate::sources::mail_clients::{Client, ClientKind};
 
+    const BATCH: BatchId = BatchId { writer: 1, seq: 0 };
+
     #[tokio::test]
     async fn events_are_appended_capped_and_fold_into_the_email_field() {
         let dir = tempfile::tempdir().unwrap();
@@ -140,7 +150,10 @@ mod tests {
             open(EventKind::Open),
             open(EventKind::Click),
         ];
-        assert_eq!(store.write(&batch, 2).await.unwrap(), Written::default());
+        assert_eq!(
+            store.write(&batch, BATCH, 2).await.unwrap(),
+            Written::default()
+        );
         let stored = read_all(&store).unwrap();
         assert_eq!(stored.len(), 2, "capped at max_len: {stored:?}");
         assert_eq!(stored[0]["type"], "open");
@@ -165,7 +178,7 @@ mod tests {
         let browser = Client::of_kind(ClientKind::Browser, "browser");
         let open = |who| Event::now(EventKind::Open, "demo", "cart", Some(who), &browser);
         let written = store
-            .write(&[open("alice"), open("bob")], 10)
+            .write(&[open("alice"), open("bob")], BATCH, 10)
             .await
             .unwrap();
         assert_eq!(

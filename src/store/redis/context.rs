@@ -10,8 +10,8 @@ use super::replication::Plan;
 use super::slots::slot;
 use super::{to_store_error, RedisStore};
 use crate::context::{
-    parse_field_value, ContextFields, ContextStore, Copies, Removed, StoreError, StoreKind,
-    SubscriberId,
+    parse_field_value, ContextFields, ContextStore, Copies, RawContextFields, Removed, StoreError,
+    StoreKind, SubscriberId,
 };
 use async_trait::async_trait;
 use redis::Value;
@@ -63,16 +63,21 @@ impl ContextStore for RedisStore {
     }
 
     async fn load(&self, subscriber: &SubscriberId) -> Result<ContextFields, StoreError> {
-        let mut connection = self.reads.get()?;
-        let raw: Vec<(String, String)> = redis::cmd("HGETALL")
-            .arg(subscriber.context_key())
-            .query_async(&mut connection)
-            .await
-            .map_err(to_store_error)?;
-        Ok(raw
+        Ok(self
+            .load_raw(subscriber)
+            .await?
             .into_iter()
             .map(|(field, value)| (field, parse_field_value(&value)))
             .collect())
+    }
+
+    async fn load_raw(&self, subscriber: &SubscriberId) -> Result<RawContextFields, StoreError> {
+        let mut connection = self.reads.get()?;
+        redis::cmd("HGETALL")
+            .arg(subscriber.context_key())
+            .query_async(&mut connection)
+            .await
+            .map_err(to_store_error)
     }
 
     async fn merge(

@@ -1,7 +1,9 @@
-//! Events into Redis: per batch, one non-atomic pipeline per Redis master — per event one
-//! `EVALSHA` of a small Lua script that appends it to its stream and, for a subscriber, one that
-//! folds it into `ctx:{SUB}`'s `email` field (the same rules as `events/email_field.rs`), then
-//! `WAIT` for the master's replicas. The scripts' text goes over the wire only when a master may
+//! Events into Redis: per batch, one non-atomic pipeline per Redis master — per stream one
+//! `EVALSHA` of a small Lua script that appends the batch's events of that stream, and per
+//! subscriber one that folds all of that subscriber's events of the batch into `ctx:{SUB}`'s
+//! `email` field with one read and one write (the same rules as `events/email_field.rs`), then
+//! `WAIT` for the master's replicas. Folding per batch keeps Redis's work per open small: under
+//! load a batch holds hundreds of opens and costs a few script calls, not two per open. The scripts' text goes over the wire only when a master may
 //! not have them: the pipelines start with their `SCRIPT LOAD` on the first batch and after any
 //! `NOSCRIPT` (a restarted or newly promoted master), not on every batch. On one server (or a master
 //! behind Sentinel) that is one pipeline; on a Cluster, one per master, sent at once, each
@@ -13,24 +15,26 @@
 //!
 //! - **Every reply is read.** Each command's reply is checked on its own, so one refused
 //!   command (a `ctx:{X}` that is not a hash, a wrong-type stream, `OOM` under `maxmemory`, a
-//!   script error) drops that one event — reported to the writer, which counts it — while the
-//!   others are written. A reply that says "not now" rather than "never" (`LOADING`, `BUSY`,
+//!   script error) drops the events it carries (that subscriber's, or that stream's) — reported
+//!   to the writer, which counts them — while the others are written. A reply that says "not now" rather than "never" (`LOADING`, `BUSY`,
 //!   `READONLY` after a failover, `NOSCRIPT`, cluster redirects…), no reply at all (I/O error,
 //!   timeout, dropped connection) or fewer replicas than waited for makes the whole batch an
 //!   error, and the writer sends it again. So an event the writer counts as written is on as
 //!   many copies as the policy asks: a failover cannot take it back.
-//! - **Sending a batch again changes nothing that was applied.** Each script first looks the
-//!   event's id up in a sorted set of recently applied ids (id → applied-at ms) kept next to
-//!   the key it changes, and does nothing when it is there; otherwise it applies the event
-//!   and then records the id (last, so a script that fails half-way is not marked done).
-//!   The sets forget ids older than [`DEDUP_WINDOW`] (trimmed on every write, and the key
-//!   expires when idle), which bounds their size; a batch retried later than that could be
-//!   counted twice. A script's effects and its id are replicated together, so a promoted
-//!   replica knows what it applied.
+//! - **Sending a batch again changes nothing that was applied.** The writer names each batch
+//!   by its writer (one per process) and a sequence number, and sends batches strictly one
+//!   after the other, retrying a batch under the same name. So each script keeps, next to the
+//!   key it changes, a small hash of writer → last batch sequence applied there: a script whose
+//!   batch is not above that number does nothing; otherwise it applies its events and then
+//!   records the sequence (last, so a script that fails half-way is not marked done). That is
+//!   one field per writer, whatever the traffic (an id per event, kept for an hour, would grow
+//!   with it); the hash expires after [`DEDUP_WINDOW`] without writes, and a batch retried
+//!   later than that could be counted twice. A script's effects and its record are replicated
+//!   together, so a promoted replica knows what it applied.
 //! - **Each script touches one Cluster slot.** The stream script uses the event's stream
-//!   (`streams.rs`: `events:opens`, or the subscriber's shard `events:opens:{N}`) and the set
-//!   of ids applied to it, in the same slot; the `email` script uses `ctx:{SUB}` and
-//!   `evdone:{SUB}`. So the stream entry and the `email` update are two commands, each
+//!   (`streams.rs`: `events:opens`, or the subscriber's shard `events:opens:{N}`) and its
+//!   writers hash, in the same slot; the `email` script uses `ctx:{SUB}` and
+//!   `evbatch:{SUB}`. So the stream entry and the `email` update are two commands, each
 //!   idempotent on its own, rather than one script spanning two slots. Stream ids stay `*`
 //!   (server-assigned): ids derived from event ids would be refused whenever two servers'
 //!   clocks or queues disagree, and the entry carries the event id in its `id` field.
@@ -44,7 +48,7 @@ use super::slots::slot;
 use super::target::NodeAddress;
 use super::RedisStore;
 use crate::context::StoreError;
-use crate::events::{Event, EventError, EventSink, Refused, Written};
+use crate::events::{BatchId, Event, EventError, EventSink, Refused, Written};
 use async_trait::async_trait;
 use chrono::SecondsFormat;
 use redis::Value;
@@ -53,53 +57,80 @@ use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-/// How long the ids of applied events are remembered (a retry later than that may count twice).
+/// How long a writer's last applied batch is remembered after its last write (a retry later
+/// than that may count twice).
 const DEDUP_WINDOW: Duration = Duration::from_secs(3600);
 
-/// KEYS[1] = the stream, KEYS[2] = its applied ids; ARGV = id, now ms, forget-before ms,
-/// window ms, max_len, then the entry's field/value pairs. Returns 1 when appended, 2 when the
-/// id was appended before.
+/// KEYS[1] = the stream, KEYS[2] = its writers' last applied batches (writer → sequence);
+/// ARGV = writer, batch sequence, window ms, max_len, the number of entries, then per entry:
+/// its field/value count and its field/value pairs. Returns one status per entry, in order: 1
+/// when appended, 2 when the batch was applied before.
 const STREAM_SCRIPT: &str = r#"
-if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 2 end
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[5], '*', unpack(ARGV, 6))
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[3])
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
-return 1
+local writer, seq, window, max_len = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local count, statuses = tonumber(ARGV[5]), {}
+local last = tonumber(redis.call('HGET', KEYS[2], writer))
+if last and seq <= last then
+  for entry = 1, count do statuses[entry] = 2 end
+  return statuses
+end
+local at = 6
+for entry = 1, count do
+  local fields = tonumber(ARGV[at])
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', max_len, '*', unpack(ARGV, at + 1, at + fields))
+  statuses[entry] = 1
+  at = at + 1 + fields
+end
+redis.call('HSET', KEYS[2], writer, seq)
+redis.call('PEXPIRE', KEYS[2], window)
+return statuses
 "#;
 
-/// KEYS[1] = ctx:{SUB}, KEYS[2] = evdone:{SUB}; ARGV = kind, at, campaign, machine ("1"/"0"),
-/// id, now ms, forget-before ms, window ms. Returns 1 when applied, 0 when the subscriber has
-/// no context, 2 when the id was applied before.
-/// A subscriber with no context gets none: an open must not make up a context (the open path
-/// would then render instead of serving the `no-context` fallback).
+/// KEYS[1] = ctx:{SUB}, KEYS[2] = evbatch:{SUB} (writer → last applied batch sequence);
+/// ARGV = writer, batch sequence, window ms, the number of events, then per event: kind, at,
+/// campaign, machine ("1"/"0"). Folds them all into the `email` field with one read and one
+/// write. Returns one status per event, in order: 1 when applied, 0 when the subscriber has no
+/// context, 2 when the batch was applied before. A subscriber with no context gets none: an
+/// open must not make up a context (the open path would then render instead of serving the
+/// `no-context` fallback).
 const EMAIL_SCRIPT: &str = r#"
-if redis.call('ZSCORE', KEYS[2], ARGV[5]) then return 2 end
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local raw = redis.call('HGET', KEYS[1], 'email')
+local writer, seq, window, count = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local statuses = {}
+local last = tonumber(redis.call('HGET', KEYS[2], writer))
+if last and seq <= last then
+  for event = 1, count do statuses[event] = 2 end
+  return statuses
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  for event = 1, count do statuses[event] = 0 end
+  return statuses
+end
 local email = {}
+local raw = redis.call('HGET', KEYS[1], 'email')
 if raw then
   local ok, decoded = pcall(cjson.decode, raw)
   if ok and type(decoded) == 'table' then email = decoded end
 end
-local kind, at, campaign, machine = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-if machine == '1' then
-  email.last_prefetch = at
-else
-  if kind == 'click' then
-    email.last_click = at
-    email.click_count = (tonumber(email.click_count) or 0) + 1
+for event = 1, count do
+  local at = 5 + (event - 1) * 4
+  local kind, when, campaign, machine = ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
+  if machine == '1' then
+    email.last_prefetch = when
   else
-    email.last_open = at
-    email.open_count = (tonumber(email.open_count) or 0) + 1
+    if kind == 'click' then
+      email.last_click = when
+      email.click_count = (tonumber(email.click_count) or 0) + 1
+    else
+      email.last_open = when
+      email.open_count = (tonumber(email.open_count) or 0) + 1
+    end
+    email.last_campaign = campaign
   end
-  email.last_campaign = campaign
+  statuses[event] = 1
 end
 redis.call('HSET', KEYS[1], 'email', cjson.encode(email))
-redis.call('ZADD', KEYS[2], ARGV[6], ARGV[5])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[7])
-redis.call('PEXPIRE', KEYS[2], ARGV[8])
-return 1
+redis.call('HSET', KEYS[2], writer, seq)
+redis.call('PEXPIRE', KEYS[2], window)
+return statuses
 "#;
 
 fn stream_script() -> &'static redis::Script {
@@ -112,9 +143,10 @@ fn email_script() -> &'static redis::Script {
     SCRIPT.get_or_init(|| redis::Script::new(EMAIL_SCRIPT))
 }
 
-/// The key of a subscriber's applied event ids (same Cluster slot as `ctx:{SUB}`).
+/// The key of the last event batches folded into a subscriber's `email` field, per writer
+/// (same Cluster slot as `ctx:{SUB}`).
 pub(super) fn email_applied_key(subscriber: &crate::context::SubscriberId) -> String {
-    format!("evdone:{{{}}}", subscriber.as_str())
+    format!("evbatch:{{{}}}", subscriber.as_str())
 }
 
 fn unavailable(error: redis::RedisError) -> EventError {
@@ -161,31 +193,47 @@ fn verdict(code: &str, details: &str) -> Verdict {
     }
 }
 
-/// What the replies to a batch's commands say: `replies[i]` are event `i`'s. An event with a
-/// refused command is reported refused even if its other command went through (the stream
-/// entry and the `email` update are separate commands, see the module notes).
-fn read_replies(replies: &[Vec<&Value>]) -> Result<Written, EventError> {
-    let mut written = Written::default();
-    for (index, replies) in replies.iter().enumerate() {
-        let mut refused = None;
-        let mut duplicate = false;
-        for reply in replies {
-            match reply {
-                Value::ServerError(error) => {
-                    match verdict(error.code(), error.details().unwrap_or("")) {
-                        Verdict::Retry => {
-                            return Err(EventError::Unavailable(error.code().to_owned()))
-                        }
-                        Verdict::Refuse(reason) => {
-                            refused.get_or_insert(reason);
+/// What the replies to a batch's commands say. Each command carries some of the batch's events
+/// (`owners`, indexes into the batch) and answers one status per event, in the same order, or
+/// one error for all of them. An event with a refused command is reported refused even if its
+/// other command went through (the stream entry and the `email` update are separate commands,
+/// see the module notes).
+fn read_replies(events: usize, replies: &[(&[usize], &Value)]) -> Result<Written, EventError> {
+    let mut refused: Vec<Option<&'static str>> = vec![None; events];
+    let mut duplicate = vec![false; events];
+    for (owners, reply) in replies {
+        match reply {
+            Value::ServerError(error) => {
+                match verdict(error.code(), error.details().unwrap_or("")) {
+                    Verdict::Retry => return Err(EventError::Unavailable(error.code().to_owned())),
+                    Verdict::Refuse(reason) => {
+                        for owner in owners.iter() {
+                            if let Some(slot) = refused.get_mut(*owner) {
+                                slot.get_or_insert(reason);
+                            }
                         }
                     }
                 }
-                // Both scripts answer 2 for an id applied before.
-                Value::Int(2) => duplicate = true,
-                _ => {}
+            }
+            Value::Array(statuses) if statuses.len() == owners.len() => {
+                for (owner, status) in owners.iter().zip(statuses) {
+                    // Both scripts answer 2 for a batch applied before.
+                    if matches!(status, Value::Int(2)) {
+                        if let Some(flag) = duplicate.get_mut(*owner) {
+                            *flag = true;
+                        }
+                    }
+                }
+            }
+            other => {
+                return Err(EventError::Unavailable(format!(
+                    "unexpected reply to an event script: {other:?}"
+                )))
             }
         }
+    }
+    let mut written = Written::default();
+    for (index, (refused, duplicate)) in refused.into_iter().zip(duplicate).enumerate() {
         match refused {
             Some(reason) => written.refused.push(Refused { index, reason }),
             None if duplicate => written.duplicates += 1,
@@ -212,8 +260,8 @@ struct Part {
     pipeline: redis::Pipeline,
     /// How many `SCRIPT LOAD`s it starts with (0 or 2).
     loads: usize,
-    /// The event each command (after the `SCRIPT LOAD`s) belongs to.
-    owners: Vec<usize>,
+    /// The events each command (after the `SCRIPT LOAD`s) carries, as indexes into the batch.
+    owners: Vec<Vec<usize>>,
     wait_for: u32,
 }
 
@@ -248,7 +296,7 @@ impl Parts {
         &mut self,
         view: &ReplicaView,
         key: &str,
-        owner: usize,
+        owners: Vec<usize>,
         invocation: &redis::ScriptInvocation,
     ) {
         let slot = slot(key);
@@ -264,7 +312,7 @@ impl Parts {
             .entry(destination)
             .or_insert_with(|| Part::new(node, self.load_scripts));
         part.pipeline.invoke_script(invocation);
-        part.owners.push(owner);
+        part.owners.push(owners);
         part.wait_for = part.wait_for.max(wait_for);
     }
 }
@@ -347,15 +395,19 @@ async fn send_parts(
 
 #[async_trait]
 impl EventSink for RedisStore {
-    async fn write(&self, batch: &[Event], max_len: u64) -> Result<Written, EventError> {
+    async fn write(
+        &self,
+        batch: &[Event],
+        id: BatchId,
+        max_len: u64,
+    ) -> Result<Written, EventError> {
         let mut connection = self.events.get().map_err(|e| match e {
             StoreError::Backend(reason) => EventError::Backend(reason),
             other => EventError::Unavailable(other.to_string()),
         })?;
         self.replicas.refresh(&mut connection, false).await;
         let window = DEDUP_WINDOW.as_millis() as i64;
-        let now = chrono::Utc::now().timestamp_millis();
-        let forget_before = now - window;
+        let writer = id.writer_name();
         let max_len = self.streams.max_len_each(max_len);
         // After a failed batch, route each slot by key for one batch: the cluster client's own
         // map is the one that follows redirects, and a node the view names may be gone.
@@ -366,36 +418,57 @@ impl EventSink for RedisStore {
             load_scripts: !self.event_scripts_loaded.load(Ordering::Acquire),
             parts: BTreeMap::new(),
         };
+        // One script call per stream and one per subscriber, each carrying its events in
+        // batch order (so an `email` field ends with the latest open).
+        let mut by_stream: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        let mut by_subscriber: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (index, event) in batch.iter().enumerate() {
             let subscriber = event.subscriber_id();
             let stream = self.streams.key_for(subscriber.as_ref());
+            by_stream.entry(stream).or_default().push(index);
+            if let Some(subscriber) = subscriber {
+                by_subscriber
+                    .entry(subscriber.as_str().to_owned())
+                    .or_default()
+                    .push(index);
+            }
+        }
+        for (stream, owners) in by_stream {
             let mut append = stream_script().key(&stream);
             append
                 .key(self.streams.applied_key(&stream))
-                .arg(&event.id)
-                .arg(now)
-                .arg(forget_before)
+                .arg(&writer)
+                .arg(id.seq)
                 .arg(window)
-                .arg(max_len);
-            for (field, value) in event.fields() {
-                append.arg(field).arg(value);
+                .arg(max_len)
+                .arg(owners.len());
+            for event in owners.iter().filter_map(|index| batch.get(*index)) {
+                let fields = event.fields();
+                append.arg(fields.len() * 2);
+                for (field, value) in fields {
+                    append.arg(field).arg(value);
+                }
             }
-            parts.add(&self.replicas, &stream, index, &append);
-            let Some(subscriber) = subscriber else {
+            parts.add(&self.replicas, &stream, owners, &append);
+        }
+        for (subscriber, owners) in by_subscriber {
+            let Ok(subscriber) = crate::context::SubscriberId::parse(&subscriber) else {
                 continue;
             };
             let context_key = subscriber.context_key();
             let mut fold = email_script().key(&context_key);
             fold.key(email_applied_key(&subscriber))
-                .arg(event.kind.as_str())
-                .arg(event.at.to_rfc3339_opts(SecondsFormat::Millis, true))
-                .arg(&event.campaign)
-                .arg(if event.machine { "1" } else { "0" })
-                .arg(&event.id)
-                .arg(now)
-                .arg(forget_before)
-                .arg(window);
-            parts.add(&self.replicas, &context_key, index, &fold);
+                .arg(&writer)
+                .arg(id.seq)
+                .arg(window)
+                .arg(owners.len());
+            for event in owners.iter().filter_map(|index| batch.get(*index)) {
+                fold.arg(event.kind.as_str())
+                    .arg(event.at.to_rfc3339_opts(SecondsFormat::Millis, true))
+                    .arg(&event.campaign)
+                    .arg(if event.machine { "1" } else { "0" });
+            }
+            parts.add(&self.replicas, &context_key, owners, &fold);
         }
         let sent = match send_parts(
             &connection,
@@ -421,15 +494,11 @@ impl EventSink for RedisStore {
         // Loaded everywhere this batch went, or some master lacks them: load with the next batch.
         self.event_scripts_loaded
             .store(!noscript, Ordering::Release);
-        let mut per_event: Vec<Vec<&Value>> = vec![Vec::new(); batch.len()];
-        for (part, replies) in &sent {
-            for (owner, reply) in part.owners.iter().zip(replies) {
-                if let Some(replies) = per_event.get_mut(*owner) {
-                    replies.push(reply);
-                }
-            }
-        }
-        read_replies(&per_event)
+        let replies: Vec<(&[usize], &Value)> = sent
+            .iter()
+            .flat_map(|(part, replies)| part.owners.iter().map(Vec::as_slice).zip(replies.iter()))
+            .collect();
+        read_replies(batch.len(), &replies)
     }
 }
 
@@ -444,6 +513,11 @@ mod tests {
     fn open(subscriber: &str) -> Event {
         let browser = Client::of_kind(ClientKind::Browser, "browser");
         Event::now(EventKind::Open, "demo", "cart", Some(subscriber), &browser)
+    }
+
+    /// The name of the test writer's batch `seq`.
+    fn batch_id(seq: u64) -> BatchId {
+        BatchId { writer: 7, seq }
     }
 
     fn stream_len(redis: &TestRedis) -> usize {
@@ -500,9 +574,9 @@ mod tests {
         redis.hset("ctx:{carol}", "profile", "{}");
         let batch = [open("alice"), open("carol"), open("alice")];
 
-        let first = store.write(&batch, 1000).await.unwrap();
+        let first = store.write(&batch, batch_id(0), 1000).await.unwrap();
         assert_eq!(first, Written::default());
-        let again = store.write(&batch, 1000).await.unwrap();
+        let again = store.write(&batch, batch_id(0), 1000).await.unwrap();
         assert_eq!(again.refused, vec![]);
         assert_eq!(again.duplicates, 3, "every event was applied already");
 
@@ -510,19 +584,69 @@ mod tests {
         assert_eq!(open_count(&store, "alice").await, Some(2));
         assert_eq!(open_count(&store, "carol").await, Some(1));
         let ttl: i64 = redis::cmd("PTTL")
-            .arg("evdone:{alice}")
+            .arg("evbatch:{alice}")
             .query(&mut redis.connection())
             .unwrap();
         assert!(ttl > 0 && ttl <= DEDUP_WINDOW.as_millis() as i64, "{ttl}");
 
         // A new event of the same subscriber is still counted.
-        store.write(&[open("alice")], 1000).await.unwrap();
+        store
+            .write(&[open("alice")], batch_id(1), 1000)
+            .await
+            .unwrap();
         assert_eq!(open_count(&store, "alice").await, Some(3));
         assert_eq!(stream_len(&redis), 4);
     }
 
+    /// Calls of a command so far (`INFO commandstats`).
+    fn calls(redis: &TestRedis, command: &str) -> u64 {
+        let stats: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut redis.connection())
+            .unwrap();
+        let prefix = format!("cmdstat_{command}:calls=");
+        stats
+            .lines()
+            .find_map(|line| line.strip_prefix(prefix.as_str()))
+            .and_then(|rest| rest.split(',').next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// A batch costs one script call per stream and one per subscriber, however many events
+    /// each has: 200 opens of two subscribers are three calls, and every open is counted.
     #[tokio::test]
-    async fn shards_keep_each_subscribers_events_and_applied_ids_together() {
+    async fn a_batch_is_folded_per_stream_and_per_subscriber() {
+        let redis = TestRedis::start();
+        let store = redis.store().await;
+        redis.hset("ctx:{alice}", "profile", "{}");
+        redis.hset("ctx:{carol}", "profile", "{}");
+        let batch: Vec<Event> = (0..200)
+            .map(|n| open(if n % 4 == 0 { "carol" } else { "alice" }))
+            .collect();
+        let before = calls(&redis, "evalsha");
+        assert_eq!(
+            store.write(&batch, batch_id(0), 1000).await.unwrap(),
+            Written::default()
+        );
+        assert_eq!(calls(&redis, "evalsha") - before, 3);
+        assert_eq!(stream_len(&redis), 200);
+        assert_eq!(open_count(&store, "alice").await, Some(150));
+        assert_eq!(open_count(&store, "carol").await, Some(50));
+        // The stream keeps the batch's order.
+        let entries: Vec<(String, std::collections::HashMap<String, String>)> =
+            redis::cmd("XRANGE")
+                .arg(STREAM_KEY)
+                .arg("-")
+                .arg("+")
+                .query(&mut redis.connection())
+                .unwrap();
+        let ids: Vec<&str> = entries.iter().map(|(_, f)| f["id"].as_str()).collect();
+        let sent: Vec<&str> = batch.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, sent);
+    }
+
+    #[tokio::test]
+    async fn shards_keep_each_subscribers_events_and_applied_batches_together() {
         let redis = TestRedis::start();
         let store = redis.store_with(4).await;
         let subscribers: Vec<String> = (0..24).map(|n| format!("s{n}")).collect();
@@ -530,7 +654,7 @@ mod tests {
             redis.hset(&format!("ctx:{{{subscriber}}}"), "profile", "{}");
         }
         let batch: Vec<Event> = subscribers.iter().map(|s| open(s)).collect();
-        store.write(&batch, 1000).await.unwrap();
+        store.write(&batch, batch_id(0), 1000).await.unwrap();
 
         let streams = super::super::streams::EventStreams::new(4);
         let mut total = 0;
@@ -547,11 +671,12 @@ mod tests {
                 let subscriber = SubscriberId::parse(&fields["subscriber"]).unwrap();
                 assert_eq!(streams.key_for(Some(&subscriber)), key);
             }
-            let applied: usize = redis::cmd("ZCARD")
+            let applied: Option<u64> = redis::cmd("HGET")
                 .arg(streams.applied_key(&key))
+                .arg(batch_id(0).writer_name())
                 .query(&mut redis.connection())
                 .unwrap();
-            assert_eq!(applied, entries.len(), "{key}'s ids are kept beside it");
+            assert_eq!(applied, Some(0), "{key}'s last batch is kept beside it");
             total += entries.len();
         }
         assert_eq!(total, 24);
@@ -561,17 +686,9 @@ mod tests {
         }
     }
 
-    /// Calls of `SCRIPT LOAD` so far (`INFO commandstats`).
+    /// Calls of `SCRIPT LOAD` so far.
     fn script_loads(redis: &TestRedis) -> u64 {
-        let stats: String = redis::cmd("INFO")
-            .arg("commandstats")
-            .query(&mut redis.connection())
-            .unwrap();
-        stats
-            .lines()
-            .find_map(|line| line.strip_prefix("cmdstat_script|load:calls="))
-            .and_then(|rest| rest.split(',').next()?.parse().ok())
-            .unwrap_or(0)
+        calls(redis, "script|load")
     }
 
     #[tokio::test]
@@ -579,10 +696,16 @@ mod tests {
         let redis = TestRedis::start();
         let store = redis.store().await;
         redis.hset("ctx:{alice}", "profile", "{}");
-        store.write(&[open("alice")], 1000).await.unwrap();
+        store
+            .write(&[open("alice")], batch_id(0), 1000)
+            .await
+            .unwrap();
         let loaded = script_loads(&redis);
         assert_eq!(loaded, 2, "both scripts with the first batch");
-        store.write(&[open("alice")], 1000).await.unwrap();
+        store
+            .write(&[open("alice")], batch_id(1), 1000)
+            .await
+            .unwrap();
         assert_eq!(script_loads(&redis), loaded, "not with the next");
 
         // A restarted (or newly promoted) master has no scripts: the batch is retried with them.
@@ -592,10 +715,10 @@ mod tests {
             .unwrap();
         let batch = [open("alice")];
         assert!(
-            store.write(&batch, 1000).await.is_err(),
+            store.write(&batch, batch_id(2), 1000).await.is_err(),
             "NOSCRIPT: try again"
         );
-        store.write(&batch, 1000).await.unwrap();
+        store.write(&batch, batch_id(2), 1000).await.unwrap();
         assert_eq!(script_loads(&redis), loaded + 2);
         assert_eq!(open_count(&store, "alice").await, Some(3));
         assert_eq!(stream_len(&redis), 3);
@@ -613,7 +736,7 @@ mod tests {
             .unwrap();
         let batch = [open("alice"), open("bob"), open("carol")];
 
-        let written = store.write(&batch, 1000).await.unwrap();
+        let written = store.write(&batch, batch_id(0), 1000).await.unwrap();
         assert_eq!(
             written.refused,
             vec![Refused {
@@ -635,7 +758,10 @@ mod tests {
             .arg("oops")
             .query::<()>(&mut redis.connection())
             .unwrap();
-        let written = store.write(&[open("alice")], 1000).await.unwrap();
+        let written = store
+            .write(&[open("alice")], batch_id(1), 1000)
+            .await
+            .unwrap();
         assert_eq!(written.refused.len(), 1);
         assert_eq!(written.refused[0].reason, "wrong-type");
     }

@@ -57,7 +57,7 @@ mod tests {
     fn hash_tags_decide_the_slot() {
         assert_eq!(slot("ctx:{alice}"), slot("alice"));
         assert_eq!(slot("ctx:{alice}"), slot("lock:{alice}:demo:cart"));
-        assert_eq!(slot("ctx:{alice}"), slot("evdone:{alice}"));
+        assert_eq!(slot("ctx:{alice}"), slot("evbatch:{alice}"));
         // An empty tag is no tag: the whole key counts; only the first `{` opens one.
         assert_eq!(slot("a{}b"), crc16(b"a{}b") % SLOTS);
         assert_eq!(slot("x{a}{b}"), slot("a"));

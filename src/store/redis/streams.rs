@@ -52,12 +52,13 @@ impl EventStreams {
         (0..self.shards).map(|shard| self.key(shard)).collect()
     }
 
-    /// The ids of events recently appended to `stream`, in the stream's slot.
+    /// The last event batch each writer appended to `stream` (a hash, writer → sequence), in
+    /// the stream's slot.
     pub(crate) fn applied_key(&self, stream: &str) -> String {
         if self.shards == 1 {
-            format!("{{{stream}}}:applied")
+            format!("{{{stream}}}:writers")
         } else {
-            format!("{stream}:applied")
+            format!("{stream}:writers")
         }
     }
 
@@ -79,7 +80,7 @@ mod tests {
         assert_eq!(streams.keys(), vec!["events:opens"]);
         assert_eq!(
             streams.applied_key("events:opens"),
-            "{events:opens}:applied"
+            "{events:opens}:writers"
         );
         assert_eq!(streams.max_len_each(1000), 1000);
     }
