@@ -26,6 +26,7 @@ fn main() -> ExitCode {
             .map(|url| println!("{url}"))
             .map_err(|e| e.to_string()),
         Command::Events(args) => run_events(args),
+        Command::Studio(args) => run_studio(args),
         Command::Tokens(args) => {
             opentime::run_tokens(&args, std::io::stdin().lock(), std::io::stdout().lock())
                 .map(|rows| eprintln!("{rows} tokens written"))
@@ -48,6 +49,17 @@ fn run_server(args: opentime::config::ServeArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     runtime
         .block_on(opentime::serve(args))
+        .map_err(|e| e.to_string())
+}
+
+/// `opentime studio`: serves until Ctrl-C or SIGTERM.
+fn run_studio(args: opentime::config::StudioArgs) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime
+        .block_on(opentime::run_studio(args))
         .map_err(|e| e.to_string())
 }
 
