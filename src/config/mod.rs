@@ -382,6 +382,12 @@ impl ServeArgs {
             ));
         }
         self.channel_tokens()?;
+        if self.admin_studio && self.admin_listen.is_none() {
+            return Err(invalid(
+                "OPENTIME_ADMIN_STUDIO",
+                "needs OPENTIME_ADMIN_LISTEN: the studio is never served on the public listener",
+            ));
+        }
         Ok(())
     }
 

@@ -9,12 +9,14 @@ mod http;
 mod pixels;
 mod redis;
 mod server;
+mod studio;
 
 pub use self::cluster::*;
 pub use self::http::*;
 pub use self::pixels::*;
 pub use self::redis::*;
 pub use self::server::*;
+pub use self::studio::*;
 
 use opentime::signing::Signer;
 use std::net::TcpListener;
