@@ -134,13 +134,17 @@ impl Pages {
             .unwrap_or_else(|| "blocks.toml".to_owned());
         let content = std::fs::read_to_string(dir.join(&file)).unwrap_or_default();
         let loaded = studio.catalog.campaign(campaign);
+        // The preview starts on the first block that uses the file.
+        let mut chosen = false;
         let blocks: Vec<serde_json::Value> = loaded
             .iter()
             .flat_map(|c| c.blocks())
             .map(|block| {
-                let uses_file = [&block.template, &block.html_template]
-                    .iter()
-                    .any(|t| t.as_deref() == Some(file.as_str()));
+                let uses_file = !chosen
+                    && [&block.template, &block.html_template]
+                        .iter()
+                        .any(|t| t.as_deref() == Some(file.as_str()));
+                chosen |= uses_file;
                 json!({"name": block.name, "kind": image_extension(block), "html": block.html_template.is_some(), "uses_file": uses_file})
             })
             .collect();

@@ -4,6 +4,7 @@
 //! picture helpers (`pixels.rs`).
 #![allow(dead_code, unused_imports)]
 
+mod browser;
 mod cluster;
 mod http;
 mod pixels;
@@ -11,6 +12,7 @@ mod redis;
 mod server;
 mod studio;
 
+pub use self::browser::*;
 pub use self::cluster::*;
 pub use self::http::*;
 pub use self::pixels::*;

@@ -25,6 +25,9 @@ impl TestStudio {
         let mut args = StudioArgs::with_dirs(templates.path(), &repo().join("assets"));
         args.listen = "127.0.0.1:0".parse().expect("address");
         args.common.secret = Some(SECRET.to_owned());
+        let fonts = super::test_fonts();
+        args.common.font_paths = fonts.paths;
+        args.common.system_fonts = fonts.system;
         args.access.studio_token = Some(STUDIO_TOKEN.to_owned());
         args.access.studio_history = history.path().to_owned();
         let running = opentime::start_studio(args, Clock::system())

@@ -130,9 +130,20 @@ function gallery() {
     }
   }
 
+  // An HTML fragment is laid out at the block's width, then shown scaled down to the card.
+  function fragmentFrame(block, title) {
+    const width = Number(block.dataset.width) || 600;
+    const height = Number(block.dataset.height) || 300;
+    const frame = element("iframe", { sandbox: "", title });
+    frame.style.width = `${width}px`;
+    frame.style.height = `${height}px`;
+    frame.style.zoom = String(Math.min(1, 300 / width));
+    return frame;
+  }
+
   function newCard(block, card, key) {
     const frame = card.format === "html"
-      ? element("iframe", { sandbox: "", title: `${block.dataset.block} as HTML for ${card.sample}`, loading: "eager" })
+      ? fragmentFrame(block, `${block.dataset.block} as HTML for ${card.sample}`)
       : element("img", { alt: `${block.dataset.block} for ${card.sample}` });
     const figure = element("figure", { className: "card", role: "listitem", "data-key": key, "data-state": "loading" }, [
       element("div", { className: "frame" }, [frame]),
@@ -150,7 +161,7 @@ function gallery() {
     const extension = block.dataset.extension;
     if (!figure) {
       const frame = extension === "html"
-        ? element("iframe", { sandbox: "", title: `${block.dataset.block}'s fallback` })
+        ? fragmentFrame(block, `${block.dataset.block}'s fallback`)
         : element("img", { alt: `${block.dataset.block}'s fallback` });
       figure = element("figure", { className: "card fallback", role: "listitem", "data-key": "fallback", "data-state": "fallback" }, [
         element("div", { className: "frame" }, [frame]),
