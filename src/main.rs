@@ -19,7 +19,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Serve(args) => run_server(args),
+        Command::Serve(args) => run_server(*args),
         Command::Render(args) => opentime::run_render(&args).map_err(|e| e.to_string()),
         Command::Check(args) => opentime::run_check(&args).map_err(|e| e.to_string()),
         Command::Url(args) => opentime::run_url(&args)

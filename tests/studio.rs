@@ -128,7 +128,7 @@ async fn without_the_token_every_studio_url_is_refused_or_sent_to_login() {
 async fn writes_without_the_sessions_csrf_token_are_refused_and_change_nothing() {
     let studio = TestStudio::start().await;
     let (cookie, csrf) = studio.login().await;
-    let client = no_redirects();
+    let client = patient();
     let path = studio.demo_file("points.svg");
     let before = std::fs::read(&path).unwrap();
     let edited = String::from_utf8(before.clone())
@@ -167,11 +167,20 @@ async fn writes_without_the_sessions_csrf_token_are_refused_and_change_nothing()
     studio.shutdown().await;
 }
 
+/// A client that waits as long as a save's check may take in a debug build on a busy machine.
+fn patient() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(120))
+        .build()
+        .expect("http client")
+}
+
 #[tokio::test]
 async fn a_save_is_checked_against_every_sample_and_every_save_is_kept() {
     let studio = TestStudio::start().await;
     let (cookie, csrf) = studio.login().await;
-    let client = no_redirects();
+    let client = patient();
     let post = |path: &str, body: String| {
         with_session(client.post(studio.url(path)), &cookie)
             .header("x-opentime-csrf", &csrf)

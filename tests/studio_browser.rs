@@ -18,7 +18,8 @@ const RENDERS: Duration = Duration::from_secs(60);
 /// The live-reload bound the studio promises.
 const LIVE_RELOAD: Duration = Duration::from_secs(2);
 
-const EVERY_CARD_DONE: &str = "document.querySelectorAll('.card').length > 0 && \
+const EVERY_CARD_DONE: &str = "document.body.dataset.pending === '0' && \
+    document.querySelectorAll('.card').length > 0 && \
     [...document.querySelectorAll('.card')].every(c => c.dataset.state !== 'loading') && \
     [...document.images].every(i => i.complete && i.naturalWidth > 0)";
 
@@ -59,12 +60,19 @@ async fn the_studio_in_a_browser() {
     assert_eq!(url.query(), None, "the token is gone from the address bar");
 
     // The gallery: every image decoded, no console error.
-    assert!(browser.wait_until(EVERY_CARD_DONE, RENDERS).await, "every card rendered");
+    assert!(
+        browser.wait_until(EVERY_CARD_DONE, RENDERS).await,
+        "every card rendered"
+    );
     let images = browser
         .run("return [...document.images].map(i => [i.alt, i.naturalWidth]);")
         .await;
     let images = images.as_array().cloned().unwrap_or_default();
-    assert!(images.len() >= 40, "every block × sample and the fallbacks: {}", images.len());
+    assert!(
+        images.len() >= 40,
+        "every block × sample and the fallbacks: {}",
+        images.len()
+    );
     for image in &images {
         assert!(image[1].as_u64() > Some(0), "{image} decoded");
     }
@@ -78,20 +86,29 @@ async fn the_studio_in_a_browser() {
         .await;
     assert!(frames.as_u64() >= Some(2), "HTML fragments in frames");
     assert_eq!(browser.console_errors().await, Vec::<String>::new());
-    assert_eq!(browser.run("return window.__studioErrors;").await, serde_json::json!([]));
+    assert_eq!(
+        browser.run("return window.__studioErrors;").await,
+        serde_json::json!([])
+    );
     let paint = browser
         .run("return performance.getEntriesByType('paint').find(e => e.name === 'first-contentful-paint')?.startTime;")
         .await;
-    println!("first contentful paint of the gallery: {paint} ms; every render done after {:?}", walk.elapsed());
+    println!(
+        "first contentful paint of the gallery: {paint} ms; every render done after {:?}",
+        walk.elapsed()
+    );
     keep_screenshot("studio-gallery.png", &browser.screenshot().await);
     browser
         .run("const ship = document.querySelector('#demo-cart button.ship'); ship.click(); ship.scrollIntoView();")
         .await;
     let snippet = browser
-        .run("return document.querySelector('#ship-demo-cart .snippet code').textContent;")
+        .run("return document.querySelector('#ship-demo-cart .snippet[data-esp=\"mailchimp\"] code').textContent;")
         .await;
     assert!(
-        snippet.as_str().unwrap_or_default().contains("/img/demo/cart.png?s=*|URL:EMAIL|*&t="),
+        snippet
+            .as_str()
+            .unwrap_or_default()
+            .contains("/img/demo/cart.png?s=*|URL:EMAIL|*&amp;t="),
         "the Mailchimp snippet: {snippet}"
     );
     keep_screenshot("studio-ship.png", &browser.screenshot().await);
@@ -99,13 +116,22 @@ async fn the_studio_in_a_browser() {
 
     // Outlook for Windows shows a GIF's first frame only: the countdown is one frame.
     assert_eq!(
-        browser.run(&format!("return {};", countdown_card("frames"))).await,
+        browser
+            .run(&format!("return {};", countdown_card("frames")))
+            .await,
         "60",
         "animated for other clients"
     );
     choose(&browser, "client", "outlook-word").await;
-    let one_frame = format!("{} === '1' && {} === 'first-frame'", countdown_card("frames"), countdown_card("state"));
-    assert!(browser.wait_until(&one_frame, RENDERS).await, "one frame for Outlook");
+    let one_frame = format!(
+        "{} === '1' && {} === 'first-frame'",
+        countdown_card("frames"),
+        countdown_card("state")
+    );
+    assert!(
+        browser.wait_until(&one_frame, RENDERS).await,
+        "one frame for Outlook"
+    );
     let cookie = browser
         .client
         .get_named_cookie("opentime_studio")
@@ -119,7 +145,13 @@ async fn the_studio_in_a_browser() {
             .header("cookie", format!("opentime_studio={cookie}")),
     )
     .await;
-    assert_eq!(opentime::gif::decode::decode(&gif.body).expect("a GIF").canvases.len(), 1);
+    assert_eq!(
+        opentime::gif::decode::decode(&gif.body)
+            .expect("a GIF")
+            .canvases
+            .len(),
+        1
+    );
 
     // An edited context: the SMS channel saw an upgrade, so the upgrade offer is suppressed.
     browser
@@ -129,9 +161,12 @@ async fn the_studio_in_a_browser() {
         )
         .await;
     choose(&browser, "sample", "__edited").await;
-    let upgrade = "document.querySelector('#demo-upgrade .card[data-key=\"png:edited\"]')?.dataset.state";
+    let upgrade =
+        "document.querySelector('#demo-upgrade .card[data-key=\"png:edited\"]')?.dataset.state";
     assert!(
-        browser.wait_until(&format!("{upgrade} === 'suppressed'"), RENDERS).await,
+        browser
+            .wait_until(&format!("{upgrade} === 'suppressed'"), RENDERS)
+            .await,
         "suppressed for the edited context"
     );
     choose(&browser, "sample", "").await;
@@ -140,7 +175,12 @@ async fn the_studio_in_a_browser() {
     choose(&browser, "client", "unknown").await;
     choose(&browser, "at", "2027-01-02T12:00").await;
     assert!(
-        browser.wait_until(&format!("{} === 'expired'", countdown_card("state")), RENDERS).await,
+        browser
+            .wait_until(
+                &format!("{} === 'expired'", countdown_card("state")),
+                RENDERS
+            )
+            .await,
         "expired after the deadline"
     );
     choose(&browser, "at", "").await;
@@ -151,11 +191,36 @@ async fn the_studio_in_a_browser() {
     let original = std::fs::read_to_string(&points).unwrap();
     let card = "document.querySelector('#demo-points .card[data-key=\"png:alice\"] img')";
     let before = browser.run(&format!("return {card}.src;")).await;
+    let generation = browser
+        .run("return document.body.dataset.generation;")
+        .await;
     std::fs::write(&points, original.replace(" points</text>", " stars</text>")).unwrap();
-    let changed = Instant::now();
-    let updated = format!("{card}.src !== {before} && {card}.complete && {card}.naturalWidth > 0");
-    assert!(browser.wait_until(&updated, LIVE_RELOAD).await, "updated within 2 s");
-    println!("a change on disk reached the page in {:?}", changed.elapsed());
+    let written_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let updated = format!(
+        "document.body.dataset.generation !== {generation} && {card}.src !== {before} && \
+         {card}.complete && {card}.naturalWidth > 0"
+    );
+    assert!(
+        browser.wait_until(&updated, LIVE_RELOAD).await,
+        "updated within 2 s"
+    );
+    let caption = browser
+        .run("return document.querySelector('#demo-points .card[data-key=\"png:alice\"] .stats').textContent;")
+        .await;
+    let times = browser
+        .run("return [document.body.dataset.reloadedAt, document.querySelector('#demo-points .card[data-key=\"png:alice\"]').dataset.shownAt].map(Number);")
+        .await;
+    let shown_after = times[1]
+        .as_u64()
+        .unwrap_or(u64::MAX)
+        .saturating_sub(written_at as u64);
+    println!(
+        "the changed card ({caption}): reload announced {} ms and the new picture shown {shown_after} ms after the write",
+        times[0].as_u64().unwrap_or(0).saturating_sub(written_at as u64)
+    );
 
     // A broken template: its file:line, the line itself, and the last good render beside it.
     let broken = original.replacen("<text", "{{ oops( }}\n<text", 1);
@@ -163,7 +228,9 @@ async fn the_studio_in_a_browser() {
     std::fs::write(&points, &broken).unwrap();
     let banner = "document.querySelector('[data-refused=\"demo\"]')";
     assert!(
-        browser.wait_until(&format!("!{banner}.hidden"), LIVE_RELOAD).await,
+        browser
+            .wait_until(&format!("!{banner}.hidden"), LIVE_RELOAD)
+            .await,
         "the error shows"
     );
     let shown = browser.run(&format!("return {banner}.innerText;")).await;
@@ -171,11 +238,20 @@ async fn the_studio_in_a_browser() {
     assert!(shown.contains(&format!("points.svg:{line}:")), "{shown}");
     assert!(shown.contains("{{ oops( }}"), "the offending line: {shown}");
     assert!(
-        browser.run(&format!("return {card}.naturalWidth;")).await.as_u64() > Some(0),
+        browser
+            .run(&format!("return {card}.naturalWidth;"))
+            .await
+            .as_u64()
+            > Some(0),
         "the last good render stays"
     );
     std::fs::write(&points, &original).unwrap();
-    assert!(browser.wait_until(&format!("{banner}.hidden"), LIVE_RELOAD).await, "fixed");
+    assert!(
+        browser
+            .wait_until(&format!("{banner}.hidden"), LIVE_RELOAD)
+            .await,
+        "fixed"
+    );
 
     // The editor: preview as you type; a save that breaks a sample is refused.
     browser
@@ -184,7 +260,10 @@ async fn the_studio_in_a_browser() {
         .await
         .expect("goto");
     let preview_done = "document.getElementById('preview-image').naturalWidth > 0";
-    assert!(browser.wait_until(preview_done, RENDERS).await, "the preview renders");
+    assert!(
+        browser.wait_until(preview_done, RENDERS).await,
+        "the preview renders"
+    );
     keep_screenshot("studio-editor.png", &browser.screenshot().await);
     let cart = studio.demo_file("cart.svg");
     let on_disk = std::fs::read(&cart).unwrap();
@@ -196,11 +275,29 @@ async fn the_studio_in_a_browser() {
         )
         .await;
     let refused = "document.querySelector('.save-result.refused')";
-    assert!(browser.wait_until(refused, RENDERS).await, "the save is refused");
+    assert!(
+        browser.wait_until(refused, RENDERS).await,
+        "the save is refused"
+    );
     let why = browser.run(&format!("return {refused}.innerText;")).await;
-    assert!(why.as_str().unwrap_or_default().contains("with bob"), "{why}");
-    assert_eq!(std::fs::read(&cart).unwrap(), on_disk, "the file is unchanged");
-    assert_eq!(browser.console_errors().await.iter().filter(|e| !e.contains("422")).count(), 0);
+    assert!(
+        why.as_str().unwrap_or_default().contains("with bob"),
+        "{why}"
+    );
+    assert_eq!(
+        std::fs::read(&cart).unwrap(),
+        on_disk,
+        "the file is unchanged"
+    );
+    assert_eq!(
+        browser
+            .console_errors()
+            .await
+            .iter()
+            .filter(|e| !e.contains("422"))
+            .count(),
+        0
+    );
 
     println!("browser walk: {:?}", walk.elapsed());
     browser.close().await;

@@ -112,7 +112,14 @@ pub(crate) fn check_campaign(
         if block.html_template.is_some() {
             formats.push((Format::Html, &opener, ""));
         }
-        for (sample, fields) in &samples {
+        // A shared block never sees the sample (no context, no subscriber): one render says
+        // all there is to say about it.
+        let renders = if block.reads_context() {
+            samples.len()
+        } else {
+            1
+        };
+        for (sample, fields) in samples.iter().take(renders) {
             let input = from_context(
                 block,
                 fields,

@@ -49,7 +49,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve image, HTML and API routes over HTTP.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Render one block offline to a file.
     Render(RenderArgs),
     /// Compile every template and render it against its sample contexts.
@@ -268,7 +268,7 @@ impl ServeArgs {
         let mut args = Cli::try_parse_from(["opentime", "serve"])
             .ok()
             .and_then(|cli| match cli.command {
-                Command::Serve(args) => Some(args),
+                Command::Serve(args) => Some(*args),
                 _ => None,
             })
             .unwrap_or_else(|| unreachable!("`serve` parses with its defaults"));

@@ -86,7 +86,7 @@ impl History {
                 })
             })
             .collect();
-        versions.sort_by(|a, b| sort_key(&b.id).cmp(&sort_key(&a.id)));
+        versions.sort_by_key(|v| std::cmp::Reverse(sort_key(&v.id)));
         versions.truncate(MAX_LISTED);
         Ok(versions)
     }

@@ -3,7 +3,7 @@
 //! last change was refused, so a page redraws within a second of a change on disk.
 
 use super::error_view::ErrorView;
-use crate::blocks::Catalog;
+use crate::blocks::{Block, Campaign, Catalog};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use serde_json::json;
@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::mpsc;
+use xxhash_rust::xxh3::Xxh3;
 
 /// A comment line sent this often keeps proxies from closing a quiet stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -72,6 +73,59 @@ pub(super) fn reload_events(catalog: Arc<Catalog>) -> EventStream {
     EventStream { events }
 }
 
+/// What a block's pictures are made from besides the campaign's shared files (among them
+/// `blocks.toml`, hence its settings), hashed: the files it names (templates, fallbacks). A page
+/// redraws only the blocks whose fingerprint changed, unless the shared fingerprint changed.
+fn block_fingerprint(campaign: &Campaign, block: &Block) -> String {
+    let mut hasher = Xxh3::new();
+    for file in block_files(block) {
+        hasher.update(file.as_bytes());
+        hasher.update(&std::fs::read(campaign.dir.join(file)).unwrap_or_default());
+    }
+    format!("{:016x}", hasher.digest())
+}
+
+/// The files a block names in the manifest.
+fn block_files(block: &Block) -> impl Iterator<Item = &String> {
+    [
+        &block.template,
+        &block.html_template,
+        &block.fallback,
+        &block.fallback_html,
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// What every block of a campaign may read, hashed: the samples and every file no block
+/// names (templates other templates include or import, images, ...).
+fn shared_fingerprint(campaign: &Campaign) -> String {
+    let named: std::collections::BTreeSet<&String> =
+        campaign.blocks().flat_map(|b| block_files(b)).collect();
+    let mut hasher = Xxh3::new();
+    let mut stack = vec![campaign.dir.clone()];
+    let mut files = Vec::new();
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(relative) = path.strip_prefix(&campaign.dir) {
+                let relative = relative.to_string_lossy().into_owned();
+                if !named.contains(&relative) {
+                    files.push((relative, path));
+                }
+            }
+        }
+    }
+    files.sort();
+    for (name, path) in files {
+        hasher.update(name.as_bytes());
+        hasher.update(&std::fs::read(path).unwrap_or_default());
+    }
+    format!("{:016x}", hasher.digest())
+}
+
 /// The catalog as a page needs it: the generation, each campaign's version and refused change.
 fn state(catalog: &Catalog, generation: u64) -> serde_json::Value {
     let campaigns: serde_json::Map<String, serde_json::Value> = catalog
@@ -82,9 +136,21 @@ fn state(catalog: &Catalog, generation: u64) -> serde_json::Value {
             let refused = catalog
                 .refused(&name)
                 .map(|message| ErrorView::new(&message, &catalog.root().join(&name)));
+            let blocks: serde_json::Map<String, serde_json::Value> = loaded
+                .iter()
+                .flat_map(|campaign| campaign.blocks().map(move |b| (campaign, b)))
+                .map(|(campaign, block)| {
+                    (
+                        block.name.clone(),
+                        json!(block_fingerprint(campaign, block)),
+                    )
+                })
+                .collect();
             let value = json!({
-                "version": loaded.map(|c| format!("{:016x}", c.version)),
+                "version": loaded.as_ref().map(|c| format!("{:016x}", c.version)),
                 "refused": refused,
+                "blocks": blocks,
+                "shared": loaded.as_deref().map(shared_fingerprint),
             });
             (name, value)
         })

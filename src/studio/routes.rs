@@ -52,9 +52,8 @@ pub async fn handle(studio: Arc<Studio>, request: Request<Incoming>) -> Response
 
 async fn route(studio: &Arc<Studio>, request: Request<Incoming>) -> Response<StudioBody> {
     let path = request.uri().path().to_owned();
-    let query = match query_of(request.uri().query()) {
-        Ok(query) => query,
-        Err(response) => return response,
+    let Some(query) = query_of(request.uri().query()) else {
+        return text(StatusCode::BAD_REQUEST, "query string too long\n");
     };
     let header = |name: HeaderName| {
         request
@@ -343,20 +342,35 @@ fn fallback(
     )
 }
 
+/// Why `?file=` names no file the editor may open.
+enum FileRefusal {
+    NoCampaign,
+    NotEditable(StagingError),
+}
+
+impl FileRefusal {
+    fn answer(&self) -> Response<StudioBody> {
+        match self {
+            FileRefusal::NoCampaign => not_found(),
+            FileRefusal::NotEditable(error) => text(StatusCode::BAD_REQUEST, &format!("{error}\n")),
+        }
+    }
+}
+
 /// A campaign's folder and an editable file of it named by `?file=`.
 fn editable_file(
     studio: &Studio,
     campaign: &str,
     query: &BTreeMap<String, String>,
-) -> Result<(std::path::PathBuf, String), Response<StudioBody>> {
+) -> Result<(std::path::PathBuf, String), FileRefusal> {
     let dir = studio.catalog.root().join(campaign);
     if !crate::names::is_valid_name(campaign) || !dir.is_dir() {
-        return Err(not_found());
+        return Err(FileRefusal::NoCampaign);
     }
     let file = query.get("file").map(String::as_str).unwrap_or_default();
     staging::editable(&dir, file)
         .map(|file| (dir, file))
-        .map_err(|error| text(StatusCode::BAD_REQUEST, &format!("{error}\n")))
+        .map_err(FileRefusal::NotEditable)
 }
 
 fn file_text(
@@ -373,7 +387,7 @@ fn file_text(
             ),
             Err(error) => text(StatusCode::NOT_FOUND, &format!("{file}: {error}\n")),
         },
-        Err(response) => response,
+        Err(refusal) => refusal.answer(),
     }
 }
 
@@ -416,7 +430,7 @@ async fn edit_preview(
 ) -> Response<StudioBody> {
     let (dir, file) = match editable_file(studio, campaign, query) {
         Ok(found) => found,
-        Err(response) => return response,
+        Err(refusal) => return refusal.answer(),
     };
     let staged = match staged(studio, dir.clone(), campaign, file, body).await {
         Ok(staged) => staged,
@@ -468,7 +482,7 @@ async fn save(
 ) -> Response<StudioBody> {
     let (dir, file) = match editable_file(studio, campaign, query) {
         Ok(found) => found,
-        Err(response) => return response,
+        Err(refusal) => return refusal.answer(),
     };
     let _one_at_a_time = studio.saving.lock().await;
     let text = match staging::edit_text(&body) {
@@ -532,7 +546,7 @@ fn history(
             Ok(versions) => json_answer(StatusCode::OK, &json!({"versions": versions})),
             Err(error) => text_answer(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string()),
         },
-        Err(response) => response,
+        Err(refusal) => refusal.answer(),
     }
 }
 
@@ -545,7 +559,7 @@ fn version(
 ) -> Response<StudioBody> {
     let (dir, file) = match editable_file(studio, campaign, query) {
         Ok(found) => found,
-        Err(response) => return response,
+        Err(refusal) => return refusal.answer(),
     };
     let id = query.get("id").map(String::as_str).unwrap_or_default();
     let saved = match studio.history.read(campaign, &file, id) {
@@ -570,15 +584,14 @@ fn version(
     )
 }
 
-/// The query string as a map, bounded.
-fn query_of(raw: Option<&str>) -> Result<BTreeMap<String, String>, Response<StudioBody>> {
+/// The query string as a map; `None` when it is longer than allowed.
+fn query_of(raw: Option<&str>) -> Option<BTreeMap<String, String>> {
     let raw = raw.unwrap_or_default();
-    if raw.len() > MAX_QUERY {
-        return Err(text(StatusCode::BAD_REQUEST, "query string too long\n"));
-    }
-    Ok(form_urlencoded::parse(raw.as_bytes())
-        .into_owned()
-        .collect())
+    (raw.len() <= MAX_QUERY).then(|| {
+        form_urlencoded::parse(raw.as_bytes())
+            .into_owned()
+            .collect()
+    })
 }
 
 async fn read_body(request: Request<Incoming>) -> Result<Bytes, Response<StudioBody>> {

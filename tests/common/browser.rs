@@ -30,7 +30,10 @@ impl Browser {
             serde_json::json!({"args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                 "--disable-gpu", "--window-size=1400,1000", "--hide-scrollbars"]}),
         );
-        capabilities.insert("goog:loggingPrefs".into(), serde_json::json!({"browser": "ALL"}));
+        capabilities.insert(
+            "goog:loggingPrefs".into(),
+            serde_json::json!({"browser": "ALL"}),
+        );
         let started = Instant::now();
         let client = loop {
             let connector = hyper_util::client::legacy::connect::HttpConnector::new();

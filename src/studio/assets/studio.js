@@ -43,11 +43,19 @@ function errorBox(view) {
 }
 
 // At most this many renders at once, so the page stays responsive and the server is not flooded.
-const queue = { running: 0, waiting: [] };
+// `data-pending` on the body counts renders asked for and not finished.
+const queue = { running: 0, waiting: [], pending: 0 };
 function enqueue(task) {
+  queue.pending++;
+  document.body.dataset.pending = String(queue.pending);
   return new Promise((resolve) => {
     queue.waiting.push(async () => {
-      try { resolve(await task()); } finally { queue.running--; pump(); }
+      try { resolve(await task()); } finally {
+        queue.running--;
+        queue.pending--;
+        document.body.dataset.pending = String(queue.pending);
+        pump();
+      }
     });
     pump();
   });
@@ -106,12 +114,18 @@ function gallery() {
     return cards;
   }
 
-  function renderAll() {
+  // Redraws every card, or only those of the blocks named in `only` ("campaign/block").
+  function renderAll(only) {
     const chosen = settings();
     contextEditor.hidden = chosen.sample !== "__edited";
     const body = chosen.sample === "__edited" ? editedContext() : null;
+    const blocks = [];
     for (const campaign of document.querySelectorAll("section.campaign")) {
-      for (const block of campaign.querySelectorAll("article.block")) {
+      for (const block of campaign.querySelectorAll("article.block")) blocks.push([campaign, block]);
+    }
+    const key = ([campaign, block]) => `${campaign.dataset.campaign}/${block.dataset.block}`;
+    for (const [campaign, block] of blocks.filter((b) => !only || only.has(key(b)))) {
+      {
         const list = block.querySelector(".cards");
         const wanted = cardsFor(block, campaign, chosen);
         const keys = wanted.map((c) => `${c.format}:${c.sample}`);
@@ -221,6 +235,7 @@ function gallery() {
     figure.dataset.state = state;
     figure.dataset.good = "1";
     figure.dataset.frames = frames || "";
+    figure.dataset.shownAt = String(Date.now());
     const parts = [state, `${ms} ms`, formatBytes(blob.size)];
     if (frames) parts.push(frames === "1" ? "1 frame" : `${frames} frames`);
     stats.textContent = parts.join(" · ");
@@ -242,17 +257,37 @@ function gallery() {
     }
   }
 
+  // The blocks a reload changed: those whose own files or settings changed, or every block
+  // of a campaign whose shared files (samples, included templates) changed.
+  let fingerprints = {};
+  function changedBlocks(campaigns) {
+    const changed = new Set();
+    const next = {};
+    for (const [name, state] of Object.entries(campaigns)) {
+      const shared = fingerprints[`${name}/`] !== state.shared;
+      next[`${name}/`] = state.shared;
+      for (const [block, fingerprint] of Object.entries(state.blocks || {})) {
+        next[`${name}/${block}`] = fingerprint;
+        if (shared || fingerprints[`${name}/${block}`] !== fingerprint) changed.add(`${name}/${block}`);
+      }
+    }
+    fingerprints = next;
+    return changed;
+  }
+
   function listen() {
     const events = new EventSource("/studio/events");
     events.addEventListener("reload", (event) => {
       const state = JSON.parse(event.data);
       const first = generation === 0 && !live.dataset.connected;
+      const changed = changedBlocks(state.campaigns);
       live.dataset.connected = "1";
       generation = state.generation;
       live.textContent = `Live: templates reloaded ${generation} time(s); last news at ${new Date().toLocaleTimeString()}`;
       document.body.dataset.generation = String(generation);
+      document.body.dataset.reloadedAt = String(Date.now());
       showRefused(state.campaigns);
-      if (!first) renderAll();
+      if (!first) renderAll(changed);
     });
     events.onerror = () => { live.textContent = "Live reload disconnected; retrying…"; };
   }
