@@ -87,12 +87,18 @@ fn place(campaign_dir: &Path, file: &str, line: usize, column: usize) -> ErrorPl
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_tera_error_names_its_file_line_and_the_line_itself() {
+    /// A campaign folder `demo` holding one file.
+    fn campaign_with(file: &str, text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("demo");
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("cart.svg"), "<svg>\n  {{ oops( }}\n</svg>\n").unwrap();
+        std::fs::write(dir.join(file), text).unwrap();
+        (root, dir)
+    }
+
+    #[test]
+    fn a_tera_error_names_its_file_line_and_the_line_itself() {
+        let (_root, dir) = campaign_with("cart.svg", "<svg>\n  {{ oops( }}\n</svg>\n");
         let message = format!("{}/cart.svg:2:12: expected an identifier", dir.display());
         let view = ErrorView::new(&message, &dir);
         assert_eq!(view.message, "demo/cart.svg:2:12: expected an identifier");
@@ -106,10 +112,7 @@ mod tests {
 
     #[test]
     fn a_manifest_error_points_into_blocks_toml() {
-        let root = tempfile::tempdir().unwrap();
-        let dir = root.path().join("demo");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("blocks.toml"), "[blocks.a]\nkind = image\n").unwrap();
+        let (_root, dir) = campaign_with("blocks.toml", "[blocks.a]\nkind = image\n");
         let message = format!(
             "{}/blocks.toml: TOML parse error at line 2, column 8\n  |\n2 | kind = image",
             dir.display()

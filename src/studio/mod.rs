@@ -27,7 +27,7 @@ pub use access::AccessError;
 pub use history::HistoryError;
 pub use preview::PreviewError;
 pub use routes::{handle, StudioBody};
-pub use server::{run_studio, start_studio, RunningStudio, StudioServeError};
+pub use server::{run_studio, start_studio, RunningStudio};
 pub use snippets::SnippetError;
 pub use staging::StagingError;
 
@@ -48,6 +48,15 @@ pub enum StudioError {
     Snippets(#[from] SnippetError),
     #[error("studio pages: {0}")]
     Pages(String),
+    #[error("assets: {0}")]
+    Assets(#[from] crate::render::RenderError),
+    #[error("{0}")]
+    Sources(#[from] crate::sources::SourcesError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// What the studio's pages share.

@@ -129,18 +129,24 @@ async fn route(studio: &Arc<Studio>, request: Request<Incoming>) -> Response<Stu
             ),
             _ => not_found(),
         },
-        (true, ["api", "file", campaign]) => file_text(studio, campaign, &query),
-        (false, ["api", "preview", campaign]) => match read_body(request).await {
-            Ok(body) => edit_preview(studio, campaign, &query, body).await,
-            Err(response) => response,
-        },
-        (false, ["api", "save", campaign]) => match read_body(request).await {
-            Ok(body) => save(studio, campaign, &query, body).await,
-            Err(response) => response,
-        },
-        (true, ["api", "history", campaign]) => history(studio, campaign, &query),
-        (true, ["api", "version", campaign]) => version(studio, campaign, &query, false),
-        (true, ["api", "diff", campaign]) => version(studio, campaign, &query, true),
+        (_, ["api", action, campaign]) => {
+            let target = match editable_file(studio, campaign, &query) {
+                Ok(target) => target,
+                Err(refusal) => return refusal.answer(),
+            };
+            match (is_get, *action) {
+                (true, "file") => file_text(&target),
+                (true, "history") => history(studio, &target),
+                (true, "version") => version(studio, &target, &query, false),
+                (true, "diff") => version(studio, &target, &query, true),
+                (false, "preview" | "save") => match read_body(request).await {
+                    Ok(body) if *action == "save" => save(studio, &target, body).await,
+                    Ok(body) => edit_preview(studio, &target, &query, body).await,
+                    Err(response) => response,
+                },
+                _ => not_found(),
+            }
+        }
         (false, ["logout"]) => logout(studio, &session),
         _ => not_found(),
     }
@@ -357,51 +363,55 @@ impl FileRefusal {
     }
 }
 
-/// A campaign's folder and an editable file of it named by `?file=`.
-fn editable_file(
+/// A file the editor works on: its campaign, the campaign's folder, the file in it.
+struct EditTarget<'a> {
+    campaign: &'a str,
+    dir: std::path::PathBuf,
+    file: String,
+}
+
+/// The editable file of `campaign` that `?file=` names.
+fn editable_file<'a>(
     studio: &Studio,
-    campaign: &str,
+    campaign: &'a str,
     query: &BTreeMap<String, String>,
-) -> Result<(std::path::PathBuf, String), FileRefusal> {
+) -> Result<EditTarget<'a>, FileRefusal> {
     let dir = studio.catalog.root().join(campaign);
     if !crate::names::is_valid_name(campaign) || !dir.is_dir() {
         return Err(FileRefusal::NoCampaign);
     }
     let file = query.get("file").map(String::as_str).unwrap_or_default();
-    staging::editable(&dir, file)
-        .map(|file| (dir, file))
-        .map_err(FileRefusal::NotEditable)
+    let file = staging::editable(&dir, file).map_err(FileRefusal::NotEditable)?;
+    Ok(EditTarget {
+        campaign,
+        dir,
+        file,
+    })
 }
 
-fn file_text(
-    studio: &Studio,
-    campaign: &str,
-    query: &BTreeMap<String, String>,
-) -> Response<StudioBody> {
-    match editable_file(studio, campaign, query) {
-        Ok((dir, file)) => match std::fs::read_to_string(dir.join(&file)) {
-            Ok(content) => bytes_answer(
-                StatusCode::OK,
-                "text/plain; charset=utf-8",
-                Bytes::from(content),
-            ),
-            Err(error) => text(StatusCode::NOT_FOUND, &format!("{file}: {error}\n")),
-        },
-        Err(refusal) => refusal.answer(),
+fn file_text(target: &EditTarget<'_>) -> Response<StudioBody> {
+    match std::fs::read_to_string(target.dir.join(&target.file)) {
+        Ok(content) => bytes_answer(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            Bytes::from(content),
+        ),
+        Err(error) => text(
+            StatusCode::NOT_FOUND,
+            &format!("{}: {error}\n", target.file),
+        ),
     }
 }
 
 /// An edit staged and loaded, off the async threads.
 async fn staged(
     studio: &Studio,
-    dir: std::path::PathBuf,
-    campaign: &str,
-    file: String,
-    body: Bytes,
+    target: &EditTarget<'_>,
+    text: String,
 ) -> Result<staging::StagedCampaign, StagingError> {
-    let text = staging::edit_text(&body)?.to_owned();
     let renderer = Arc::clone(studio.catalog.renderer());
-    let in_service = studio.catalog.campaign(campaign);
+    let in_service = studio.catalog.campaign(target.campaign);
+    let (dir, file) = (target.dir.clone(), target.file.clone());
     tokio::task::spawn_blocking(move || {
         staging::stage(&dir, in_service.as_deref(), &renderer, &file, &text)
     })
@@ -409,32 +419,41 @@ async fn staged(
     .map_err(|e| StagingError::Io(e.to_string()))?
 }
 
-fn staging_error(error: &StagingError, dir: &std::path::Path) -> Response<StudioBody> {
-    let status = match error {
-        StagingError::Load(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        StagingError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => StatusCode::BAD_REQUEST,
+/// The edit's text (bounded UTF-8) staged, or the answer that refuses it.
+async fn staged_edit(
+    studio: &Studio,
+    target: &EditTarget<'_>,
+    body: &[u8],
+) -> Result<(String, staging::StagedCampaign), Box<Response<StudioBody>>> {
+    let refused = |error: StagingError| {
+        let status = match error {
+            StagingError::Load(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            StagingError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let view = ErrorView::new(&error.to_string(), &target.dir);
+        Box::new(json_answer(
+            status,
+            &json!({"saved": false, "error": view, "problems": [view]}),
+        ))
     };
-    json_answer(
-        status,
-        &json!({"error": ErrorView::new(&error.to_string(), dir), "problems": [ErrorView::new(&error.to_string(), dir)]}),
-    )
+    let text = staging::edit_text(body).map_err(refused)?.to_owned();
+    let staged = staged(studio, target, text.clone())
+        .await
+        .map_err(refused)?;
+    Ok((text, staged))
 }
 
 /// Preview as you type: the edited file staged, then one block rendered from the copy.
 async fn edit_preview(
     studio: &Studio,
-    campaign: &str,
+    target: &EditTarget<'_>,
     query: &BTreeMap<String, String>,
     body: Bytes,
 ) -> Response<StudioBody> {
-    let (dir, file) = match editable_file(studio, campaign, query) {
-        Ok(found) => found,
-        Err(refusal) => return refusal.answer(),
-    };
-    let staged = match staged(studio, dir.clone(), campaign, file, body).await {
-        Ok(staged) => staged,
-        Err(error) => return staging_error(&error, &dir),
+    let staged = match staged_edit(studio, target, &body).await {
+        Ok((_, staged)) => staged,
+        Err(response) => return *response,
     };
     let block_name = query.get("block").map(String::as_str).unwrap_or_default();
     let Some(block) = staged.campaign.block(block_name).cloned() else {
@@ -467,31 +486,18 @@ async fn edit_preview(
         Ok(preview) => preview_answer(preview, &block),
         Err(error) => {
             let message = staged.live_paths(&error.to_string());
-            preview_error(&PreviewError::Render(message), &dir)
+            preview_error(&PreviewError::Render(message), &target.dir)
         }
     }
 }
 
 /// A save: written only when the edited campaign loads whole and every block renders against
 /// every sample (`opentime check`'s rules); every save is kept in the history.
-async fn save(
-    studio: &Studio,
-    campaign: &str,
-    query: &BTreeMap<String, String>,
-    body: Bytes,
-) -> Response<StudioBody> {
-    let (dir, file) = match editable_file(studio, campaign, query) {
-        Ok(found) => found,
-        Err(refusal) => return refusal.answer(),
-    };
+async fn save(studio: &Studio, target: &EditTarget<'_>, body: Bytes) -> Response<StudioBody> {
     let _one_at_a_time = studio.saving.lock().await;
-    let text = match staging::edit_text(&body) {
-        Ok(text) => text.to_owned(),
-        Err(error) => return staging_error(&error, &dir),
-    };
-    let staged = match staged(studio, dir.clone(), campaign, file.clone(), body).await {
+    let (text, staged) = match staged_edit(studio, target, &body).await {
         Ok(staged) => staged,
-        Err(error) => return staging_error(&error, &dir),
+        Err(response) => return *response,
     };
     let renderer = Arc::clone(studio.catalog.renderer());
     let sources = Arc::clone(&studio.sources);
@@ -504,7 +510,7 @@ async fn save(
     let problems: Vec<ErrorView> = lines
         .iter()
         .filter(|line| line.level == CheckLevel::Error)
-        .map(|line| ErrorView::new(&staged.live_paths(&line.text), &dir))
+        .map(|line| ErrorView::new(&staged.live_paths(&line.text), &target.dir))
         .collect();
     if !problems.is_empty() {
         return json_answer(
@@ -512,9 +518,10 @@ async fn save(
             &json!({"saved": false, "problems": problems}),
         );
     }
-    let path = dir.join(&file);
+    let (campaign, file) = (target.campaign, &target.file);
+    let path = target.dir.join(file);
     let before = std::fs::read_to_string(&path).unwrap_or_default();
-    let version = match studio.history.record(campaign, &file, &before, &text) {
+    let version = match studio.history.record(campaign, file, &before, &text) {
         Ok(version) => version,
         Err(error) => return text_answer(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string()),
     };
@@ -536,38 +543,28 @@ async fn save(
     )
 }
 
-fn history(
-    studio: &Studio,
-    campaign: &str,
-    query: &BTreeMap<String, String>,
-) -> Response<StudioBody> {
-    match editable_file(studio, campaign, query) {
-        Ok((_, file)) => match studio.history.list(campaign, &file) {
-            Ok(versions) => json_answer(StatusCode::OK, &json!({"versions": versions})),
-            Err(error) => text_answer(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string()),
-        },
-        Err(refusal) => refusal.answer(),
+fn history(studio: &Studio, target: &EditTarget<'_>) -> Response<StudioBody> {
+    match studio.history.list(target.campaign, &target.file) {
+        Ok(versions) => json_answer(StatusCode::OK, &json!({"versions": versions})),
+        Err(error) => text_answer(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string()),
     }
 }
 
 /// One saved version's text, or (`diff`) how the current file differs from it.
 fn version(
     studio: &Studio,
-    campaign: &str,
+    target: &EditTarget<'_>,
     query: &BTreeMap<String, String>,
     diff: bool,
 ) -> Response<StudioBody> {
-    let (dir, file) = match editable_file(studio, campaign, query) {
-        Ok(found) => found,
-        Err(refusal) => return refusal.answer(),
-    };
+    let file = &target.file;
     let id = query.get("id").map(String::as_str).unwrap_or_default();
-    let saved = match studio.history.read(campaign, &file, id) {
+    let saved = match studio.history.read(target.campaign, file, id) {
         Ok(saved) => saved,
         Err(error) => return text(StatusCode::NOT_FOUND, &format!("{error}\n")),
     };
     let body = if diff {
-        let current = std::fs::read_to_string(dir.join(&file)).unwrap_or_default();
+        let current = std::fs::read_to_string(target.dir.join(file)).unwrap_or_default();
         super::history::diff(
             &saved,
             &current,

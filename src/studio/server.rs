@@ -7,7 +7,7 @@ use crate::blocks::{Catalog, TemplateWatcher};
 use crate::clock::Clock;
 use crate::config::StudioArgs;
 use crate::render::{RenderError, Renderer};
-use crate::sources::{Sources, SourcesError};
+use crate::sources::Sources;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -17,21 +17,6 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StudioServeError {
-    #[error("{0}")]
-    Studio(#[from] StudioError),
-    #[error("assets: {0}")]
-    Assets(#[from] RenderError),
-    #[error("{0}")]
-    Sources(#[from] SourcesError),
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-}
 
 /// The studio serving in the background.
 pub struct RunningStudio {
@@ -55,7 +40,7 @@ impl RunningStudio {
 }
 
 /// Runs `opentime studio` until a signal.
-pub async fn run_studio(args: StudioArgs) -> Result<(), StudioServeError> {
+pub async fn run_studio(args: StudioArgs) -> Result<(), StudioError> {
     let running = start_studio(args, Clock::system()).await?;
     match &running.generated_token {
         Some(token) => println!(
@@ -69,10 +54,7 @@ pub async fn run_studio(args: StudioArgs) -> Result<(), StudioServeError> {
 }
 
 /// Loads the campaigns and starts the studio in the background.
-pub async fn start_studio(
-    args: StudioArgs,
-    clock: Clock,
-) -> Result<RunningStudio, StudioServeError> {
+pub async fn start_studio(args: StudioArgs, clock: Clock) -> Result<RunningStudio, StudioError> {
     let sources = Arc::new(Sources::from_args(&args.sources)?);
     let renderer = Arc::new(Renderer::load_with(
         &args.common.assets,
@@ -96,19 +78,16 @@ pub async fn start_studio(
     };
     let (studio, generated_token) =
         Studio::new(&args.common, &args.access, catalog, sources, clock)?;
-    let listener =
-        TcpListener::bind(args.listen)
-            .await
-            .map_err(|source| StudioServeError::Bind {
-                addr: args.listen,
-                source,
-            })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|source| StudioServeError::Bind {
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| StudioError::Bind {
             addr: args.listen,
             source,
         })?;
+    let addr = listener.local_addr().map_err(|source| StudioError::Bind {
+        addr: args.listen,
+        source,
+    })?;
     tracing::info!(%addr, "studio listening");
     let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(accept_loop(listener, Arc::new(studio), stopped));
