@@ -30,9 +30,11 @@ pub mod render;
 pub mod signing;
 pub mod sources;
 pub(crate) mod store;
+pub mod studio;
 pub(crate) mod template_bounds;
 pub(crate) mod template_error;
 
 pub use cli::events::{run_events, EventsRead};
 pub use cli::{check::run_check, render::run_render, tokens::run_tokens, url::run_url};
 pub use http::server::{serve, start, start_with_clock, RunningServer, ServeError};
+pub use studio::{run_studio, start_studio, RunningStudio};

@@ -19,13 +19,14 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Serve(args) => run_server(args),
+        Command::Serve(args) => run_server(*args),
         Command::Render(args) => opentime::run_render(&args).map_err(|e| e.to_string()),
         Command::Check(args) => opentime::run_check(&args).map_err(|e| e.to_string()),
         Command::Url(args) => opentime::run_url(&args)
             .map(|url| println!("{url}"))
             .map_err(|e| e.to_string()),
         Command::Events(args) => run_events(args),
+        Command::Studio(args) => run_studio(args),
         Command::Tokens(args) => {
             opentime::run_tokens(&args, std::io::stdin().lock(), std::io::stdout().lock())
                 .map(|rows| eprintln!("{rows} tokens written"))
@@ -42,13 +43,23 @@ fn main() -> ExitCode {
 }
 
 fn run_server(args: opentime::config::ServeArgs) -> Result<(), String> {
+    on_all_cores(opentime::serve(args))
+}
+
+/// `opentime studio`: serves until Ctrl-C or SIGTERM.
+fn run_studio(args: opentime::config::StudioArgs) -> Result<(), String> {
+    on_all_cores(opentime::run_studio(args))
+}
+
+/// Runs a long-lived command on a runtime with a worker per core.
+fn on_all_cores<E: std::fmt::Display>(
+    command: impl std::future::Future<Output = Result<(), E>>,
+) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    runtime
-        .block_on(opentime::serve(args))
-        .map_err(|e| e.to_string())
+    runtime.block_on(command).map_err(|e| e.to_string())
 }
 
 /// `opentime events`: JSON lines on stdout, a summary on stderr.

@@ -40,7 +40,7 @@ fallback = "fallback/transparent.png"
 "#;
 
 /// 99,000 loop turns with a few filters each: about the most the sandbox allows one render.
-const SLOW_SVG: &str = r#"<svg xmlns="http://www.w3.org/2000/svg" width="40" height="20"><desc>{% for i in range(end=9000) %}{% for j in range(end=10) %}{{ i ~ j ~ "ab" | upper | replace(from="A", to="B") | length }}{% endfor %}{% endfor %}</desc><rect width="40" height="20" fill="red"/></svg>"#;
+const SLOW_SVG: &str = r#"<svg xmlns="http://www.w3.org/2000/svg" width="40" height="20"><desc>{% for i in range(end=9000) %}{% for j in range(end=10) %}{{ i ~ j ~ "ab" | upper | replace(from="A", to="B") | lower | replace(from="b", to="c") | upper | length }}{% endfor %}{% endfor %}</desc><rect width="40" height="20" fill="red"/></svg>"#;
 const QUICK_SVG: &str = r#"<svg xmlns="http://www.w3.org/2000/svg" width="40" height="20"><rect width="40" height="20" fill="green"/><desc>{{ query.n }}</desc></svg>"#;
 
 #[tokio::test]

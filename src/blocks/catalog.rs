@@ -1,4 +1,6 @@
-//! Every loaded campaign, swappable one campaign at a time while requests read it.
+//! Every loaded campaign, swappable one campaign at a time while requests read it. Each
+//! reload, good or refused, is announced (a generation number others can watch), and the
+//! error of a campaign whose last reload was refused is kept until a reload succeeds.
 
 use super::campaign::{Campaign, CampaignError, MANIFEST_FILE};
 use super::manifest::Block;
@@ -6,7 +8,8 @@ use crate::render::Renderer;
 use arc_swap::ArcSwap;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
 
 type Campaigns = BTreeMap<String, Arc<Campaign>>;
 
@@ -14,6 +17,10 @@ pub struct Catalog {
     root: PathBuf,
     renderer: Arc<Renderer>,
     campaigns: ArcSwap<Campaigns>,
+    /// Why each campaign's last reload was refused (the last good version still serves).
+    refused: Mutex<BTreeMap<String, String>>,
+    /// Bumped after every reload, good or refused.
+    reloads: watch::Sender<u64>,
 }
 
 impl Catalog {
@@ -25,6 +32,8 @@ impl Catalog {
             root: root.to_owned(),
             renderer,
             campaigns: ArcSwap::from_pointee(Campaigns::new()),
+            refused: Mutex::new(BTreeMap::new()),
+            reloads: watch::Sender::new(0),
         };
         let mut errors = Vec::new();
         for name in catalog.campaign_dirs() {
@@ -60,6 +69,28 @@ impl Catalog {
     /// (Re)loads one campaign from disk. On error the last good version stays in service.
     /// A campaign whose directory is gone is removed.
     pub fn reload(&self, name: &str) -> Result<(), CampaignError> {
+        let result = self.load_campaign(name);
+        if let Ok(mut refused) = self.refused.lock() {
+            match &result {
+                Ok(()) => refused.remove(name),
+                Err(error) => refused.insert(name.to_owned(), error.to_string()),
+            };
+        }
+        self.reloads.send_modify(|generation| *generation += 1);
+        result
+    }
+
+    /// A receiver that sees the generation change after every reload.
+    pub fn reloads(&self) -> watch::Receiver<u64> {
+        self.reloads.subscribe()
+    }
+
+    /// Why the last reload of `name` was refused, while its last good version serves.
+    pub fn refused(&self, name: &str) -> Option<String> {
+        self.refused.lock().ok()?.get(name).cloned()
+    }
+
+    fn load_campaign(&self, name: &str) -> Result<(), CampaignError> {
         let dir = self.root.join(name);
         if !dir.join(MANIFEST_FILE).is_file() {
             self.campaigns.rcu(|current| {

@@ -116,6 +116,10 @@ pub(crate) struct BlockSettings {
     pub(crate) still_template: Option<String>,
     /// Which fetches get that still: `"still"` (every machine), `"animate"` (none) or a template.
     pub(crate) on_prefetch: Option<String>,
+    /// The image's `alt` text in the snippets the studio writes.
+    pub(crate) alt: Option<String>,
+    /// Above this many kilobytes the studio warns that the answer is heavy (default 100).
+    pub(crate) weight_cap_kb: Option<u32>,
 }
 
 /// A block, validated and with its defaults applied.
@@ -158,7 +162,14 @@ pub struct Block {
     pub query_keys: Vec<String>,
     /// How the block's PNGs are written.
     pub png: crate::render::PngMode,
+    /// The `alt` text of the block's image in an email (the studio's snippets).
+    pub alt: String,
+    /// Answers above this many bytes are flagged as heavy in the studio.
+    pub weight_cap_bytes: u64,
 }
+
+/// An email image above this weight loads slowly on a phone: the studio flags it.
+pub(super) const DEFAULT_WEIGHT_CAP_KB: u32 = 100;
 
 impl Block {
     /// Whether the block reads any personal context.

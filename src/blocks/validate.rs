@@ -5,7 +5,10 @@
 //! steps keep their order.
 
 use super::links::Links;
-use super::manifest::{Block, BlockKind, BlockSettings, CachePolicy, ManifestError, ManifestFile};
+use super::manifest::{
+    Block, BlockKind, BlockSettings, CachePolicy, ManifestError, ManifestFile,
+    DEFAULT_WEIGHT_CAP_KB,
+};
 use super::suppress::Suppression;
 use crate::countdown::settings::{
     CountdownSettingsText, CountdownSpec, DEFAULT_COUNTDOWN_MAX_AGE, MAX_COUNTDOWN_MAX_AGE,
@@ -80,6 +83,8 @@ pub(crate) fn resolve(name: String, s: BlockSettings) -> Result<Block, ManifestE
         fallback_html: s.fallback_html,
         reads_client,
         reads_location,
+        alt: s.alt.unwrap_or_else(|| name.replace(['_', '-'], " ")),
+        weight_cap_bytes: u64::from(s.weight_cap_kb.unwrap_or(DEFAULT_WEIGHT_CAP_KB)) * 1000,
         name,
     })
 }

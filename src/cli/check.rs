@@ -30,103 +30,17 @@ pub fn run_check(args: &CheckArgs) -> Result<(), CliError> {
         println!("error: {error}");
         problems += 1;
     }
-    let now = chrono::Utc::now();
     // Blocks that read `location` see the sample's own `location` and the demo stores.
     let sources = Sources::defaults()?;
-    let opener = Opener::offline(ClientKind::Unknown);
-    let apple = Opener::offline(ClientKind::AppleMpp);
+    let now = chrono::Utc::now();
     for campaign in catalog.campaigns() {
-        let samples = match campaign.samples() {
-            Ok(samples) if !samples.is_empty() => samples,
-            Ok(_) => vec![("(empty context)".to_owned(), ContextFields::new())],
-            Err(error) => {
-                println!("error: {error}");
-                problems += 1;
-                continue;
+        for line in check_campaign(catalog.renderer(), &campaign, &sources, now) {
+            match line.level {
+                CheckLevel::Ok => {}
+                CheckLevel::Warning => warnings += 1,
+                CheckLevel::Error => problems += 1,
             }
-        };
-        for block in campaign.blocks() {
-            let mut formats = Vec::new();
-            match block.kind {
-                BlockKind::Image => formats.push((Format::Png, &opener, "")),
-                BlockKind::Countdown => {
-                    formats.push((Format::Gif, &opener, ""));
-                    formats.push((Format::Gif, &apple, " (Apple's still)"));
-                }
-                BlockKind::Html => {}
-            }
-            if block.html_template.is_some() {
-                formats.push((Format::Html, &opener, ""));
-            }
-            for (sample, fields) in &samples {
-                let input = from_context(
-                    block,
-                    fields,
-                    Some(sample),
-                    now,
-                    BTreeMap::new(),
-                    &opener,
-                    &sources,
-                );
-                for &(format, opener, variant) in &formats {
-                    let started = Instant::now();
-                    let decided = RenderInput::decide(
-                        &campaign,
-                        block,
-                        format,
-                        1,
-                        input.clone(),
-                        opener,
-                        &sources,
-                    );
-                    let rendered = match decided {
-                        Ok(decided) => {
-                            if format == Format::Png {
-                                for warning in text_warnings(
-                                    catalog.renderer(),
-                                    &campaign,
-                                    block,
-                                    &decided.input,
-                                ) {
-                                    warnings += 1;
-                                    println!(
-                                        "warn  {}/{}.png{variant} with {sample}: {warning}",
-                                        campaign.name, block.name
-                                    );
-                                }
-                            }
-                            render_block(
-                                catalog.renderer(),
-                                &campaign,
-                                block,
-                                format,
-                                1,
-                                &decided.input,
-                            )
-                        }
-                        Err(error) => Err(BlockRenderError::from(error)),
-                    };
-                    match rendered {
-                        Ok(rendered) => println!(
-                            "ok    {}/{}.{}{variant} with {sample}: {} bytes in {:.1} ms",
-                            campaign.name,
-                            block.name,
-                            format.as_str(),
-                            rendered.bytes.len(),
-                            started.elapsed().as_secs_f64() * 1000.0
-                        ),
-                        Err(error) => {
-                            problems += 1;
-                            println!(
-                                "error {}/{}.{}{variant} with {sample}: {error}",
-                                campaign.name,
-                                block.name,
-                                format.as_str()
-                            );
-                        }
-                    }
-                }
-            }
+            println!("{line}");
         }
     }
     if warnings > 0 {
@@ -136,6 +50,122 @@ pub fn run_check(args: &CheckArgs) -> Result<(), CliError> {
         return Err(CliError::CheckFailed(problems));
     }
     Ok(())
+}
+
+/// How a line of a check reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CheckLevel {
+    Ok,
+    Warning,
+    Error,
+}
+
+/// One line of a campaign's check: a render that worked, a warning, or a problem.
+#[derive(Debug, Clone)]
+pub(crate) struct CheckLine {
+    pub level: CheckLevel,
+    pub text: String,
+}
+
+impl std::fmt::Display for CheckLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let label = match self.level {
+            CheckLevel::Ok => "ok   ",
+            CheckLevel::Warning => "warn ",
+            CheckLevel::Error => "error",
+        };
+        write!(f, "{label} {}", self.text)
+    }
+}
+
+/// Renders every block of `campaign` against every sample context as of `now`, in every
+/// format the block serves (a countdown also as Apple's still): the rules `opentime check`
+/// and the studio's save both apply.
+pub(crate) fn check_campaign(
+    renderer: &Renderer,
+    campaign: &Campaign,
+    sources: &Sources,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<CheckLine> {
+    let mut lines = Vec::new();
+    let mut line = |level, text| lines.push(CheckLine { level, text });
+    let samples = match campaign.samples() {
+        Ok(samples) if !samples.is_empty() => samples,
+        Ok(_) => vec![("(empty context)".to_owned(), ContextFields::new())],
+        Err(error) => {
+            line(CheckLevel::Error, error.to_string());
+            return lines;
+        }
+    };
+    let opener = Opener::offline(ClientKind::Unknown);
+    let apple = Opener::offline(ClientKind::AppleMpp);
+    for block in campaign.blocks() {
+        let mut formats = Vec::new();
+        match block.kind {
+            BlockKind::Image => formats.push((Format::Png, &opener, "")),
+            BlockKind::Countdown => {
+                formats.push((Format::Gif, &opener, ""));
+                formats.push((Format::Gif, &apple, " (Apple's still)"));
+            }
+            BlockKind::Html => {}
+        }
+        if block.html_template.is_some() {
+            formats.push((Format::Html, &opener, ""));
+        }
+        // A shared block never sees the sample (no context, no subscriber): one render says
+        // all there is to say about it.
+        let renders = if block.reads_context() {
+            samples.len()
+        } else {
+            1
+        };
+        for (sample, fields) in samples.iter().take(renders) {
+            let input = from_context(
+                block,
+                fields,
+                Some(sample),
+                now,
+                BTreeMap::new(),
+                &opener,
+                sources,
+            );
+            for &(format, opener, variant) in &formats {
+                let what = format!(
+                    "{}/{}.{}{variant} with {sample}",
+                    campaign.name,
+                    block.name,
+                    format.as_str()
+                );
+                let started = Instant::now();
+                let decided =
+                    RenderInput::decide(campaign, block, format, 1, input.clone(), opener, sources);
+                let rendered = match decided {
+                    Ok(decided) => {
+                        if format == Format::Png {
+                            for warning in text_warnings(renderer, campaign, block, &decided.input)
+                            {
+                                line(CheckLevel::Warning, format!("{what}: {warning}"));
+                            }
+                        }
+                        render_block(renderer, campaign, block, format, 1, &decided.input)
+                    }
+                    Err(error) => Err(BlockRenderError::from(error)),
+                };
+                match rendered {
+                    Ok(rendered) => line(
+                        CheckLevel::Ok,
+                        format!(
+                            "{what}: {} bytes in {:.1} ms",
+                            rendered.bytes.len(),
+                            started.elapsed().as_secs_f64() * 1000.0
+                        ),
+                    ),
+                    Err(error) => line(CheckLevel::Error, format!("{what}: {error}")),
+                }
+            }
+        }
+    }
+    lines
 }
 
 /// What a reader of `block` rendered for `input` would miss: texts the text functions cut or

@@ -11,8 +11,10 @@ use std::time::Duration;
 
 mod redis;
 mod sources;
+mod studio;
 pub use redis::RedisArgs;
 pub use sources::SourcesArgs;
+pub use studio::{StudioAccessArgs, StudioArgs};
 
 /// The file read for settings when `--config` / `OPENTIME_CONFIG` names none.
 pub const DEFAULT_CONFIG_FILE: &str = "opentime.toml";
@@ -47,7 +49,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve image, HTML and API routes over HTTP.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Render one block offline to a file.
     Render(RenderArgs),
     /// Compile every template and render it against its sample contexts.
@@ -56,6 +58,9 @@ pub enum Command {
     Url(UrlArgs),
     /// Add a token column to a CSV of subscribers (stdin → stdout), for upload into an ESP.
     Tokens(TokensArgs),
+    /// See, edit and ship every block in a browser: the gallery, the editor and the snippets
+    /// (listens on OPENTIME_STUDIO_LISTEN, admits with OPENTIME_STUDIO_TOKEN).
+    Studio(StudioArgs),
     /// Read the open and click events from every event stream as a consumer group (JSON lines
     /// on stdout, acknowledged once written).
     Events(EventsArgs),
@@ -151,6 +156,11 @@ pub struct ServeArgs {
     /// set, the public listener no longer answers `/metrics` and `/readyz`.
     #[arg(long, env = "OPENTIME_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
+    /// Also serve the studio's pages (`/studio/`) on the admin listener.
+    #[arg(long, env = "OPENTIME_ADMIN_STUDIO", default_value_t = false, action = clap::ArgAction::Set)]
+    pub admin_studio: bool,
+    #[command(flatten)]
+    pub studio: StudioAccessArgs,
     #[command(flatten)]
     pub redis: RedisArgs,
     /// Replicas a context write through the API (and each event batch) waits for before it
@@ -258,7 +268,7 @@ impl ServeArgs {
         let mut args = Cli::try_parse_from(["opentime", "serve"])
             .ok()
             .and_then(|cli| match cli.command {
-                Command::Serve(args) => Some(args),
+                Command::Serve(args) => Some(*args),
                 _ => None,
             })
             .unwrap_or_else(|| unreachable!("`serve` parses with its defaults"));
@@ -372,6 +382,12 @@ impl ServeArgs {
             ));
         }
         self.channel_tokens()?;
+        if self.admin_studio && self.admin_listen.is_none() {
+            return Err(invalid(
+                "OPENTIME_ADMIN_STUDIO",
+                "needs OPENTIME_ADMIN_LISTEN: the studio is never served on the public listener",
+            ));
+        }
         Ok(())
     }
 

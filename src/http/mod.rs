@@ -13,7 +13,7 @@ mod ingest;
 mod pixel;
 mod router;
 pub mod server;
-mod shutdown;
+pub(crate) mod shutdown;
 mod state;
 
 pub use state::AppState;

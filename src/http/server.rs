@@ -24,6 +24,7 @@ use crate::open::{OpenLimits, Pipeline};
 use crate::render::{RenderError, Renderer};
 use crate::sources::{Sources, SourcesError};
 use crate::store::EmbeddedPlace;
+use http_body_util::BodyExt;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -47,6 +48,8 @@ pub enum ServeError {
     Sources(#[from] SourcesError),
     #[error("{0}")]
     Cors(#[from] CorsError),
+    #[error("{0}")]
+    Studio(#[from] crate::studio::StudioError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -178,11 +181,29 @@ pub async fn start_with_clock(args: ServeArgs, clock: Clock) -> Result<RunningSe
             store_timeout: args.store_timeout(),
         },
     };
+    let studio = match (&admin, args.admin_studio) {
+        (Some(_), true) => {
+            let (studio, generated) = crate::studio::Studio::new(
+                &args.common,
+                &args.studio,
+                Arc::clone(&pipeline.catalog),
+                Arc::clone(&pipeline.sources),
+                pipeline.clock.clone(),
+            )?;
+            if let Some(token) = generated {
+                // Shown once, on the terminal, never in the logs (as Jupyter does).
+                eprintln!("opentime studio on the admin listener: /studio/?token={token}");
+            }
+            Some(Arc::new(studio))
+        }
+        _ => None,
+    };
     let state = Arc::new(AppState {
         pipeline,
         cors,
         channels,
         config: args,
+        studio,
     });
     tracing::info!(%addr, "listening");
     let (stop, stopped) = watch::channel(false);
@@ -278,7 +299,14 @@ async fn accept_loop(
             request.extensions_mut().insert(PeerAddr(peer));
             let state = Arc::clone(&state);
             async move {
-                let response = router::handle(state, request, face).await;
+                let response = match (&state.studio, face) {
+                    (Some(studio), Face::Admin) if request.uri().path().starts_with("/studio") => {
+                        crate::studio::handle(Arc::clone(studio), request).await
+                    }
+                    _ => router::handle(state, request, face)
+                        .await
+                        .map(BodyExt::boxed),
+                };
                 drop(in_flight);
                 Ok::<_, std::convert::Infallible>(response)
             }

@@ -3,7 +3,7 @@
 
 use tokio::sync::watch;
 
-pub(super) async fn signal_or(mut stop: watch::Receiver<bool>) {
+pub(crate) async fn signal_or(mut stop: watch::Receiver<bool>) {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;

@@ -14,4 +14,6 @@ pub struct AppState {
     pub cors: CorsOrigins,
     /// Who may write context through the ingest API.
     pub channels: ChannelTokens,
+    /// The studio's pages, served on the admin listener when `OPENTIME_ADMIN_STUDIO` is on.
+    pub studio: Option<std::sync::Arc<crate::studio::Studio>>,
 }

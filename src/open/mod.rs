@@ -390,7 +390,7 @@ impl Pipeline {
 }
 
 /// Whether a block can be served in `format` at all (otherwise the URL is wrong for good).
-fn serves_format(block: &Block, format: Format) -> bool {
+pub fn serves_format(block: &Block, format: Format) -> bool {
     match format {
         Format::Html => block.html_template.is_some(),
         Format::Png => matches!(block.kind, BlockKind::Image),

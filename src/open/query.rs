@@ -1,6 +1,10 @@
 //! The query string of an open: `s` (subscriber), `t` (token), `scale`, and whatever else
 //! the template may read as `query`. Bounded in size so a hostile URL cannot grow the cache key.
+//!
+//! `s` reads `+` as itself, not as a space: subscriber ids never hold spaces, and an ESP that
+//! merges a plus-addressed id raw (`s=bob+news@example.com`) must still name `bob+news@…`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 const MAX_QUERY_BYTES: usize = 4096;
@@ -41,6 +45,7 @@ pub(super) fn parse(raw: Option<&str>) -> Result<BlockQuery, QueryError> {
         ..BlockQuery::default()
     };
     let mut seen = std::collections::BTreeSet::new();
+    let raw = plus_kept_in_subscriber(raw);
     for (index, (key, value)) in form_urlencoded::parse(raw.as_bytes()).enumerate() {
         if index >= MAX_PARAMS {
             return Err(QueryError::TooMany);
@@ -72,6 +77,28 @@ pub(super) fn parse(raw: Option<&str>) -> Result<BlockQuery, QueryError> {
     Ok(query)
 }
 
+/// `raw` with every `+` in the value of `s` written as `%2B`, so decoding keeps it a plus.
+fn plus_kept_in_subscriber(raw: &str) -> Cow<'_, str> {
+    let is_subscriber = |pair: &str| pair.split_once('=').is_some_and(|(key, _)| key == "s");
+    if !raw
+        .split('&')
+        .any(|pair| is_subscriber(pair) && pair.contains('+'))
+    {
+        return Cow::Borrowed(raw);
+    }
+    let pairs: Vec<Cow<'_, str>> = raw
+        .split('&')
+        .map(|pair| {
+            if is_subscriber(pair) {
+                Cow::Owned(pair.replace('+', "%2B"))
+            } else {
+                Cow::Borrowed(pair)
+            }
+        })
+        .collect();
+    Cow::Owned(pairs.join("&"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +112,20 @@ mod tests {
         assert_eq!(query.template_query["city"], "Köln");
         assert_eq!(query.template_query.len(), 2);
         assert_eq!(parse(None).unwrap().scale, 1);
+    }
+
+    #[test]
+    fn a_raw_merged_plus_address_keeps_its_plus() {
+        let query = parse(Some("s=bob+news@example.com&t=a+b&city=New+York")).unwrap();
+        assert_eq!(query.subscriber.as_deref(), Some("bob+news@example.com"));
+        assert_eq!(
+            query.token.as_deref(),
+            Some("a b"),
+            "only `s` keeps its plus"
+        );
+        assert_eq!(query.template_query["city"], "New York");
+        let encoded = parse(Some("s=bob%2Bnews%40example.com")).unwrap();
+        assert_eq!(encoded.subscriber.as_deref(), Some("bob+news@example.com"));
     }
 
     #[test]

@@ -4,17 +4,21 @@
 //! picture helpers (`pixels.rs`).
 #![allow(dead_code, unused_imports)]
 
+mod browser;
 mod cluster;
 mod http;
 mod pixels;
 mod redis;
 mod server;
+mod studio;
 
+pub use self::browser::*;
 pub use self::cluster::*;
 pub use self::http::*;
 pub use self::pixels::*;
 pub use self::redis::*;
 pub use self::server::*;
+pub use self::studio::*;
 
 use opentime::signing::Signer;
 use std::net::TcpListener;

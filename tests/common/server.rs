@@ -57,6 +57,14 @@ impl ServerBuilder {
         self
     }
 
+    /// Contexts live in the embedded store, seeded from the `NAME.json` files of `seed`.
+    pub fn embedded_store_seeded(mut self, seed: &Path) -> Self {
+        self.store = Store::Embedded {
+            seed: seed.to_owned(),
+        };
+        self
+    }
+
     /// Templates from `dir` instead of the repo's.
     pub fn templates(mut self, dir: &Path) -> Self {
         self.args.common.templates = dir.to_owned();
