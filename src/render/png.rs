@@ -8,9 +8,11 @@
 //!   render`, *PNG*): 0.43–0.55× the bytes of fdeflate's fast mode with the Paeth filter, the
 //!   previous encoder, for 0.1–0.3 ms more.
 //! - **Palette** (`png = "palette"`): at most 256 colours — every colour exactly when the
-//!   picture has that few, else a k-means palette (in Oklab, no dithering) kept only when no
-//!   pixel's channel moves more than [`PALETTE_MAX_ERROR`]; translucent pixels keep their exact
-//!   colour and alpha (`tRNS`). Otherwise the block is written losslessly.
+//!   picture has that few, else a k-means palette (in Oklab) with Floyd–Steinberg error
+//!   diffusion at half strength (enough to hide the bands a gradient would show, little enough
+//!   to keep flat areas flat and the bytes low), kept only when no channel of any pixel moves
+//!   more than [`PALETTE_MAX_ERROR`]; translucent pixels keep their exact colour and alpha
+//!   (`tRNS`). Otherwise the block is written losslessly.
 //!
 //! Pixmaps are premultiplied; translucent pixels are demultiplied first.
 
@@ -30,12 +32,16 @@ pub enum PngMode {
 }
 
 /// The most a palette may move any channel of any opaque pixel (of 255); beyond it, the block
-/// is written losslessly. Small enough that a gradient keeps every step it had to the eye.
-pub const PALETTE_MAX_ERROR: u8 = 12;
+/// is written losslessly. Diffused error moves single pixels by up to about this much (the
+/// demo blocks: 11–22) while their neighbourhood keeps its colour.
+pub const PALETTE_MAX_ERROR: u8 = 24;
 
-/// Translucent colours a palette keeps exactly, at most (anti-aliased rounded corners need a
-/// few dozen); a picture with more is written losslessly.
-const MAX_TRANSLUCENT_COLOURS: usize = 64;
+/// How much of each pixel's error is diffused to its neighbours.
+const ERROR_DIFFUSION: f32 = 0.5;
+
+/// Translucent colours a palette keeps exactly, at most (the anti-aliased rounded corners of a
+/// demo card need about 80); a picture with more is written losslessly.
+const MAX_TRANSLUCENT_COLOURS: usize = 96;
 
 /// zlib-rs's level for every PNG: the best bytes for the time on rendered blocks (see above).
 const LEVEL: u8 = 2;
@@ -106,11 +112,14 @@ impl Indexed {
 pub(crate) fn quantize(pixmap: &Pixmap) -> Option<Indexed> {
     let rgba = straight_rgba(pixmap);
     let mut translucent: Vec<[u8; 4]> = Vec::new();
-    let mut opaque_colours: HashMap<[u8; 3], u32> = HashMap::new();
+    let mut opaque_colours: HashMap<[u8; 3], u8> = HashMap::new();
     for p in rgba.chunks_exact(4) {
         let colour = [p[0], p[1], p[2], p[3]];
         if p[3] == u8::MAX {
-            *opaque_colours.entry([p[0], p[1], p[2]]).or_default() += 1;
+            if opaque_colours.len() <= 256 {
+                let next = u8::try_from(opaque_colours.len()).unwrap_or(u8::MAX);
+                opaque_colours.entry([p[0], p[1], p[2]]).or_insert(next);
+            }
         } else if !translucent.contains(&colour) {
             if translucent.len() == MAX_TRANSLUCENT_COLOURS {
                 return None;
@@ -119,78 +128,67 @@ pub(crate) fn quantize(pixmap: &Pixmap) -> Option<Indexed> {
         }
     }
     let room = 256 - translucent.len();
-    let opaque_palette: Vec<[u8; 3]> = if opaque_colours.len() <= room {
-        opaque_colours.keys().copied().collect()
+    // The opaque colours and each opaque pixel's index among them.
+    let (opaque_palette, opaque_indices): (Vec<[u8; 3]>, Vec<u8>) = if opaque_colours.len() <= room
+    {
+        let mut palette = vec![[0; 3]; opaque_colours.len()];
+        for (colour, index) in &opaque_colours {
+            palette[usize::from(*index)] = *colour;
+        }
+        let indices = rgba
+            .chunks_exact(4)
+            .map(|p| {
+                opaque_colours
+                    .get(&[p[0], p[1], p[2]])
+                    .copied()
+                    .unwrap_or(0)
+            })
+            .collect();
+        (palette, indices)
     } else {
         let pixels: Vec<Srgb<u8>> = rgba
             .chunks_exact(4)
             .map(|p| Srgb::new(p[0], p[1], p[2]))
             .collect();
-        let size = quantette::PaletteSize::try_from_usize(room)?;
-        quantette::Pipeline::new()
-            .palette_size(size)
-            .ditherer(None)
+        let image =
+            quantette::ImageRef::new(pixmap.width(), pixmap.height(), pixels.as_slice()).ok()?;
+        let (palette, indices) = quantette::Pipeline::new()
+            .palette_size(quantette::PaletteSize::try_from_usize(room)?)
+            .ditherer(quantette::dither::FloydSteinberg::with_error_diffusion(
+                ERROR_DIFFUSION,
+            )?)
             .quantize_method(quantette::QuantizeMethod::kmeans())
-            .input_slice(&pixels)
-            .ok()?
-            .output_srgb8_palette()
-            .into_vec()
+            .input_image(image)
+            .output_srgb8_indexed_image()
+            .into_parts();
+        let palette = palette
             .into_iter()
             .map(|c| [c.red, c.green, c.blue])
-            .collect()
+            .collect();
+        (palette, indices)
     };
-    if opaque_palette.is_empty() && !opaque_colours.is_empty() {
-        return None;
+    let offset = translucent.len();
+    let mut max_error = 0u8;
+    let mut indices = Vec::with_capacity(opaque_indices.len());
+    for (p, &index) in rgba.chunks_exact(4).zip(&opaque_indices) {
+        if p[3] == u8::MAX {
+            let entry = opaque_palette.get(usize::from(index))?;
+            for (a, b) in entry.iter().zip(p) {
+                max_error = max_error.max(a.abs_diff(*b));
+            }
+            indices.push(u8::try_from(offset + usize::from(index)).ok()?);
+        } else {
+            let colour = [p[0], p[1], p[2], p[3]];
+            let entry = translucent.iter().position(|c| *c == colour)?;
+            indices.push(u8::try_from(entry).ok()?);
+        }
     }
-    // Each opaque colour's nearest palette entry, found once per colour.
-    let nearest: HashMap<[u8; 3], (u8, u8)> = opaque_colours
-        .keys()
-        .map(|&colour| (colour, nearest_entry(&opaque_palette, colour)))
-        .collect();
-    let max_error = nearest.values().map(|&(_, error)| error).max().unwrap_or(0);
     if max_error > PALETTE_MAX_ERROR {
         return None;
     }
-    let offset = translucent.len();
-    let mut palette: Vec<[u8; 4]> = translucent.clone();
+    let mut palette: Vec<[u8; 4]> = translucent;
     palette.extend(opaque_palette.iter().map(|&[r, g, b]| [r, g, b, u8::MAX]));
-    let indices = rgba
-        .chunks_exact(4)
-        .map(|p| {
-            if p[3] == u8::MAX {
-                let (entry, _) = nearest.get(&[p[0], p[1], p[2]]).copied().unwrap_or((0, 0));
-                u8::try_from(offset + usize::from(entry)).unwrap_or(u8::MAX)
-            } else {
-                let colour = [p[0], p[1], p[2], p[3]];
-                let entry = translucent.iter().position(|c| *c == colour).unwrap_or(0);
-                u8::try_from(entry).unwrap_or(0)
-            }
-        })
-        .collect();
     Some(Indexed { palette, indices })
-}
-
-/// The palette entry nearest `colour` (squared distance) and its largest channel difference.
-fn nearest_entry(palette: &[[u8; 3]], colour: [u8; 3]) -> (u8, u8) {
-    let distance = |entry: &[u8; 3]| -> u32 {
-        entry
-            .iter()
-            .zip(colour)
-            .map(|(a, b)| u32::from(a.abs_diff(b)).pow(2))
-            .sum()
-    };
-    let (index, entry) = palette
-        .iter()
-        .enumerate()
-        .min_by_key(|(_, entry)| distance(entry))
-        .unwrap_or((0, &colour));
-    let error = entry
-        .iter()
-        .zip(colour)
-        .map(|(a, b)| a.abs_diff(b))
-        .max()
-        .unwrap_or(0);
-    (u8::try_from(index).unwrap_or(u8::MAX), error)
 }
 
 /// Writes `data` (rows of `color` pixels, unfiltered) as a PNG, with `palette` for indexed
