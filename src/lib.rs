@@ -30,6 +30,7 @@ pub mod render;
 pub mod signing;
 pub mod sources;
 pub(crate) mod store;
+pub(crate) mod tally;
 pub(crate) mod template_bounds;
 pub(crate) mod template_error;
 

@@ -20,6 +20,7 @@ mod cached_render;
 mod click;
 mod error;
 mod input;
+mod local_time;
 mod lock_on_open;
 mod opener;
 mod photos;
@@ -33,6 +34,7 @@ mod verify;
 pub use block_render::render_block;
 pub use error::{BlockRenderError, OpenError};
 pub use input::{from_context, Reader, RenderInput, RequestDependence, TemplateInput};
+pub use local_time::LocalTime;
 pub use opener::Opener;
 
 use crate::blocks::{Block, BlockKind, CachePolicy, Campaign, Catalog};

@@ -27,6 +27,7 @@ pub(crate) mod replication;
 mod sentinel;
 pub(crate) mod slots;
 pub(crate) mod streams;
+mod tally;
 pub(crate) mod target;
 
 use crate::context::StoreError;
