@@ -12,6 +12,7 @@
 #![warn(unreachable_pub)]
 
 pub mod blocks;
+pub mod arm_choice;
 pub(crate) mod cache;
 pub(crate) mod channels;
 pub(crate) mod cli;
