@@ -105,7 +105,10 @@ mod tests {
             let subscriber = format!("s{n}");
             let point = sticky_point(&subscriber, "demo", "hero");
             let index = by_weight(&arms, point);
-            assert_eq!(index, by_weight(&arms, sticky_point(&subscriber, "demo", "hero")));
+            assert_eq!(
+                index,
+                by_weight(&arms, sticky_point(&subscriber, "demo", "hero"))
+            );
             b += index;
         }
         assert!((14_500..15_500).contains(&b), "{b} of 20000 on the 3/4 arm");
@@ -129,7 +132,10 @@ mod tests {
                 late_best += 1;
             }
         }
-        assert!(late_best >= 4_000, "{late_best} of the last 5000 to the best arm");
+        assert!(
+            late_best >= 4_000,
+            "{late_best} of the last 5000 to the best arm"
+        );
         let best = probability_best(&arms, 2_000, &mut rng);
         assert!(best[2] > 0.8, "{best:?}");
     }

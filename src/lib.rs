@@ -11,8 +11,8 @@
 //! Modules are public only where the binary, the integration tests or the benches use them.
 #![warn(unreachable_pub)]
 
-pub mod blocks;
 pub mod arm_choice;
+pub mod blocks;
 pub(crate) mod cache;
 pub(crate) mod channels;
 pub(crate) mod cli;
@@ -36,5 +36,6 @@ pub(crate) mod template_bounds;
 pub(crate) mod template_error;
 
 pub use cli::events::{run_events, EventsRead};
+pub use cli::report::run_report;
 pub use cli::{check::run_check, render::run_render, tokens::run_tokens, url::run_url};
 pub use http::server::{serve, start, start_with_clock, RunningServer, ServeError};

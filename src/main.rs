@@ -26,6 +26,7 @@ fn main() -> ExitCode {
             .map(|url| println!("{url}"))
             .map_err(|e| e.to_string()),
         Command::Events(args) => run_events(args),
+        Command::Report(args) => run_report(args),
         Command::Tokens(args) => {
             opentime::run_tokens(&args, std::io::stdin().lock(), std::io::stdout().lock())
                 .map(|rows| eprintln!("{rows} tokens written"))
@@ -49,6 +50,19 @@ fn run_server(args: opentime::config::ServeArgs) -> Result<(), String> {
     runtime
         .block_on(opentime::serve(args))
         .map_err(|e| e.to_string())
+}
+
+/// `opentime report CAMPAIGN`: the table (or JSON) on stdout.
+fn run_report(args: opentime::config::ReportArgs) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let text = runtime
+        .block_on(opentime::run_report(&args))
+        .map_err(|e| e.to_string())?;
+    println!("{text}");
+    Ok(())
 }
 
 /// `opentime events`: JSON lines on stdout, a summary on stderr.

@@ -78,9 +78,9 @@ pub struct ArmMark<'a> {
 }
 
 /// The flag of a counted human open.
-pub const HUMAN_OPEN: char = 'h';
+pub(crate) const HUMAN_OPEN: char = 'h';
 /// The flag of a counted click.
-pub const CLICKED: char = 'c';
+pub(crate) const CLICKED: char = 'c';
 
 /// A subscriber's arm, and whether the mark's flag was added now.
 #[derive(Debug, Clone, PartialEq, Eq)]

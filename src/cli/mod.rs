@@ -1,9 +1,10 @@
-//! The offline commands: `render`, `check`, `url`, `tokens` and `events`. (`serve` is
+//! The offline commands: `render`, `check`, `url`, `tokens`, `events` and `report`. (`serve` is
 //! [`crate::http`].)
 
 pub(crate) mod check;
 pub(crate) mod events;
 pub(crate) mod render;
+pub(crate) mod report;
 pub(crate) mod tokens;
 pub(crate) mod url;
 

@@ -59,6 +59,9 @@ pub enum Command {
     /// Read the open and click events from every event stream as a consumer group (JSON lines
     /// on stdout, acknowledged once written).
     Events(EventsArgs),
+    /// Print a campaign's test results (opens, clicks, rate, probability of being best per
+    /// arm) and poll counts, from Redis.
+    Report(ReportArgs),
 }
 
 /// Settings every command shares.
@@ -453,6 +456,19 @@ pub struct TokensArgs {
     /// Name of the input column holding subscriber ids (default: `subscriber`, `id`, or the first column).
     #[arg(long)]
     pub column: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    /// The campaign.
+    pub campaign: String,
+    /// Print JSON (the API's answer) instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -166,6 +166,7 @@ pub async fn start_with_clock(args: ServeArgs, clock: Clock) -> Result<RunningSe
         signer,
         contexts: opened.contexts,
         locks: opened.locks,
+        tallies: opened.tallies,
         events,
         catalog,
         cache: RenderCache::new(args.cache_mb * 1024 * 1024),

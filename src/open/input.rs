@@ -294,7 +294,7 @@ impl RequestDependence {
 
 /// Sets the variant `input` shows: a test's arm chosen before stays (if the block has it), else
 /// the block's rules pick one; blocks without variants show none.
-fn choose_variant(block: &Block, input: &mut TemplateInput) {
+pub(super) fn choose_variant(block: &Block, input: &mut TemplateInput) {
     let Some(variants) = &block.variants else {
         input.variant = None;
         return;

@@ -89,6 +89,8 @@ else
   if kind == 'click' then
     email.last_click = at
     email.click_count = (tonumber(email.click_count) or 0) + 1
+  elseif kind == 'vote' then
+    email.last_vote = at
   else
     email.last_open = at
     email.open_count = (tonumber(email.open_count) or 0) + 1
