@@ -5,6 +5,7 @@ pub(crate) mod check;
 pub(crate) mod events;
 pub(crate) mod render;
 pub(crate) mod report;
+mod sample_pins;
 pub(crate) mod tokens;
 pub(crate) mod url;
 

@@ -420,6 +420,10 @@ pub struct RenderArgs {
     /// `apple-mpp` draws a countdown as the still Apple's prefetch gets.
     #[arg(long, default_value = "unknown")]
     pub client: String,
+    /// Show this variant of the block (a rule's or a test arm's) instead of the one its rules
+    /// pick.
+    #[arg(long)]
+    pub variant: Option<String>,
     #[command(flatten)]
     pub sources: SourcesArgs,
 }

@@ -41,6 +41,7 @@ pub use error::{BlockRenderError, OpenError};
 pub use input::{from_context, Reader, RenderInput, RequestDependence, TemplateInput};
 pub use local_time::LocalTime;
 pub use opener::Opener;
+pub(crate) use poll_results::results as poll_results;
 pub use report::{report, ArmReport, Report, TestReport};
 pub use vote::{VoteError, Voted};
 
