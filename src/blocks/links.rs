@@ -209,7 +209,7 @@ mod tests {
             let mut context = tera::Context::new();
             context.insert("ctx", &json!({"cart": {"items": [{"url": url}, {"url": url}]}}));
             match links.target(&context, index) {
-                Target::Item(target) => proptest::prop_assert!(links.allows(&target)),
+                Target::Item(target) | Target::Variant(target) => proptest::prop_assert!(links.allows(&target)),
                 Target::Default(target) => {
                     proptest::prop_assert_eq!(target, "https://shop.example.com/cart")
                 }

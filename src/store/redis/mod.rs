@@ -226,19 +226,19 @@ pub(super) fn to_store_error(error: redis::RedisError) -> StoreError {
 /// A real `redis-server` for the unit tests of this folder, on a free port, killed when
 /// dropped (like `tests/common/redis.rs`; `scripts/test` installs redis-server).
 #[cfg(test)]
-mod testkit {
+pub(crate) mod testkit {
     use super::{EventStreams, RedisSettings, RedisStore, RedisTarget, WritePolicy};
     use std::process::{Child, Command, Stdio};
     use std::time::{Duration, Instant};
 
-    pub(super) struct TestRedis {
+    pub(crate) struct TestRedis {
         port: u16,
         child: Child,
         _dir: tempfile::TempDir,
     }
 
     impl TestRedis {
-        pub(super) fn start() -> Self {
+        pub(crate) fn start() -> Self {
             let port = std::net::TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())
                 .map(|a| a.port())
@@ -292,7 +292,7 @@ mod testkit {
         }
 
         /// A connected store on this server (one event stream, waiting for one replica).
-        pub(super) async fn store(&self) -> RedisStore {
+        pub(crate) async fn store(&self) -> RedisStore {
             self.store_with(1).await
         }
 
