@@ -5,9 +5,7 @@
 
 mod common;
 
-use common::{
-    send, token, RedisServer, TestServer, APPLE_MPP_USER_AGENT, SMS_TOKEN,
-};
+use common::{send, token, RedisServer, TestServer, APPLE_MPP_USER_AGENT, SMS_TOKEN};
 use std::collections::BTreeMap;
 
 const MANIFEST: &str = r#"
@@ -98,30 +96,57 @@ async fn arms_split_by_weight_stay_with_each_subscriber_and_count_people_once() 
     let mut shown = BTreeMap::new();
     for n in 0..200 {
         let subscriber = format!("s{n}");
-        redis.hset(&subscriber, "profile", &serde_json::json!({"first_name": "S"}));
-        shown.insert(subscriber.clone(), open(&server, &subscriber, common::PERSON_USER_AGENT).await);
+        redis.hset(
+            &subscriber,
+            "profile",
+            &serde_json::json!({"first_name": "S"}),
+        );
+        shown.insert(
+            subscriber.clone(),
+            open(&server, &subscriber, common::PERSON_USER_AGENT).await,
+        );
     }
     let on = |arm: &str| shown.values().filter(|a| **a == arm).count();
-    assert!((70..=130).contains(&on("c")), "weight 2 of 4: {} of 200", on("c"));
+    assert!(
+        (70..=130).contains(&on("c")),
+        "weight 2 of 4: {} of 200",
+        on("c")
+    );
     assert!(on("a") > 25 && on("b") > 25, "{shown:?}");
     // Reopens, by the person or by a machine, show the same arm and count nothing.
     let before = counters(&redis);
     for n in 0..20 {
         let subscriber = format!("s{n}");
-        assert_eq!(open(&server, &subscriber, common::PERSON_USER_AGENT).await, shown[&subscriber]);
-        assert_eq!(open(&server, &subscriber, APPLE_MPP_USER_AGENT).await, shown[&subscriber]);
+        assert_eq!(
+            open(&server, &subscriber, common::PERSON_USER_AGENT).await,
+            shown[&subscriber]
+        );
+        assert_eq!(
+            open(&server, &subscriber, APPLE_MPP_USER_AGENT).await,
+            shown[&subscriber]
+        );
     }
     assert_eq!(counters(&redis), before);
-    let opens: u64 = before.iter().filter(|(k, _)| k.ends_with(":opens")).map(|(_, v)| v).sum();
+    let opens: u64 = before
+        .iter()
+        .filter(|(k, _)| k.ends_with(":opens"))
+        .map(|(_, v)| v)
+        .sum();
     assert_eq!(opens, 200);
 
     // Apple's prefetch comes first: the arm is chosen and kept, but only the person's open counts.
     redis.hset("late", "profile", &serde_json::json!({"first_name": "L"}));
     let prefetched = open(&server, "late", APPLE_MPP_USER_AGENT).await;
     assert_eq!(counters(&redis), before);
-    assert_eq!(open(&server, "late", common::PERSON_USER_AGENT).await, prefetched);
+    assert_eq!(
+        open(&server, "late", common::PERSON_USER_AGENT).await,
+        prefetched
+    );
     let key = format!("{prefetched}:opens");
-    assert_eq!(counters(&redis)[&key], before.get(&key).copied().unwrap_or(0) + 1);
+    assert_eq!(
+        counters(&redis)[&key],
+        before.get(&key).copied().unwrap_or(0) + 1
+    );
 
     // A click goes to the arm's link and counts once.
     let click = format!("{}/click/ab/offer?s=s0&t={}", server.base, token("s0"));
@@ -150,7 +175,10 @@ async fn arms_split_by_weight_stay_with_each_subscriber_and_count_people_once() 
     assert_eq!(report["tests"]["offer"]["mode"], "learn");
     let total: u64 = arms.iter().map(|a| a["opens"].as_u64().unwrap()).sum();
     assert_eq!(total, 201);
-    let best: f64 = arms.iter().map(|a| a["probability_best"].as_f64().unwrap()).sum();
+    let best: f64 = arms
+        .iter()
+        .map(|a| a["probability_best"].as_f64().unwrap())
+        .sum();
     assert!((best - 1.0).abs() < 1e-9, "{best}");
     let clicked = arms.iter().find(|a| a["name"] == shown["s0"]).unwrap();
     assert_eq!(clicked["clicks"], 1);
@@ -173,7 +201,11 @@ async fn arms_split_by_weight_stay_with_each_subscriber_and_count_people_once() 
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(text.contains("test offer (learn)"), "{text}");
     let line = text
         .lines()

@@ -48,7 +48,9 @@ impl FeedApi {
                 .status(StatusCode::INTERNAL_SERVER_ERROR)
                 .body(Full::from("down"))
                 .unwrap(),
-            "/weather" => json(json!({"current": {"temperature_2m": self.temperature.load(Ordering::SeqCst)}})),
+            "/weather" => json(
+                json!({"current": {"temperature_2m": self.temperature.load(Ordering::SeqCst)}}),
+            ),
             "/slow" => {
                 tokio::time::sleep(Duration::from_secs(3)).await;
                 json(json!({"late": true}))
@@ -141,7 +143,8 @@ feeds = ["private_address", "unlisted", "redirected"]
 }
 
 /// Each feed the block reads as `NAME=JSON;`.
-const SHOW: &str = "{% for name, value in feeds %}{{ name }}={{ value | json_encode() | safe }};{% endfor %}";
+const SHOW: &str =
+    "{% for name, value in feeds %}{{ name }}={{ value | json_encode() | safe }};{% endfor %}";
 
 async fn start(redis: &RedisServer) -> (TestServer, Arc<FeedApi>, tempfile::TempDir) {
     let (api, port) = start_feed_api().await;
@@ -167,7 +170,11 @@ async fn start(redis: &RedisServer) -> (TestServer, Arc<FeedApi>, tempfile::Temp
 }
 
 fn paris(redis: &RedisServer, subscriber: &str) {
-    redis.hset(subscriber, "profile", &json!({"first_name": "P", "city": "Paris"}));
+    redis.hset(
+        subscriber,
+        "profile",
+        &json!({"first_name": "P", "city": "Paris"}),
+    );
 }
 
 async fn html(server: &TestServer, block: &str, subscriber: &str) -> (String, Option<String>) {
@@ -196,7 +203,10 @@ async fn concurrent_opens_share_one_fetch_then_stale_values_stand_in_until_they_
         assert_eq!(text, r#"weather={"current":{"temperature_2m":12}};"#);
     }
     assert_eq!(api.hits("/weather"), 1, "50 concurrent opens, one fetch");
-    assert_eq!(html(&server, "required", "p0").await.0, r#"weather_required={"current":{"temperature_2m":12}};"#);
+    assert_eq!(
+        html(&server, "required", "p0").await.0,
+        r#"weather_required={"current":{"temperature_2m":12}};"#
+    );
 
     // The API fails and the value changes: once the TTL is over, the last good value stands in
     // (the failing API was asked again)...
@@ -211,7 +221,10 @@ async fn concurrent_opens_share_one_fetch_then_stale_values_stand_in_until_they_
     assert!(refetched, "the feed is asked again after its TTL");
     let (stale, fallback) = html(&server, "weather", "p2").await;
     assert_eq!(fallback, None);
-    assert_eq!(stale, r#"weather={"current":{"temperature_2m":12}};"#, "stale while failing");
+    assert_eq!(
+        stale, r#"weather={"current":{"temperature_2m":12}};"#,
+        "stale while failing"
+    );
     let (stale_required, fallback) = html(&server, "required", "p2").await;
     assert_eq!(fallback, None);
     assert!(stale_required.contains("12"), "{stale_required}");

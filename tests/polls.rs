@@ -137,7 +137,10 @@ async fn a_thousand_concurrent_voters_are_counted_exactly() {
     assert_eq!(rows["cycling"], (333, 33));
 
     // Each vote is in the voter's context and in the event stream.
-    assert_eq!(redis.hget_json("v1", "polls"), Some(json!({"vote": {"sport": "yoga"}})));
+    assert_eq!(
+        redis.hget_json("v1", "polls"),
+        Some(json!({"vote": {"sport": "yoga"}}))
+    );
     let recorded = eventually(Duration::from_secs(5), || async {
         redis.events().iter().any(|e| {
             e.get("type").map(String::as_str) == Some("vote")
@@ -163,7 +166,10 @@ async fn a_second_vote_counts_only_where_votes_may_change() {
         BTreeMap::from([("running".to_owned(), 1)]),
         "the first vote stands"
     );
-    assert_eq!(redis.hget_json("ann", "polls"), Some(json!({"vote": {"sport": "running"}})));
+    assert_eq!(
+        redis.hget_json("ann", "polls"),
+        Some(json!({"vote": {"sport": "running"}}))
+    );
 
     for option in ["happy", "meh", "meh"] {
         send(no_redirects().get(vote_url(&server, "mood", option, "ann"))).await;

@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::{eventually, get, no_redirects, send, token, utc, RedisServer, TestServer, APPLE_MPP_USER_AGENT};
+use common::{
+    eventually, get, no_redirects, send, token, utc, RedisServer, TestServer, APPLE_MPP_USER_AGENT,
+};
 use opentime::clock::Clock;
 use serde_json::json;
 use std::time::Duration;
@@ -107,12 +109,27 @@ async fn every_rule_is_reachable_the_default_is_last_and_clicks_follow_the_varia
         .await;
     let cases = [
         ("alice", person(Some("gold"), "Europe/Berlin"), "", "gold"),
-        ("bob", person(None, "Europe/Berlin"), "&promo=spring", "promo"),
+        (
+            "bob",
+            person(None, "Europe/Berlin"),
+            "&promo=spring",
+            "promo",
+        ),
         ("dave", person(None, "America/New_York"), "", "morning"),
         ("erin", person(None, "Europe/Berlin"), "", "default"),
         // A gold member opening in the morning with a promo code: the first rule wins.
-        ("fay", person(Some("gold"), "America/New_York"), "&promo=spring", "gold"),
-        ("gus", person(None, "Europe/Berlin"), "&promo=autumn", "default"),
+        (
+            "fay",
+            person(Some("gold"), "America/New_York"),
+            "&promo=spring",
+            "gold",
+        ),
+        (
+            "gus",
+            person(None, "Europe/Berlin"),
+            "&promo=autumn",
+            "default",
+        ),
     ];
     for (subscriber, context, _, _) in &cases {
         for (field, value) in context.as_object().unwrap() {

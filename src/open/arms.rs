@@ -1,4 +1,4 @@
-//! 4'''. A test block's arm for this subscriber (`crate::blocks::variants`, `crate::arm_choice`):
+//! 4b. A test block's arm for this subscriber (`crate::blocks::variants`, `crate::arm_choice`):
 //! the arm recorded for them, else one picked now — by weight at the subscriber's fixed point,
 //! or, for a learning test past its minimum sample, by Thompson sampling on the counts in the
 //! store (so every renderer of a fleet learns from every open) — and recorded, so a reopen
@@ -239,7 +239,14 @@ mod tests {
         );
 
         let counts = store.test_counts("live", "offer").await.unwrap();
-        let opens: u64 = arm_stats(&variants, &counts).iter().map(|a| a.opens).sum();
+        let arms = arm_stats(&variants, &counts);
+        let best = arm_choice::probability_best(&arms, 20_000, &mut StdRng::seed_from_u64(1));
+        // The figures the README quotes (`cargo test --lib a_learning_test -- --nocapture`).
+        eprintln!("last 5000 opens to the best arm: {late_best}");
+        for (arm, best) in arms.iter().zip(&best) {
+            eprintln!("{arm:?} rate {:.4} P(best) {best:.3}", arm.rate());
+        }
+        let opens: u64 = arms.iter().map(|a| a.opens).sum();
         assert_eq!(opens, 20_000, "{counts:?}");
         for (subscriber, arm) in &shown {
             for person in [true, false] {

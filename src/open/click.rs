@@ -187,7 +187,7 @@ impl Pipeline {
         if let (Some(subscriber), Some(_)) = (subscriber, block.lock_ttl) {
             let key = lock_key(subscriber, campaign, &block.name);
             if let Lookup::Locked(input) = lock_on_open::stored(self, &key).await {
-                return Some(input);
+                return Some(*input);
             }
         }
         self.context_input(block, subscriber, query, opener)

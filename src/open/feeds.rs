@@ -1,4 +1,4 @@
-//! 4''. The block's live data feeds, fetched at once (`crate::sources::feeds`) after the
+//! 4c. The block's live data feeds, fetched at once (`crate::sources::feeds`) after the
 //! context, each within its own deadline and never past the part of the open's deadline
 //! left for rendering. A feed without a value is `null` to the template, unless it is
 //! `required`: then the open gets the block's fallback.

@@ -11,7 +11,9 @@
 //! 7. [`render_job`] — the render off the async threads: [`block_render`]'s template step,
 //!    the product [`photos`] (async), then its raster step.
 //!
-//! The open event is queued right after verification (never waited for). [`Pipeline::open_block`]
+//! The open event is made right after verification and queued when the open is over, with the
+//! variant it showed (never waited for); a test block's arm (`arms`), the block's `feeds` and a
+//! results block's poll counts (`poll_results`) join the input before step 5. [`Pipeline::open_block`]
 //! returns a typed outcome: the render and what it depended on, or an [`OpenError`] that the
 //! HTTP layer turns into the block's fallback. [`click`] and [`pixel`] are the other two opens.
 

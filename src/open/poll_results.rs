@@ -1,4 +1,4 @@
-//! 4''''. A results block's poll counts, read from the store within the store deadline (one
+//! 4d. A results block's poll counts, read from the store within the store deadline (one
 //! `HGETALL` on the campaign's counters), as the template sees them: `poll.total`, and per
 //! option (in the manifest's order) `name`, `label`, `votes` and `share` (whole percent).
 //! The counts are part of the render input, so a new vote makes a new picture.
@@ -45,11 +45,9 @@ pub(crate) fn results(poll: &Poll, counts: &BTreeMap<String, u64>) -> Value {
         .options
         .iter()
         .map(|option| {
-            let share = if total == 0 {
-                0
-            } else {
-                (votes(option) * 100 + total / 2) / total
-            };
+            let share = (votes(option) * 100 + total / 2)
+                .checked_div(total)
+                .unwrap_or(0);
             json!({
                 "name": option,
                 "label": poll.label(option),
