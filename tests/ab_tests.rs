@@ -42,26 +42,7 @@ link = "https://shop.example.com/c"
 const ARMS: [(&str, [u8; 3]); 3] = [("a", [255, 0, 0]), ("b", [0, 255, 0]), ("c", [0, 0, 255])];
 
 fn campaign() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let campaign = dir.path().join("ab");
-    std::fs::create_dir_all(&campaign).unwrap();
-    std::fs::write(campaign.join("blocks.toml"), MANIFEST).unwrap();
-    for (name, [r, g, b]) in ARMS {
-        std::fs::write(
-            campaign.join(format!("{name}.svg")),
-            format!(r#"<svg xmlns="http://www.w3.org/2000/svg" width="40" height="20"><rect width="40" height="20" fill="rgb({r},{g},{b})"/></svg>"#),
-        )
-        .unwrap();
-    }
-    dir
-}
-
-fn arm_of(png: &image::RgbaImage) -> &'static str {
-    let [r, g, b, _] = png.get_pixel(20, 10).0;
-    ARMS.iter()
-        .find(|(_, colour)| *colour == [r, g, b])
-        .map(|(name, _)| *name)
-        .unwrap_or_else(|| panic!("no arm is {r},{g},{b}"))
+    common::colour_campaign("ab", MANIFEST, &ARMS)
 }
 
 async fn open(server: &TestServer, subscriber: &str, user_agent: &str) -> &'static str {
@@ -73,7 +54,7 @@ async fn open(server: &TestServer, subscriber: &str, user_agent: &str) -> &'stat
     .await;
     assert_eq!(answer.status, 200);
     assert_eq!(answer.header("x-opentime-fallback"), None);
-    arm_of(&answer.png())
+    common::colour_of(&answer.png(), &ARMS)
 }
 
 fn counters(redis: &RedisServer) -> BTreeMap<String, u64> {

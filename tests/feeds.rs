@@ -247,11 +247,19 @@ async fn concurrent_opens_share_one_fetch_then_stale_values_stand_in_until_they_
     assert!(back);
 }
 
+/// A server with one subscriber in Paris.
+async fn with_one_reader(
+    subscriber: &str,
+) -> (RedisServer, TestServer, Arc<FeedApi>, tempfile::TempDir) {
+    let redis = RedisServer::start();
+    let (server, api, dir) = start(&redis).await;
+    paris(&redis, subscriber);
+    (redis, server, api, dir)
+}
+
 #[tokio::test]
 async fn a_slow_feed_is_null_at_its_deadline_and_the_open_goes_on() {
-    let redis = RedisServer::start();
-    let (server, api, _dir) = start(&redis).await;
-    paris(&redis, "sam");
+    let (_redis, server, api, _dir) = with_one_reader("sam").await;
     // The open's deadline is 5 s and the API answers after 3 s: had the open waited for it,
     // the template would see its value. It sees `null`: the feed's 200 ms deadline was kept.
     let (text, fallback) = html(&server, "slow", "sam").await;
@@ -262,9 +270,7 @@ async fn a_slow_feed_is_null_at_its_deadline_and_the_open_goes_on() {
 
 #[tokio::test]
 async fn feeds_never_reach_hosts_or_addresses_off_the_allow_list() {
-    let redis = RedisServer::start();
-    let (server, api, _dir) = start(&redis).await;
-    paris(&redis, "eve");
+    let (_redis, server, api, _dir) = with_one_reader("eve").await;
     let (text, fallback) = html(&server, "guarded", "eve").await;
     assert_eq!(fallback, None);
     assert_eq!(text, "private_address=null;redirected=null;unlisted=null;");

@@ -63,28 +63,12 @@ const COLOURS: [(&str, [u8; 3]); 5] = [
 ];
 
 fn campaign() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let campaign = dir.path().join("rules");
-    std::fs::create_dir_all(&campaign).unwrap();
-    std::fs::write(campaign.join("blocks.toml"), MANIFEST).unwrap();
-    for (name, [r, g, b]) in COLOURS {
-        std::fs::write(
-            campaign.join(format!("{name}.svg")),
-            format!(r#"<svg xmlns="http://www.w3.org/2000/svg" width="40" height="20"><rect width="40" height="20" fill="rgb({r},{g},{b})"/></svg>"#),
-        )
-        .unwrap();
-    }
-    dir
+    common::colour_campaign("rules", MANIFEST, &COLOURS)
 }
 
 /// Which variant a picture is, by its colour.
 fn variant_of(png: &image::RgbaImage) -> &'static str {
-    let [r, g, b, _] = png.get_pixel(20, 10).0;
-    COLOURS
-        .iter()
-        .find(|(_, colour)| *colour == [r, g, b])
-        .map(|(name, _)| *name)
-        .unwrap_or_else(|| panic!("no variant is {r},{g},{b}"))
+    common::colour_of(png, &COLOURS)
 }
 
 fn person(tier: Option<&str>, zone: &str) -> serde_json::Value {

@@ -39,6 +39,32 @@ pub enum CliError {
     Store(#[from] crate::context::StoreError),
 }
 
+/// A connection to the Redis the settings name, for the commands that read it (`events`,
+/// `report`); `what` says, in the error, what needs it.
+pub(crate) async fn connect_redis(
+    redis: &crate::config::RedisArgs,
+    what: &str,
+) -> Result<crate::store::redis::RedisStore, CliError> {
+    use crate::store::redis::{replication::WritePolicy, RedisSettings, RedisStore};
+    let target = redis.target()?.ok_or_else(|| {
+        CliError::Usage(format!(
+            "{what} from Redis: set OPENTIME_REDIS_URL or OPENTIME_REDIS_CLUSTER"
+        ))
+    })?;
+    let streams = redis.streams(&target)?;
+    let store = RedisStore::new(RedisSettings {
+        target,
+        command_timeout: std::time::Duration::from_secs(2),
+        streams,
+        writes: WritePolicy {
+            replicas: 0,
+            wait: std::time::Duration::from_millis(1),
+        },
+    })?;
+    store.connect().await?;
+    Ok(store)
+}
+
 /// Splits `demo/cart` (or `demo/cart.png`) into campaign, block and optional extension.
 pub(crate) fn split_block_path(path: &str) -> Result<(&str, &str, Option<&str>), CliError> {
     let (campaign, file) = path

@@ -6,10 +6,7 @@ use super::CliError;
 use crate::blocks::Catalog;
 use crate::config::ReportArgs;
 use crate::render::Renderer;
-use crate::store::redis::replication::WritePolicy;
-use crate::store::redis::{RedisSettings, RedisStore};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// The report of `args.campaign`, as text or JSON.
 pub async fn run_report(args: &ReportArgs) -> Result<String, CliError> {
@@ -21,22 +18,7 @@ pub async fn run_report(args: &ReportArgs) -> Result<String, CliError> {
     let campaign = catalog
         .campaign(&args.campaign)
         .ok_or_else(|| CliError::Usage(format!("no campaign `{}` loads", args.campaign)))?;
-    let target = args.redis.target()?.ok_or_else(|| {
-        CliError::Usage(
-            "the counts are in Redis: set OPENTIME_REDIS_URL or OPENTIME_REDIS_CLUSTER".into(),
-        )
-    })?;
-    let streams = args.redis.streams(&target)?;
-    let store = RedisStore::new(RedisSettings {
-        target,
-        command_timeout: Duration::from_secs(2),
-        streams,
-        writes: WritePolicy {
-            replicas: 0,
-            wait: Duration::from_millis(1),
-        },
-    })?;
-    store.connect().await?;
+    let store = super::connect_redis(&args.redis, "the counts are read").await?;
     let report = crate::open::report(&campaign, &store)
         .await
         .map_err(|e| CliError::Usage(e.to_string()))?;

@@ -15,7 +15,7 @@
 //! (`OPENTIME_FEED_SECRETS`), here and nowhere else; secrets never reach a template or a log.
 
 use super::product_photos::{
-    guarded_client, read_capped, AllowList, AllowListError, FetchError, GuardedClientSettings,
+    guarded_client, read_capped, AllowList, FetchError, GuardedClientError, GuardedClientSettings,
 };
 use moka::future::Cache;
 use reqwest::Url;
@@ -81,12 +81,8 @@ impl FeedError {
 
 /// Why the feed settings are not usable.
 #[derive(Debug, thiserror::Error)]
-pub enum FeedConfigError {
-    #[error(transparent)]
-    AllowList(#[from] AllowListError),
-    #[error("cannot build the feed HTTP client: {0}")]
-    Client(#[source] reqwest::Error),
-}
+#[error(transparent)]
+pub struct FeedConfigError(#[from] GuardedClientError);
 
 /// Feed settings; `Default` is safe (an empty allow-list fetches nothing).
 #[derive(Clone, Default)]
@@ -158,21 +154,15 @@ struct Inner {
 
 impl Feeds {
     pub fn new(config: FeedConfig) -> Result<Self, FeedConfigError> {
-        let allow = Arc::new(AllowList::new(
-            &config.allowed_hosts,
-            &config.private_hosts,
-            &config.resolve_overrides,
-        )?);
-        let client = guarded_client(
-            &allow,
-            GuardedClientSettings {
-                connect_timeout: CONNECT_TIMEOUT,
-                timeout: FETCH_TIMEOUT,
-                max_redirects: 3,
-                user_agent: concat!("opentime/", env!("CARGO_PKG_VERSION"), " (feed)").into(),
-            },
-        )
-        .map_err(FeedConfigError::Client)?;
+        let (allow, client) = guarded_client(GuardedClientSettings {
+            allowed_hosts: &config.allowed_hosts,
+            private_hosts: &config.private_hosts,
+            resolve_overrides: &config.resolve_overrides,
+            connect_timeout: CONNECT_TIMEOUT,
+            timeout: FETCH_TIMEOUT,
+            max_redirects: 3,
+            user_agent: concat!("opentime/", env!("CARGO_PKG_VERSION"), " (feed)").into(),
+        })?;
         Ok(Self {
             inner: Arc::new(Inner {
                 client,

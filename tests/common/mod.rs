@@ -5,12 +5,14 @@
 #![allow(dead_code, unused_imports)]
 
 mod cluster;
+mod colour_blocks;
 mod http;
 mod pixels;
 mod redis;
 mod server;
 
 pub use self::cluster::*;
+pub use self::colour_blocks::*;
 pub use self::http::*;
 pub use self::pixels::*;
 pub use self::redis::*;

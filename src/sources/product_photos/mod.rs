@@ -271,22 +271,19 @@ impl ProductPhotos {
                 return Err(ProductPhotoConfigError::Zero(name));
             }
         }
-        let allow = Arc::new(AllowList::new(
-            &config.allowed_hosts,
-            &config.private_hosts,
-            &config.resolve_overrides,
-        )?);
-
-        let client = guarded_client(
-            &allow,
-            GuardedClientSettings {
-                connect_timeout: config.connect_timeout,
-                timeout: config.timeout,
-                max_redirects: config.max_redirects,
-                user_agent: config.user_agent.clone(),
-            },
-        )
-        .map_err(ProductPhotoConfigError::Client)?;
+        let (allow, client) = guarded_client(GuardedClientSettings {
+            allowed_hosts: &config.allowed_hosts,
+            private_hosts: &config.private_hosts,
+            resolve_overrides: &config.resolve_overrides,
+            connect_timeout: config.connect_timeout,
+            timeout: config.timeout,
+            max_redirects: config.max_redirects,
+            user_agent: config.user_agent.clone(),
+        })
+        .map_err(|error| match error {
+            GuardedClientError::AllowList(error) => ProductPhotoConfigError::AllowList(error),
+            GuardedClientError::Client(error) => ProductPhotoConfigError::Client(error),
+        })?;
 
         let cache = Cache::builder()
             .max_capacity(config.cache_capacity_bytes)
@@ -415,21 +412,41 @@ impl Inner {
 }
 
 /// How an HTTP client that only reaches allow-listed hosts is set up.
-pub(crate) struct GuardedClientSettings {
+pub(crate) struct GuardedClientSettings<'a> {
+    /// Hosts that may be fetched: exact names, `*.suffix` wildcards or IP addresses.
+    pub allowed_hosts: &'a [String],
+    /// Exact hosts that may be on private or loopback addresses (listing one allows it).
+    pub private_hosts: &'a [String],
+    /// Static DNS answers; the address rules still apply.
+    pub resolve_overrides: &'a HashMap<String, Vec<IpAddr>>,
     pub connect_timeout: Duration,
     pub timeout: Duration,
     pub max_redirects: usize,
     pub user_agent: String,
 }
 
-/// An HTTP client that connects only where `allow` says: no proxy from the environment (it
-/// would bypass the resolver's address check), every resolved address checked, every
-/// redirect checked against the list again. Product photos and live data feeds both use it.
+/// Why a guarded client cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum GuardedClientError {
+    #[error(transparent)]
+    AllowList(#[from] AllowListError),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
+/// The allow-list of `settings` and an HTTP client that connects only where it says: no proxy
+/// from the environment (it would bypass the resolver's address check), every resolved
+/// address checked, every redirect checked against the list again. Product photos and live
+/// data feeds both use it.
 pub(crate) fn guarded_client(
-    allow: &Arc<AllowList>,
-    settings: GuardedClientSettings,
-) -> Result<reqwest::Client, reqwest::Error> {
-    let redirect_allow = Arc::clone(allow);
+    settings: GuardedClientSettings<'_>,
+) -> Result<(Arc<AllowList>, reqwest::Client), GuardedClientError> {
+    let allow = Arc::new(AllowList::new(
+        settings.allowed_hosts,
+        settings.private_hosts,
+        settings.resolve_overrides,
+    )?);
+    let redirect_allow = Arc::clone(&allow);
     let max_redirects = settings.max_redirects;
     let redirects = reqwest::redirect::Policy::custom(move |attempt| {
         if attempt.previous().len() > max_redirects {
@@ -441,10 +458,10 @@ pub(crate) fn guarded_client(
             Err(other) => attempt.error(other),
         }
     });
-    reqwest::Client::builder()
+    let client = reqwest::Client::builder()
         .no_proxy()
         .dns_resolver(Arc::new(GuardedResolver {
-            allow: Arc::clone(allow),
+            allow: Arc::clone(&allow),
         }))
         .redirect(redirects)
         .referer(false)
@@ -453,6 +470,8 @@ pub(crate) fn guarded_client(
         .timeout(settings.timeout)
         .user_agent(settings.user_agent)
         .build()
+        .map_err(GuardedClientError::Client)?;
+    Ok((allow, client))
 }
 
 /// A response's body, refused when it is larger than `max_bytes` (by `Content-Length`, and

@@ -70,6 +70,11 @@ pub(crate) struct RedisStore {
 }
 
 impl RedisStore {
+    /// How many event streams (shards) the store writes and reads.
+    pub(crate) fn stream_shards(&self) -> u16 {
+        self.streams.shards()
+    }
+
     /// Prepares a store; does not connect yet (see [`RedisStore::connect_in_background`]).
     pub(crate) fn new(settings: RedisSettings) -> Result<Self, StoreError> {
         let target = Arc::new(settings.target);
