@@ -44,22 +44,8 @@ pub(super) fn parse(text: &str) -> Result<Vec<Block>, ManifestError> {
 /// Parses a manifest's text: blocks, feeds and polls, each block's references checked.
 pub(super) fn parse_manifest(text: &str) -> Result<Manifest, ManifestError> {
     let file: ManifestFile = toml::from_str(text)?;
-    let campaign_level = |reason: String| ManifestError::Invalid {
-        block: "(campaign)".into(),
-        reason,
-    };
-    let feeds = file
-        .feeds
-        .into_iter()
-        .map(|(name, s)| Ok((name.clone(), Arc::new(Feed::compile(&name, s)?))))
-        .collect::<Result<BTreeMap<_, _>, String>>()
-        .map_err(campaign_level)?;
-    let polls = file
-        .polls
-        .into_iter()
-        .map(|(name, s)| Ok((name.clone(), Arc::new(Poll::compile(&name, s)?))))
-        .collect::<Result<BTreeMap<_, _>, String>>()
-        .map_err(campaign_level)?;
+    let feeds = compile_each(file.feeds, Feed::compile)?;
+    let polls = compile_each(file.polls, Poll::compile)?;
     let blocks = file
         .blocks
         .into_iter()
@@ -86,6 +72,21 @@ pub(super) fn parse_manifest(text: &str) -> Result<Manifest, ManifestError> {
         feeds,
         polls,
     })
+}
+
+/// Compiles each of a campaign's named settings (feeds, polls); the first error is the campaign's.
+fn compile_each<S, T>(
+    settings: BTreeMap<String, S>,
+    compile: impl Fn(&str, S) -> Result<T, String>,
+) -> Result<BTreeMap<String, Arc<T>>, ManifestError> {
+    settings
+        .into_iter()
+        .map(|(name, s)| Ok((name.clone(), Arc::new(compile(&name, s)?))))
+        .collect::<Result<BTreeMap<_, _>, String>>()
+        .map_err(|reason| ManifestError::Invalid {
+            block: "(campaign)".into(),
+            reason,
+        })
 }
 
 /// Checks block `name`'s settings and applies their defaults.
