@@ -203,6 +203,11 @@ async fn concurrent_opens_share_one_fetch_then_stale_values_stand_in_until_they_
         assert_eq!(text, r#"weather={"current":{"temperature_2m":12}};"#);
     }
     assert_eq!(api.hits("/weather"), 1, "50 concurrent opens, one fetch");
+    let metrics = server.metrics().await;
+    assert_eq!(
+        common::metric(&metrics, r#"opentime_feed_values_total{outcome="fresh"}"#),
+        50.0
+    );
     assert_eq!(
         html(&server, "required", "p0").await.0,
         r#"weather_required={"current":{"temperature_2m":12}};"#
@@ -266,6 +271,15 @@ async fn a_slow_feed_is_null_at_its_deadline_and_the_open_goes_on() {
     assert_eq!(fallback, None);
     assert_eq!(text, "slow=null;");
     assert_eq!(api.hits("/slow"), 1);
+    let metrics = server.metrics().await;
+    assert_eq!(
+        common::metric(
+            &metrics,
+            r#"opentime_feed_values_total{outcome="deadline"}"#
+        ),
+        1.0,
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

@@ -113,7 +113,8 @@ pub(crate) fn resolve(name: String, s: BlockSettings) -> Result<Block, ManifestE
     .map_err(invalid)?;
     let lock_ttl = lock_ttl(s.lock.as_deref(), s.lock_ttl, reads_context).map_err(invalid)?;
     let links = links(s.link.as_deref(), s.link_hosts, s.default_link).map_err(invalid)?;
-    let variants = variants(&s.kind, s.variants, s.test, links.as_deref()).map_err(invalid)?;
+    let variants =
+        variants(&s.kind, s.variants, s.test, links.as_deref(), reads_context).map_err(invalid)?;
     let query_keys = query_keys(s.query).map_err(invalid)?;
     Ok(Block {
         query_keys,
@@ -294,12 +295,14 @@ fn request(request: Option<&[String]>) -> Result<(bool, bool, bool), String> {
 }
 
 /// `variants` and `test`: rules or a test over the block's variants; their links must be on
-/// the block's link hosts. Countdowns have none (their picture is the timer).
+/// the block's link hosts. Countdowns have none (their picture is the timer); a test needs the
+/// verified subscriber, so a block that reads context.
 fn variants(
     kind: &BlockKind,
     variants: Option<Vec<super::variants::VariantSettings>>,
     test: Option<super::variants::TestSettings>,
     links: Option<&Links>,
+    reads_context: bool,
 ) -> Result<Option<Arc<Variants>>, String> {
     let Some(list) = variants else {
         return match test {
@@ -307,6 +310,12 @@ fn variants(
             None => Ok(None),
         };
     };
+    if test.is_some() && !reads_context {
+        return Err(
+            "a test keeps each subscriber's arm, so it needs the subscriber: give `reads` (and a token)"
+                .into(),
+        );
+    }
     if *kind == BlockKind::Countdown {
         return Err("countdown blocks have no variants".into());
     }
@@ -476,6 +485,38 @@ mod tests {
             ("suppress_if = \"ctx.a ==\"", "suppress_if does not compile"),
         ] {
             let error = block(extra).unwrap_err().to_string();
+            assert!(error.contains(expected), "{extra}: {error}");
+        }
+    }
+
+    #[test]
+    fn variants_feeds_and_polls_are_checked_against_the_block_and_the_campaign() {
+        let manifest = |extra: &str| {
+            super::parse_manifest(&format!(
+                "[blocks.x]\nkind = \"image\"\ntemplate = \"a.svg\"\nwidth = 9\nheight = 9\n\
+                 link_hosts = [\"a.example\"]\ndefault_link = \"https://a.example/\"\n{extra}"
+            ))
+        };
+        let arms = "[[blocks.x.variants]]\nname = \"a\"\n[[blocks.x.variants]]\nname = \"b\"\n";
+        let ok = manifest(&format!(
+            "reads = [\"profile\"]\n[blocks.x.test]\nmode = \"split\"\n{arms}"
+        ))
+        .unwrap();
+        assert!(ok.blocks[0].variants.as_ref().is_some_and(|v| v.is_test()));
+        for (extra, expected) in [
+            (
+                format!("reads = []\n[blocks.x.test]\nmode = \"split\"\n{arms}"),
+                "needs the subscriber",
+            ),
+            (
+                "[blocks.x.test]\nmode = \"split\"\n".to_owned(),
+                "needs `variants`",
+            ),
+            ("feeds = [\"weather\"]".to_owned(), "no [feeds.weather]"),
+            ("poll = \"sport\"".to_owned(), "no [polls.sport]"),
+            ("request = [\"weather\"]".to_owned(), "\"time\""),
+        ] {
+            let error = manifest(&extra).err().expect("an error").to_string();
             assert!(error.contains(expected), "{extra}: {error}");
         }
     }

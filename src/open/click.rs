@@ -164,9 +164,16 @@ impl Pipeline {
         if input.variant.is_none() {
             let found = self.catalog.campaign(campaign)?;
             let deadline = tokio::time::Instant::now() + self.limits.deadline;
-            if feeds::fetch(&self.sources.feeds, &found, block, &mut input, deadline)
-                .await
-                .is_err()
+            if feeds::fetch(
+                &self.sources.feeds,
+                &self.metrics,
+                &found,
+                block,
+                &mut input,
+                deadline,
+            )
+            .await
+            .is_err()
             {
                 return None;
             }

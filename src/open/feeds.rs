@@ -6,6 +6,7 @@
 use super::error::OpenError;
 use super::input::TemplateInput;
 use crate::blocks::{Block, Campaign};
+use crate::metrics::Metrics;
 use crate::sources::feeds::Feeds;
 use serde_json::Value;
 use std::time::Duration;
@@ -16,9 +17,10 @@ const FEED_SHARE: u32 = 2;
 /// Feeds never take the last this-much of the open's deadline.
 const RENDER_RESERVE_MAX: Duration = Duration::from_millis(250);
 
-/// Fills `input.feeds` for `block`.
+/// Fills `input.feeds` for `block`, counting each outcome in `opentime_feed_values_total`.
 pub(super) async fn fetch(
     feeds: &Feeds,
+    metrics: &Metrics,
     campaign: &Campaign,
     block: &Block,
     input: &mut TemplateInput,
@@ -47,20 +49,27 @@ pub(super) async fn fetch(
                 Ok(request) => feeds
                     .get(&request, deadline)
                     .await
-                    .map_err(|e| e.to_string()),
-                Err(reason) => Err(reason),
+                    .map_err(|e| (e.reason(), e.to_string())),
+                Err(reason) => Err(("unresolved", reason)),
             }
         });
         pending.push((feed, task));
     }
     for (feed, task) in pending {
         let value = match task.await {
-            Ok(Ok(value)) => Some(value.value.as_ref().clone()),
-            Ok(Err(reason)) => {
+            Ok(Ok(value)) => {
+                metrics.feed_value(if value.stale { "stale" } else { "fresh" });
+                Some(value.value.as_ref().clone())
+            }
+            Ok(Err((outcome, reason))) => {
+                metrics.feed_value(outcome);
                 tracing::debug!(feed = %feed.name, %reason, "feed without a value");
                 None
             }
-            Err(_) => None,
+            Err(_) => {
+                metrics.feed_value("internal");
+                None
+            }
         };
         match value {
             Some(value) => {

@@ -276,7 +276,15 @@ impl Pipeline {
         {
             input.variant = Some(arm);
         }
-        feeds::fetch(&self.sources.feeds, campaign, block, &mut input, deadline).await?;
+        feeds::fetch(
+            &self.sources.feeds,
+            &self.metrics,
+            campaign,
+            block,
+            &mut input,
+            deadline,
+        )
+        .await?;
         if let Some(poll) = block.poll.as_deref().and_then(|p| campaign.poll(p)) {
             input.poll = Some(self.poll_results(&campaign.name, poll).await?);
         }
