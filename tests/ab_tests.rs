@@ -74,6 +74,7 @@ async fn arms_split_by_weight_stay_with_each_subscriber_and_count_people_once() 
         .channel_tokens(&[("sms", SMS_TOKEN)])
         .start()
         .await;
+    server.wait_until_ready().await;
     let mut shown = BTreeMap::new();
     for n in 0..200 {
         let subscriber = format!("s{n}");

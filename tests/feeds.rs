@@ -166,6 +166,7 @@ async fn start(redis: &RedisServer) -> (TestServer, Arc<FeedApi>, tempfile::Temp
         })
         .start()
         .await;
+    server.wait_until_ready().await;
     (server, api, dir)
 }
 

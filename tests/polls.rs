@@ -48,6 +48,7 @@ async fn start(redis: &RedisServer) -> (TestServer, tempfile::TempDir) {
         .templates(dir.path())
         .start()
         .await;
+    server.wait_until_ready().await;
     (server, dir)
 }
 
@@ -207,4 +208,38 @@ async fn bad_votes_get_a_clear_answer_and_machines_are_not_counted() {
     assert_eq!(scanner.status, 302);
     assert!(counts(&redis, "poll:{vote}:sport").is_empty());
     assert_eq!(redis.hget_json("ann", "polls"), None);
+}
+
+/// Without Redis, the embedded store counts votes the same way.
+#[tokio::test]
+async fn the_embedded_store_counts_votes_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let campaign = dir.path().join("vote");
+    std::fs::create_dir_all(&campaign).unwrap();
+    std::fs::write(campaign.join("blocks.toml"), MANIFEST).unwrap();
+    std::fs::copy(
+        common::repo().join("templates/live/sport_results.html"),
+        campaign.join("sport_results.html"),
+    )
+    .unwrap();
+    let server = TestServer::builder()
+        .embedded_store()
+        .templates(dir.path())
+        .start()
+        .await;
+    for (subscriber, option) in [
+        ("ann", "yoga"),
+        ("bob", "yoga"),
+        ("ann", "running"),
+        ("cat", "cycling"),
+    ] {
+        let answer = send(no_redirects().get(vote_url(&server, "sport", option, subscriber))).await;
+        assert_eq!(answer.status, 302);
+    }
+    let answer = get(&format!("{}/html/vote/results.html", server.base)).await;
+    let (rows, total) = results(&answer.text());
+    assert_eq!(total, 3);
+    assert_eq!(rows["yoga"], (2, 67));
+    assert_eq!(rows["running"], (0, 0));
+    assert_eq!(rows["cycling"], (1, 33));
 }

@@ -91,6 +91,7 @@ async fn every_rule_is_reachable_the_default_is_last_and_clicks_follow_the_varia
         .clock(clock)
         .start()
         .await;
+    server.wait_until_ready().await;
     let cases = [
         ("alice", person(Some("gold"), "Europe/Berlin"), "", "gold"),
         (
