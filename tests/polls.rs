@@ -33,7 +33,9 @@ reads = []
 poll = "sport"
 "#;
 
-async fn start(redis: &RedisServer) -> (TestServer, tempfile::TempDir) {
+/// A templates folder with the `vote` campaign: the two polls and the live campaign's own
+/// results template.
+fn campaign() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let campaign = dir.path().join("vote");
     std::fs::create_dir_all(&campaign).unwrap();
@@ -43,6 +45,11 @@ async fn start(redis: &RedisServer) -> (TestServer, tempfile::TempDir) {
         campaign.join("sport_results.html"),
     )
     .unwrap();
+    dir
+}
+
+async fn start(redis: &RedisServer) -> (TestServer, tempfile::TempDir) {
+    let dir = campaign();
     let server = TestServer::builder()
         .redis(redis)
         .templates(dir.path())
@@ -213,15 +220,7 @@ async fn bad_votes_get_a_clear_answer_and_machines_are_not_counted() {
 /// Without Redis, the embedded store counts votes the same way.
 #[tokio::test]
 async fn the_embedded_store_counts_votes_too() {
-    let dir = tempfile::tempdir().unwrap();
-    let campaign = dir.path().join("vote");
-    std::fs::create_dir_all(&campaign).unwrap();
-    std::fs::write(campaign.join("blocks.toml"), MANIFEST).unwrap();
-    std::fs::copy(
-        common::repo().join("templates/live/sport_results.html"),
-        campaign.join("sport_results.html"),
-    )
-    .unwrap();
+    let dir = campaign();
     let server = TestServer::builder()
         .embedded_store()
         .templates(dir.path())
