@@ -11,6 +11,7 @@
 //! Modules are public only where the binary, the integration tests or the benches use them.
 #![warn(unreachable_pub)]
 
+pub mod arm_choice;
 pub mod blocks;
 pub(crate) mod cache;
 pub(crate) mod channels;
@@ -31,10 +32,12 @@ pub mod signing;
 pub mod sources;
 pub(crate) mod store;
 pub mod studio;
+pub(crate) mod tally;
 pub(crate) mod template_bounds;
 pub(crate) mod template_error;
 
 pub use cli::events::{run_events, EventsRead};
+pub use cli::report::run_report;
 pub use cli::{check::run_check, render::run_render, tokens::run_tokens, url::run_url};
 pub use http::server::{serve, start, start_with_clock, RunningServer, ServeError};
 pub use studio::{run_studio, start_studio, RunningStudio};

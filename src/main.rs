@@ -27,6 +27,7 @@ fn main() -> ExitCode {
             .map_err(|e| e.to_string()),
         Command::Events(args) => run_events(args),
         Command::Studio(args) => run_studio(args),
+        Command::Report(args) => run_report(args),
         Command::Tokens(args) => {
             opentime::run_tokens(&args, std::io::stdin().lock(), std::io::stdout().lock())
                 .map(|rows| eprintln!("{rows} tokens written"))
@@ -60,6 +61,19 @@ fn on_all_cores<E: std::fmt::Display>(
         .build()
         .map_err(|e| e.to_string())?;
     runtime.block_on(command).map_err(|e| e.to_string())
+}
+
+/// `opentime report CAMPAIGN`: the table (or JSON) on stdout.
+fn run_report(args: opentime::config::ReportArgs) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let text = runtime
+        .block_on(opentime::run_report(&args))
+        .map_err(|e| e.to_string())?;
+    println!("{text}");
+    Ok(())
 }
 
 /// `opentime events`: JSON lines on stdout, a summary on stderr.

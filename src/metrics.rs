@@ -52,6 +52,9 @@ pub struct Metrics {
     pub store_seconds: Family<OutcomeLabels, Histogram>,
     /// Remote photos replaced by a placeholder, by reason (`timeout`, `host-not-allowed`, …).
     pub image_placeholders: Family<ReasonLabels, Counter>,
+    /// What opens got from their feeds: `fresh`, `stale` (the last good value while the feed
+    /// fails) or the reason there was none (`timeout`, `status`, `deadline`, …).
+    pub feed_values: Family<OutcomeLabels, Counter>,
     /// Events put on the writer's queue.
     pub events_queued: Counter,
     /// Events written to the store.
@@ -140,6 +143,12 @@ impl Metrics {
             store_seconds.clone(),
         );
         let image_placeholders = Family::<ReasonLabels, Counter>::default();
+        let feed_values = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "feed_values",
+            "Feed values opens got, by outcome (fresh, stale, or why there was none)",
+            feed_values.clone(),
+        );
         registry.register(
             "image_placeholders",
             "Product photos shown as a placeholder, by reason",
@@ -193,6 +202,7 @@ impl Metrics {
             anonymous,
             connections_closed,
             image_placeholders,
+            feed_values,
             events_queued,
             events_written,
             events_dropped,
@@ -217,6 +227,12 @@ impl Metrics {
             "Characters drawn as a missing-glyph box because no font has them",
             counter,
         );
+    }
+
+    pub fn feed_value(&self, outcome: &'static str) {
+        self.feed_values
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 
     pub fn fallback(&self, reason: &'static str) {

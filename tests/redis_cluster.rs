@@ -623,3 +623,69 @@ async fn a_master_behind_sentinel_is_followed_across_a_failover() {
     );
     server.shutdown().await;
 }
+
+/// Polls and tests on a cluster: each vote and arm record sits in its subscriber's slot, the
+/// counters in the campaign's, every count exact (the live campaign's poll and learning test).
+#[tokio::test]
+async fn votes_and_test_arms_are_counted_in_their_slots_on_a_cluster() {
+    let cluster = RedisCluster::start(3, 0);
+    let voters = subscribers(30, "voter");
+    seed(&cluster, &voters);
+    let server = cluster_server(&cluster).await;
+    wait_until_serving(&server, &voters[0]).await;
+    let options = ["running", "yoga", "cycling"];
+    let http = no_redirects();
+    for (n, voter) in voters.iter().enumerate() {
+        let url = format!(
+            "{}/vote/live/sport/{}?s={voter}&t={}",
+            server.base,
+            options[n % 3],
+            token(voter)
+        );
+        let answer = send(http.get(&url)).await;
+        assert_eq!(answer.status, 302, "{}", answer.text());
+        let arm = send(client().get(server.signed("live/offer.png", voter))).await;
+        assert_eq!(arm.header("x-opentime-fallback"), None);
+    }
+    let mut connection = cluster.connection();
+    let votes: HashMap<String, u64> = redis::cmd("HGETALL")
+        .arg("poll:{live}:sport")
+        .query(&mut connection)
+        .unwrap();
+    assert_eq!(votes.values().sum::<u64>(), 30);
+    assert!(votes.values().all(|&count| count == 10), "{votes:?}");
+    let arms: HashMap<String, u64> = redis::cmd("HGETALL")
+        .arg("abtest:{live}:offer")
+        .query(&mut connection)
+        .unwrap();
+    let opens: u64 = arms
+        .iter()
+        .filter(|(counter, _)| counter.ends_with(":opens"))
+        .map(|(_, count)| count)
+        .sum();
+    assert_eq!(opens, 30, "{arms:?}");
+    // Each subscriber's vote and arm are on the node that holds their slot.
+    for (voter, port) in owners(&cluster, &voters) {
+        let node = cluster.node(port);
+        let vote: Option<String> = redis::cmd("GET")
+            .arg(format!("vote:{{{voter}}}:live:sport"))
+            .query(&mut node.connection())
+            .unwrap();
+        assert!(vote.is_some(), "{voter}");
+        let arm: Option<String> = redis::cmd("GET")
+            .arg(format!("lock:{{{voter}}}:live:offer:arm"))
+            .query(&mut node.connection())
+            .unwrap();
+        assert!(arm.is_some_and(|a| a.ends_with("|h")), "{voter}");
+        assert_eq!(
+            hget_on(&cluster, port, &voter, "polls").map(|p| p["live"]["sport"].is_string()),
+            Some(true)
+        );
+    }
+    let results = get(&format!("{}/html/live/sport_results.html", server.base)).await;
+    assert!(
+        results.text().contains("data-total=\"30\""),
+        "{}",
+        results.text()
+    );
+}

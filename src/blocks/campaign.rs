@@ -7,9 +7,12 @@
 //! clock or a random source, nor include templates of other folders (refused here, at load),
 //! and a render's loops and output are bounded (refused when it renders).
 
+use super::feeds::Feed;
 use super::manifest::{Block, BlockKind, ManifestError};
+use super::polls::Poll;
 use super::sandbox::{self, RenderFailure};
 use super::validate;
+use super::variants::Shows;
 use crate::context::ContextFields;
 use crate::render::text_layout::Typesetter;
 use crate::render::{Fallback, Renderer};
@@ -75,6 +78,10 @@ pub struct Campaign {
     /// Per block, a hash of what its fallback is made from, so a reload that leaves it
     /// unchanged reuses the prepared images instead of rasterizing them again.
     fallback_sources: BTreeMap<String, u64>,
+    /// The live data feeds its blocks read.
+    feeds: BTreeMap<String, Arc<Feed>>,
+    /// Its polls.
+    polls: BTreeMap<String, Arc<Poll>>,
     tera: tera::Tera,
     /// The renderer's text layout: what the text functions measure with, and which characters
     /// no font has.
@@ -121,7 +128,11 @@ impl Campaign {
         let manifest_path = dir.join(MANIFEST_FILE);
         let manifest_text =
             std::fs::read_to_string(&manifest_path).map_err(io_error(&manifest_path))?;
-        let blocks = validate::parse(&manifest_text).map_err(|source| CampaignError::Manifest {
+        let validate::Manifest {
+            blocks,
+            feeds,
+            polls,
+        } = validate::parse_manifest(&manifest_text).map_err(|source| CampaignError::Manifest {
             path: manifest_path.display().to_string(),
             source,
         })?;
@@ -138,6 +149,15 @@ impl Campaign {
             let countdown = block.countdown.as_deref();
             let expired = countdown.and_then(|c| c.expired_template.as_ref());
             let still = countdown.and_then(|c| c.still_template.as_ref());
+            let variant_templates = block.variants.iter().flat_map(|variants| {
+                variants.iter().flat_map(|variant| {
+                    let template = match &variant.shows {
+                        Shows::Template(template) => Some(template),
+                        Shows::Block | Shows::Image(_) => None,
+                    };
+                    template.into_iter().chain(variant.html.iter())
+                })
+            });
             for template in block
                 .template
                 .iter()
@@ -145,6 +165,7 @@ impl Campaign {
                 .chain(suppressed)
                 .chain(expired)
                 .chain(still)
+                .chain(variant_templates)
             {
                 if !tera.get_template_names().any(|t| t == template) {
                     return Err(CampaignError::MissingTemplate {
@@ -223,6 +244,17 @@ impl Campaign {
                     hasher.update(&bytes);
                 }
             }
+            for variant in block.variants.iter().flat_map(|variants| variants.iter()) {
+                if let Shows::Image(file) = &variant.shows {
+                    let bytes =
+                        std::fs::read(dir.join(file)).map_err(|e| CampaignError::Fallback {
+                            path: manifest_path.display().to_string(),
+                            block: block.name.clone(),
+                            reason: format!("variant `{}` image {file}: {e}", variant.name),
+                        })?;
+                    hasher.update(&bytes);
+                }
+            }
         }
 
         Ok(Self {
@@ -236,6 +268,8 @@ impl Campaign {
                 .collect(),
             fallbacks,
             fallback_sources,
+            feeds,
+            polls,
             tera,
             typesetter: Arc::clone(renderer.typesetter()),
             missing_logged: Mutex::new(BTreeSet::new()),
@@ -248,6 +282,18 @@ impl Campaign {
 
     pub fn blocks(&self) -> impl Iterator<Item = &Arc<Block>> {
         self.blocks.values()
+    }
+
+    pub fn feed(&self, name: &str) -> Option<&Arc<Feed>> {
+        self.feeds.get(name)
+    }
+
+    pub fn poll(&self, name: &str) -> Option<&Arc<Poll>> {
+        self.polls.get(name)
+    }
+
+    pub fn polls(&self) -> impl Iterator<Item = &Arc<Poll>> {
+        self.polls.values()
     }
 
     /// The fallback of a block of this campaign (every block has one).
@@ -445,7 +491,23 @@ fn check_paths(dir: &Path, manifest_path: &Path, block: &Block) -> Result<(), Ca
     ]
     .into_iter()
     .filter_map(|(setting, file)| file.map(|file| (setting, file)))
-    .chain(suppressed);
+    .chain(suppressed)
+    .chain(
+        block
+            .variants
+            .iter()
+            .flat_map(|variants| variants.iter())
+            .flat_map(|variant| {
+                let shown = match &variant.shows {
+                    Shows::Template(file) => Some(("variants.template", file)),
+                    Shows::Image(file) => Some(("variants.image", file)),
+                    Shows::Block => None,
+                };
+                shown
+                    .into_iter()
+                    .chain(variant.html.iter().map(|file| ("variants.html", file)))
+            }),
+    );
     for (setting, file) in files {
         sandbox::campaign_file(dir, file).map_err(|reason| CampaignError::File {
             path: manifest_path.display().to_string(),

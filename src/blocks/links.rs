@@ -24,12 +24,14 @@ pub struct Links {
 pub enum Target {
     Item(String),
     Default(String),
+    /// The link of the variant the open showed.
+    Variant(String),
 }
 
 impl Target {
     pub fn url(&self) -> &str {
         match self {
-            Target::Item(url) | Target::Default(url) => url,
+            Target::Item(url) | Target::Default(url) | Target::Variant(url) => url,
         }
     }
 
@@ -38,6 +40,7 @@ impl Target {
         match self {
             Target::Item(_) => "item",
             Target::Default(_) => "default",
+            Target::Variant(_) => "variant",
         }
     }
 }
@@ -206,7 +209,7 @@ mod tests {
             let mut context = tera::Context::new();
             context.insert("ctx", &json!({"cart": {"items": [{"url": url}, {"url": url}]}}));
             match links.target(&context, index) {
-                Target::Item(target) => proptest::prop_assert!(links.allows(&target)),
+                Target::Item(target) | Target::Variant(target) => proptest::prop_assert!(links.allows(&target)),
                 Target::Default(target) => {
                     proptest::prop_assert_eq!(target, "https://shop.example.com/cart")
                 }

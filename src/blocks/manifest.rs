@@ -9,15 +9,23 @@
 //! height = 300
 //! reads = ["profile", "cart"] # context fields the block reads; [] = a shared block
 //! fallback = "fallback/cart.svg"
-//! request = ["location"]      # facts about the open the template sees: client, location
+//! request = ["location"]      # facts about the open the template sees: client, location, time
 //! query = ["color"]           # URL query parameters the template sees as `query.NAME`
+//! feeds = ["weather"]         # the campaign's live data feeds it reads (`feeds.NAME`)
+//! poll = "sport"              # the campaign's poll whose live counts it shows (`poll`)
 //! ```
+//! A block may also list `[[blocks.NAME.variants]]` (`variants.rs`) and run a test over them
+//! (`[blocks.NAME.test]`); the campaign declares `[feeds.NAME]` (`feeds.rs`) and
+//! `[polls.NAME]` (`polls.rs`).
 //! Unknown keys are an error, so a typo in a setting is caught by `opentime check`. Each block's
 //! settings are then checked, and their defaults applied, by `validate.rs`, which also holds
 //! [`parse`](super::validate::parse), the manifest's entry point.
 
+use super::feeds::FeedSettings;
 use super::links::Links;
+use super::polls::PollSettings;
 use super::suppress::Suppression;
+use super::variants::{TestSettings, VariantSettings, Variants};
 use crate::countdown::settings::CountdownSpec;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -55,6 +63,10 @@ pub enum CachePolicy {
 pub(super) struct ManifestFile {
     #[serde(default)]
     pub(super) blocks: BTreeMap<String, BlockSettings>,
+    #[serde(default)]
+    pub(super) feeds: BTreeMap<String, FeedSettings>,
+    #[serde(default)]
+    pub(super) polls: BTreeMap<String, PollSettings>,
 }
 
 /// One block as written in `blocks.toml`.
@@ -120,6 +132,13 @@ pub(crate) struct BlockSettings {
     pub(crate) alt: Option<String>,
     /// Above this many kilobytes the studio warns that the answer is heavy (default 100).
     pub(crate) weight_cap_kb: Option<u32>,
+    /// Variants chosen by rules, or the arms of `test` (see `variants.rs`).
+    pub(crate) variants: Option<Vec<VariantSettings>>,
+    pub(crate) test: Option<TestSettings>,
+    /// The campaign's feeds the templates read as `feeds.NAME`.
+    pub(crate) feeds: Option<Vec<String>>,
+    /// The campaign's poll whose counts the templates see as `poll`.
+    pub(crate) poll: Option<String>,
 }
 
 /// A block, validated and with its defaults applied.
@@ -149,6 +168,14 @@ pub struct Block {
     pub reads_client: bool,
     /// Templates see `location` and `nearest_stores`.
     pub reads_location: bool,
+    /// Templates see `local`: the reader's local date, weekday and hour.
+    pub reads_time: bool,
+    /// Variants by rules, or the arms of a test.
+    pub variants: Option<std::sync::Arc<Variants>>,
+    /// The campaign's feeds the templates read (`feeds.NAME`).
+    pub feeds: Vec<String>,
+    /// The campaign's poll the templates see as `poll`.
+    pub poll: Option<String>,
     /// When and how the block is suppressed.
     pub suppression: Option<std::sync::Arc<Suppression>>,
     /// Lock-on-open: how long the first human open's inputs are kept; `None` = not locked.

@@ -8,14 +8,18 @@
 
 mod campaign;
 mod catalog;
+mod condition;
+pub mod feeds;
 mod filters;
 pub(crate) mod links;
 mod manifest;
+pub mod polls;
 mod reload;
 mod sandbox;
 pub(crate) mod suppress;
 mod text_functions;
 mod validate;
+pub mod variants;
 
 pub use campaign::{Campaign, CampaignError};
 pub use catalog::Catalog;

@@ -6,7 +6,7 @@
 //! A condition that cannot be evaluated (say `ctx.sms` is missing) does not suppress: the
 //! block is shown as if the condition were false.
 
-use super::sandbox::{self, RenderFailure};
+use super::condition::Condition;
 
 /// What a suppressed block shows instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,12 +21,9 @@ pub enum Instead {
 
 #[derive(Debug, Clone)]
 pub struct Suppression {
-    /// The condition, compiled as the template `{% if CONDITION %}1{% endif %}`.
-    condition: tera::Tera,
+    condition: Condition,
     pub instead: Instead,
 }
-
-const CONDITION: &str = "suppress_if";
 
 impl Suppression {
     /// Compiles `condition`; `template` and `image` are the two ways to say what to show
@@ -36,9 +33,6 @@ impl Suppression {
         template: Option<String>,
         image: Option<String>,
     ) -> Result<Self, String> {
-        if condition.contains("%}") || condition.contains("{%") || condition.trim().is_empty() {
-            return Err("suppress_if must be one Tera expression, without {% %}".into());
-        }
         let instead = match (template, image) {
             (Some(_), Some(_)) => {
                 return Err("give suppressed_template or suppressed_image, not both".into())
@@ -47,28 +41,15 @@ impl Suppression {
             (None, Some(image)) => Instead::Image(image),
             (None, None) => Instead::Pixel,
         };
-        let source = format!("{{% if {condition} %}}1{{% endif %}}");
-        sandbox::check_template(CONDITION, &source, |_| false, &sandbox::OFFERED)
-            .map_err(|refusal| format!("suppress_if: {}", refusal.reason))?;
-        let mut tera = sandbox::new_tera();
-        tera.add_raw_template(CONDITION, &source)
-            .map_err(|e| format!("suppress_if does not compile: {}", error_chain(&e)))?;
         Ok(Self {
-            condition: tera,
+            condition: Condition::compile("suppress_if", condition)?,
             instead,
         })
     }
 
     /// Whether the block is suppressed for these template inputs.
     pub fn applies(&self, context: &tera::Context) -> bool {
-        match sandbox::render(&self.condition, CONDITION, context) {
-            Ok(out) => out == "1",
-            Err(RenderFailure::Tera(error)) => {
-                tracing::debug!(error = %error_chain(&error), "suppress_if not evaluable; not suppressed");
-                false
-            }
-            Err(RenderFailure::TooLarge(_)) => false,
-        }
+        self.condition.holds(context)
     }
 
     /// The template shown instead, when it is one (checked to exist when the campaign loads).

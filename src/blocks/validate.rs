@@ -4,16 +4,20 @@
 //! [`resolve`] runs one step per feature; the first problem found is the one reported, so the
 //! steps keep their order.
 
+use super::feeds::Feed;
 use super::links::Links;
 use super::manifest::{
     Block, BlockKind, BlockSettings, CachePolicy, ManifestError, ManifestFile,
     DEFAULT_WEIGHT_CAP_KB,
 };
+use super::polls::Poll;
 use super::suppress::Suppression;
+use super::variants::Variants;
 use crate::countdown::settings::{
     CountdownSettingsText, CountdownSpec, DEFAULT_COUNTDOWN_MAX_AGE, MAX_COUNTDOWN_MAX_AGE,
 };
 use crate::render::PngMode;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,13 +32,65 @@ const DEFAULT_MAX_AGE: u32 = 60;
 
 /// `time_bucket` of a block (not a countdown) that does not set one.
 const DEFAULT_TIME_BUCKET: u32 = 60;
+/// A manifest, checked: the blocks in name order, the campaign's feeds and polls.
+pub(super) struct Manifest {
+    pub(super) blocks: Vec<Block>,
+    pub(super) feeds: BTreeMap<String, Arc<Feed>>,
+    pub(super) polls: BTreeMap<String, Arc<Poll>>,
+}
+
 /// Parses a manifest's text into its blocks, in name order.
+#[cfg(test)]
 pub(super) fn parse(text: &str) -> Result<Vec<Block>, ManifestError> {
+    parse_manifest(text).map(|manifest| manifest.blocks)
+}
+
+/// Parses a manifest's text: blocks, feeds and polls, each block's references checked.
+pub(super) fn parse_manifest(text: &str) -> Result<Manifest, ManifestError> {
     let file: ManifestFile = toml::from_str(text)?;
-    file.blocks
+    let feeds = compile_each(file.feeds, Feed::compile)?;
+    let polls = compile_each(file.polls, Poll::compile)?;
+    let blocks = file
+        .blocks
         .into_iter()
         .map(|(name, settings)| resolve(name, settings))
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    for block in &blocks {
+        let invalid = |reason: String| ManifestError::Invalid {
+            block: block.name.clone(),
+            reason,
+        };
+        if let Some(feed) = block.feeds.iter().find(|f| !feeds.contains_key(*f)) {
+            return Err(invalid(format!(
+                "feeds = [{feed:?}]: no [feeds.{feed}] in this campaign"
+            )));
+        }
+        if let Some(poll) = block.poll.as_ref().filter(|p| !polls.contains_key(*p)) {
+            return Err(invalid(format!(
+                "poll = {poll:?}: no [polls.{poll}] in this campaign"
+            )));
+        }
+    }
+    Ok(Manifest {
+        blocks,
+        feeds,
+        polls,
+    })
+}
+
+/// Compiles each of a campaign's named settings (feeds, polls); the first error is the campaign's.
+fn compile_each<S, T>(
+    settings: BTreeMap<String, S>,
+    compile: impl Fn(&str, S) -> Result<T, String>,
+) -> Result<BTreeMap<String, Arc<T>>, ManifestError> {
+    settings
+        .into_iter()
+        .map(|(name, s)| Ok((name.clone(), Arc::new(compile(&name, s)?))))
+        .collect::<Result<BTreeMap<_, _>, String>>()
+        .map_err(|reason| ManifestError::Invalid {
+            block: "(campaign)".into(),
+            reason,
+        })
 }
 
 /// Checks block `name`'s settings and applies their defaults.
@@ -50,7 +106,8 @@ pub(crate) fn resolve(name: String, s: BlockSettings) -> Result<Block, ManifestE
     let reads = reads(s.reads, countdown.as_ref()).map_err(invalid)?;
     let reads_context = reads.as_ref().is_none_or(|fields| !fields.is_empty());
     let cache = cache_policy(s.cache.as_deref(), reads_context, max_age).map_err(invalid)?;
-    let (reads_client, reads_location) = request(s.request.as_deref()).map_err(invalid)?;
+    let (reads_client, reads_location, reads_time) =
+        request(s.request.as_deref()).map_err(invalid)?;
     let token_required = token_required(&name, s.token, reads_context);
     let suppression = suppression(
         s.suppress_if.as_deref(),
@@ -60,6 +117,8 @@ pub(crate) fn resolve(name: String, s: BlockSettings) -> Result<Block, ManifestE
     .map_err(invalid)?;
     let lock_ttl = lock_ttl(s.lock.as_deref(), s.lock_ttl, reads_context).map_err(invalid)?;
     let links = links(s.link.as_deref(), s.link_hosts, s.default_link).map_err(invalid)?;
+    let variants =
+        variants(&s.kind, s.variants, s.test, links.as_deref(), reads_context).map_err(invalid)?;
     let query_keys = query_keys(s.query).map_err(invalid)?;
     let png = png_mode(s.png.as_deref(), s.kind).map_err(invalid)?;
     Ok(Block {
@@ -85,6 +144,10 @@ pub(crate) fn resolve(name: String, s: BlockSettings) -> Result<Block, ManifestE
         reads_location,
         alt: s.alt.unwrap_or_else(|| name.replace(['_', '-'], " ")),
         weight_cap_bytes: u64::from(s.weight_cap_kb.unwrap_or(DEFAULT_WEIGHT_CAP_KB)) * 1000,
+        reads_time,
+        variants,
+        feeds: s.feeds.unwrap_or_default(),
+        poll: s.poll,
         name,
     })
 }
@@ -238,21 +301,49 @@ fn cache_policy(
     }
 }
 
-/// `request`: which facts about the open the templates see, as (`client`, `location`).
-fn request(request: Option<&[String]>) -> Result<(bool, bool), String> {
+/// `request`: which facts about the open the templates see, as (`client`, `location`,
+/// `time`: the reader's local time).
+fn request(request: Option<&[String]>) -> Result<(bool, bool, bool), String> {
     let request = request.unwrap_or_default();
     if let Some(unknown) = request
         .iter()
-        .find(|fact| !matches!(fact.as_str(), "client" | "location"))
+        .find(|fact| !matches!(fact.as_str(), "client" | "location" | "time"))
     {
         return Err(format!(
-            "request = [{unknown:?}]: use \"client\" and/or \"location\""
+            "request = [{unknown:?}]: use \"client\", \"location\" and/or \"time\""
         ));
     }
-    Ok((
-        request.iter().any(|fact| fact == "client"),
-        request.iter().any(|fact| fact == "location"),
-    ))
+    let has = |name: &str| request.iter().any(|fact| fact == name);
+    Ok((has("client"), has("location"), has("time")))
+}
+
+/// `variants` and `test`: rules or a test over the block's variants; their links must be on
+/// the block's link hosts. Countdowns have none (their picture is the timer); a test needs the
+/// verified subscriber, so a block that reads context.
+fn variants(
+    kind: &BlockKind,
+    variants: Option<Vec<super::variants::VariantSettings>>,
+    test: Option<super::variants::TestSettings>,
+    links: Option<&Links>,
+    reads_context: bool,
+) -> Result<Option<Arc<Variants>>, String> {
+    let Some(list) = variants else {
+        return match test {
+            Some(_) => Err("a test needs `variants` (its arms)".into()),
+            None => Ok(None),
+        };
+    };
+    if test.is_some() && !reads_context {
+        return Err(
+            "a test keeps each subscriber's arm, so it needs the subscriber: give `reads` (and a token)"
+                .into(),
+        );
+    }
+    if *kind == BlockKind::Countdown {
+        return Err("countdown blocks have no variants".into());
+    }
+    let allowed = |link: &str| links.is_some_and(|links| links.allows(link));
+    Variants::compile(list, test, allowed).map(|v| Some(Arc::new(v)))
 }
 
 /// `query`: the URL query parameters the templates may read. Names are short and plain;
@@ -417,6 +508,38 @@ mod tests {
             ("suppress_if = \"ctx.a ==\"", "suppress_if does not compile"),
         ] {
             let error = block(extra).unwrap_err().to_string();
+            assert!(error.contains(expected), "{extra}: {error}");
+        }
+    }
+
+    #[test]
+    fn variants_feeds_and_polls_are_checked_against_the_block_and_the_campaign() {
+        let manifest = |extra: &str| {
+            super::parse_manifest(&format!(
+                "[blocks.x]\nkind = \"image\"\ntemplate = \"a.svg\"\nwidth = 9\nheight = 9\n\
+                 link_hosts = [\"a.example\"]\ndefault_link = \"https://a.example/\"\n{extra}"
+            ))
+        };
+        let arms = "[[blocks.x.variants]]\nname = \"a\"\n[[blocks.x.variants]]\nname = \"b\"\n";
+        let ok = manifest(&format!(
+            "reads = [\"profile\"]\n[blocks.x.test]\nmode = \"split\"\n{arms}"
+        ))
+        .unwrap();
+        assert!(ok.blocks[0].variants.as_ref().is_some_and(|v| v.is_test()));
+        for (extra, expected) in [
+            (
+                format!("reads = []\n[blocks.x.test]\nmode = \"split\"\n{arms}"),
+                "needs the subscriber",
+            ),
+            (
+                "[blocks.x.test]\nmode = \"split\"\n".to_owned(),
+                "needs `variants`",
+            ),
+            ("feeds = [\"weather\"]".to_owned(), "no [feeds.weather]"),
+            ("poll = \"sport\"".to_owned(), "no [polls.sport]"),
+            ("request = [\"weather\"]".to_owned(), "\"time\""),
+        ] {
+            let error = manifest(&extra).err().expect("an error").to_string();
             assert!(error.contains(expected), "{extra}: {error}");
         }
     }

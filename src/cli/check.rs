@@ -3,7 +3,14 @@
 //! gets). Exits non-zero, naming `file:line`, on any error. Warns (without failing) about what a
 //! reader would miss: a text the text functions cut or could not fit, a text running out of the
 //! image, a character no font has.
+//!
+//! A block with variants is rendered once per variant with every sample (so every variant's
+//! template is known to work), and the line says which one the rules pick for that sample. A
+//! sample may pin what rules read besides its context in a `_open` object: `at` (RFC 3339),
+//! `client` (a client kind, e.g. `gmail-proxy`), `feeds` (a value per feed name; feeds are
+//! never fetched by `check`) and `votes` (per option, for a poll's results block).
 
+use super::sample_pins::SamplePins;
 use super::CliError;
 use crate::blocks::{collect_notes, Block, BlockKind, Campaign, Catalog};
 use crate::config::CheckArgs;
@@ -120,52 +127,105 @@ pub(crate) fn check_campaign(
             1
         };
         for (sample, fields) in samples.iter().take(renders) {
-            let input = from_context(
+            let pins = match SamplePins::take(fields) {
+                Ok(pins) => pins,
+                Err(reason) => {
+                    line(
+                        CheckLevel::Error,
+                        format!(
+                            "{}/{} with {sample}: _open: {reason}",
+                            campaign.name, block.name
+                        ),
+                    );
+                    continue;
+                }
+            };
+            let pinned_opener = pins.client.map(Opener::offline);
+            let mut input = from_context(
                 block,
-                fields,
+                &pins.fields,
                 Some(sample),
-                now,
+                pins.at.unwrap_or(now),
                 BTreeMap::new(),
-                &opener,
+                pinned_opener.as_ref().unwrap_or(&opener),
                 sources,
             );
-            for &(format, opener, variant) in &formats {
-                let what = format!(
-                    "{}/{}.{}{variant} with {sample}",
-                    campaign.name,
-                    block.name,
-                    format.as_str()
-                );
-                let started = Instant::now();
-                let decided =
-                    RenderInput::decide(campaign, block, format, 1, input.clone(), opener, sources);
-                let rendered = match decided {
-                    Ok(decided) => {
-                        if format == Format::Png {
-                            for warning in text_warnings(renderer, campaign, block, &decided.input)
-                            {
-                                line(CheckLevel::Warning, format!("{what}: {warning}"));
+            pins.apply(campaign, block, &mut input);
+            for (input, shown) in &variant_inputs(block, &input) {
+                for &(format, opener, variant) in &formats {
+                    let opener = pinned_opener.as_ref().unwrap_or(opener);
+                    let what = format!(
+                        "{}/{}.{}{variant}{shown} with {sample}",
+                        campaign.name,
+                        block.name,
+                        format.as_str()
+                    );
+                    let started = Instant::now();
+                    let decided = RenderInput::decide(
+                        campaign,
+                        block,
+                        format,
+                        1,
+                        input.clone(),
+                        opener,
+                        sources,
+                    );
+                    let rendered = match decided {
+                        Ok(decided) => {
+                            if format == Format::Png {
+                                for warning in
+                                    text_warnings(renderer, campaign, block, &decided.input)
+                                {
+                                    line(CheckLevel::Warning, format!("{what}: {warning}"));
+                                }
                             }
+                            render_block(renderer, campaign, block, format, 1, &decided.input)
                         }
-                        render_block(renderer, campaign, block, format, 1, &decided.input)
-                    }
-                    Err(error) => Err(BlockRenderError::from(error)),
-                };
-                match rendered {
-                    Ok(rendered) => line(
-                        CheckLevel::Ok,
-                        format!(
-                            "{what}: {} bytes in {:.1} ms",
-                            rendered.bytes.len(),
-                            started.elapsed().as_secs_f64() * 1000.0
+                        Err(error) => Err(BlockRenderError::from(error)),
+                    };
+                    match rendered {
+                        Ok(rendered) => line(
+                            CheckLevel::Ok,
+                            format!(
+                                "{what}: {} bytes in {:.1} ms",
+                                rendered.bytes.len(),
+                                started.elapsed().as_secs_f64() * 1000.0
+                            ),
                         ),
-                    ),
-                    Err(error) => line(CheckLevel::Error, format!("{what}: {error}")),
+                        Err(error) => line(CheckLevel::Error, format!("{what}: {error}")),
+                    }
                 }
             }
         }
     }
     lines
+}
+
+/// The inputs to render for `block`: one per variant when it has variants (each forced, and
+/// named in the output, with the one its rules pick marked), else `input` alone.
+fn variant_inputs(block: &Block, input: &TemplateInput) -> Vec<(TemplateInput, String)> {
+    let Some(variants) = &block.variants else {
+        return vec![(input.clone(), String::new())];
+    };
+    let picked = (!variants.is_test()).then(|| {
+        variants
+            .by_rules(&input.to_tera_context(block))
+            .name
+            .clone()
+    });
+    variants
+        .iter()
+        .map(|variant| {
+            let mut forced = input.clone();
+            forced.variant = Some(variant.name.clone());
+            let mark = if picked.as_deref() == Some(variant.name.as_str()) {
+                ", picked by the rules"
+            } else {
+                ""
+            };
+            (forced, format!(" [variant {}{mark}]", variant.name))
+        })
+        .collect()
 }
 
 /// What a reader of `block` rendered for `input` would miss: texts the text functions cut or

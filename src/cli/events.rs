@@ -6,8 +6,6 @@
 use super::CliError;
 use crate::config::EventsArgs;
 use crate::store::redis::consumer::{Delivered, Wanted};
-use crate::store::redis::replication::WritePolicy;
-use crate::store::redis::{RedisSettings, RedisStore};
 use serde_json::{Map, Value};
 use std::io::Write;
 use std::time::Duration;
@@ -40,22 +38,7 @@ pub async fn run_events(args: &EventsArgs, mut out: impl Write) -> Result<Events
             )));
         }
     }
-    let target = args.redis.target()?.ok_or_else(|| {
-        CliError::Usage(
-            "events are read from Redis: set OPENTIME_REDIS_URL or OPENTIME_REDIS_CLUSTER".into(),
-        )
-    })?;
-    let streams = args.redis.streams(&target)?;
-    let store = RedisStore::new(RedisSettings {
-        target,
-        command_timeout: Duration::from_secs(2),
-        streams,
-        writes: WritePolicy {
-            replicas: 0,
-            wait: Duration::from_millis(1),
-        },
-    })?;
-    store.connect().await?;
+    let store = super::connect_redis(&args.redis, "events are read").await?;
     let groups_created = store.create_group(&args.group, args.from_start).await?;
     let mut printed = 0;
     // First what this consumer was given before and never acknowledged, then new events.
@@ -90,7 +73,7 @@ pub async fn run_events(args: &EventsArgs, mut out: impl Write) -> Result<Events
         printed += batch.len() as u64;
     }
     Ok(EventsRead {
-        streams: streams.shards(),
+        streams: store.stream_shards(),
         groups_created,
         printed,
     })

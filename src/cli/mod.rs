@@ -1,9 +1,11 @@
-//! The offline commands: `render`, `check`, `url`, `tokens` and `events`. (`serve` is
+//! The offline commands: `render`, `check`, `url`, `tokens`, `events` and `report`. (`serve` is
 //! [`crate::http`].)
 
 pub(crate) mod check;
 pub(crate) mod events;
 pub(crate) mod render;
+pub(crate) mod report;
+mod sample_pins;
 pub(crate) mod tokens;
 pub(crate) mod url;
 
@@ -35,6 +37,32 @@ pub enum CliError {
     Sources(#[from] crate::sources::SourcesError),
     #[error("{0}")]
     Store(#[from] crate::context::StoreError),
+}
+
+/// A connection to the Redis the settings name, for the commands that read it (`events`,
+/// `report`); `what` says, in the error, what needs it.
+pub(crate) async fn connect_redis(
+    redis: &crate::config::RedisArgs,
+    what: &str,
+) -> Result<crate::store::redis::RedisStore, CliError> {
+    use crate::store::redis::{replication::WritePolicy, RedisSettings, RedisStore};
+    let target = redis.target()?.ok_or_else(|| {
+        CliError::Usage(format!(
+            "{what} from Redis: set OPENTIME_REDIS_URL or OPENTIME_REDIS_CLUSTER"
+        ))
+    })?;
+    let streams = redis.streams(&target)?;
+    let store = RedisStore::new(RedisSettings {
+        target,
+        command_timeout: std::time::Duration::from_secs(2),
+        streams,
+        writes: WritePolicy {
+            replicas: 0,
+            wait: std::time::Duration::from_millis(1),
+        },
+    })?;
+    store.connect().await?;
+    Ok(store)
 }
 
 /// Splits `demo/cart` (or `demo/cart.png`) into campaign, block and optional extension.

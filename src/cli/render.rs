@@ -3,6 +3,7 @@
 //! under the same allow-list settings (`OPENTIME_IMAGE_HOSTS`, …); the block's `location` comes
 //! from the context file, and `client` from `--client`.
 
+use super::sample_pins::SamplePins;
 use super::{split_block_path, CliError};
 use crate::blocks::Campaign;
 use crate::config::RenderArgs;
@@ -58,23 +59,45 @@ pub fn run_render(args: &RenderArgs) -> Result<(), CliError> {
         Some(path) => read_context(path)?,
         None => ContextFields::new(),
     };
+    let pins = SamplePins::take(&fields).map_err(|reason| CliError::Input {
+        path: "--context".into(),
+        reason: format!("_open: {reason}"),
+    })?;
     let at = match &args.at {
         Some(text) => DateTime::parse_from_rfc3339(text)
             .map_err(|e| CliError::Usage(format!("--at {text}: {e}")))?
             .with_timezone(&Utc),
-        None => Utc::now(),
+        None => pins.at.unwrap_or_else(Utc::now),
     };
     let query = parse_query_pairs(&args.query)?;
-    let opener = Opener::offline(client);
-    let input = from_context(
+    let opener = Opener::offline(
+        pins.client
+            .filter(|_| args.client == "unknown")
+            .unwrap_or(client),
+    );
+    let mut input = from_context(
         &block,
-        &fields,
+        &pins.fields,
         Some(&args.subscriber),
         at,
         query,
         &opener,
         &sources,
     );
+    pins.apply(&campaign, &block, &mut input);
+    if let Some(variant) = &args.variant {
+        if block
+            .variants
+            .as_ref()
+            .and_then(|v| v.get(variant))
+            .is_none()
+        {
+            return Err(CliError::Usage(format!(
+                "--variant {variant}: the block has no such variant"
+            )));
+        }
+        input.variant = Some(variant.clone());
+    }
     let decided = RenderInput::decide(
         &campaign, &block, format, args.scale, input, &opener, &sources,
     )

@@ -64,6 +64,9 @@ pub enum Command {
     /// Read the open and click events from every event stream as a consumer group (JSON lines
     /// on stdout, acknowledged once written).
     Events(EventsArgs),
+    /// Print a campaign's test results (opens, clicks, rate, probability of being best per
+    /// arm) and poll counts, from Redis.
+    Report(ReportArgs),
 }
 
 /// Settings every command shares.
@@ -433,6 +436,10 @@ pub struct RenderArgs {
     /// `apple-mpp` draws a countdown as the still Apple's prefetch gets.
     #[arg(long, default_value = "unknown")]
     pub client: String,
+    /// Show this variant of the block (a rule's or a test arm's) instead of the one its rules
+    /// pick.
+    #[arg(long)]
+    pub variant: Option<String>,
     #[command(flatten)]
     pub sources: SourcesArgs,
 }
@@ -469,6 +476,19 @@ pub struct TokensArgs {
     /// Name of the input column holding subscriber ids (default: `subscriber`, `id`, or the first column).
     #[arg(long)]
     pub column: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    /// The campaign.
+    pub campaign: String,
+    /// Print JSON (the API's answer) instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]

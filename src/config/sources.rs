@@ -6,6 +6,34 @@
 use clap::Args;
 use std::path::PathBuf;
 
+/// A secret that feed header values reference as `${NAME}`; its `Debug` shows the name only.
+#[derive(Clone)]
+pub struct FeedSecret {
+    pub name: String,
+    pub value: String,
+}
+
+impl std::fmt::Debug for FeedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}=<redacted>", self.name)
+    }
+}
+
+impl std::str::FromStr for FeedSecret {
+    type Err = String;
+
+    /// `NAME=VALUE`; the error never repeats the value.
+    fn from_str(entry: &str) -> Result<Self, Self::Err> {
+        match entry.split_once('=') {
+            Some((name, value)) if !name.trim().is_empty() && !value.is_empty() => Ok(Self {
+                name: name.trim().to_owned(),
+                value: value.to_owned(),
+            }),
+            _ => Err("a feed secret is NAME=VALUE".into()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct SourcesArgs {
     /// Hosts remote images may be fetched from, comma-separated: `cdn.shop.com`,
@@ -38,6 +66,26 @@ pub struct SourcesArgs {
     /// How long a failed fetch is remembered (so a broken URL is not hammered), in seconds.
     #[arg(long, env = "OPENTIME_IMAGE_FAILURE_TTL_SECS", default_value_t = 30)]
     pub image_failure_ttl_secs: u64,
+    /// Hosts live data feeds may be fetched from, comma-separated (as for image hosts); feeds
+    /// are fetched over HTTPS. Empty: no feed is fetched (blocks see `null`).
+    #[arg(long, env = "OPENTIME_FEED_HOSTS", value_delimiter = ',')]
+    pub feed_hosts: Vec<String>,
+    /// Exact feed hosts that may resolve to private or loopback addresses (an internal API;
+    /// these may also be reached over plain HTTP); listing one here also allows it.
+    #[arg(long, env = "OPENTIME_FEED_PRIVATE_HOSTS", value_delimiter = ',')]
+    pub feed_private_hosts: Vec<String>,
+    /// Static DNS answers for feed hosts, `HOST=IP`, comma-separated; the address rules apply.
+    #[arg(long, env = "OPENTIME_FEED_RESOLVE", value_delimiter = ',')]
+    pub feed_resolve: Vec<String>,
+    /// Secrets that feed header values reference as `${NAME}`: `NAME=VALUE`, comma-separated.
+    /// Never shown to templates, never logged.
+    #[arg(
+        long,
+        env = "OPENTIME_FEED_SECRETS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub feed_secrets: Vec<FeedSecret>,
     /// MaxMind City database (`.mmdb`) for locating readers by IP. Without it, `location`
     /// comes from the context only.
     #[arg(long, env = "OPENTIME_GEOIP_DB")]
@@ -68,6 +116,10 @@ impl Default for SourcesArgs {
             image_hosts: Vec::new(),
             image_private_hosts: Vec::new(),
             image_resolve: Vec::new(),
+            feed_hosts: Vec::new(),
+            feed_private_hosts: Vec::new(),
+            feed_resolve: Vec::new(),
+            feed_secrets: Vec::new(),
             image_max_bytes: 5 * 1024 * 1024,
             image_connect_timeout_ms: 300,
             image_timeout_ms: 700,

@@ -36,6 +36,9 @@ pub(crate) fn apply(current: Option<&Value>, event: &Event) -> Value {
             email.insert("last_click".into(), at);
             bump(&mut email, "click_count");
         }
+        EventKind::Vote => {
+            email.insert("last_vote".into(), at);
+        }
     }
     email.insert(
         "last_campaign".into(),
@@ -62,6 +65,9 @@ mod tests {
             evidence: "test".into(),
             item: None,
             link: None,
+            variant: None,
+            option: None,
+            counted: None,
         }
     }
 

@@ -64,6 +64,8 @@ pub enum EventKind {
     Pixel,
     /// A click-through.
     Click,
+    /// A poll vote (`block` is the poll's name).
+    Vote,
 }
 
 impl EventKind {
@@ -72,6 +74,7 @@ impl EventKind {
             EventKind::Open => "open",
             EventKind::Pixel => "pixel",
             EventKind::Click => "click",
+            EventKind::Vote => "vote",
         }
     }
 }
@@ -139,8 +142,15 @@ pub struct Event {
     pub evidence: std::sync::Arc<str>,
     /// Clicks: the item index asked for.
     pub item: Option<usize>,
-    /// Clicks: `item` when the item's link was used, `default` when the block's default was.
+    /// Clicks: `item` when the item's link was used, `default` when the block's default was,
+    /// `variant` when the link of the variant the open showed was.
     pub link: Option<&'static str>,
+    /// Opens and clicks of a block with variants: the variant shown.
+    pub variant: Option<String>,
+    /// Votes: the option chosen.
+    pub option: Option<String>,
+    /// Votes: whether it counted (a first vote, or a change the poll allows).
+    pub counted: Option<bool>,
 }
 
 impl Event {
@@ -171,6 +181,9 @@ impl Event {
             evidence: std::sync::Arc::clone(&client.evidence),
             item: None,
             link: None,
+            variant: None,
+            option: None,
+            counted: None,
         }
     }
 
@@ -194,6 +207,15 @@ impl Event {
         }
         if let Some(link) = self.link {
             fields.push(("link", link.to_owned()));
+        }
+        if let Some(variant) = &self.variant {
+            fields.push(("variant", variant.clone()));
+        }
+        if let Some(option) = &self.option {
+            fields.push(("option", option.clone()));
+        }
+        if let Some(counted) = self.counted {
+            fields.push(("counted", flag(counted)));
         }
         fields.push(("id", self.id.clone()));
         fields
@@ -447,6 +469,9 @@ mod tests {
             evidence: "browser".into(),
             item: Some(n),
             link: Some("item"),
+            variant: None,
+            option: None,
+            counted: None,
         }
     }
 

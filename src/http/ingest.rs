@@ -166,7 +166,7 @@ pub(super) async fn handle(state: &AppState, request: Request<Incoming>) -> Resp
     }
 }
 
-fn json_answer(status: StatusCode, body: &Value) -> Response<Body> {
+pub(super) fn json_answer(status: StatusCode, body: &Value) -> Response<Body> {
     answer::plain(status, "application/json", body.to_string())
 }
 
@@ -232,7 +232,7 @@ async fn respond(
 }
 
 /// The channel whose bearer token the request carries, and its scope.
-fn authenticate<'a>(
+pub(super) fn authenticate<'a>(
     state: &'a AppState,
     request: &Request<Incoming>,
 ) -> Result<(&'a str, &'a Scope), IngestError> {

@@ -11,9 +11,11 @@ mod cors;
 mod headers;
 mod ingest;
 mod pixel;
+mod report;
 mod router;
 pub mod server;
 pub(crate) mod shutdown;
 mod state;
+mod vote;
 
 pub use state::AppState;

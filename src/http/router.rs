@@ -3,7 +3,7 @@
 use super::answer::{self, Body};
 use super::block_route;
 use super::state::AppState;
-use super::{click, ingest, pixel};
+use super::{click, ingest, pixel, report, vote};
 use crate::open::Opener;
 use crate::render::Format;
 use hyper::body::Incoming;
@@ -33,6 +33,9 @@ pub(super) async fn handle(
     let path = request.uri().path();
     let (route, response) = if !serves(face, path, state.config.admin_listen.is_some()) {
         ("unknown", not_found())
+    } else if let Some(campaign) = path.strip_prefix("/v1/report/") {
+        let campaign = campaign.to_owned();
+        ("report", report::serve(&state, &request, &campaign).await)
     } else if path.starts_with("/v1/") {
         ("context-api", ingest::handle(&state, request).await)
     } else {
@@ -60,6 +63,7 @@ async fn route(
         ["img", _, _] => "img",
         ["html", _, _] => "html",
         ["click", _, _] => "click",
+        ["vote", _, _, _] => "vote",
         ["open", _] => "open",
         ["healthz"] => "healthz",
         ["readyz"] => "readyz",
@@ -93,6 +97,9 @@ async fn route(
             .await
         }
         ["click", campaign, block] => click::serve(state, campaign, block, query, opener).await,
+        ["vote", campaign, poll, option] => {
+            vote::serve(state, campaign, poll, option, query, opener).await
+        }
         ["open", file] => pixel::serve(state, file, query, opener),
         ["html", campaign, file] => {
             block_route::serve(

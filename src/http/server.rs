@@ -118,6 +118,8 @@ pub async fn start_with_clock(args: ServeArgs, clock: Clock) -> Result<RunningSe
     let cors = CorsOrigins::new(&args.cors_origins)?;
     tracing::info!(
         image_hosts = ?args.sources.image_hosts,
+        feed_hosts = ?args.sources.feed_hosts,
+        feed_secrets = args.sources.feed_secrets.len(),
         geoip = %args.sources.geoip_db.as_deref().map_or("none (location from the context only)".into(), |p| p.display().to_string()),
         stores = sources.stores.len(),
         trusted_proxy_hops = args.trusted_proxy_hops,
@@ -169,6 +171,7 @@ pub async fn start_with_clock(args: ServeArgs, clock: Clock) -> Result<RunningSe
         signer,
         contexts: opened.contexts,
         locks: opened.locks,
+        tallies: opened.tallies,
         events,
         catalog,
         cache: RenderCache::new(args.cache_mb * 1024 * 1024),

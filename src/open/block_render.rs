@@ -10,6 +10,7 @@
 use super::error::BlockRenderError;
 use super::input::TemplateInput;
 use crate::blocks::suppress::Instead;
+use crate::blocks::variants::Shows;
 use crate::blocks::{Block, Campaign};
 use crate::countdown::{CountdownBlock, CountdownError, CountdownOpen};
 use crate::render::{
@@ -80,6 +81,12 @@ pub(super) fn template_output(job: BlockRender<'_>) -> Result<TemplateOutput, Bl
         }
         None => {}
     }
+    let shown = match shown_variant(job)? {
+        Shown::Block => None,
+        Shown::Finished(rendered) => return Ok(TemplateOutput::Done(rendered)),
+        Shown::Variant(variant) => Some(variant),
+    };
+    let block = shown.as_deref().unwrap_or(block);
     let unsupported = |format| BlockRenderError::Unsupported {
         block: block.name.clone(),
         format,
@@ -172,7 +179,7 @@ enum Suppressed {
 
 /// The suppressed variant when `block` is suppressed for `input`; `None` to render as usual.
 fn suppressed_variant(job: BlockRender<'_>) -> Result<Option<Suppressed>, BlockRenderError> {
-    let (block, format, scale) = (job.block, job.format, job.scale);
+    let (block, format) = (job.block, job.format);
     let Some(suppression) = &block.suppression else {
         return Ok(None);
     };
@@ -190,23 +197,11 @@ fn suppressed_variant(job: BlockRender<'_>) -> Result<Option<Suppressed>, BlockR
             return Ok(Some(Suppressed::Template(Box::new(Block {
                 template: Some(template.clone()),
                 suppression: None,
+                variants: None,
                 ..block.clone()
             }))));
         }
-        Instead::Image(file) => {
-            let bytes = std::fs::read(job.campaign.dir.join(file))
-                .map_err(|e| RenderError::Assets(format!("{file}: {e}")))?;
-            let image = job.renderer.fallback(
-                Some((file.as_str(), bytes)),
-                block.width,
-                block.height,
-                String::new(),
-            )?;
-            Rendered {
-                bytes: image.image_for_scale(scale).clone(),
-                content_type: image.content_type,
-            }
-        }
+        Instead::Image(file) => campaign_image(job, file)?,
         Instead::Pixel if format == Format::Gif => Rendered {
             bytes: Bytes::from_static(&TRANSPARENT_GIF),
             content_type: "image/gif",
@@ -217,4 +212,58 @@ fn suppressed_variant(job: BlockRender<'_>) -> Result<Option<Suppressed>, BlockR
         },
     };
     Ok(Some(Suppressed::Finished(rendered)))
+}
+
+/// What the variant of this input shows.
+enum Shown {
+    /// The block as it is (no variant, or one that shows the block's own templates).
+    Block,
+    /// A variant's image file.
+    Finished(Rendered),
+    /// The block with the variant's templates.
+    Variant(Box<Block>),
+}
+
+/// The block as the input's variant shows it (`crate::blocks::variants`).
+fn shown_variant(job: BlockRender<'_>) -> Result<Shown, BlockRenderError> {
+    let block = job.block;
+    let variant = match (&block.variants, job.input.variant.as_deref()) {
+        (Some(variants), Some(name)) => variants.get(name),
+        _ => None,
+    };
+    let Some(variant) = variant else {
+        return Ok(Shown::Block);
+    };
+    let template = match (&variant.shows, job.format) {
+        (Shows::Image(file), Format::Png | Format::Gif) => {
+            return Ok(Shown::Finished(campaign_image(job, file)?))
+        }
+        (Shows::Template(template), _) => Some(template.clone()),
+        (Shows::Block | Shows::Image(_), _) => block.template.clone(),
+    };
+    if variant.html.is_none() && template == block.template {
+        return Ok(Shown::Block);
+    }
+    Ok(Shown::Variant(Box::new(Block {
+        template,
+        html_template: variant.html.clone().or_else(|| block.html_template.clone()),
+        ..block.clone()
+    })))
+}
+
+/// An image file of the campaign at the block's size and the job's scale.
+fn campaign_image(job: BlockRender<'_>, file: &str) -> Result<Rendered, BlockRenderError> {
+    let block = job.block;
+    let bytes = std::fs::read(job.campaign.dir.join(file))
+        .map_err(|e| RenderError::Assets(format!("{file}: {e}")))?;
+    let image = job.renderer.fallback(
+        Some((file, bytes)),
+        block.width,
+        block.height,
+        String::new(),
+    )?;
+    Ok(Rendered {
+        bytes: image.image_for_scale(job.scale).clone(),
+        content_type: image.content_type,
+    })
 }

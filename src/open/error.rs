@@ -36,6 +36,8 @@ pub enum OpenError {
     Timeout,
     #[error("countdown: {0}")]
     Countdown(#[from] CountdownError),
+    #[error("required feed `{0}` has no value")]
+    Feed(String),
 }
 
 impl OpenError {
@@ -53,6 +55,7 @@ impl OpenError {
             OpenError::Overloaded => "overload",
             OpenError::Timeout => "timeout",
             OpenError::Countdown(error) => error.reason(),
+            OpenError::Feed(_) => "feed",
         }
     }
 
@@ -65,6 +68,7 @@ impl OpenError {
                 | OpenError::Store(_)
                 | OpenError::Overloaded
                 | OpenError::Timeout
+                | OpenError::Feed(_)
         )
     }
 }

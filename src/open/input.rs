@@ -8,6 +8,7 @@
 //! is hashed from exactly what it holds, and [`RequestDependence`] says what of the request
 //! beyond the URL the bytes depend on.
 
+use super::local_time::LocalTime;
 use super::opener::Opener;
 use crate::blocks::{Block, BlockKind, Campaign};
 use crate::cache::RenderKey;
@@ -51,6 +52,19 @@ pub struct TemplateInput {
     /// The stores nearest to `location`, nearest first (empty without coordinates).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nearest_stores: Vec<NearbyShopStore>,
+    /// The reader's local time, only for blocks with `request = ["time"]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<LocalTime>,
+    /// What the block's feeds returned (`null` for one without a value), by feed name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub feeds: BTreeMap<String, serde_json::Value>,
+    /// The live counts of the block's poll.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll: Option<serde_json::Value>,
+    /// The variant shown: chosen by the block's rules in [`RenderInput::decide`], or the arm
+    /// of its test chosen before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
     /// What a countdown knows of the reader of this fetch. Never stored (a lock keeps what the
     /// first open saw, not who reads now) nor hashed: [`RenderInput::decide`] finds it from the
     /// context and the opener unless a caller set it (a preview, a test), and it reaches the key
@@ -98,6 +112,10 @@ impl TemplateInput {
             location: None,
             countdown: None,
             nearest_stores: Vec::new(),
+            local: None,
+            feeds: BTreeMap::new(),
+            poll: None,
+            variant: None,
             reader: None,
         }
     }
@@ -125,6 +143,24 @@ impl TemplateInput {
             );
             context.insert("nearest_stores", &self.nearest_stores);
         }
+        if block.reads_time {
+            context.insert("local", &self.local);
+        }
+        if !block.feeds.is_empty() {
+            let feeds: BTreeMap<&str, &serde_json::Value> = block
+                .feeds
+                .iter()
+                .map(|name| {
+                    let value = self.feeds.get(name).unwrap_or(&serde_json::Value::Null);
+                    (name.as_str(), value)
+                })
+                .collect();
+            context.insert("feeds", &feeds);
+        }
+        if block.poll.is_some() {
+            context.insert("poll", &self.poll);
+        }
+        context.insert("variant", &self.variant);
         context.insert(
             "block",
             &json!({"name": block.name, "width": block.width, "height": block.height}),
@@ -209,6 +245,7 @@ impl RenderInput {
             input.query = request.canonical_query();
             input.countdown = Some(request);
         }
+        choose_variant(block, &mut input);
         let locators = sources.locators();
         let depends_on =
             RequestDependence::of(block, &input, opener, locators, countdown_by_address);
@@ -239,7 +276,7 @@ impl RequestDependence {
         countdown_by_address: bool,
     ) -> Self {
         let locating = locators.geo.is_some() || locators.egress.is_some();
-        let location_by_request = block.reads_location
+        let location_by_request = (block.reads_location || block.reads_time)
             && locating
             && input
                 .location
@@ -258,6 +295,32 @@ impl RequestDependence {
             client_address: block.reads_client || location_by_address || countdown_by_address,
         }
     }
+}
+
+/// Sets the variant `input` shows: a test's arm chosen before stays (if the block has it), else
+/// the block's rules pick one; blocks without variants show none.
+pub(super) fn choose_variant(block: &Block, input: &mut TemplateInput) {
+    let Some(variants) = &block.variants else {
+        input.variant = None;
+        return;
+    };
+    if input
+        .variant
+        .as_deref()
+        .is_some_and(|name| variants.get(name).is_some())
+    {
+        return;
+    }
+    input.variant = if variants.is_test() {
+        None
+    } else {
+        Some(
+            variants
+                .by_rules(&input.to_tera_context(block))
+                .name
+                .clone(),
+        )
+    };
 }
 
 /// One open of `block` as its template will see it, before [`RenderInput::decide`]: the
@@ -285,6 +348,10 @@ pub fn from_context(
 fn add_opener_facts(input: &mut TemplateInput, block: &Block, opener: &Opener, sources: &Sources) {
     if block.reads_client {
         input.client = Some(opener.client.clone());
+    }
+    if block.reads_time {
+        let reader = reader_of(input, opener, sources);
+        input.local = Some(LocalTime::at(input.now, reader.time_zone.as_deref()));
     }
     if !block.reads_location {
         return;

@@ -30,7 +30,7 @@ pub(super) async fn input(
 ) -> Result<TemplateInput, OpenError> {
     let key = lock_key(subscriber, campaign, &block.name);
     match stored(pipeline, &key).await {
-        Lookup::Locked(input) => return Ok(input),
+        Lookup::Locked(input) => return Ok(*input),
         Lookup::Unknown => return context_input.await,
         Lookup::Free => {}
     }
@@ -62,7 +62,7 @@ pub(super) async fn input(
 
 /// What the lock store says about a block.
 pub(super) enum Lookup {
-    Locked(TemplateInput),
+    Locked(Box<TemplateInput>),
     Free,
     /// The store failed or was slow: locked or not, nobody knows.
     Unknown,
@@ -72,7 +72,7 @@ pub(super) enum Lookup {
 pub(super) async fn stored(pipeline: &Pipeline, key: &str) -> Lookup {
     match tokio::time::timeout(pipeline.limits.store_timeout, pipeline.locks.get(key)).await {
         Ok(Ok(Some(json))) => match serde_json::from_str(&json) {
-            Ok(input) => Lookup::Locked(input),
+            Ok(input) => Lookup::Locked(Box::new(input)),
             Err(error) => {
                 tracing::warn!(%error, "unreadable lock; serving from the context");
                 Lookup::Unknown

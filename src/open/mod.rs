@@ -13,30 +13,42 @@
 //! 7. [`render_job`] — the render off the async threads: [`block_render`]'s template step,
 //!    the product [`photos`] (async), then its raster step.
 //!
-//! The open event is queued right after verification (never waited for). [`Pipeline::open_block`]
+//! The open event is made right after verification and queued when the open is over, with the
+//! variant it showed (never waited for); a test block's arm (`arms`), the block's `feeds` and a
+//! results block's poll counts (`poll_results`) join the input before step 5. [`Pipeline::open_block`]
 //! returns a typed outcome: the render and what it depended on, or an [`OpenError`] that the
 //! HTTP layer turns into the block's fallback. [`click`] and [`pixel`] are the other two opens.
 
+mod arms;
 mod block_render;
 mod cached_render;
 mod click;
 mod error;
+mod feeds;
 mod input;
+mod local_time;
 mod lock_on_open;
 mod opener;
 mod photos;
 mod pixel;
+mod poll_results;
 mod query;
 mod raw_key;
 pub(crate) mod render_budget;
 pub(crate) mod render_job;
+mod report;
 mod subscriber_context;
 mod verify;
+mod vote;
 
 pub use block_render::render_block;
 pub use error::{BlockRenderError, OpenError};
 pub use input::{from_context, Reader, RenderInput, RequestDependence, TemplateInput};
+pub use local_time::LocalTime;
 pub use opener::Opener;
+pub(crate) use poll_results::results as poll_results;
+pub use report::{report, ArmReport, Report, TestReport};
+pub use vote::{VoteError, Voted};
 
 use crate::blocks::{Block, BlockKind, CachePolicy, Campaign, Catalog};
 use crate::cache::{CachedRender, RenderCache};
@@ -48,6 +60,7 @@ use crate::metrics::Metrics;
 use crate::render::{Fallback, Format};
 use crate::signing::Signer;
 use crate::sources::Sources;
+use crate::tally::SharedTallies;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -60,6 +73,8 @@ pub struct Pipeline {
     pub contexts: SharedStore,
     /// Lock-on-open storage (the same backend as `contexts`).
     pub locks: SharedLocks,
+    /// Poll votes and test counts (the same backend as `contexts`).
+    pub tallies: SharedTallies,
     /// Open and click events, written in the background.
     pub events: EventRecorder,
     pub catalog: Arc<Catalog>,
@@ -221,15 +236,17 @@ impl Pipeline {
             query.subscriber.as_deref(),
             query.token.as_deref(),
         );
-        if let Some(event) = self.attributed_event(
-            EventKind::Open,
-            &campaign.name,
-            &block.name,
-            attribution,
-            &open.opener,
-        ) {
-            self.events.record(event);
-        }
+        // Recorded when this function returns, with the variant shown when there is one.
+        let mut event = PendingEvent {
+            events: &self.events,
+            event: self.attributed_event(
+                EventKind::Open,
+                &campaign.name,
+                &block.name,
+                attribution,
+                &open.opener,
+            ),
+        };
         if raw_key::applies(block) {
             return self
                 .open_plain(found, &open, subscriber.as_ref(), query, deadline)
@@ -241,7 +258,7 @@ impl Pipeline {
             query.template_query,
             &open.opener,
         );
-        let input = match (&subscriber, block.lock_ttl) {
+        let mut input = match (&subscriber, block.lock_ttl) {
             (Some(subscriber), Some(ttl)) => {
                 lock_on_open::input(
                     self,
@@ -256,6 +273,29 @@ impl Pipeline {
             }
             _ => from_context.await?,
         };
+        if let Some(arm) = self
+            .arm(
+                &campaign.name,
+                block,
+                subscriber.as_ref(),
+                open.opener.is_person(),
+            )
+            .await
+        {
+            input.variant = Some(arm);
+        }
+        feeds::fetch(
+            &self.sources.feeds,
+            &self.metrics,
+            campaign,
+            block,
+            &mut input,
+            deadline,
+        )
+        .await?;
+        if let Some(poll) = block.poll.as_deref().and_then(|p| campaign.poll(p)) {
+            input.poll = Some(self.poll_results(&campaign.name, poll).await?);
+        }
         let decided = RenderInput::decide(
             campaign,
             block,
@@ -265,6 +305,9 @@ impl Pipeline {
             &open.opener,
             &self.sources,
         )?;
+        if let Some(event) = event.event.as_mut() {
+            event.variant.clone_from(&decided.input.variant);
+        }
         let rendered_for = decided.input.now;
         let depends_on = decided.depends_on;
         let job = || render_job::RenderJob {
@@ -385,6 +428,21 @@ impl Pipeline {
             error,
             fallback: found.fallback.clone(),
             scale,
+        }
+    }
+}
+
+/// An open's event, recorded when the open is over (whatever it came to), so it can carry
+/// what the open decided (the variant shown).
+struct PendingEvent<'a> {
+    events: &'a EventRecorder,
+    event: Option<Event>,
+}
+
+impl Drop for PendingEvent<'_> {
+    fn drop(&mut self) {
+        if let Some(event) = self.event.take() {
+            self.events.record(event);
         }
     }
 }

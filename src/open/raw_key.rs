@@ -1,6 +1,7 @@
 //! The render key of a *plain* block — one whose render depends only on the context fields it
-//! reads, the subscriber, the time bucket and its query parameters (no countdown, no `client`
-//! or `location` from the request, no lock) — hashed from the fields' stored text. A cache hit
+//! reads, the subscriber, the time bucket and its query parameters (no countdown, no `client`,
+//! `location` or local time from the request, no variants, feeds or poll, no lock) — hashed
+//! from the fields' stored text. A cache hit
 //! on such a block therefore parses, clones and serializes no JSON: the open reads the hash,
 //! hashes what the block reads of it, and serves the bytes. A miss parses only the fields the
 //! block reads ([`parse_read_fields`]).
@@ -20,6 +21,10 @@ pub(super) fn applies(block: &Block) -> bool {
     block.countdown.is_none()
         && !block.reads_client
         && !block.reads_location
+        && !block.reads_time
+        && block.variants.is_none()
+        && block.feeds.is_empty()
+        && block.poll.is_none()
         && block.lock_ttl.is_none()
 }
 

@@ -8,6 +8,7 @@
 
 pub mod apple_egress;
 pub mod countries;
+pub mod feeds;
 pub mod geo_ip;
 pub(crate) mod ip_ranges;
 pub mod mail_clients;
@@ -16,6 +17,7 @@ pub mod shop_stores;
 
 use crate::config::SourcesArgs;
 use apple_egress::{AppleEgress, EgressError};
+use feeds::{FeedConfig, FeedConfigError, Feeds};
 use geo_ip::{GeoDb, GeoError, Locators};
 use mail_clients::{ClientRules, ClientRulesError};
 use product_photos::{ProductPhotoConfig, ProductPhotoConfigError, ProductPhotos};
@@ -31,6 +33,10 @@ pub enum SourcesError {
     Photos(#[from] ProductPhotoConfigError),
     #[error("OPENTIME_IMAGE_RESOLVE: `{0}` is not HOST=IP")]
     Resolve(String),
+    #[error("OPENTIME_FEED_HOSTS: {0}")]
+    Feeds(#[from] FeedConfigError),
+    #[error("OPENTIME_FEED_RESOLVE: `{0}` is not HOST=IP")]
+    FeedResolve(String),
     #[error("OPENTIME_GEOIP_DB: {0}")]
     Geo(#[from] GeoError),
     #[error("OPENTIME_CLIENTS_FILE: {0}")]
@@ -46,6 +52,8 @@ pub enum SourcesError {
 pub struct Sources {
     /// Fetches, resizes and caches product photos from allow-listed hosts.
     pub photos: ProductPhotos,
+    /// Fetches and caches the campaigns' live data feeds from allow-listed hosts.
+    pub feeds: Feeds,
     /// Locates readers by IP; `None` when no `.mmdb` is configured.
     pub geo: Option<GeoDb>,
     /// Tells mail clients, image proxies and machines apart.
@@ -58,21 +66,23 @@ pub struct Sources {
 
 impl Sources {
     pub fn from_args(args: &SourcesArgs) -> Result<Self, SourcesError> {
-        let mut resolve_overrides: HashMap<String, Vec<IpAddr>> = HashMap::new();
-        for entry in &args.image_resolve {
-            let (host, ip) = entry
-                .split_once('=')
-                .and_then(|(host, ip)| Some((host.trim(), ip.trim().parse::<IpAddr>().ok()?)))
-                .ok_or_else(|| SourcesError::Resolve(entry.clone()))?;
-            resolve_overrides
-                .entry(host.to_owned())
-                .or_default()
-                .push(ip);
-        }
+        let image_overrides =
+            resolve_overrides(&args.image_resolve).map_err(SourcesError::Resolve)?;
+        let feeds = Feeds::new(FeedConfig {
+            allowed_hosts: args.feed_hosts.clone(),
+            private_hosts: args.feed_private_hosts.clone(),
+            resolve_overrides: resolve_overrides(&args.feed_resolve)
+                .map_err(SourcesError::FeedResolve)?,
+            secrets: args
+                .feed_secrets
+                .iter()
+                .map(|secret| (secret.name.clone(), secret.value.clone()))
+                .collect(),
+        })?;
         let images = ProductPhotos::new(ProductPhotoConfig {
             allowed_hosts: args.image_hosts.clone(),
             private_hosts: args.image_private_hosts.clone(),
-            resolve_overrides,
+            resolve_overrides: image_overrides,
             connect_timeout: Duration::from_millis(args.image_connect_timeout_ms),
             timeout: Duration::from_millis(args.image_timeout_ms),
             max_bytes: args.image_max_bytes,
@@ -109,6 +119,7 @@ impl Sources {
         let stores = ShopStores::load_or_demo(args.stores.as_deref())?;
         Ok(Self {
             photos: images,
+            feeds,
             geo,
             clients,
             apple_egress,
@@ -128,6 +139,19 @@ impl Sources {
     pub fn defaults() -> Result<Self, SourcesError> {
         Self::from_args(&SourcesArgs::default())
     }
+}
+
+/// `HOST=IP` entries (like curl's `--resolve`) as a map; the bad entry as the error.
+fn resolve_overrides(entries: &[String]) -> Result<HashMap<String, Vec<IpAddr>>, String> {
+    let mut overrides: HashMap<String, Vec<IpAddr>> = HashMap::new();
+    for entry in entries {
+        let (host, ip) = entry
+            .split_once('=')
+            .and_then(|(host, ip)| Some((host.trim(), ip.trim().parse::<IpAddr>().ok()?)))
+            .ok_or_else(|| entry.clone())?;
+        overrides.entry(host.to_owned()).or_default().push(ip);
+    }
+    Ok(overrides)
 }
 
 #[cfg(test)]

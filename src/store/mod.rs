@@ -12,6 +12,7 @@ pub(crate) use redis::{RedisSettings, RedisStore};
 use crate::context::{SharedStore, StoreError};
 use crate::events::EventSink;
 use crate::lock::SharedLocks;
+use crate::tally::SharedTallies;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -29,6 +30,8 @@ pub(crate) struct Opened {
     pub contexts: SharedStore,
     pub locks: SharedLocks,
     pub events: Arc<dyn EventSink>,
+    /// Poll votes and test counts.
+    pub tallies: SharedTallies,
 }
 
 /// Opens Redis (one server, Sentinel's master or a Cluster), else the embedded store; its log
@@ -52,6 +55,7 @@ pub(crate) fn open(
             Ok(Opened {
                 contexts: store.clone(),
                 locks: store.clone(),
+                tallies: store.clone(),
                 events: store,
             })
         }
@@ -66,6 +70,7 @@ pub(crate) fn open(
             Ok(Opened {
                 contexts: store.clone(),
                 locks: store.clone(),
+                tallies: store.clone(),
                 events: store,
             })
         }

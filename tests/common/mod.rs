@@ -6,6 +6,7 @@
 
 mod browser;
 mod cluster;
+mod colour_blocks;
 mod http;
 mod pixels;
 mod redis;
@@ -14,6 +15,7 @@ mod studio;
 
 pub use self::browser::*;
 pub use self::cluster::*;
+pub use self::colour_blocks::*;
 pub use self::http::*;
 pub use self::pixels::*;
 pub use self::redis::*;

@@ -272,6 +272,17 @@ impl TestServer {
         )
     }
 
+    /// Waits until `/readyz` says the store answers (the server connects to Redis in the
+    /// background, answering with fallbacks until then); panics after 10 s.
+    pub async fn wait_until_ready(&self) {
+        let url = self.url("/readyz");
+        let ready = super::eventually(std::time::Duration::from_secs(10), || async {
+            super::get(&url).await.status == 200
+        })
+        .await;
+        assert!(ready, "the server's store never became ready");
+    }
+
     pub async fn shutdown(mut self) {
         if let Some(running) = self.running.take() {
             running.shutdown().await;

@@ -128,6 +128,12 @@ impl AllowList {
         }
     }
 
+    /// Whether the URL's host is one of the listed private hosts (an operator's internal
+    /// server, which may be reached over plain HTTP).
+    pub(crate) fn is_private_host(&self, url: &Url) -> bool {
+        HostKey::from_url(url).is_some_and(|host| self.private.contains(&host))
+    }
+
     fn address_allowed(&self, host: &HostKey, ip: IpAddr) -> bool {
         is_public(ip) || self.private.contains(host)
     }

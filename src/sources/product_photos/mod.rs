@@ -25,8 +25,9 @@ use bytes::Bytes;
 use moka::future::Cache;
 use reqwest::Url;
 
+pub(crate) use allow_list::AllowList;
 pub use allow_list::AllowListError;
-use allow_list::{AllowList, GuardedResolver};
+use allow_list::GuardedResolver;
 pub use decode::DecodeBudget;
 pub(crate) use decode::{header_dimensions, reencode, resize_to_png, DecodeLimits};
 
@@ -178,7 +179,7 @@ impl FetchError {
 
     /// Our own error, carried inside a reqwest error (from the resolver or the
     /// redirect policy), or the best description of a transport error.
-    fn from_reqwest(error: &reqwest::Error) -> Self {
+    pub(crate) fn from_reqwest(error: &reqwest::Error) -> Self {
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
         while let Some(current) = source {
             if let Some(ours) = current.downcast_ref::<FetchError>() {
@@ -270,39 +271,19 @@ impl ProductPhotos {
                 return Err(ProductPhotoConfigError::Zero(name));
             }
         }
-        let allow = Arc::new(AllowList::new(
-            &config.allowed_hosts,
-            &config.private_hosts,
-            &config.resolve_overrides,
-        )?);
-
-        let redirect_allow = Arc::clone(&allow);
-        let max_redirects = config.max_redirects;
-        let redirects = reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.previous().len() > max_redirects {
-                return attempt.error(FetchError::TooManyRedirects);
-            }
-            match redirect_allow.check_url(attempt.url()) {
-                Ok(()) => attempt.follow(),
-                Err(FetchError::HostNotAllowed) => attempt.error(FetchError::RedirectNotAllowed),
-                Err(other) => attempt.error(other),
-            }
-        });
-
-        let client = reqwest::Client::builder()
-            // Proxies from the environment would bypass the resolver's address check.
-            .no_proxy()
-            .dns_resolver(Arc::new(GuardedResolver {
-                allow: Arc::clone(&allow),
-            }))
-            .redirect(redirects)
-            .referer(false)
-            .connect_timeout(config.connect_timeout)
-            .read_timeout(config.timeout)
-            .timeout(config.timeout)
-            .user_agent(config.user_agent.clone())
-            .build()
-            .map_err(ProductPhotoConfigError::Client)?;
+        let (allow, client) = guarded_client(GuardedClientSettings {
+            allowed_hosts: &config.allowed_hosts,
+            private_hosts: &config.private_hosts,
+            resolve_overrides: &config.resolve_overrides,
+            connect_timeout: config.connect_timeout,
+            timeout: config.timeout,
+            max_redirects: config.max_redirects,
+            user_agent: config.user_agent.clone(),
+        })
+        .map_err(|error| match error {
+            GuardedClientError::AllowList(error) => ProductPhotoConfigError::AllowList(error),
+            GuardedClientError::Client(error) => ProductPhotoConfigError::Client(error),
+        })?;
 
         let cache = Cache::builder()
             .max_capacity(config.cache_capacity_bytes)
@@ -399,7 +380,7 @@ impl Inner {
 
     /// GET with the byte cap checked on `Content-Length` and again while streaming.
     async fn fetch(&self, url: Url) -> Result<Vec<u8>, FetchError> {
-        let mut response = self
+        let response = self
             .client
             .get(url)
             .header(
@@ -426,32 +407,101 @@ impl Inner {
                 return Err(FetchError::NotAnImage);
             }
         }
-        if response
+        read_capped(response, self.max_bytes).await
+    }
+}
+
+/// How an HTTP client that only reaches allow-listed hosts is set up.
+pub(crate) struct GuardedClientSettings<'a> {
+    /// Hosts that may be fetched: exact names, `*.suffix` wildcards or IP addresses.
+    pub allowed_hosts: &'a [String],
+    /// Exact hosts that may be on private or loopback addresses (listing one allows it).
+    pub private_hosts: &'a [String],
+    /// Static DNS answers; the address rules still apply.
+    pub resolve_overrides: &'a HashMap<String, Vec<IpAddr>>,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    pub max_redirects: usize,
+    pub user_agent: String,
+}
+
+/// Why a guarded client cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum GuardedClientError {
+    #[error(transparent)]
+    AllowList(#[from] AllowListError),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
+/// The allow-list of `settings` and an HTTP client that connects only where it says: no proxy
+/// from the environment (it would bypass the resolver's address check), every resolved
+/// address checked, every redirect checked against the list again. Product photos and live
+/// data feeds both use it.
+pub(crate) fn guarded_client(
+    settings: GuardedClientSettings<'_>,
+) -> Result<(Arc<AllowList>, reqwest::Client), GuardedClientError> {
+    let allow = Arc::new(AllowList::new(
+        settings.allowed_hosts,
+        settings.private_hosts,
+        settings.resolve_overrides,
+    )?);
+    let redirect_allow = Arc::clone(&allow);
+    let max_redirects = settings.max_redirects;
+    let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() > max_redirects {
+            return attempt.error(FetchError::TooManyRedirects);
+        }
+        match redirect_allow.check_url(attempt.url()) {
+            Ok(()) => attempt.follow(),
+            Err(FetchError::HostNotAllowed) => attempt.error(FetchError::RedirectNotAllowed),
+            Err(other) => attempt.error(other),
+        }
+    });
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .dns_resolver(Arc::new(GuardedResolver {
+            allow: Arc::clone(&allow),
+        }))
+        .redirect(redirects)
+        .referer(false)
+        .connect_timeout(settings.connect_timeout)
+        .read_timeout(settings.timeout)
+        .timeout(settings.timeout)
+        .user_agent(settings.user_agent)
+        .build()
+        .map_err(GuardedClientError::Client)?;
+    Ok((allow, client))
+}
+
+/// A response's body, refused when it is larger than `max_bytes` (by `Content-Length`, and
+/// again while streaming).
+pub(crate) async fn read_capped(
+    mut response: reqwest::Response,
+    max_bytes: u64,
+) -> Result<Vec<u8>, FetchError> {
+    if response.content_length().is_some_and(|len| len > max_bytes) {
+        return Err(FetchError::TooLarge);
+    }
+    let cap = usize::try_from(max_bytes).unwrap_or(usize::MAX);
+    let mut body = Vec::with_capacity(
+        response
             .content_length()
-            .is_some_and(|len| len > self.max_bytes)
-        {
+            .and_then(|len| usize::try_from(len).ok())
+            .unwrap_or(64 * 1024)
+            .min(cap),
+    );
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| FetchError::from_reqwest(&e))?
+    {
+        if body.len().saturating_add(chunk.len()) > cap {
             return Err(FetchError::TooLarge);
         }
-        let cap = usize::try_from(self.max_bytes).unwrap_or(usize::MAX);
-        let mut body = Vec::with_capacity(
-            response
-                .content_length()
-                .and_then(|len| usize::try_from(len).ok())
-                .unwrap_or(64 * 1024)
-                .min(cap),
-        );
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| FetchError::from_reqwest(&e))?
-        {
-            if body.len().saturating_add(chunk.len()) > cap {
-                return Err(FetchError::TooLarge);
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
+        body.extend_from_slice(&chunk);
     }
+    Ok(body)
 }
 
 #[cfg(test)]

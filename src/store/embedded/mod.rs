@@ -10,6 +10,7 @@ mod context;
 mod database_slot;
 mod events;
 mod lock;
+mod tally;
 
 use crate::context::{ContextFields, StoreError, SubscriberId};
 use database_slot::DatabaseSlot;

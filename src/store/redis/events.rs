@@ -115,6 +115,8 @@ for event = 1, count do
   local kind, when, campaign, machine = ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
   if machine == '1' then
     email.last_prefetch = when
+  elseif kind == 'vote' then
+    email.last_vote = when
   else
     if kind == 'click' then
       email.last_click = when

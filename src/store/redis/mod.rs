@@ -27,6 +27,7 @@ pub(crate) mod replication;
 mod sentinel;
 pub(crate) mod slots;
 pub(crate) mod streams;
+mod tally;
 pub(crate) mod target;
 
 use crate::context::StoreError;
@@ -69,6 +70,11 @@ pub(crate) struct RedisStore {
 }
 
 impl RedisStore {
+    /// How many event streams (shards) the store writes and reads.
+    pub(crate) fn stream_shards(&self) -> u16 {
+        self.streams.shards()
+    }
+
     /// Prepares a store; does not connect yet (see [`RedisStore::connect_in_background`]).
     pub(crate) fn new(settings: RedisSettings) -> Result<Self, StoreError> {
         let target = Arc::new(settings.target);
@@ -225,19 +231,19 @@ pub(super) fn to_store_error(error: redis::RedisError) -> StoreError {
 /// A real `redis-server` for the unit tests of this folder, on a free port, killed when
 /// dropped (like `tests/common/redis.rs`; `scripts/test` installs redis-server).
 #[cfg(test)]
-mod testkit {
+pub(crate) mod testkit {
     use super::{EventStreams, RedisSettings, RedisStore, RedisTarget, WritePolicy};
     use std::process::{Child, Command, Stdio};
     use std::time::{Duration, Instant};
 
-    pub(super) struct TestRedis {
+    pub(crate) struct TestRedis {
         port: u16,
         child: Child,
         _dir: tempfile::TempDir,
     }
 
     impl TestRedis {
-        pub(super) fn start() -> Self {
+        pub(crate) fn start() -> Self {
             let port = std::net::TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())
                 .map(|a| a.port())
@@ -291,7 +297,7 @@ mod testkit {
         }
 
         /// A connected store on this server (one event stream, waiting for one replica).
-        pub(super) async fn store(&self) -> RedisStore {
+        pub(crate) async fn store(&self) -> RedisStore {
             self.store_with(1).await
         }
 
