@@ -40,22 +40,26 @@ struct Fixture {
     input: TemplateInput,
 }
 
-fn fixture() -> Fixture {
-    let renderer = Renderer::load(&repo().join("assets")).expect("assets");
-    let campaign =
-        Campaign::load(&repo().join("templates/demo"), &renderer).expect("demo campaign");
+/// Alice's sample as `block` sees it now.
+fn alice_input(block: &Block) -> TemplateInput {
     let text =
         std::fs::read_to_string(repo().join("templates/demo/samples/alice.json")).expect("sample");
     let fields: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(&text).expect("sample JSON");
-    let block = campaign.block("cart").expect("cart block");
-    let input = TemplateInput::for_block(
+    TemplateInput::for_block(
         block,
         &fields,
         Some("alice"),
         chrono::Utc::now(),
         Default::default(),
-    );
+    )
+}
+
+fn fixture() -> Fixture {
+    let renderer = Renderer::load(&repo().join("assets")).expect("assets");
+    let campaign =
+        Campaign::load(&repo().join("templates/demo"), &renderer).expect("demo campaign");
+    let input = alice_input(campaign.block("cart").expect("cart block"));
     Fixture {
         renderer,
         campaign,
@@ -419,10 +423,6 @@ fn decode_rgba(bytes: &[u8]) -> image::RgbaImage {
 fn png_summary() {
     const ROUNDS: usize = 31;
     let f = fixture();
-    let text =
-        std::fs::read_to_string(repo().join("templates/demo/samples/alice.json")).expect("sample");
-    let fields: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(&text).expect("sample JSON");
     println!(
         "
 PNG per demo block (Alice's sample; median of {ROUNDS} interleaved rounds of encode time):"
@@ -433,13 +433,7 @@ PNG per demo block (Alice's sample; median of {ROUNDS} interleaved rounds of enc
         let Some(template) = block.template.as_deref() else {
             continue;
         };
-        let input = TemplateInput::for_block(
-            block,
-            &fields,
-            Some("alice"),
-            chrono::Utc::now(),
-            Default::default(),
-        );
+        let input = alice_input(block);
         let svg = f
             .campaign
             .render_template(template, &input.to_tera_context(block))
