@@ -20,6 +20,7 @@ use super::RenderError;
 use bytes::Bytes;
 use palette::Srgb;
 use resvg::tiny_skia::Pixmap;
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// How a block's PNG is written.
@@ -48,38 +49,44 @@ const LEVEL: u8 = 2;
 
 /// A pixmap (premultiplied, as tiny-skia keeps it) as lossless PNG bytes.
 pub(crate) fn encode(pixmap: &Pixmap) -> Result<Vec<u8>, RenderError> {
-    let (width, height) = (pixmap.width(), pixmap.height());
-    if pixmap.pixels().iter().all(|p| p.alpha() == u8::MAX) {
-        let rgb: Vec<u8> = pixmap
-            .data()
+    encode_straight(&straight_rgba(pixmap), pixmap.width(), pixmap.height())
+}
+
+/// Straight RGBA pixels as lossless PNG bytes: RGB when every pixel is opaque.
+fn encode_straight(rgba: &[u8], width: u32, height: u32) -> Result<Vec<u8>, RenderError> {
+    if rgba.chunks_exact(4).all(|p| p[3] == u8::MAX) {
+        let rgb: Vec<u8> = rgba
             .chunks_exact(4)
             .flat_map(|p| [p[0], p[1], p[2]])
             .collect();
         write(&rgb, width, height, png::ColorType::Rgb, None)
     } else {
-        write(
-            &straight_rgba(pixmap),
-            width,
-            height,
-            png::ColorType::Rgba,
-            None,
-        )
+        write(rgba, width, height, png::ColorType::Rgba, None)
     }
 }
 
-/// A pixmap as PNG bytes in `mode`.
+/// A pixmap as PNG bytes in `mode`. The palette mode demultiplies once, for the palette and,
+/// when no palette keeps the picture, for the lossless fallback.
 pub(crate) fn encode_as(pixmap: &Pixmap, mode: PngMode) -> Result<Vec<u8>, RenderError> {
+    let (width, height) = (pixmap.width(), pixmap.height());
     match mode {
         PngMode::Lossless => encode(pixmap),
-        PngMode::Palette => match quantize(pixmap) {
-            Some(indexed) => indexed.write(pixmap.width(), pixmap.height()),
-            None => encode(pixmap),
-        },
+        PngMode::Palette => {
+            let rgba = straight_rgba(pixmap);
+            match quantize(&rgba, width, height) {
+                Some(indexed) => indexed.write(width, height),
+                None => encode_straight(&rgba, width, height),
+            }
+        }
     }
 }
 
-/// The pixmap's pixels as straight (not premultiplied) RGBA bytes.
-fn straight_rgba(pixmap: &Pixmap) -> Vec<u8> {
+/// The pixmap's pixels as straight (not premultiplied) RGBA bytes: borrowed when every pixel
+/// is opaque (premultiplied and straight are the same then).
+fn straight_rgba(pixmap: &Pixmap) -> Cow<'_, [u8]> {
+    if pixmap.pixels().iter().all(|p| p.alpha() == u8::MAX) {
+        return Cow::Borrowed(pixmap.data());
+    }
     let mut data = pixmap.data().to_vec();
     for (pixel, bytes) in pixmap.pixels().iter().zip(data.chunks_exact_mut(4)) {
         if pixel.alpha() != u8::MAX {
@@ -87,7 +94,7 @@ fn straight_rgba(pixmap: &Pixmap) -> Vec<u8> {
             bytes.copy_from_slice(&[c.red(), c.green(), c.blue(), c.alpha()]);
         }
     }
-    data
+    Cow::Owned(data)
 }
 
 /// A picture of at most 256 colours: the palette (RGBA), and one index per pixel.
@@ -108,9 +115,9 @@ impl Indexed {
     }
 }
 
-/// The picture as [`Indexed`] when a palette keeps it within [`PALETTE_MAX_ERROR`].
-pub(crate) fn quantize(pixmap: &Pixmap) -> Option<Indexed> {
-    let rgba = straight_rgba(pixmap);
+/// The picture (`width`×`height` straight RGBA pixels) as [`Indexed`] when a palette keeps it
+/// within [`PALETTE_MAX_ERROR`].
+pub(crate) fn quantize(rgba: &[u8], width: u32, height: u32) -> Option<Indexed> {
     let mut translucent: Vec<[u8; 4]> = Vec::new();
     let mut opaque_colours: HashMap<[u8; 3], u8> = HashMap::new();
     for p in rgba.chunks_exact(4) {
@@ -150,8 +157,7 @@ pub(crate) fn quantize(pixmap: &Pixmap) -> Option<Indexed> {
             .chunks_exact(4)
             .map(|p| Srgb::new(p[0], p[1], p[2]))
             .collect();
-        let image =
-            quantette::ImageRef::new(pixmap.width(), pixmap.height(), pixels.as_slice()).ok()?;
+        let image = quantette::ImageRef::new(width, height, pixels.as_slice()).ok()?;
         let (palette, indices) = quantette::Pipeline::new()
             .palette_size(quantette::PaletteSize::try_from_usize(room)?)
             .ditherer(quantette::dither::FloydSteinberg::with_error_diffusion(
