@@ -47,12 +47,12 @@ use super::replication::{Plan, ReplicaView};
 use super::slots::slot;
 use super::target::NodeAddress;
 use super::RedisStore;
-use crate::context::StoreError;
+use crate::context::{StoreError, SubscriberId};
 use crate::events::{BatchId, Event, EventError, EventSink, Refused, Written};
 use async_trait::async_trait;
 use chrono::SecondsFormat;
 use redis::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -423,16 +423,13 @@ impl EventSink for RedisStore {
         // One script call per stream and one per subscriber, each carrying its events in
         // batch order (so an `email` field ends with the latest open).
         let mut by_stream: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        let mut by_subscriber: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        let mut by_subscriber: HashMap<SubscriberId, Vec<usize>> = HashMap::new();
         for (index, event) in batch.iter().enumerate() {
             let subscriber = event.subscriber_id();
             let stream = self.streams.key_for(subscriber.as_ref());
             by_stream.entry(stream).or_default().push(index);
             if let Some(subscriber) = subscriber {
-                by_subscriber
-                    .entry(subscriber.as_str().to_owned())
-                    .or_default()
-                    .push(index);
+                by_subscriber.entry(subscriber).or_default().push(index);
             }
         }
         for (stream, owners) in by_stream {
@@ -454,9 +451,6 @@ impl EventSink for RedisStore {
             parts.add(&self.replicas, &stream, owners, &append);
         }
         for (subscriber, owners) in by_subscriber {
-            let Ok(subscriber) = crate::context::SubscriberId::parse(&subscriber) else {
-                continue;
-            };
             let context_key = subscriber.context_key();
             let mut fold = email_script().key(&context_key);
             fold.key(email_applied_key(&subscriber))
