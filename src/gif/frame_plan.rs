@@ -73,6 +73,10 @@ impl BBox {
 pub(super) struct PlannedFrame {
     pub(super) rect: Rect,
     pub(super) pixels: Vec<u8>,
+    /// The same rectangle as it shows after this frame, every pixel in its own colour (no
+    /// "unchanged" index); `None` when `pixels` already is that. Either one draws the same
+    /// picture; `write` keeps whichever compresses smaller.
+    pub(super) shown: Option<Vec<u8>>,
     pub(super) delay: u16,
     pub(super) dispose: DisposalMethod,
 }
@@ -101,6 +105,7 @@ pub(super) fn plan_frames(
             canvas.copy_from_slice(&idx);
             out.push(PlannedFrame {
                 rect: full,
+                shown: None,
                 pixels: idx,
                 delay: f.delay_cs,
                 dispose: DisposalMethod::Keep,
@@ -124,6 +129,7 @@ pub(super) fn plan_frames(
         if let (Some(c), Some(prev)) = (clears.0, out.last_mut()) {
             let grown = prev.rect.union(c);
             prev.pixels = extract(&canvas, w, grown);
+            prev.shown = None;
             prev.rect = grown;
             prev.dispose = DisposalMethod::Background;
             cleared = Some(grown);
@@ -174,10 +180,12 @@ pub(super) fn plan_frames(
             }
         };
         let mut pixels = Vec::with_capacity(rect.width() * (rect.y1 - rect.y0));
+        let mut shown = Vec::with_capacity(pixels.capacity());
         for y in rect.y0..rect.y1 {
             let new =
                 &next[(y - region.y0) * region.width() + (rect.x0 - region.x0)..][..rect.width()];
             let old = &canvas[y * w + rect.x0..][..rect.width()];
+            shown.extend_from_slice(new);
             match cleared {
                 // Unchanged pixels become transparent: "keep what is there".
                 None => pixels.extend(
@@ -203,6 +211,7 @@ pub(super) fn plan_frames(
         out.push(PlannedFrame {
             rect,
             pixels,
+            shown: Some(shown),
             delay: f.delay_cs,
             dispose: DisposalMethod::Keep,
         });

@@ -6,8 +6,10 @@
 //! every colour the frames use (exact when they fit, otherwise a weighted median cut, so there
 //! is no per-frame quantization noise); `frame_plan` cuts each later frame down to the pixels
 //! that really changed (unchanged ones become the transparent index, long runs that LZW loves)
-//! and folds frames that change nothing into the previous frame's delay; `write` hands the
-//! indexed frames to the `gif` crate, whose LZW (weezl) compresses them. [`decode`] reads a GIF
+//! and folds frames that change nothing into the previous frame's delay; `palette_order` gives
+//! the colours of the later frames the low indices (narrower LZW codes); `write` hands the
+//! indexed frames to the `gif` crate, whose LZW (weezl) compresses them, each frame in the
+//! smaller of its two forms. [`decode`] reads a GIF
 //! back into what a viewer shows, for tests.
 //!
 //! This module depends on nothing else in the crate: countdowns (`crate::countdown`) feed it.
@@ -15,12 +17,14 @@
 pub mod decode;
 mod frame_plan;
 mod palette;
+mod palette_order;
 #[cfg(test)]
 mod testkit;
 mod write;
 
 use frame_plan::plan_frames;
 use palette::Palette;
+use palette_order::order_by_later_use;
 use write::write_gif;
 
 /// Largest canvas side we encode.
@@ -98,8 +102,9 @@ pub(crate) fn encode_animation(
     for (i, f) in frames.iter().enumerate() {
         check_patch(&f.patch, width, height).ok_or(GifError::BadPatch(i))?;
     }
-    let palette = Palette::build(frames.iter().map(|f| &f.patch));
-    let planned = plan_frames(width, height, frames, &palette);
+    let mut palette = Palette::build(frames.iter().map(|f| &f.patch));
+    let mut planned = plan_frames(width, height, frames, &palette);
+    order_by_later_use(&mut palette, &mut planned);
     write_gif(w16, h16, &palette, &planned, looping)
 }
 
