@@ -75,7 +75,7 @@ pub(super) struct PlannedFrame {
     pub(super) pixels: Vec<u8>,
     /// The same rectangle as it shows after this frame, every pixel in its own colour (no
     /// "unchanged" index); `None` when `pixels` already is that. Either one draws the same
-    /// picture; `write` keeps whichever compresses smaller.
+    /// picture; `write` writes the one with fewer colour changes.
     pub(super) shown: Option<Vec<u8>>,
     pub(super) delay: u16,
     pub(super) dispose: DisposalMethod,

@@ -9,7 +9,7 @@
 //! and folds frames that change nothing into the previous frame's delay; `palette_order` gives
 //! the colours of the later frames the low indices (narrower LZW codes); `write` hands the
 //! indexed frames to the `gif` crate, whose LZW (weezl) compresses them, each frame in the
-//! smaller of its two forms. [`decode`] reads a GIF
+//! form with fewer colour changes. [`decode`] reads a GIF
 //! back into what a viewer shows, for tests.
 //!
 //! This module depends on nothing else in the crate: countdowns (`crate::countdown`) feed it.

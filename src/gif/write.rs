@@ -30,8 +30,21 @@ pub(super) fn write_gif(
             Some(shown) if colour_changes(shown) < colour_changes(&f.pixels) => shown,
             _ => &f.pixels,
         };
-        let best = lzw_frame(f, pixels, pal.transparent);
-        enc.write_lzw_pre_encoded_frame(&best)?;
+        // Rect sides are within the canvas, which fits u16. The `gif` crate LZW-compresses
+        // the indices (weezl) with the smallest code size they allow.
+        let frame = Frame {
+            delay: f.delay,
+            dispose: f.dispose,
+            transparent: Some(pal.transparent),
+            left: f.rect.x0 as u16,
+            top: f.rect.y0 as u16,
+            width: f.rect.width() as u16,
+            height: (f.rect.y1 - f.rect.y0) as u16,
+            palette: None,
+            buffer: Cow::Borrowed(pixels),
+            ..Frame::default()
+        };
+        enc.write_frame(&frame)?;
     }
     let mut bytes = enc.into_inner()?;
     // Kept in the render cache, which weighs the length: no spare capacity held beyond it.
@@ -40,26 +53,6 @@ pub(super) fn write_gif(
         bytes,
         frames: frames.len(),
     })
-}
-
-/// `f` with `pixels` as its indices against the global palette, LZW-compressed (weezl) with
-/// the smallest code size its indices allow.
-fn lzw_frame<'a>(f: &PlannedFrame, pixels: &'a [u8], transparent: u8) -> Frame<'a> {
-    // Rect sides are within the canvas, which fits u16.
-    let mut frame = Frame {
-        delay: f.delay,
-        dispose: f.dispose,
-        transparent: Some(transparent),
-        left: f.rect.x0 as u16,
-        top: f.rect.y0 as u16,
-        width: f.rect.width() as u16,
-        height: (f.rect.y1 - f.rect.y0) as u16,
-        palette: None,
-        buffer: Cow::Borrowed(pixels),
-        ..Frame::default()
-    };
-    frame.make_lzw_pre_encoded();
-    frame
 }
 
 /// Neighbouring pixels of different indices (row ends included: LZW sees one stream).
