@@ -67,6 +67,50 @@ async fn greeting_follows_the_context_on_the_next_open() {
 }
 
 #[tokio::test]
+async fn an_open_reads_only_the_fields_its_block_reads() {
+    let redis = RedisServer::start();
+    redis.load_sample("alice", &sample_path("alice"));
+    // Carol's context holds none of the fields the cart reads: it renders without them.
+    let points = json!({"points": 10, "tier": "Silver", "value": 0.1, "currency": "EUR"});
+    redis.hset("carol", "loyalty", &points);
+    let server = TestServer::builder().redis(&redis).start().await;
+    let url = server.signed("demo/cart.png", "alice");
+    let before = get(&url).await;
+
+    // A field the cart does not read changes: the same render answers.
+    redis.hset(
+        "alice",
+        "loyalty",
+        &json!({"points": 99999, "tier": "Platinum"}),
+    );
+    let after = get(&url).await;
+    assert_eq!(after.header("etag"), before.header("etag"));
+    assert_eq!(after.body, before.body);
+
+    let carol = get(&server.signed("demo/cart.png", "carol")).await;
+    assert_eq!(carol.status, 200);
+    assert_eq!(carol.header("x-opentime-fallback"), None);
+    assert_same_picture(
+        &carol.png(),
+        &decode_png(&render_offline(
+            "demo",
+            "cart",
+            &json!({"loyalty": points}),
+            "carol",
+        )),
+    );
+
+    // Each open asked Redis for the cart's two fields alone, never for the whole context.
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut redis.connection())
+        .expect("INFO");
+    assert!(stats.contains("cmdstat_hmget:calls=3,"), "{stats}");
+    assert!(!stats.contains("cmdstat_hgetall:"), "{stats}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn wrong_or_missing_token_gets_the_fallback_with_a_reason() {
     let redis = RedisServer::start();
     redis.load_sample("alice", &sample_path("alice"));

@@ -106,6 +106,25 @@ pub trait ContextStore: Send + Sync {
             .collect())
     }
 
+    /// The fields named in `fields` of a subscriber's context as stored text (those it lacks
+    /// left out); `None` when the subscriber has no context at all. An open reads only what its
+    /// block reads: the rest of a context is never sent, decoded or copied.
+    async fn load_raw_fields(
+        &self,
+        subscriber: &SubscriberId,
+        fields: &[String],
+    ) -> Result<Option<RawContextFields>, StoreError> {
+        let all = self.load_raw(subscriber).await?;
+        if all.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(
+            all.into_iter()
+                .filter(|(field, _)| fields.contains(field))
+                .collect(),
+        ))
+    }
+
     /// Sets the given top-level fields, leaving every other field as it is; says how many
     /// copies hold the write.
     async fn merge(
@@ -131,14 +150,21 @@ pub trait ContextStore: Send + Sync {
 /// A shared handle to whichever store is configured.
 pub(crate) type SharedStore = Arc<dyn ContextStore>;
 
-/// Loads a context as stored text, giving up after `deadline` so a slow store never holds up
-/// an open.
-pub(crate) async fn load_raw_within(
+/// [`ContextStore::load_raw_fields`] (every field when `fields` is `None`), giving up after
+/// `deadline` so a slow store never holds up an open.
+pub(crate) async fn load_raw_fields_within(
     store: &dyn ContextStore,
     subscriber: &SubscriberId,
+    fields: Option<&[String]>,
     deadline: Duration,
-) -> Result<RawContextFields, StoreError> {
-    match tokio::time::timeout(deadline, store.load_raw(subscriber)).await {
+) -> Result<Option<RawContextFields>, StoreError> {
+    let load = async {
+        match fields {
+            Some(fields) => store.load_raw_fields(subscriber, fields).await,
+            None => Ok(Some(store.load_raw(subscriber).await?).filter(|all| !all.is_empty())),
+        }
+    };
+    match tokio::time::timeout(deadline, load).await {
         Ok(result) => result,
         Err(_) => Err(StoreError::Timeout),
     }

@@ -334,7 +334,7 @@ impl Pipeline {
         subscriber: Option<&SubscriberId>,
     ) -> Result<RawContextFields, OpenError> {
         match (subscriber, block.reads_context()) {
-            (Some(subscriber), true) => subscriber_context::load(self, subscriber).await,
+            (Some(subscriber), true) => subscriber_context::load(self, block, subscriber).await,
             _ => Ok(RawContextFields::new()),
         }
     }

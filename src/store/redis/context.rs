@@ -1,5 +1,5 @@
 //! Subscriber contexts in Redis: `ctx:{SUB}` hashes, one JSON value per field, read with one
-//! `HGETALL` per open.
+//! `HMGET` of the fields the block reads per open (`HGETALL` for a block that reads them all).
 //!
 //! The context API's writes go on their own connection, each as one pipeline to the
 //! subscriber's slot — the write, then `WAIT` for the replicas the plan asks for
@@ -78,6 +78,39 @@ impl ContextStore for RedisStore {
             .query_async(&mut connection)
             .await
             .map_err(to_store_error)
+    }
+
+    async fn load_raw_fields(
+        &self,
+        subscriber: &SubscriberId,
+        fields: &[String],
+    ) -> Result<Option<RawContextFields>, StoreError> {
+        let key = subscriber.context_key();
+        let mut connection = self.reads.get()?;
+        if !fields.is_empty() {
+            let values: Vec<Option<String>> = redis::cmd("HMGET")
+                .arg(&key)
+                .arg(fields)
+                .query_async(&mut connection)
+                .await
+                .map_err(to_store_error)?;
+            let found: RawContextFields = fields
+                .iter()
+                .zip(values)
+                .filter_map(|(field, value)| Some((field.clone(), value?)))
+                .collect();
+            if !found.is_empty() {
+                return Ok(Some(found));
+            }
+        }
+        // None of the fields: a context without them, or none at all (a second round trip,
+        // only on this rare path).
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(&key)
+            .query_async(&mut connection)
+            .await
+            .map_err(to_store_error)?;
+        Ok(exists.then(RawContextFields::new))
     }
 
     async fn merge(
