@@ -232,6 +232,9 @@ struct LoadResult {
     server_cpu: f64,
     /// CPU seconds Redis used during the load.
     redis_cpu: f64,
+    /// Socket reads Redis processed during the load (`total_reads_processed`): how well the
+    /// server's commands share its writes.
+    redis_reads: u64,
     /// Answers that were the block's fallback (a store timeout under load, say), not a hit.
     fallbacks: usize,
 }
@@ -250,6 +253,21 @@ impl LoadResult {
     fn redis_us_per_request(&self) -> f64 {
         self.redis_cpu * 1e6 / self.requests as f64
     }
+    fn redis_reads_per_request(&self) -> f64 {
+        self.redis_reads as f64 / self.requests as f64
+    }
+}
+
+/// Redis's count of socket reads it has processed (`INFO stats`).
+fn redis_reads(redis_port: u16) -> u64 {
+    let text: String = redis::cmd("INFO")
+        .arg("stats")
+        .query(&mut redis_command(redis_port))
+        .expect("INFO");
+    text.lines()
+        .find_map(|line| line.strip_prefix("total_reads_processed:"))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// `connections` keep-alive connections, each sending GETs back to back for `duration`.
@@ -259,7 +277,7 @@ async fn load(
     connections: usize,
     duration: Duration,
     expected_bytes: Option<usize>,
-    (server_pid, redis_pid): (u32, u32),
+    (server_pid, redis_pid, redis_port): (u32, u32, u16),
 ) -> LoadResult {
     let mut senders = Vec::new();
     for _ in 0..connections {
@@ -272,6 +290,7 @@ async fn load(
         senders.push(sender);
     }
     let (server_before, redis_before) = (cpu_seconds(server_pid), cpu_seconds(redis_pid));
+    let reads_before = redis_reads(redis_port);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for mut sender in senders {
@@ -314,6 +333,8 @@ async fn load(
         cpu_seconds(server_pid) - server_before,
         cpu_seconds(redis_pid) - redis_before,
     );
+    // Less the INFO command's own read.
+    let redis_reads = redis_reads(redis_port).saturating_sub(reads_before + 1);
     latencies_us.sort_unstable();
     LoadResult {
         requests: latencies_us.len(),
@@ -321,6 +342,7 @@ async fn load(
         latencies_us,
         server_cpu,
         redis_cpu,
+        redis_reads,
         fallbacks,
     }
 }
@@ -372,12 +394,13 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 fn report(name: &str, result: &LoadResult) {
     println!(
-        "  {name:9} {:>8.0} req/s   p50 {:.3} ms   p99 {:.3} ms   server CPU {:>5.1} µs/req   Redis CPU {:>4.1} µs/req   fallbacks {}",
+        "  {name:9} {:>8.0} req/s   p50 {:.3} ms   p99 {:.3} ms   server CPU {:>5.1} µs/req   Redis CPU {:>4.1} µs/req ({:.2} socket reads)   fallbacks {}",
         result.rate(),
         result.percentile(0.5),
         result.percentile(0.99),
         result.server_us_per_request(),
         result.redis_us_per_request(),
+        result.redis_reads_per_request(),
         result.fallbacks,
     );
 }
@@ -474,7 +497,7 @@ fn main() {
                 connections,
                 duration,
                 None,
-                (contender.process.pid(), redis.pid()),
+                (contender.process.pid(), redis.pid(), redis_port),
             ));
             opens_answered += result.requests;
             results.push(result);
@@ -485,7 +508,7 @@ fn main() {
             connections,
             duration,
             Some(bytes.len()),
-            (bare.pid(), redis.pid()),
+            (bare.pid(), redis.pid(), redis_port),
         ));
         for (contender, result) in contenders.iter_mut().zip(results) {
             report(contender.name, &result);
@@ -517,12 +540,13 @@ fn main() {
     rows.push(("bare", &baseline));
     for (name, runs) in rows {
         println!(
-            "  {name:9} {:>8.0} req/s   p50 {:.3} ms   p99 {:.3} ms   server CPU {:>5.1} µs/req   Redis CPU {:>4.1} µs/req",
+            "  {name:9} {:>8.0} req/s   p50 {:.3} ms   p99 {:.3} ms   server CPU {:>5.1} µs/req   Redis CPU {:>4.1} µs/req ({:.2} socket reads)",
             medians(runs, &LoadResult::rate),
             medians(runs, &|r| r.percentile(0.5)),
             medians(runs, &|r| r.percentile(0.99)),
             medians(runs, &LoadResult::server_us_per_request),
             medians(runs, &LoadResult::redis_us_per_request),
+            medians(runs, &LoadResult::redis_reads_per_request),
         );
     }
     for contender in &contenders {
