@@ -108,7 +108,8 @@ pub trait ContextStore: Send + Sync {
 
     /// The fields named in `fields` of a subscriber's context as stored text (those it lacks
     /// left out); `None` when the subscriber has no context at all. An open reads only what its
-    /// block reads: the rest of a context is never sent, decoded or copied.
+    /// block reads: the rest of a context is never sent, decoded or copied. A store may take a
+    /// second round trip when none of the fields is there, to tell the two cases apart.
     async fn load_raw_fields(
         &self,
         subscriber: &SubscriberId,
