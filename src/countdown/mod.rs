@@ -252,7 +252,7 @@ mod tests {
         assert!(d.delays.iter().all(|&c| c == 100), "{:?}", d.delays);
         assert!(d.loops_forever && d.has_loop_extension);
         assert_eq!(d.local_palettes, 0);
-        // 30,507 bytes before the palette order and the smaller of each frame's two forms.
+        // 30,507 bytes before the palette order and each frame's form with fewer colour changes.
         assert!(gif.bytes.len() < 25_000, "{} bytes", gif.bytes.len());
         // Frame k shows LEFT - k: pixel for pixel a full render of that moment (the palette is
         // exact for this template), and clearly not the neighbouring second.

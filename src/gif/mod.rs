@@ -5,12 +5,12 @@
 //! (rectangles of new pixels over the previous picture). [`palette`] builds one palette from
 //! every colour the frames use (exact when they fit, otherwise a weighted median cut, so there
 //! is no per-frame quantization noise); `frame_plan` cuts each later frame down to the pixels
-//! that really changed (unchanged ones become the transparent index, long runs that LZW loves)
-//! and folds frames that change nothing into the previous frame's delay; `palette_order` gives
-//! the colours of the later frames the low indices (narrower LZW codes); `write` hands the
-//! indexed frames to the `gif` crate, whose LZW (weezl) compresses them, each frame in the
-//! form with fewer colour changes. [`decode`] reads a GIF
-//! back into what a viewer shows, for tests.
+//! that really changed, in the form with fewer colour changes (unchanged pixels as the
+//! transparent index, or every pixel in its own colour: LZW loves long runs), and folds frames
+//! that change nothing into the previous frame's delay; `palette_order` gives the colours of
+//! the later frames the low indices (narrower LZW codes); `write` hands the indexed frames to
+//! the `gif` crate, whose LZW (weezl) compresses them. [`decode`] reads a GIF back into what a
+//! viewer shows, for tests.
 //!
 //! This module depends on nothing else in the crate: countdowns (`crate::countdown`) feed it.
 

@@ -18,9 +18,7 @@ pub(super) fn order_by_later_use(pal: &mut Palette, frames: &mut [PlannedFrame])
     let slots = pal.rgb.len() / 3;
     let mut uses = [0u64; 256];
     for f in frames.iter().skip(1) {
-        for pixels in [Some(&f.pixels), f.shown.as_ref()].into_iter().flatten() {
-            pixels.iter().for_each(|&i| uses[usize::from(i)] += 1);
-        }
+        f.pixels.iter().for_each(|&i| uses[usize::from(i)] += 1);
     }
     let mut order: Vec<usize> = (0..slots).collect();
     // Stable: colours no later frame uses keep their relative order.
@@ -40,9 +38,6 @@ pub(super) fn order_by_later_use(pal: &mut Palette, frames: &mut [PlannedFrame])
     let renumber = |pixels: &mut [u8]| pixels.iter_mut().for_each(|i| *i = rank[usize::from(*i)]);
     for f in frames.iter_mut() {
         renumber(&mut f.pixels);
-        if let Some(shown) = &mut f.shown {
-            renumber(shown);
-        }
     }
 }
 

@@ -1,6 +1,5 @@
 //! Writing: the planned frames, as indices into the global palette, LZW-compressed by the
-//! `gif` crate (weezl); of a frame's two equivalent forms (unchanged pixels transparent, or
-//! every pixel in its own colour) the one with fewer colour changes is written.
+//! `gif` crate (weezl).
 
 use std::borrow::Cow;
 
@@ -22,14 +21,6 @@ pub(super) fn write_gif(
         enc.set_repeat(Repeat::Infinite)?;
     }
     for f in frames {
-        // Of the frame's two forms, the one with fewer colour changes along its rows: LZW
-        // writes long runs cheaply. A digit redrawn in full over a plain background usually
-        // beats the same digit with its unchanged pixels made transparent (in the demo
-        // countdown, always by the compressed bytes but once, by 2%).
-        let pixels = match &f.shown {
-            Some(shown) if colour_changes(shown) < colour_changes(&f.pixels) => shown,
-            _ => &f.pixels,
-        };
         // Rect sides are within the canvas, which fits u16. The `gif` crate LZW-compresses
         // the indices (weezl) with the smallest code size they allow.
         let frame = Frame {
@@ -41,7 +32,7 @@ pub(super) fn write_gif(
             width: f.rect.width() as u16,
             height: (f.rect.y1 - f.rect.y0) as u16,
             palette: None,
-            buffer: Cow::Borrowed(pixels),
+            buffer: Cow::Borrowed(&f.pixels),
             ..Frame::default()
         };
         enc.write_frame(&frame)?;
@@ -53,9 +44,4 @@ pub(super) fn write_gif(
         bytes,
         frames: frames.len(),
     })
-}
-
-/// Neighbouring pixels of different indices (row ends included: LZW sees one stream).
-fn colour_changes(pixels: &[u8]) -> usize {
-    pixels.windows(2).filter(|w| w[0] != w[1]).count()
 }
