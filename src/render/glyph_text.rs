@@ -11,7 +11,8 @@
 //! the text's colour. A text with colour or bitmap glyphs (emoji), a variable font or a glyph
 //! larger than [`MAX_PIXELS_PER_EM`] is declined, and usvg draws it.
 
-use super::glyph_coverage::{self, Coverage, GlyphCoverage, GlyphKey, STEPS};
+use super::glyph_coverage::{Coverage, GlyphCoverage, GlyphKey, STEPS};
+use super::glyph_fill;
 use super::plain_text::{Anchor, PlainText};
 use super::text_layout::{Layout, Style, Typesetter};
 use resvg::tiny_skia::{IntSize, Pixmap};
@@ -135,7 +136,7 @@ impl GlyphText {
                                 .ok()
                                 .map(|font| font.outline_glyphs())
                         });
-                        glyph_coverage::fill(key, outlines.as_ref()?, face.units_per_em)
+                        glyph_fill::fill(key, outlines.as_ref()?, face.units_per_em)
                     });
                     if coverage.width > 0 {
                         placed.push(Placed {

@@ -14,6 +14,7 @@ pub(crate) mod fallback;
 mod font_fallback;
 mod fonts;
 mod glyph_coverage;
+mod glyph_fill;
 mod glyph_text;
 mod image_limits;
 pub(crate) mod image_slots;

@@ -48,6 +48,48 @@ pub(crate) fn max_diff(a: &Pixmap, b: &Pixmap) -> u8 {
         .unwrap_or(0)
 }
 
+/// What `svg` looks like at `scale`, as near the exact coverage as a test needs: usvg drawing
+/// it 8 times larger, each 8×8 square of pixels averaged into one. Texts in place (no tiles).
+pub(crate) fn reference_drawing(
+    rasterizer: &Rasterizer,
+    svg: &str,
+    width: u32,
+    height: u32,
+    scale: u8,
+) -> Pixmap {
+    const FACTOR: usize = 8;
+    let large = rasterizer
+        .rasterize_inner(
+            svg,
+            width,
+            height,
+            scale * FACTOR as u8,
+            Arc::default(),
+            false,
+        )
+        .unwrap();
+    let (small_width, small_height) = (
+        large.width() / FACTOR as u32,
+        large.height() / FACTOR as u32,
+    );
+    let mut small = Pixmap::new(small_width, small_height).unwrap();
+    let (source, stride) = (large.data(), large.width() as usize * 4);
+    for (index, pixel) in small.data_mut().chunks_exact_mut(4).enumerate() {
+        let (x, y) = (index % small_width as usize, index / small_width as usize);
+        for (channel, value) in pixel.iter_mut().enumerate() {
+            let sum: usize = (0..FACTOR * FACTOR)
+                .map(|n| {
+                    let (dx, dy) = (n % FACTOR, n / FACTOR);
+                    let at = (y * FACTOR + dy) * stride + (x * FACTOR + dx) * 4 + channel;
+                    usize::from(source[at])
+                })
+                .sum();
+            *value = ((sum + FACTOR * FACTOR / 2) / (FACTOR * FACTOR)) as u8;
+        }
+    }
+    small
+}
+
 /// The text tiles of `svg` at scale 1, as a render would make them (with the rasterizer's
 /// kept tiles).
 pub(crate) fn tile(rasterizer: &Rasterizer, svg: &str, width: u32, height: u32) -> Option<Tiled> {

@@ -138,7 +138,8 @@ fn escape(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::super::testkit::{
-        self, ink_bounds, ink_pixels, max_diff, noto_rasterizer, text_svg, SCRIPT_NAMES,
+        self, ink_bounds, ink_pixels, max_diff, noto_rasterizer, reference_drawing, text_svg,
+        SCRIPT_NAMES,
     };
     use super::super::text_layout::Style;
     use std::sync::Arc;
@@ -178,6 +179,8 @@ mod tests {
             let in_place = rasterizer
                 .rasterize_inner(&svg, 700, 100, 1, Arc::default(), false)
                 .unwrap();
+            let reference = reference_drawing(&rasterizer, &svg, 700, 100, 1);
+            let usvg_mean = mean_diff(&reference, &in_place);
             let renders = [
                 in_place.clone(),
                 rasterizer
@@ -213,12 +216,15 @@ mod tests {
                     inked > 0.08 * layout.advance * size,
                     "{script}, render {n}: only {inked} pixels of ink"
                 );
-                let off = max_diff(&in_place, pixmap);
-                assert!(off <= 64, "{script}, render {n}: {off} levels off usvg");
-                let mean = mean_diff(&in_place, pixmap);
+                // Against the exact coverage (as near as an 8× drawing gets): on the whole as
+                // near as usvg's own drawing, and no pixel far off. Where two glyphs of a joined
+                // script overlap by a sliver, the sliver counts twice (glyph coverages add up).
+                let off = max_diff(&reference, pixmap);
+                assert!(off <= 96, "{script}, render {n}: {off} levels off");
+                let mean = mean_diff(&reference, pixmap);
                 assert!(
-                    mean < 0.5,
-                    "{script}, render {n}: mean difference {mean:.3}"
+                    mean <= usvg_mean,
+                    "{script}, render {n}: mean error {mean:.3}, usvg's {usvg_mean:.3}"
                 );
             }
         }
