@@ -14,14 +14,6 @@ use resvg::tiny_skia::{FillRule, Mask, PathBuilder, Transform};
 use skrifa::instance::{LocationRef, Size};
 use skrifa::outline::{DrawSettings, OutlineGlyphCollection, OutlinePen};
 
-/// A pixel's coverage (0 to 1) as an alpha value, rounded to a sixteenth of the range: the
-/// steps tiny-skia's anti-aliasing has too. Exact values are no nearer the true coverage to
-/// the eye, but texts at 256 levels cost about 40% more PNG bytes on the demo cart (36.2 KB
-/// against 24.9 KB), as their edges no longer repeat byte for byte.
-fn in_sixteenths(coverage: f32) -> u8 {
-    ((coverage.min(1.0) * 16.0).round() * (255.0 / 16.0)).round() as u8
-}
-
 /// Coverage beyond a whole pixel (with room for rounding): contours overlap there.
 const OVERLAP: f32 = 1.0 + 1.0 / 256.0;
 /// The largest glyph canvas filled, in pixels (a glyph at the largest size drawn from kept
@@ -53,9 +45,59 @@ pub(super) fn fill(
     pen.coverage()
 }
 
+/// One piece of an outline, in pixels on the glyph's canvas.
+enum Segment {
+    Line(Point, Point),
+    Quad(Point, Point, Point),
+    Cubic(Point, Point, Point, Point),
+}
+
+/// Collects an outline as segments in pixels: font units scaled, flipped (font outlines point
+/// up; pixels count down) and moved by the sub-pixel offset; every contour closed.
+struct PlacedPen {
+    scale: f32,
+    offset_x: f32,
+    offset_y: f32,
+    segments: Vec<Segment>,
+    /// Where the open contour started, and the pen's position.
+    start: Option<Point>,
+    at: Point,
+    /// `[min x, min y, max x, max y]` of every point, control points included.
+    bounds: Option<[f32; 4]>,
+}
+
 impl PlacedPen {
-    /// The coverage of the outline drawn so far, on a canvas with a pixel of margin on every
-    /// side. `None` for an empty or broken outline.
+    fn new(scale: f32, offset_x: f32, offset_y: f32) -> Self {
+        Self {
+            scale,
+            offset_x,
+            offset_y,
+            segments: Vec::new(),
+            start: None,
+            at: point(0.0, 0.0),
+            bounds: None,
+        }
+    }
+
+    fn place(&mut self, x: f32, y: f32) -> Point {
+        let placed = point(
+            x * self.scale + self.offset_x,
+            -y * self.scale + self.offset_y,
+        );
+        let [min_x, min_y, max_x, max_y] = self
+            .bounds
+            .unwrap_or([placed.x, placed.y, placed.x, placed.y]);
+        self.bounds = Some([
+            min_x.min(placed.x),
+            min_y.min(placed.y),
+            max_x.max(placed.x),
+            max_y.max(placed.y),
+        ]);
+        placed
+    }
+
+    /// The coverage of the outline drawn so far, trimmed to the pixels it covers. `None` for
+    /// an empty or broken outline.
     fn coverage(mut self) -> Option<Coverage> {
         self.close();
         let [min_x, min_y, max_x, max_y] = self.bounds?;
@@ -65,7 +107,7 @@ impl PlacedPen {
         let (left, top) = (min_x.floor() - 1.0, min_y.floor() - 1.0);
         let (right, bottom) = (max_x.ceil() + 1.0, max_y.ceil() + 1.0);
         let (width, height) = ((right - left) as usize, (bottom - top) as usize);
-        if width == 0 || height == 0 || width * height > MAX_GLYPH_PIXELS {
+        if width == 0 || height == 0 || width.saturating_mul(height) > MAX_GLYPH_PIXELS {
             return None;
         }
         let mut rasterizer = Rasterizer::new(width, height);
@@ -96,6 +138,48 @@ impl PlacedPen {
             height: height as u32,
             alpha,
         }))
+    }
+
+    /// Ends the open contour with a line back to its start.
+    fn close(&mut self) {
+        if let Some(start) = self.start.take() {
+            if start != self.at {
+                self.segments.push(Segment::Line(self.at, start));
+            }
+            self.at = start;
+        }
+    }
+}
+
+impl OutlinePen for PlacedPen {
+    fn move_to(&mut self, x: f32, y: f32) {
+        self.close();
+        self.at = self.place(x, y);
+        self.start = Some(self.at);
+    }
+
+    fn line_to(&mut self, x: f32, y: f32) {
+        let to = self.place(x, y);
+        self.segments.push(Segment::Line(self.at, to));
+        self.at = to;
+    }
+
+    fn quad_to(&mut self, cx0: f32, cy0: f32, x: f32, y: f32) {
+        let control = self.place(cx0, cy0);
+        let to = self.place(x, y);
+        self.segments.push(Segment::Quad(self.at, control, to));
+        self.at = to;
+    }
+
+    fn curve_to(&mut self, cx0: f32, cy0: f32, cx1: f32, cy1: f32, x: f32, y: f32) {
+        let (c0, c1) = (self.place(cx0, cy0), self.place(cx1, cy1));
+        let to = self.place(x, y);
+        self.segments.push(Segment::Cubic(self.at, c0, c1, to));
+        self.at = to;
+    }
+
+    fn close(&mut self) {
+        PlacedPen::close(self);
     }
 }
 
@@ -184,98 +268,12 @@ fn nonzero_fill(
     Some(mask.data().to_vec())
 }
 
-/// One piece of an outline, in pixels on the glyph's canvas.
-enum Segment {
-    Line(Point, Point),
-    Quad(Point, Point, Point),
-    Cubic(Point, Point, Point, Point),
-}
-
-/// Collects an outline as segments in pixels: font units scaled, flipped (font outlines point
-/// up; pixels count down) and moved by the sub-pixel offset; every contour closed.
-struct PlacedPen {
-    scale: f32,
-    offset_x: f32,
-    offset_y: f32,
-    segments: Vec<Segment>,
-    /// Where the open contour started, and the pen's position.
-    start: Option<Point>,
-    at: Point,
-    /// `[min x, min y, max x, max y]` of every point, control points included.
-    bounds: Option<[f32; 4]>,
-}
-
-impl PlacedPen {
-    fn new(scale: f32, offset_x: f32, offset_y: f32) -> Self {
-        Self {
-            scale,
-            offset_x,
-            offset_y,
-            segments: Vec::new(),
-            start: None,
-            at: point(0.0, 0.0),
-            bounds: None,
-        }
-    }
-
-    fn place(&mut self, x: f32, y: f32) -> Point {
-        let placed = point(
-            x * self.scale + self.offset_x,
-            -y * self.scale + self.offset_y,
-        );
-        let [min_x, min_y, max_x, max_y] = self
-            .bounds
-            .unwrap_or([placed.x, placed.y, placed.x, placed.y]);
-        self.bounds = Some([
-            min_x.min(placed.x),
-            min_y.min(placed.y),
-            max_x.max(placed.x),
-            max_y.max(placed.y),
-        ]);
-        placed
-    }
-
-    /// Ends the open contour with a line back to its start.
-    fn close(&mut self) {
-        if let Some(start) = self.start.take() {
-            if start != self.at {
-                self.segments.push(Segment::Line(self.at, start));
-            }
-            self.at = start;
-        }
-    }
-}
-
-impl OutlinePen for PlacedPen {
-    fn move_to(&mut self, x: f32, y: f32) {
-        self.close();
-        self.at = self.place(x, y);
-        self.start = Some(self.at);
-    }
-
-    fn line_to(&mut self, x: f32, y: f32) {
-        let to = self.place(x, y);
-        self.segments.push(Segment::Line(self.at, to));
-        self.at = to;
-    }
-
-    fn quad_to(&mut self, cx0: f32, cy0: f32, x: f32, y: f32) {
-        let control = self.place(cx0, cy0);
-        let to = self.place(x, y);
-        self.segments.push(Segment::Quad(self.at, control, to));
-        self.at = to;
-    }
-
-    fn curve_to(&mut self, cx0: f32, cy0: f32, cx1: f32, cy1: f32, x: f32, y: f32) {
-        let (c0, c1) = (self.place(cx0, cy0), self.place(cx1, cy1));
-        let to = self.place(x, y);
-        self.segments.push(Segment::Cubic(self.at, c0, c1, to));
-        self.at = to;
-    }
-
-    fn close(&mut self) {
-        PlacedPen::close(self);
-    }
+/// A pixel's coverage (0 to 1) as an alpha value, rounded to a sixteenth of the range: the
+/// steps tiny-skia's anti-aliasing has too. Exact values are no nearer the true coverage to
+/// the eye, but texts at 256 levels cost about 40% more PNG bytes on the demo cart (36.2 KB
+/// against 24.9 KB), as their edges no longer repeat byte for byte.
+fn in_sixteenths(coverage: f32) -> u8 {
+    ((coverage.min(1.0) * 16.0).round() * (255.0 / 16.0)).round() as u8
 }
 
 #[cfg(test)]
