@@ -347,4 +347,15 @@ mod tests {
         assert_eq!(at(&coverage, 4, 4), 0);
         assert_eq!(at(&coverage, 5, 5), 0);
     }
+
+    #[test]
+    fn an_empty_or_oversized_outline_gives_no_coverage() {
+        assert!(PlacedPen::new(1.0, 0.0, 0.0).coverage().is_none());
+        let mut huge = PlacedPen::new(1e9, 0.0, 0.0);
+        rectangle(&mut huge, (0.0, 0.0), (1.0, 1.0));
+        assert!(huge.coverage().is_none());
+        let mut broken = PlacedPen::new(f32::INFINITY, 0.0, 0.0);
+        rectangle(&mut broken, (0.0, 0.0), (1.0, 1.0));
+        assert!(broken.coverage().is_none());
+    }
 }
