@@ -321,6 +321,24 @@ mod tests {
         let bytes = encode(&card).unwrap();
         assert_eq!(colour_type(&bytes), 6);
         assert_eq!(decode(&bytes).get_pixel(0, 0).0[3], 128);
+        // One translucent pixel, in the last row: RGBA, every pixel as it was.
+        let mut late = Pixmap::new(5, 3).unwrap();
+        late.fill(Color::from_rgba8(10, 200, 30, 255));
+        late.fill_rect(
+            resvg::tiny_skia::Rect::from_xywh(4.0, 2.0, 1.0, 1.0).unwrap(),
+            &resvg::tiny_skia::Paint {
+                blend_mode: resvg::tiny_skia::BlendMode::Source,
+                shader: resvg::tiny_skia::Shader::SolidColor(Color::from_rgba8(10, 200, 30, 51)),
+                ..Default::default()
+            },
+            resvg::tiny_skia::Transform::identity(),
+            None,
+        );
+        let bytes = encode(&late).unwrap();
+        assert_eq!(colour_type(&bytes), 6);
+        let decoded = decode(&bytes);
+        assert_eq!(decoded.get_pixel(0, 0).0, [10, 200, 30, 255]);
+        assert_eq!(decoded.get_pixel(4, 2).0[3], 51);
     }
 
     #[test]
