@@ -1,9 +1,9 @@
 //! The subscriber's context for one open: one round trip (two when none of the fields the
 //! block reads is there) within the store deadline, timed in `opentime_store_seconds`, as
 //! stored text (parsed later, and only on a miss: [`super::raw_key`]) — only the fields the
-//! block reads (`HMGET`), every field for a block that declares no `reads` (`HGETALL`). No context at all is an error (the block's
-//! `no-context` fallback), never an empty render; a context that lacks the fields the block
-//! reads renders without them.
+//! block reads (`HMGET`), every field for a block that declares no `reads` (`HGETALL`). No
+//! context at all is an error (the block's `no-context` fallback), never an empty render; a
+//! context that lacks the fields the block reads renders without them.
 
 use super::error::OpenError;
 use super::Pipeline;

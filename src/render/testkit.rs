@@ -1,6 +1,6 @@
 //! Shared fixtures for the render's unit tests: a rasterizer with the shipped fonts (or with
 //! Debian's Noto fonts too) and images, the text tiles a render would make of an SVG, the
-//! largest pixel difference, a drawing near the exact coverage to measure texts against, and a
+//! largest and the mean pixel difference, a drawing near the exact coverage to measure texts against, and a
 //! block of plain texts of many kinds. Test code only (the text tile tests sit beside the code
 //! they test, in several files, and all start from these).
 
@@ -47,6 +47,17 @@ pub(crate) fn max_diff(a: &Pixmap, b: &Pixmap) -> u8 {
         .map(|(x, y)| x.abs_diff(*y))
         .max()
         .unwrap_or(0)
+}
+
+/// The mean per-channel difference between two pixmaps.
+pub(crate) fn mean_diff(a: &Pixmap, b: &Pixmap) -> f64 {
+    let sum: u64 = a
+        .data()
+        .iter()
+        .zip(b.data())
+        .map(|(x, y)| u64::from(x.abs_diff(*y)))
+        .sum();
+    sum as f64 / a.data().len() as f64
 }
 
 /// What `svg` looks like at `scale`, as near the exact coverage as a test needs: usvg drawing

@@ -138,25 +138,14 @@ fn escape(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::super::testkit::{
-        self, ink_bounds, ink_pixels, max_diff, noto_rasterizer, reference_drawing, text_svg,
-        SCRIPT_NAMES,
+        self, ink_bounds, ink_pixels, max_diff, mean_diff, noto_rasterizer, reference_drawing,
+        text_svg, SCRIPT_NAMES,
     };
     use super::super::text_layout::Style;
     use std::sync::Arc;
     use svgtypes::FontFamily;
 
     const INTER: [FontFamily; 1] = [FontFamily::SansSerif];
-
-    /// Per-channel mean difference.
-    fn mean_diff(a: &resvg::tiny_skia::Pixmap, b: &resvg::tiny_skia::Pixmap) -> f64 {
-        let sum: u64 = a
-            .data()
-            .iter()
-            .zip(b.data())
-            .map(|(x, y)| u64::from(x.abs_diff(*y)))
-            .sum();
-        sum as f64 / a.data().len() as f64
-    }
 
     #[test]
     fn names_in_every_script_put_ink_where_the_layout_puts_them() {

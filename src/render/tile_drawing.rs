@@ -114,15 +114,15 @@ pub(crate) fn draw_tile(
 
 #[cfg(test)]
 mod tests {
-    use super::super::testkit::{plain_texts, rasterizer, reference_drawing, tile};
+    use super::super::testkit::{
+        max_diff, mean_diff, plain_texts, rasterizer, reference_drawing, tile,
+    };
     use resvg::tiny_skia::Pixmap;
     use std::sync::Arc;
 
     /// Per-channel differences: the largest, and the mean.
     fn difference(a: &Pixmap, b: &Pixmap) -> (u8, f64) {
-        let diffs = a.data().iter().zip(b.data()).map(|(x, y)| x.abs_diff(*y));
-        let (max, sum) = diffs.fold((0, 0u64), |(max, sum), d| (max.max(d), sum + u64::from(d)));
-        (max, sum as f64 / a.data().len() as f64)
+        (max_diff(a, b), mean_diff(a, b))
     }
 
     /// Kept glyphs are filled by adding up exact areas, usvg's by sampling each pixel a few
