@@ -17,6 +17,11 @@ use opentime::countdown::{
 use resvg::usvg;
 use serde_json::Map;
 
+/// The allocator `opentime serve` runs with (`src/main.rs`), so a render costs here what it
+/// costs in the server; the naive pipeline runs with it too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn options() -> usvg::Options<'static> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/fonts");
     let mut db = usvg::fontdb::Database::new();

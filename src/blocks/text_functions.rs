@@ -17,7 +17,7 @@
 
 use crate::render::text_fit;
 use crate::render::text_layout::{Style, Typesetter};
-use moka::sync::Cache;
+use quick_cache::sync::Cache;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -70,7 +70,7 @@ fn note(text: impl FnOnce() -> String) {
 
 /// Calls whose outcome is kept (a campaign's names and product titles come back render after
 /// render).
-const KEPT_CALLS: u64 = 50_000;
+const KEPT_CALLS: usize = 50_000;
 
 /// What a call returned, and what it noted.
 struct Outcome {

@@ -11,7 +11,7 @@
 //! database costs a lookup, not a scan, per text.
 
 use super::fonts::ChainFamily;
-use moka::sync::Cache;
+use quick_cache::sync::Cache;
 use resvg::usvg::{self, fontdb};
 use skrifa::MetadataProvider;
 use std::collections::HashMap;
@@ -21,7 +21,7 @@ use svgtypes::FontFamily;
 use unicode_script::{Script, UnicodeScript};
 
 /// Distinct clusters (and text-level queries) whose face is kept.
-const KEPT_CHOICES: u64 = 100_000;
+const KEPT_CHOICES: usize = 100_000;
 
 /// What a text's other characters say about its Chinese characters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

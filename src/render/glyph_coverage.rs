@@ -5,13 +5,15 @@
 //! kept glyph lands at most 1/32 px from where a direct fill would put it. [`super::glyph_fill`]
 //! fills the outline.
 
-use moka::sync::Cache;
+use quick_cache::sync::Cache;
 use std::sync::Arc;
 
 /// Sub-pixel positions per pixel, on each axis.
 pub(super) const STEPS: u8 = 16;
-/// Memory for kept coverage (a glyph at 22 px is about 300 bytes).
+/// Memory for kept coverage.
 const CACHE_BYTES: u64 = 32 * 1024 * 1024;
+/// A glyph at 22 px weighs about 300 bytes.
+const TYPICAL_GLYPH_BYTES: u64 = 300;
 
 /// One glyph at one size and sub-pixel position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -50,18 +52,27 @@ impl Coverage {
 }
 
 pub(super) struct GlyphCoverage {
-    kept: Cache<GlyphKey, Arc<Coverage>>,
+    kept: Cache<GlyphKey, Arc<Coverage>, CoverageBytes>,
+}
+
+/// A kept coverage weighs its bytes and a little for the entry.
+#[derive(Clone)]
+struct CoverageBytes;
+
+impl quick_cache::Weighter<GlyphKey, Arc<Coverage>> for CoverageBytes {
+    fn weight(&self, _: &GlyphKey, coverage: &Arc<Coverage>) -> u64 {
+        coverage.alpha.len() as u64 + 48
+    }
 }
 
 impl Default for GlyphCoverage {
     fn default() -> Self {
         Self {
-            kept: Cache::builder()
-                .max_capacity(CACHE_BYTES)
-                .weigher(|_, coverage: &Arc<Coverage>| {
-                    u32::try_from(coverage.alpha.len() + 48).unwrap_or(u32::MAX)
-                })
-                .build(),
+            kept: Cache::with_weighter(
+                (CACHE_BYTES / TYPICAL_GLYPH_BYTES) as usize,
+                CACHE_BYTES,
+                CoverageBytes,
+            ),
         }
     }
 }
@@ -83,13 +94,11 @@ impl GlyphCoverage {
 
     /// Bytes of the kept glyph coverages, as the cache weighs them.
     pub(super) fn kept_bytes(&self) -> u64 {
-        self.kept.run_pending_tasks();
-        self.kept.weighted_size()
+        self.kept.weight()
     }
 
     /// Forgets every kept glyph (benchmarks measure the cold case with it).
     pub(super) fn clear(&self) {
-        self.kept.invalidate_all();
-        self.kept.run_pending_tasks();
+        self.kept.clear();
     }
 }

@@ -19,8 +19,7 @@
 use super::RenderError;
 use bytes::Bytes;
 use palette::Srgb;
-use resvg::tiny_skia::Pixmap;
-use std::borrow::Cow;
+use resvg::tiny_skia::{Pixmap, PremultipliedColorU8};
 use std::collections::HashMap;
 
 /// How a block's PNG is written.
@@ -45,28 +44,20 @@ const ERROR_DIFFUSION: f32 = 0.5;
 const MAX_TRANSLUCENT_COLOURS: usize = 96;
 
 /// zlib-rs's level for every PNG: the best bytes for the time on rendered blocks (see above).
-const LEVEL: u8 = 2;
+const LEVEL: i32 = 2;
 
 /// A pixmap (premultiplied, as tiny-skia keeps it) as lossless PNG bytes.
 pub(crate) fn encode(pixmap: &Pixmap) -> Result<Vec<u8>, RenderError> {
-    encode_straight(&straight_rgba(pixmap), pixmap.width(), pixmap.height())
-}
-
-/// Straight RGBA pixels as lossless PNG bytes: RGB when every pixel is opaque.
-fn encode_straight(rgba: &[u8], width: u32, height: u32) -> Result<Vec<u8>, RenderError> {
-    if rgba.chunks_exact(4).all(|p| p[3] == u8::MAX) {
-        let rgb: Vec<u8> = rgba
-            .chunks_exact(4)
-            .flat_map(|p| [p[0], p[1], p[2]])
-            .collect();
-        write(&rgb, width, height, png::ColorType::Rgb, None)
+    let (scanlines, color) = if is_opaque(pixmap) {
+        (rgb_scanlines(pixmap), png::ColorType::Rgb)
     } else {
-        write(rgba, width, height, png::ColorType::Rgba, None)
-    }
+        (rgba_scanlines(pixmap), png::ColorType::Rgba)
+    };
+    write(&scanlines, pixmap.width(), pixmap.height(), color, None)
 }
 
-/// A pixmap as PNG bytes in `mode`. The palette mode demultiplies once, for the palette and,
-/// when no palette keeps the picture, for the lossless fallback.
+/// A pixmap as PNG bytes in `mode`; in the palette mode, losslessly when no palette keeps the
+/// picture.
 pub(crate) fn encode_as(pixmap: &Pixmap, mode: PngMode) -> Result<Vec<u8>, RenderError> {
     let (width, height) = (pixmap.width(), pixmap.height());
     match mode {
@@ -75,26 +66,66 @@ pub(crate) fn encode_as(pixmap: &Pixmap, mode: PngMode) -> Result<Vec<u8>, Rende
             let rgba = straight_rgba(pixmap);
             match quantize(&rgba, width, height) {
                 Some(indexed) => indexed.write(width, height),
-                None => encode_straight(&rgba, width, height),
+                None => encode(pixmap),
             }
         }
     }
 }
 
-/// The pixmap's pixels as straight (not premultiplied) RGBA bytes: borrowed when every pixel
-/// is opaque (premultiplied and straight are the same then).
-fn straight_rgba(pixmap: &Pixmap) -> Cow<'_, [u8]> {
-    if pixmap.pixels().iter().all(|p| p.alpha() == u8::MAX) {
-        return Cow::Borrowed(pixmap.data());
-    }
+fn is_opaque(pixmap: &Pixmap) -> bool {
+    pixmap.pixels().iter().all(|p| p.alpha() == u8::MAX)
+}
+
+/// The pixmap's pixels as straight (not premultiplied) RGBA bytes, row after row.
+fn straight_rgba(pixmap: &Pixmap) -> Vec<u8> {
     let mut data = pixmap.data().to_vec();
-    for (pixel, bytes) in pixmap.pixels().iter().zip(data.chunks_exact_mut(4)) {
+    demultiply(pixmap.pixels(), &mut data);
+    data
+}
+
+/// Writes the straight colour of every translucent pixel of `pixels` over its four bytes in
+/// `bytes` (a copy of the premultiplied pixels: opaque ones are the same either way).
+fn demultiply(pixels: &[PremultipliedColorU8], bytes: &mut [u8]) {
+    for (pixel, bytes) in pixels.iter().zip(bytes.chunks_exact_mut(4)) {
         if pixel.alpha() != u8::MAX {
             let c = pixel.demultiply();
             bytes.copy_from_slice(&[c.red(), c.green(), c.blue(), c.alpha()]);
         }
     }
-    Cow::Owned(data)
+}
+
+/// PNG's unfiltered scanlines of straight RGBA pixels: per row the filter byte (0, none), then
+/// the row's pixels — demultiplied while copied, in one pass.
+fn rgba_scanlines(pixmap: &Pixmap) -> Vec<u8> {
+    let width = pixmap.width() as usize;
+    let mut scanlines = Vec::with_capacity(pixmap.height() as usize * (1 + width * 4));
+    for (row, pixels) in pixmap
+        .data()
+        .chunks_exact(width * 4)
+        .zip(pixmap.pixels().chunks_exact(width))
+    {
+        scanlines.push(0);
+        let start = scanlines.len();
+        scanlines.extend_from_slice(row);
+        demultiply(pixels, &mut scanlines[start..]);
+    }
+    scanlines
+}
+
+/// PNG's unfiltered scanlines of an opaque pixmap as RGB (premultiplied and straight are the
+/// same when every pixel is opaque).
+fn rgb_scanlines(pixmap: &Pixmap) -> Vec<u8> {
+    let width = pixmap.width() as usize;
+    let mut scanlines = vec![0; pixmap.height() as usize * (1 + width * 3)];
+    for (line, row) in scanlines
+        .chunks_exact_mut(1 + width * 3)
+        .zip(pixmap.data().chunks_exact(width * 4))
+    {
+        for (rgb, rgba) in line[1..].chunks_exact_mut(3).zip(row.chunks_exact(4)) {
+            rgb.copy_from_slice(&rgba[..3]);
+        }
+    }
+    scanlines
 }
 
 /// A picture of at most 256 colours: the palette (RGBA), and one index per pixel.
@@ -105,8 +136,13 @@ pub(crate) struct Indexed {
 
 impl Indexed {
     fn write(&self, width: u32, height: u32) -> Result<Vec<u8>, RenderError> {
+        let scanlines: Vec<u8> = self
+            .indices
+            .chunks_exact(width as usize)
+            .flat_map(|row| std::iter::once(0).chain(row.iter().copied()))
+            .collect();
         write(
-            &self.indices,
+            &scanlines,
             width,
             height,
             png::ColorType::Indexed,
@@ -197,21 +233,23 @@ pub(crate) fn quantize(rgba: &[u8], width: u32, height: u32) -> Option<Indexed> 
     Some(Indexed { palette, indices })
 }
 
-/// Writes `data` (rows of `color` pixels, unfiltered) as a PNG, with `palette` for indexed
-/// pictures (its alphas as `tRNS` when any is below 255).
+/// Writes `scanlines` (rows of `color` pixels, each after its filter byte) as a PNG, with
+/// `palette` for indexed pictures (its alphas as `tRNS` when any is below 255). The scanlines
+/// are deflated in one call and written as one `IDAT` chunk.
 fn write(
-    data: &[u8],
+    scanlines: &[u8],
     width: u32,
     height: u32,
     color: png::ColorType,
     palette: Option<&[[u8; 4]]>,
 ) -> Result<Vec<u8>, RenderError> {
-    let mut out = Vec::with_capacity(data.len() / 4);
+    let compressed = zlib(scanlines)?;
+    // Signature, IHDR, PLTE and tRNS, IDAT's framing, IEND.
+    let chunks = 8 + 25 + 12 + palette.map_or(0, |p| 12 + p.len() * 4) + 12;
+    let mut out = Vec::with_capacity(chunks + compressed.len());
     let mut encoder = png::Encoder::new(&mut out, width, height);
     encoder.set_color(color);
     encoder.set_depth(png::BitDepth::Eight);
-    encoder.set_deflate_compression(png::DeflateCompression::Level(LEVEL));
-    encoder.set_filter(png::Filter::NoFilter);
     if let Some(palette) = palette {
         encoder.set_palette(
             palette
@@ -225,18 +263,37 @@ fn write(
             encoder.set_trns(alphas[..=last_translucent].to_vec());
         }
     }
-    let mut writer = encoder
-        .write_header()
-        .map_err(|e| RenderError::Encode(e.to_string()))?;
+    let encode_error = |e: png::EncodingError| RenderError::Encode(e.to_string());
+    let mut writer = encoder.write_header().map_err(encode_error)?;
     writer
-        .write_image_data(data)
-        .map_err(|e| RenderError::Encode(e.to_string()))?;
-    writer
-        .finish()
-        .map_err(|e| RenderError::Encode(e.to_string()))?;
-    // Kept in the render cache, which weighs the length: no spare capacity held beyond it.
-    out.shrink_to_fit();
+        .write_chunk(png::chunk::IDAT, &compressed)
+        .map_err(encode_error)?;
+    writer.finish().map_err(encode_error)?;
     Ok(out)
+}
+
+/// `data` as a zlib stream (zlib-rs at [`LEVEL`]), deflated in one pass into a buffer that
+/// grows only when the output outruns it.
+fn zlib(data: &[u8]) -> Result<Vec<u8>, RenderError> {
+    let mut deflate = zlib_rs::Deflate::new_with_config(zlib_rs::DeflateConfig::new(LEVEL));
+    // Rendered blocks deflate to a tenth to a quarter of their scanlines.
+    let mut out = vec![0; 4096 + data.len() / 8];
+    loop {
+        let (read, written) = (deflate.total_in() as usize, deflate.total_out() as usize);
+        let status = deflate
+            .compress(
+                data.get(read..).unwrap_or_default(),
+                out.get_mut(written..).unwrap_or_default(),
+                zlib_rs::DeflateFlush::Finish,
+            )
+            .map_err(|e| RenderError::Encode(format!("deflate: {}", e.as_str())))?;
+        if status == zlib_rs::Status::StreamEnd {
+            out.truncate(deflate.total_out() as usize);
+            return Ok(out);
+        }
+        let grown = out.len() * 2;
+        out.resize(grown, 0);
+    }
 }
 
 /// A fully transparent PNG: invisible, but never a broken-image icon.

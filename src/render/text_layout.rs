@@ -19,8 +19,8 @@ use super::missing_characters::Coverage;
 use harfrust::{
     Direction, ShapeOptions, ShaperData, ShaperInstance, Tag, UnicodeBuffer, Variation,
 };
-use moka::sync::Cache;
 use prometheus_client::metrics::counter::Counter;
+use quick_cache::sync::Cache;
 use resvg::usvg::fontdb;
 use skrifa::instance::{LocationRef, Size};
 use skrifa::outline::{DrawSettings, OutlinePen};
@@ -104,7 +104,7 @@ pub(crate) struct Glyph {
 }
 
 /// Glyph extents kept for measuring ink.
-const KEPT_EXTENTS: u64 = 200_000;
+const KEPT_EXTENTS: usize = 200_000;
 
 /// Lays out text with the fallback fonts; shared by the rasterizer and the text functions.
 pub(crate) struct Typesetter {

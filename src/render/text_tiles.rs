@@ -18,7 +18,7 @@
 
 use super::text_runs;
 use super::tile_drawing::{draw_glyph_tile, draw_tile, opening_tag, Tile, TileTools};
-use moka::sync::Cache;
+use quick_cache::sync::Cache;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -26,8 +26,10 @@ use xxhash_rust::xxh3::Xxh3;
 
 /// Memory for kept tiles.
 const TILE_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// Tiles that fit in it, about (a line of text at 600 px wide is some tens of kilobytes).
+const ESTIMATED_TILES: usize = 4_000;
 /// Texts remembered as seen once (a key each).
-const SEEN_ONCE_ENTRIES: u64 = 200_000;
+const SEEN_ONCE_ENTRIES: usize = 200_000;
 /// The `href` of placeholder images (hidden; it resolves to a transparent pixel so usvg keeps
 /// them in the tree, in order; see [`Tiled`]).
 pub(crate) const PLACEHOLDER_HREF: &str = "opentime-text-tile:";
@@ -35,7 +37,7 @@ pub(crate) const PLACEHOLDER_HREF: &str = "opentime-text-tile:";
 pub(crate) const PLACEHOLDER_ID_PREFIX: &str = "opentime-text-tile-";
 
 pub(crate) struct TextTiles {
-    tiles: Cache<u128, Arc<Tile>>,
+    tiles: Cache<u128, Arc<Tile>, TileBytes>,
     /// Texts seen once. A tile is kept only when its text comes back, so one-off texts such as
     /// totals do not push out the ones that repeat; a text that is not plain is drawn in place
     /// the first time (making its tile with usvg costs more than that).
@@ -48,16 +50,21 @@ pub(crate) struct TextTiles {
 impl Default for TextTiles {
     fn default() -> Self {
         Self {
-            tiles: Cache::builder()
-                .max_capacity(TILE_CACHE_BYTES)
-                .weigher(|_, tile: &Arc<Tile>| {
-                    u32::try_from(tile.pixmap.data().len() + 64).unwrap_or(u32::MAX)
-                })
-                .build(),
+            tiles: Cache::with_weighter(ESTIMATED_TILES, TILE_CACHE_BYTES, TileBytes),
             seen_once: Cache::new(SEEN_ONCE_ENTRIES),
             reused: AtomicU64::new(0),
             drawn: AtomicU64::new(0),
         }
+    }
+}
+
+/// A kept tile weighs its pixels and a little for the entry.
+#[derive(Clone)]
+struct TileBytes;
+
+impl quick_cache::Weighter<u128, Arc<Tile>> for TileBytes {
+    fn weight(&self, _: &u128, tile: &Arc<Tile>) -> u64 {
+        tile.pixmap.data().len() as u64 + 64
     }
 }
 
@@ -79,16 +86,13 @@ impl TextTiles {
 
     /// Bytes of the kept tiles (their pixels, as the cache weighs them).
     pub(crate) fn kept_bytes(&self) -> u64 {
-        self.tiles.run_pending_tasks();
-        self.tiles.weighted_size()
+        self.tiles.weight()
     }
 
     /// Drops every kept tile (benchmarks measure the cold case with it).
     pub(crate) fn clear(&self) {
-        self.tiles.invalidate_all();
-        self.tiles.run_pending_tasks();
-        self.seen_once.invalidate_all();
-        self.seen_once.run_pending_tasks();
+        self.tiles.clear();
+        self.seen_once.clear();
     }
 
     /// Replaces the eligible top-level texts of `svg` by their tiles (drawing the missing
