@@ -5,6 +5,7 @@
 //! kept glyph lands at most 1/32 px from where a direct fill would put it. [`super::glyph_fill`]
 //! fills the outline.
 
+use super::kept_bytes;
 use quick_cache::sync::Cache;
 use std::sync::Arc;
 
@@ -68,7 +69,7 @@ impl quick_cache::Weighter<GlyphKey, Arc<Coverage>> for CoverageBytes {
 impl Default for GlyphCoverage {
     fn default() -> Self {
         Self {
-            kept: Cache::with_weighter(
+            kept: kept_bytes::cache(
                 (CACHE_BYTES / TYPICAL_GLYPH_BYTES) as usize,
                 CACHE_BYTES,
                 CoverageBytes,

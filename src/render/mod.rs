@@ -18,6 +18,7 @@ mod glyph_fill;
 mod glyph_text;
 mod image_limits;
 pub(crate) mod image_slots;
+mod kept_bytes;
 mod missing_characters;
 mod plain_text;
 pub(crate) mod png;

@@ -16,6 +16,7 @@
 //! This file decides which texts are tiled, writes the placeholders and keeps the tiles
 //! ([`TextTiles`]); drawing one tile is [`super::tile_drawing`].
 
+use super::kept_bytes;
 use super::text_runs;
 use super::tile_drawing::{draw_glyph_tile, draw_tile, opening_tag, Tile, TileTools};
 use quick_cache::sync::Cache;
@@ -50,7 +51,7 @@ pub(crate) struct TextTiles {
 impl Default for TextTiles {
     fn default() -> Self {
         Self {
-            tiles: Cache::with_weighter(ESTIMATED_TILES, TILE_CACHE_BYTES, TileBytes),
+            tiles: kept_bytes::cache(ESTIMATED_TILES, TILE_CACHE_BYTES, TileBytes),
             seen_once: Cache::new(SEEN_ONCE_ENTRIES),
             reused: AtomicU64::new(0),
             drawn: AtomicU64::new(0),

@@ -1,0 +1,64 @@
+//! The renderer's caches weighed in bytes (kept glyph coverage, text tiles), with few shards.
+//!
+//! quick_cache splits its weight capacity evenly between its shards and keeps no entry heavier
+//! than (97% of) one shard. By default it makes four shards per core, so on a large machine a
+//! big entry (the tile of a full-width text at `scale=2`) would not fit a shard and would never
+//! be kept; a fixed number of shards keeps them as large on every machine. (quick_cache makes
+//! fewer when a shard would expect fewer than 32 entries: `items` should be realistic.)
+
+use quick_cache::sync::{Cache, DefaultLifecycle};
+use quick_cache::{DefaultHashBuilder, OptionsBuilder, Weighter};
+use std::hash::Hash;
+
+/// Shards of each cache: few enough that a shard holds the largest entry, enough that renders
+/// on different threads seldom wait for one another.
+const SHARDS: usize = 8;
+
+/// A cache of at most `bytes`, as `weigher` weighs its entries, for about `items` entries.
+pub(super) fn cache<K, V, W>(items: usize, bytes: u64, weigher: W) -> Cache<K, V, W>
+where
+    K: Eq + Hash,
+    V: Clone,
+    W: Weighter<K, V> + Clone,
+{
+    let options = OptionsBuilder::new()
+        .estimated_items_capacity(items)
+        .weight_capacity(bytes)
+        .shards(SHARDS)
+        .build()
+        .expect("both capacities are set");
+    Cache::with_options(
+        options,
+        weigher,
+        DefaultHashBuilder::default(),
+        DefaultLifecycle::default(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone)]
+    struct Length;
+
+    impl Weighter<u32, Vec<u8>> for Length {
+        fn weight(&self, _: &u32, value: &Vec<u8>) -> u64 {
+            value.len() as u64
+        }
+    }
+
+    #[test]
+    fn an_entry_of_half_a_shard_is_kept_on_any_machine() {
+        // 8 MB in 8 shards of 1 MB, whatever the number of cores.
+        let kept = cache(512, 8 << 20, Length);
+        assert_eq!(kept.num_shards(), SHARDS);
+        kept.insert(1, vec![0; 1 << 19]);
+        assert_eq!(kept.get(&1).map(|v| v.len()), Some(1 << 19));
+        assert_eq!(kept.weight(), 1 << 19);
+        // Heavier than a shard: not kept (drawn again next time), never an error.
+        kept.insert(2, vec![0; (1 << 20) + 1]);
+        assert!(kept.get(&2).is_none());
+        assert_eq!(kept.weight(), 1 << 19);
+    }
+}
