@@ -302,12 +302,8 @@ fn median_ms(group: &str, name: &str) -> Option<f64> {
 }
 
 /// Renders `count` times and returns the mean milliseconds per render.
-fn batch(count: u32, mut render: impl FnMut()) -> f64 {
-    let start = std::time::Instant::now();
-    for _ in 0..count {
-        render();
-    }
-    start.elapsed().as_secs_f64() * 1e3 / f64::from(count)
+fn batch(count: u32, render: impl FnMut()) -> f64 {
+    batch_after(count, || {}, render)
 }
 
 /// Like [`batch`], timing only `render`, each time after an untimed `setup`.

@@ -5,8 +5,7 @@
 //! kept glyph lands at most 1/32 px from where a direct fill would put it. [`super::glyph_fill`]
 //! fills the outline.
 
-use super::kept_bytes;
-use quick_cache::sync::Cache;
+use super::kept_bytes::{self, KeptBytes};
 use std::sync::Arc;
 
 /// Sub-pixel positions per pixel, on each axis.
@@ -53,17 +52,7 @@ impl Coverage {
 }
 
 pub(super) struct GlyphCoverage {
-    kept: Cache<GlyphKey, Arc<Coverage>, CoverageBytes>,
-}
-
-/// A kept coverage weighs its bytes and a little for the entry.
-#[derive(Clone)]
-struct CoverageBytes;
-
-impl quick_cache::Weighter<GlyphKey, Arc<Coverage>> for CoverageBytes {
-    fn weight(&self, _: &GlyphKey, coverage: &Arc<Coverage>) -> u64 {
-        coverage.alpha.len() as u64 + 48
-    }
+    kept: KeptBytes<GlyphKey, Arc<Coverage>>,
 }
 
 impl Default for GlyphCoverage {
@@ -72,7 +61,8 @@ impl Default for GlyphCoverage {
             kept: kept_bytes::cache(
                 (CACHE_BYTES / TYPICAL_GLYPH_BYTES) as usize,
                 CACHE_BYTES,
-                CoverageBytes,
+                // Its bytes and a little for the entry.
+                |coverage| coverage.alpha.len() as u64 + 48,
             ),
         }
     }

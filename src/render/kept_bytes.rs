@@ -10,16 +10,33 @@ use quick_cache::sync::{Cache, DefaultLifecycle};
 use quick_cache::{DefaultHashBuilder, OptionsBuilder, Weighter};
 use std::hash::Hash;
 
+/// A cache whose entries weigh what [`Weigh`]'s function says of their values.
+pub(super) type KeptBytes<K, V> = Cache<K, V, Weigh<V>>;
+
+/// An entry's weight in bytes, from its value.
+pub(super) struct Weigh<V>(fn(&V) -> u64);
+
+impl<V> Clone for Weigh<V> {
+    fn clone(&self) -> Self {
+        Self(self.0)
+    }
+}
+
+impl<K, V> Weighter<K, V> for Weigh<V> {
+    fn weight(&self, _: &K, value: &V) -> u64 {
+        (self.0)(value)
+    }
+}
+
 /// Shards of each cache: few enough that a shard holds the largest entry, enough that renders
 /// on different threads seldom wait for one another.
 const SHARDS: usize = 8;
 
-/// A cache of at most `bytes`, as `weigher` weighs its entries, for about `items` entries.
-pub(super) fn cache<K, V, W>(items: usize, bytes: u64, weigher: W) -> Cache<K, V, W>
+/// A cache of at most `bytes`, as `weigh` weighs its values, for about `items` entries.
+pub(super) fn cache<K, V>(items: usize, bytes: u64, weigh: fn(&V) -> u64) -> KeptBytes<K, V>
 where
     K: Eq + Hash,
     V: Clone,
-    W: Weighter<K, V> + Clone,
 {
     let options = OptionsBuilder::new()
         .estimated_items_capacity(items)
@@ -29,7 +46,7 @@ where
         .expect("both capacities are set");
     Cache::with_options(
         options,
-        weigher,
+        Weigh(weigh),
         DefaultHashBuilder::default(),
         DefaultLifecycle::default(),
     )
@@ -39,19 +56,10 @@ where
 mod tests {
     use super::*;
 
-    #[derive(Clone)]
-    struct Length;
-
-    impl Weighter<u32, Vec<u8>> for Length {
-        fn weight(&self, _: &u32, value: &Vec<u8>) -> u64 {
-            value.len() as u64
-        }
-    }
-
     #[test]
     fn an_entry_of_half_a_shard_is_kept_on_any_machine() {
         // 8 MB in 8 shards of 1 MB, whatever the number of cores.
-        let kept = cache(512, 8 << 20, Length);
+        let kept: KeptBytes<u32, Vec<u8>> = cache(512, 8 << 20, |v| v.len() as u64);
         assert_eq!(kept.num_shards(), SHARDS);
         kept.insert(1, vec![0; 1 << 19]);
         assert_eq!(kept.get(&1).map(|v| v.len()), Some(1 << 19));

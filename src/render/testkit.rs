@@ -1,7 +1,7 @@
 //! Shared fixtures for the render's unit tests: a rasterizer with the shipped fonts (or with
 //! Debian's Noto fonts too) and images, the text tiles a render would make of an SVG, the
-//! largest and the mean pixel difference, a drawing near the exact coverage to measure texts against, and a
-//! block of plain texts of many kinds. Test code only (the text tile tests sit beside the code
+//! largest and the mean pixel difference, a drawing near the exact coverage to measure texts
+//! against, and a block of plain texts of many kinds. Test code only (the text tile tests sit beside the code
 //! they test, in several files, and all start from these).
 
 use super::assets::AssetImages;

@@ -16,7 +16,7 @@
 //! This file decides which texts are tiled, writes the placeholders and keeps the tiles
 //! ([`TextTiles`]); drawing one tile is [`super::tile_drawing`].
 
-use super::kept_bytes;
+use super::kept_bytes::{self, KeptBytes};
 use super::text_runs;
 use super::tile_drawing::{draw_glyph_tile, draw_tile, opening_tag, Tile, TileTools};
 use quick_cache::sync::Cache;
@@ -38,7 +38,7 @@ pub(crate) const PLACEHOLDER_HREF: &str = "opentime-text-tile:";
 pub(crate) const PLACEHOLDER_ID_PREFIX: &str = "opentime-text-tile-";
 
 pub(crate) struct TextTiles {
-    tiles: Cache<u128, Arc<Tile>, TileBytes>,
+    tiles: KeptBytes<u128, Arc<Tile>>,
     /// Texts seen once. A tile is kept only when its text comes back, so one-off texts such as
     /// totals do not push out the ones that repeat; a text that is not plain is drawn in place
     /// the first time (making its tile with usvg costs more than that).
@@ -51,21 +51,14 @@ pub(crate) struct TextTiles {
 impl Default for TextTiles {
     fn default() -> Self {
         Self {
-            tiles: kept_bytes::cache(ESTIMATED_TILES, TILE_CACHE_BYTES, TileBytes),
+            // A tile weighs its pixels and a little for the entry.
+            tiles: kept_bytes::cache(ESTIMATED_TILES, TILE_CACHE_BYTES, |tile| {
+                tile.pixmap.data().len() as u64 + 64
+            }),
             seen_once: Cache::new(SEEN_ONCE_ENTRIES),
             reused: AtomicU64::new(0),
             drawn: AtomicU64::new(0),
         }
-    }
-}
-
-/// A kept tile weighs its pixels and a little for the entry.
-#[derive(Clone)]
-struct TileBytes;
-
-impl quick_cache::Weighter<u128, Arc<Tile>> for TileBytes {
-    fn weight(&self, _: &u128, tile: &Arc<Tile>) -> u64 {
-        tile.pixmap.data().len() as u64 + 64
     }
 }
 
