@@ -1,13 +1,16 @@
 //! Cache-miss render of `demo/cart` (Tera → SVG → PNG bytes), against a straightforward
 //! usvg + resvg + tiny-skia `encode_png` pipeline measured in the same run.
 //!
-//! Three cases, because opentime keeps the texts it has drawn (text tiles):
+//! Three cases, because opentime keeps the texts it has drawn (text tiles) and the rows it has
+//! deflated (PNG row bands):
 //! - `campaign_stream`: every iteration a new subscriber — a first name from a list of 60, one
 //!   to four items from a 1,000-product catalog, quantities 1–3 — as the opens of a campaign
 //!   come in; texts repeat as often as they would (labels, names) and are drawn anew where they
-//!   would (most product lines, totals). The share of texts reused is printed with it.
-//! - `cold`: the same, with every kept text and glyph forgotten before each render (the worst
-//!   case: a process's very first opens; the forgetting itself is not timed).
+//!   would (most product lines, totals). The shares of texts and of PNG row bands reused are
+//!   printed with it.
+//! - `cold`: the same, with every kept text, glyph and deflated band of rows forgotten before
+//!   each render (the worst case: a process's very first opens; the forgetting itself is not
+//!   timed).
 //! - `same_context`: Alice's sample again and again (every text kept; the best case).
 //! - `stream_cyrillic`, `stream_cjk`, `stream_arabic`: the campaign stream with first names in
 //!   another script (drawn with the fallback fonts: the system's Noto fonts, which
@@ -225,6 +228,7 @@ fn cart(c: &mut Criterion) {
     let mut group = c.benchmark_group("cart_miss");
     let mut n = 0u64;
     let counts_before = f.renderer.rasterizer().text_tile_counts();
+    let bands_before = f.renderer.png_band_counts();
     group.bench_function("opentime_campaign_stream", |b| {
         b.iter(|| {
             n += 1;
@@ -233,11 +237,17 @@ fn cart(c: &mut Criterion) {
     });
     let (reused, drawn) = f.renderer.rasterizer().text_tile_counts();
     let (reused, drawn) = (reused - counts_before.0, drawn - counts_before.1);
+    let (bands_reused, bands_deflated) = f.renderer.png_band_counts();
+    let (bands_reused, bands_deflated) = (
+        bands_reused - bands_before.0,
+        bands_deflated - bands_before.1,
+    );
     let _ = std::fs::write(
         stream_share_path(),
         format!(
-            "{:.1}",
-            100.0 * reused as f64 / (reused + drawn).max(1) as f64
+            "{:.1}% of its texts and {:.1}% of its PNG rows' deflated bands",
+            100.0 * reused as f64 / (reused + drawn).max(1) as f64,
+            100.0 * bands_reused as f64 / (bands_reused + bands_deflated).max(1) as f64
         ),
     );
     // Forgetting happens in the untimed setup: a process's first opens pay no such step.
@@ -245,7 +255,7 @@ fn cart(c: &mut Criterion) {
         b.iter_batched(
             || {
                 n += 1;
-                f.renderer.rasterizer().forget_text_tiles();
+                f.renderer.forget_kept();
                 stream_input(block, n)
             },
             |input| black_box(render_opentime(&f, block, &input)),
@@ -283,7 +293,7 @@ fn cart(c: &mut Criterion) {
 
 criterion_group!(benches, cart);
 
-/// Where the stream case leaves the share of texts it reused, for the summary.
+/// Where the stream case leaves the shares of texts and PNG row bands it reused, for the summary.
 fn stream_share_path() -> std::path::PathBuf {
     std::env::temp_dir().join("opentime-bench-text-reuse.txt")
 }
@@ -369,7 +379,7 @@ fn interleaved_summary() {
         // Forgetting is not timed: a process's first opens pay no such step.
         let cold = batch_after(
             8,
-            || f.renderer.rasterizer().forget_text_tiles(),
+            || f.renderer.forget_kept(),
             || {
                 n += 1;
                 render(n)
@@ -575,14 +585,14 @@ fn main() {
     println!("\ncriterion: demo/cart cache-miss render (600x300, Tera -> SVG -> PNG), {bytes} bytes for alice");
     println!("  baseline usvg+resvg+encode_png:            median {baseline:.3} ms per render");
     if let Ok(share) = std::fs::read_to_string(stream_share_path()) {
-        println!("  campaign stream reused {share}% of its texts from earlier renders");
+        println!("  campaign stream reused {share} from earlier renders");
     }
     for (case, label) in [
         (
             "opentime_campaign_stream",
             "opentime, campaign stream:     ",
         ),
-        ("opentime_cold", "opentime, cold (no kept texts):"),
+        ("opentime_cold", "opentime, cold (nothing kept): "),
         ("opentime_same_context", "opentime, same context again:  "),
         (
             "opentime_stream_cyrillic",

@@ -49,6 +49,7 @@ pub struct Metrics {
     /// render cache's).
     pub text_tile_bytes: Gauge<u64, AtomicU64>,
     pub glyph_bytes: Gauge<u64, AtomicU64>,
+    pub png_band_bytes: Gauge<u64, AtomicU64>,
     pub store_seconds: Family<OutcomeLabels, Histogram>,
     /// Remote photos replaced by a placeholder, by reason (`timeout`, `host-not-allowed`, …).
     pub image_placeholders: Family<ReasonLabels, Counter>,
@@ -137,6 +138,12 @@ impl Metrics {
             "Bytes of glyphs kept for plain texts (capped)",
             glyph_bytes.clone(),
         );
+        let png_band_bytes = Gauge::<u64, AtomicU64>::default();
+        registry.register(
+            "png_band_cache_bytes",
+            "Bytes of PNG rows kept deflated for later renders (capped)",
+            png_band_bytes.clone(),
+        );
         registry.register(
             "store_lookup_seconds",
             "Context store lookup time by outcome",
@@ -215,6 +222,7 @@ impl Metrics {
             cache_bytes,
             text_tile_bytes,
             glyph_bytes,
+            png_band_bytes,
             store_seconds,
         }
     }

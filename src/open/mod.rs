@@ -180,6 +180,9 @@ impl Pipeline {
         let (tiles, glyphs) = self.catalog.renderer().rasterizer().kept_text_bytes();
         self.metrics.text_tile_bytes.set(tiles);
         self.metrics.glyph_bytes.set(glyphs);
+        self.metrics
+            .png_band_bytes
+            .set(self.catalog.renderer().kept_png_bytes());
         self.metrics.encode()
     }
 

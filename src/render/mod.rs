@@ -4,7 +4,8 @@
 //! are laid out in one place ([`text_layout`]), drawn from kept glyphs where they can be
 //! ([`text_tiles`], [`plain_text`], [`glyph_text`], [`glyph_coverage`]) and handed to usvg in
 //! runs otherwise ([`text_runs`]); the templates' text functions measure with the same layout
-//! ([`text_fit`]); [`png`] encodes; [`fallback`] prepares a block's fallback image.
+//! ([`text_fit`]); [`png`] encodes, reusing the rows deflated by earlier renders
+//! ([`png_bands`]); [`fallback`] prepares a block's fallback image.
 //!
 //! Everything here is synchronous, CPU-bound and knows nothing of blocks, subscribers or
 //! requests: which template is filled in with what is decided by `crate::open`.
@@ -22,6 +23,7 @@ mod kept_bytes;
 mod missing_characters;
 mod plain_text;
 pub(crate) mod png;
+mod png_bands;
 pub(crate) mod svg;
 #[cfg(test)]
 mod testkit;
@@ -115,9 +117,11 @@ pub struct Rendered {
     pub content_type: &'static str,
 }
 
-/// Holds what every render shares: fonts and shipped images. Cheap to share behind an `Arc`.
+/// Holds what every render shares: fonts, shipped images and the PNG rows earlier renders
+/// deflated. Cheap to share behind an `Arc`.
 pub struct Renderer {
     rasterizer: svg::Rasterizer,
+    png_bands: png_bands::KeptBands,
 }
 
 impl Renderer {
@@ -133,6 +137,7 @@ impl Renderer {
         let images = AssetImages::load(&assets_dir.join("images"))?;
         Ok(Self {
             rasterizer: svg::Rasterizer::new(fonts, Arc::new(images)),
+            png_bands: png_bands::KeptBands::default(),
         })
     }
 
@@ -169,12 +174,34 @@ impl Renderer {
         let pixmap = self
             .rasterizer
             .rasterize_with(svg, width, height, scale, fetched)?;
-        Ok(Bytes::from(png::encode_as(&pixmap, mode)?))
+        Ok(Bytes::from(png::encode_as(
+            &pixmap,
+            mode,
+            Some(&self.png_bands),
+        )?))
     }
 
-    /// A pixmap as PNG bytes in `mode` (what [`Renderer::svg_to_png`] writes).
+    /// A pixmap as PNG bytes in `mode` (what [`Renderer::svg_to_png`] writes, with nothing
+    /// kept from earlier renders).
     pub fn encode_png(pixmap: &Pixmap, mode: PngMode) -> Result<Vec<u8>, RenderError> {
-        png::encode_as(pixmap, mode)
+        png::encode_as(pixmap, mode, None)
+    }
+
+    /// Bytes of PNG rows kept deflated for later renders (capped).
+    pub fn kept_png_bytes(&self) -> u64 {
+        self.png_bands.weighed_bytes()
+    }
+
+    /// Bands of PNG rows reused from earlier renders and bands deflated anew, so far.
+    pub fn png_band_counts(&self) -> (u64, u64) {
+        self.png_bands.counts()
+    }
+
+    /// Forgets everything kept from earlier renders (texts, glyphs, deflated rows), so the
+    /// next render does all its work again.
+    pub fn forget_kept(&self) {
+        self.rasterizer.forget_text_tiles();
+        self.png_bands.clear();
     }
 
     /// Prepares a block's fallback: an image file (SVG is rasterized at 1× and 2×; PNG and GIF

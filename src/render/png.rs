@@ -1,12 +1,13 @@
 //! Pixmap → PNG bytes. Two modes, chosen per block ([`PngMode`]):
 //!
 //! - **Lossless** (the default): RGB when every pixel is opaque, RGBA otherwise; no row filter;
-//!   zlib-rs at level 2. Rendered blocks are flat colours, gradients and anti-aliased edges,
-//!   and on them unfiltered rows at a fast level beat every filter: a shifted copy of the row
-//!   above (a diagonal gradient) or of a run stays a long match, where filtered rows turn into
-//!   runs of zeros whose hash chains hide it. Measured on the demo blocks (`cargo bench --bench
-//!   render`, *PNG*): 0.43–0.55× the bytes of fdeflate's fast mode with the Paeth filter, the
-//!   previous encoder, for 0.1–0.3 ms more.
+//!   zlib-rs at level 2, in bands of rows that a block's later renders reuse ([`png_bands`]).
+//!   Rendered blocks are flat colours, gradients and anti-aliased edges, and on them unfiltered
+//!   rows at a fast level beat every filter: a shifted copy of the row above (a diagonal
+//!   gradient) or of a run stays a long match, where filtered rows turn into runs of zeros whose
+//!   hash chains hide it. Measured on the demo blocks (`cargo bench --bench render`, *PNG*):
+//!   0.43–0.55× the bytes of fdeflate's fast mode with the Paeth filter, the previous encoder,
+//!   for 0.1–0.3 ms more.
 //! - **Palette** (`png = "palette"`): at most 256 colours — every colour exactly when the
 //!   picture has that few, else a k-means palette (in Oklab) with Floyd–Steinberg error
 //!   diffusion at half strength (enough to hide the bands a gradient would show, little enough
@@ -16,11 +17,13 @@
 //!
 //! Pixmaps are premultiplied; translucent pixels are demultiplied first.
 
+use super::png_bands::{self, KeptBands, Rows};
 use super::RenderError;
 use bytes::Bytes;
 use palette::Srgb;
 use resvg::tiny_skia::{Pixmap, PremultipliedColorU8};
 use std::collections::HashMap;
+use std::ops::Range;
 
 /// How a block's PNG is written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -43,30 +46,52 @@ const ERROR_DIFFUSION: f32 = 0.5;
 /// demo card need about 80); a picture with more is written losslessly.
 const MAX_TRANSLUCENT_COLOURS: usize = 96;
 
-/// zlib-rs's level for every PNG: the best bytes for the time on rendered blocks (see above).
-const LEVEL: i32 = 2;
-
 /// A pixmap (premultiplied, as tiny-skia keeps it) as lossless PNG bytes.
 pub(crate) fn encode(pixmap: &Pixmap) -> Result<Vec<u8>, RenderError> {
-    let (scanlines, color) = if is_opaque(pixmap) {
-        (rgb_scanlines(pixmap), png::ColorType::Rgb)
-    } else {
-        (rgba_scanlines(pixmap), png::ColorType::Rgba)
-    };
-    write(&scanlines, pixmap.width(), pixmap.height(), color, None)
+    encode_reusing(pixmap, None)
 }
 
-/// A pixmap as PNG bytes in `mode`; in the palette mode, losslessly when no palette keeps the
-/// picture.
-pub(crate) fn encode_as(pixmap: &Pixmap, mode: PngMode) -> Result<Vec<u8>, RenderError> {
+/// [`encode`], with the bands of rows deflated by earlier renders taken from `kept` (see
+/// [`png_bands`]).
+pub(crate) fn encode_reusing(
+    pixmap: &Pixmap,
+    kept: Option<&KeptBands>,
+) -> Result<Vec<u8>, RenderError> {
+    let (width, height) = (pixmap.width(), pixmap.height());
+    let (color, channels) = if is_opaque(pixmap) {
+        (png::ColorType::Rgb, 3)
+    } else {
+        (png::ColorType::Rgba, 4)
+    };
+    let rows = Rows {
+        pixels: pixmap.data(),
+        height: height as usize,
+        form: u64::from(width) << 8 | color as u64,
+        scanline_bytes: 1 + width as usize * channels,
+        scanlines: |range: Range<usize>, out: &mut Vec<u8>| match color {
+            png::ColorType::Rgb => append_rgb_scanlines(pixmap, range, out),
+            _ => append_rgba_scanlines(pixmap, range, out),
+        },
+    };
+    let compressed = png_bands::zlib(&rows, kept)?;
+    write(&compressed, width, height, color, None)
+}
+
+/// A pixmap as PNG bytes in `mode` (lossless bands reused from `kept`); in the palette mode,
+/// losslessly when no palette keeps the picture.
+pub(crate) fn encode_as(
+    pixmap: &Pixmap,
+    mode: PngMode,
+    kept: Option<&KeptBands>,
+) -> Result<Vec<u8>, RenderError> {
     let (width, height) = (pixmap.width(), pixmap.height());
     match mode {
-        PngMode::Lossless => encode(pixmap),
+        PngMode::Lossless => encode_reusing(pixmap, kept),
         PngMode::Palette => {
             let rgba = straight_rgba(pixmap);
             match quantize(&rgba, width, height) {
                 Some(indexed) => indexed.write(width, height),
-                None => encode(pixmap),
+                None => encode_reusing(pixmap, kept),
             }
         }
     }
@@ -95,38 +120,38 @@ fn demultiply(pixels: &[PremultipliedColorU8], bytes: &mut [u8]) {
     }
 }
 
-/// PNG's unfiltered scanlines of straight RGBA pixels: per row the filter byte (0, none), then
-/// the row's pixels — demultiplied while copied, in one pass.
-fn rgba_scanlines(pixmap: &Pixmap) -> Vec<u8> {
+/// Appends PNG's unfiltered scanlines of the pixmap's `rows` as straight RGBA to `out`: per
+/// row the filter byte (0, none), then the row's pixels — demultiplied while copied.
+fn append_rgba_scanlines(pixmap: &Pixmap, rows: Range<usize>, out: &mut Vec<u8>) {
     let width = pixmap.width() as usize;
-    let mut scanlines = Vec::with_capacity(pixmap.height() as usize * (1 + width * 4));
     for (row, pixels) in pixmap
         .data()
         .chunks_exact(width * 4)
         .zip(pixmap.pixels().chunks_exact(width))
+        .take(rows.end)
+        .skip(rows.start)
     {
-        scanlines.push(0);
-        let start = scanlines.len();
-        scanlines.extend_from_slice(row);
-        demultiply(pixels, &mut scanlines[start..]);
+        out.push(0);
+        let start = out.len();
+        out.extend_from_slice(row);
+        demultiply(pixels, &mut out[start..]);
     }
-    scanlines
 }
 
-/// PNG's unfiltered scanlines of an opaque pixmap as RGB (premultiplied and straight are the
-/// same when every pixel is opaque).
-fn rgb_scanlines(pixmap: &Pixmap) -> Vec<u8> {
+/// Appends PNG's unfiltered scanlines of an opaque pixmap's `rows` as RGB to `out`
+/// (premultiplied and straight are the same when every pixel is opaque).
+fn append_rgb_scanlines(pixmap: &Pixmap, rows: Range<usize>, out: &mut Vec<u8>) {
     let width = pixmap.width() as usize;
-    let mut scanlines = vec![0; pixmap.height() as usize * (1 + width * 3)];
-    for (line, row) in scanlines
+    let start = out.len();
+    out.resize(start + rows.len() * (1 + width * 3), 0);
+    for (line, row) in out[start..]
         .chunks_exact_mut(1 + width * 3)
-        .zip(pixmap.data().chunks_exact(width * 4))
+        .zip(pixmap.data().chunks_exact(width * 4).skip(rows.start))
     {
         for (rgb, rgba) in line[1..].chunks_exact_mut(3).zip(row.chunks_exact(4)) {
             rgb.copy_from_slice(&rgba[..3]);
         }
     }
-    scanlines
 }
 
 /// A picture of at most 256 colours: the palette (RGBA), and one index per pixel.
@@ -137,14 +162,27 @@ pub(crate) struct Indexed {
 
 impl Indexed {
     fn write(&self, width: u32, height: u32) -> Result<Vec<u8>, RenderError> {
-        let scanlines: Vec<u8> = self
-            .indices
-            .chunks_exact(width as usize)
-            .flat_map(|row| std::iter::once(0).chain(row.iter().copied()))
-            .collect();
+        let width = width as usize;
+        let rows = Rows {
+            pixels: &self.indices,
+            height: height as usize,
+            form: (width as u64) << 8 | png::ColorType::Indexed as u64,
+            scanline_bytes: 1 + width,
+            scanlines: |range: Range<usize>, out: &mut Vec<u8>| {
+                for row in self
+                    .indices
+                    .chunks_exact(width)
+                    .take(range.end)
+                    .skip(range.start)
+                {
+                    out.push(0);
+                    out.extend_from_slice(row);
+                }
+            },
+        };
         write(
-            &scanlines,
-            width,
+            &png_bands::zlib(&rows, None)?,
+            width as u32,
             height,
             png::ColorType::Indexed,
             Some(&self.palette),
@@ -234,17 +272,16 @@ pub(crate) fn quantize(rgba: &[u8], width: u32, height: u32) -> Option<Indexed> 
     Some(Indexed { palette, indices })
 }
 
-/// Writes `scanlines` (rows of `color` pixels, each after its filter byte) as a PNG, with
-/// `palette` for indexed pictures (its alphas as `tRNS` when any is below 255). The scanlines
-/// are deflated in one call and written as one `IDAT` chunk.
+/// Writes `compressed` (the zlib stream of rows of `color` pixels, each after its filter byte)
+/// as a PNG's one `IDAT` chunk, with `palette` for indexed pictures (its alphas as `tRNS` when
+/// any is below 255).
 fn write(
-    scanlines: &[u8],
+    compressed: &[u8],
     width: u32,
     height: u32,
     color: png::ColorType,
     palette: Option<&[[u8; 4]]>,
 ) -> Result<Vec<u8>, RenderError> {
-    let compressed = zlib(scanlines)?;
     // A palette's alphas up to its last translucent entry (none when every entry is opaque).
     let alphas = palette.and_then(|palette| {
         let last_translucent = palette.iter().rposition(|c| c[3] != u8::MAX)?;
@@ -281,34 +318,10 @@ fn write(
     let encode_error = |e: png::EncodingError| RenderError::Encode(e.to_string());
     let mut writer = encoder.write_header().map_err(encode_error)?;
     writer
-        .write_chunk(png::chunk::IDAT, &compressed)
+        .write_chunk(png::chunk::IDAT, compressed)
         .map_err(encode_error)?;
     writer.finish().map_err(encode_error)?;
     Ok(out)
-}
-
-/// `data` as a zlib stream (zlib-rs at [`LEVEL`]), deflated in one pass into a buffer that
-/// grows only when the output outruns it.
-fn zlib(data: &[u8]) -> Result<Vec<u8>, RenderError> {
-    let mut deflate = zlib_rs::Deflate::new_with_config(zlib_rs::DeflateConfig::new(LEVEL));
-    // The demo blocks deflate to 3–7% of their scanlines: an eighth is room enough for most.
-    let mut out = vec![0; 4096 + data.len() / 8];
-    loop {
-        let (read, written) = (deflate.total_in() as usize, deflate.total_out() as usize);
-        let status = deflate
-            .compress(
-                data.get(read..).unwrap_or_default(),
-                out.get_mut(written..).unwrap_or_default(),
-                zlib_rs::DeflateFlush::Finish,
-            )
-            .map_err(|e| RenderError::Encode(format!("deflate: {}", e.as_str())))?;
-        if status == zlib_rs::Status::StreamEnd {
-            out.truncate(deflate.total_out() as usize);
-            return Ok(out);
-        }
-        let grown = out.len() * 2;
-        out.resize(grown, 0);
-    }
 }
 
 /// A fully transparent PNG: invisible, but never a broken-image icon.
@@ -358,17 +371,17 @@ mod tests {
             .unwrap_or(0)
     }
 
-    /// A 300×40 horizontal gradient over more than 256 colours, with rounded (translucent)
-    /// corners.
+    /// A 300×40 gradient over more than 256 colours, horizontal and (in green) vertical, so no
+    /// row repeats another; with rounded (translucent) corners.
     fn gradient_card() -> Pixmap {
         let mut pixmap = Pixmap::new(300, 40).unwrap();
         for y in 0..40 {
             for x in 0..300u32 {
-                let t = x as f32 / 299.0;
+                let (t, u) = (x as f32 / 299.0, y as f32 / 39.0);
                 let corner = !(2..=297).contains(&x) && !(2..=37).contains(&y);
                 let alpha = if corner { 0.5 } else { 1.0 };
                 let colour =
-                    Color::from_rgba(0.1 + 0.6 * t, 0.2 + 0.3 * t, 0.9 - 0.7 * t, alpha).unwrap();
+                    Color::from_rgba(0.1 + 0.6 * t, 0.2 + 0.3 * u, 0.9 - 0.7 * t, alpha).unwrap();
                 pixmap.fill_rect(
                     resvg::tiny_skia::Rect::from_xywh(x as f32, y as f32, 1.0, 1.0).unwrap(),
                     &resvg::tiny_skia::Paint {
@@ -423,7 +436,7 @@ mod tests {
             resvg::tiny_skia::Transform::identity(),
             None,
         );
-        let bytes = encode_as(&pixmap, PngMode::Palette).unwrap();
+        let bytes = encode_as(&pixmap, PngMode::Palette, None).unwrap();
         assert_eq!(colour_type(&bytes), 3);
         assert_eq!(decode(&bytes), decode(&encode(&pixmap).unwrap()));
     }
@@ -432,7 +445,7 @@ mod tests {
     fn a_palette_of_a_gradient_stays_within_the_stated_error_and_keeps_translucent_pixels() {
         let card = gradient_card();
         let exact = decode(&encode(&card).unwrap());
-        let bytes = encode_as(&card, PngMode::Palette).unwrap();
+        let bytes = encode_as(&card, PngMode::Palette, None).unwrap();
         assert_eq!(colour_type(&bytes), 3, "a palette was used");
         let indexed = decode(&bytes);
         assert!(max_channel_difference(&exact, &indexed) <= PALETTE_MAX_ERROR);
@@ -457,7 +470,7 @@ mod tests {
             }
             byte[3] = 255;
         }
-        let bytes = encode_as(&pixmap, PngMode::Palette).unwrap();
+        let bytes = encode_as(&pixmap, PngMode::Palette, None).unwrap();
         assert_eq!(colour_type(&bytes), 2, "lossless RGB");
         assert_eq!(decode(&bytes), decode(&encode(&pixmap).unwrap()));
     }
@@ -471,8 +484,8 @@ mod tests {
         for bytes in [
             encode(&opaque).unwrap(),
             encode(&card).unwrap(),
-            encode_as(&opaque, PngMode::Palette).unwrap(),
-            encode_as(&card, PngMode::Palette).unwrap(),
+            encode_as(&opaque, PngMode::Palette, None).unwrap(),
+            encode_as(&card, PngMode::Palette, None).unwrap(),
         ] {
             assert_eq!(bytes.capacity(), bytes.len());
         }
