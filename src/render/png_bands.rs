@@ -22,14 +22,13 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// Scanline bytes a band holds at least (9 rows of a 600-pixel opaque card): smaller bands
-/// would be reused a little more often, but each costs a block with its own codes and a fresh
-/// hash table.
-const MIN_BAND_BYTES: usize = 16 * 1024;
+/// Scanline bytes a band holds at least (18 rows of a 600-pixel opaque card): smaller bands
+/// are reused a little more often, but each costs a block with its own codes, a fresh hash
+/// table and its dictionary's hashing (16 KiB bands made a first encode twice as slow).
+const MIN_BAND_BYTES: usize = 32 * 1024;
 
-/// Scanline bytes a band holds at most when no row repeats the one above (a gradient): within
-/// deflate's 32 KiB window, so the window never slides.
-const MAX_BAND_BYTES: usize = 32 * 1024;
+/// Scanline bytes a band holds at most when no row repeats the one above (a gradient).
+const MAX_BAND_BYTES: usize = 64 * 1024;
 
 /// zlib-rs's level: on rendered blocks (flat colours, gradients, anti-aliased edges, unfiltered
 /// rows) the best bytes for the time (see `png.rs`).
