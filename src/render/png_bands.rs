@@ -4,13 +4,14 @@
 //! the header, an empty item row, the footer), and deflating is a third of a render.
 //! So the rows are cut into bands — each at least [`MIN_BAND_BYTES`] of scanlines and ending at
 //! the first row that repeats the row above it (a gap in the layout), or at [`MAX_BAND_BYTES`]
-//! — and each band is deflated on its own: a fresh raw deflate stream with the row above as
-//! its preset dictionary (the decoder has just written that row, so the band's first row can
-//! still refer to it), ended by a sync flush (the last band: by the final block). Its bytes then
-//! depend on its rows, the row above and whether it is last alone, and are kept by a 128-bit
-//! hash of those ([`KeptBands`]). The zlib stream is the bands' bytes in order and the Adler-32
-//! of all the scanlines, combined from the bands' own (the way `pigz` joins the blocks it
-//! deflates apart).
+//! — and each band is deflated on its own: a fresh raw deflate stream, ended by a sync flush
+//! (the last band: by the final block). A band that starts where no row repeats (within a
+//! gradient) gets the row above as its preset dictionary: the decoder has just written that
+//! row, so the band's first row can still refer to it. A band's bytes then depend on its rows,
+//! that row above when it has one, and whether it is last, and are kept by a 128-bit hash of
+//! those ([`KeptBands`]). The zlib stream is the bands' bytes in order and the Adler-32 of all
+//! the scanlines, combined from the bands' own (the way `pigz` joins the blocks it deflates
+//! apart).
 //!
 //! Cutting at gaps keeps a changed text to the bands it is drawn in; each band's own Huffman
 //! codes cost 1–3% more bytes than one stream (the bench's *PNG* table).
@@ -129,16 +130,21 @@ where
     WORKSPACE.with_borrow_mut(|workspace| {
         let workspace = workspace.get_or_insert_with(Workspace::new);
         let mut start = 0;
+        // Whether `start` repeats the row above (the band before ended at a gap).
+        let mut at_gap = false;
         while start < rows.height {
             // The band ends at the first row after `min_rows` that repeats the row above (a
             // gap in the layout), or after `max_rows`.
-            let end = (start + min_rows..(start + max_rows).min(rows.height))
-                .find(|&row| pixel_row(row) == pixel_row(row - 1))
-                .unwrap_or((start + max_rows).min(rows.height));
-            // The row above is the band's dictionary: part of what decides its bytes (and the
-            // key says whether the first row hashed is one, and whether the band ends the
-            // stream).
-            let above = usize::from(start > 0);
+            let gap = (start + min_rows..(start + max_rows).min(rows.height))
+                .find(|&row| pixel_row(row) == pixel_row(row - 1));
+            let end = gap.unwrap_or((start + max_rows).min(rows.height));
+            // A band that starts within a picture (a gradient) has the row above as its
+            // dictionary: part of what decides its bytes, so hashed with them. One that starts
+            // at a gap needs none (its first row is a copy of the row above, which costs little
+            // on its own in a layout's gaps) and is then kept by its own rows alone, wherever
+            // it is drawn. The key also says whether the band ends the stream.
+            let above = usize::from(start > 0 && !at_gap);
+            at_gap = gap.is_some();
             let last = end == rows.height;
             let pixels = rows
                 .pixels
