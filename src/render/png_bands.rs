@@ -14,7 +14,8 @@
 //! apart).
 //!
 //! Cutting at gaps keeps a changed text to the bands it is drawn in; each band's own Huffman
-//! codes cost 1–3% more bytes than one stream (the bench's *PNG* table).
+//! codes and fresh start cost under 1% more bytes than one stream on the demo blocks (the
+//! bench's *PNG* table).
 
 use super::kept_bytes::{self, KeptBytes};
 use super::RenderError;
@@ -24,8 +25,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Scanline bytes a band holds at least (18 rows of a 600-pixel opaque card): smaller bands
-/// are reused a little more often, but each costs a block with its own codes, a fresh hash
-/// table and its dictionary's hashing (16 KiB bands made a first encode twice as slow).
+/// are reused a little more often, but each costs a block with its own codes, a cleared hash
+/// table and perhaps its dictionary's hashing (16 KiB bands, each with a dictionary, made the
+/// cart's first encode 1.6× as slow as one stream; these, about 1.3×).
 const MIN_BAND_BYTES: usize = 32 * 1024;
 
 /// Scanline bytes a band holds at most when no row repeats the one above (a gradient).
@@ -35,12 +37,12 @@ const MAX_BAND_BYTES: usize = 64 * 1024;
 /// rows) the best bytes for the time (see `png.rs`).
 const LEVEL: i32 = 2;
 
-/// Bytes of deflated bands kept across renders: the bands of about 1,000 different 600×300
-/// cards (the demo cart deflates to 17 bands, 1.5 KB each).
+/// Bytes of deflated bands kept across renders: the bands of about 1,300 different 600×300
+/// cards (the demo cart's come to 25 KB).
 const KEPT_BYTES: u64 = 32 * 1024 * 1024;
 
-/// Deflated bands a full cache holds, about.
-const ESTIMATED_BANDS: usize = 20 * 1024;
+/// Deflated bands a full cache holds, about (a band of a card deflates to 1–5 KB).
+const ESTIMATED_BANDS: usize = 16 * 1024;
 
 /// zlib's header for a 32 KiB window at a fast level (`FLEVEL` 1).
 const ZLIB_HEADER: [u8; 2] = [0x78, 0x5e];
