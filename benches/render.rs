@@ -11,7 +11,8 @@
 //! - `cold`: the same, with every kept text, glyph and deflated band of rows forgotten before
 //!   each render (the worst case: a process's very first opens; the forgetting itself is not
 //!   timed).
-//! - `same_context`: Alice's sample again and again (every text kept; the best case).
+//! - `same_context`: Alice's sample again and again (every text and row band kept; the best
+//!   case).
 //! - `stream_cyrillic`, `stream_cjk`, `stream_arabic`: the campaign stream with first names in
 //!   another script (drawn with the fallback fonts: the system's Noto fonts, which
 //!   `scripts/test` installs), to show what a name outside the shipped font costs.
