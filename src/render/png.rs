@@ -6,8 +6,8 @@
 //!   rows at a fast level beat every filter: a shifted copy of the row above (a diagonal
 //!   gradient) or of a run stays a long match, where filtered rows turn into runs of zeros whose
 //!   hash chains hide it. Measured on the demo blocks (`cargo bench --bench render`, *PNG*):
-//!   0.41–0.54× the bytes of fdeflate's fast mode with the Paeth filter, the previous encoder,
-//!   for 0.24–0.68 ms more on a block's first renders (less once its bands are kept).
+//!   0.41–0.53× the bytes of fdeflate's fast mode with the Paeth filter, the previous encoder,
+//!   for 0.07–0.24 ms more on a block's first renders (less once its bands are kept).
 //! - **Palette** (`png = "palette"`): at most 256 colours — every colour exactly when the
 //!   picture has that few, else a k-means palette (in Oklab) with Floyd–Steinberg error
 //!   diffusion at half strength (enough to hide the bands a gradient would show, little enough
