@@ -11,15 +11,35 @@ use std::sync::{Arc, Mutex};
 
 /// Largest shipped image accepted, in bytes.
 const MAX_ASSET_BYTES: u64 = 4 * 1024 * 1024;
-/// Most resized copies kept (templates draw a handful of sizes; this only bounds a bug).
-const MAX_SIZED_COPIES: usize = 1024;
+/// Most bytes of resized copies kept. Templates draw a handful of sizes, so this only bounds a
+/// bug or slot sizes taken from data; the copies are stored PNGs (their pixels as they are, so
+/// a render decodes them as a copy): a 112×112 slot 50 KB, 201 KB at `scale=2`.
+const MAX_SIZED_BYTES: usize = 64 * 1024 * 1024;
 
 type SizedKey = (String, u32, u32, Fit);
 
-#[derive(Default)]
 pub struct AssetImages {
     by_name: HashMap<String, Arc<Vec<u8>>>,
-    sized: Mutex<HashMap<SizedKey, Arc<Vec<u8>>>>,
+    sized: Mutex<SizedCopies>,
+    /// [`MAX_SIZED_BYTES`], but in tests.
+    max_sized_bytes: usize,
+}
+
+impl Default for AssetImages {
+    fn default() -> Self {
+        Self {
+            by_name: HashMap::new(),
+            sized: Mutex::default(),
+            max_sized_bytes: MAX_SIZED_BYTES,
+        }
+    }
+}
+
+/// The resized copies kept, and their bytes.
+#[derive(Default)]
+struct SizedCopies {
+    by_key: HashMap<SizedKey, Arc<Vec<u8>>>,
+    bytes: usize,
 }
 
 impl AssetImages {
@@ -70,13 +90,15 @@ impl AssetImages {
     /// The image `name` resized to `width`×`height` pixels by `fit`, made once and kept.
     pub fn sized(&self, name: &str, width: u32, height: u32, fit: Fit) -> Option<Arc<Vec<u8>>> {
         let key = (name.to_owned(), width, height, fit);
-        if let Some(copy) = self.sized.lock().ok()?.get(&key) {
+        if let Some(copy) = self.sized.lock().ok()?.by_key.get(&key) {
             return Some(Arc::clone(copy));
         }
         let resized = Arc::new(resize_to_png(self.get(name)?, width, height, fit)?);
         if let Ok(mut sized) = self.sized.lock() {
-            if sized.len() < MAX_SIZED_COPIES {
-                sized.insert(key, Arc::clone(&resized));
+            let bytes = sized.bytes + resized.len();
+            if bytes <= self.max_sized_bytes && !sized.by_key.contains_key(&key) {
+                sized.bytes = bytes;
+                sized.by_key.insert(key, Arc::clone(&resized));
             }
         }
         Some(resized)
@@ -111,5 +133,39 @@ mod tests {
         assert!(images
             .sized("products/none.png", 44, 44, Fit::Cover)
             .is_none());
+    }
+
+    #[test]
+    fn sized_copies_are_kept_up_to_their_byte_cap() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/images");
+        let images = AssetImages {
+            // Room for the 44×30 copy (about 7.9 KB), not for a second one.
+            max_sized_bytes: 10_000,
+            ..AssetImages::load(&dir).unwrap()
+        };
+        let first = images
+            .sized("products/mug.png", 44, 30, Fit::Cover)
+            .unwrap();
+        let second = images
+            .sized("products/mug.png", 30, 44, Fit::Cover)
+            .unwrap();
+        let decoded = image::load_from_memory(&second).unwrap();
+        assert_eq!((decoded.width(), decoded.height()), (30, 44), "still made");
+        assert!(Arc::ptr_eq(
+            &first,
+            &images
+                .sized("products/mug.png", 44, 30, Fit::Cover)
+                .unwrap()
+        ));
+        assert!(
+            !Arc::ptr_eq(
+                &second,
+                &images
+                    .sized("products/mug.png", 30, 44, Fit::Cover)
+                    .unwrap()
+            ),
+            "over the cap: made again, not kept"
+        );
+        assert_eq!(images.sized.lock().unwrap().bytes, first.len());
     }
 }

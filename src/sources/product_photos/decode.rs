@@ -23,7 +23,8 @@
 //!    memory decoding can take is bounded by CPUs × (allocation limit + resize work + slot),
 //!    not by the number of blocking threads (up to 512).
 //!
-//! The result is encoded as PNG, which resvg embeds as an `<image href>`. CPU-bound: call
+//! The result is encoded as a stored PNG (rows neither filtered nor deflated, so each render
+//! that draws it decodes it as a copy), which resvg embeds as an `<image href>`. CPU-bound: call
 //! [`prepare`] from `spawn_blocking` (holding a budget permit).
 
 use std::io::Cursor;
@@ -136,18 +137,30 @@ pub(crate) fn header_dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
         .ok()
 }
 
+/// The picture as an RGBA PNG whose rows are stored, neither filtered nor deflated: resvg
+/// decodes a kept photo on every render that draws it, and a stored PNG decodes as a copy
+/// (inflating and unfiltering a compressed one was 7.5% of a render whose texts and bands were
+/// all kept; `cargo bench --bench render`). The photo cache weighs the bytes kept, so it holds
+/// fewer photos than it would compressed.
 fn encode(image: DynamicImage) -> Result<Prepared, FetchError> {
-    let rgba = DynamicImage::ImageRgba8(image.into_rgba8());
-    let mut png = Vec::new();
-    rgba.write_to(&mut Cursor::new(&mut png), ImageFormat::Png)
+    let rgba = image.into_rgba8();
+    let (width, height) = rgba.dimensions();
+    let mut png = Vec::with_capacity(rgba.len() + height as usize + 1024);
+    let mut encoder = png::Encoder::new(&mut png, width, height);
+    encoder.set_color(png::ColorType::Rgba);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder.set_compression(png::Compression::NoCompression);
+    encoder.set_filter(png::Filter::NoFilter);
+    encoder
+        .write_header()
+        .and_then(|mut writer| {
+            writer.write_image_data(&rgba)?;
+            writer.finish()
+        })
         .map_err(|_| FetchError::Internal)?;
     // Kept in the image cache, which weighs the length: no spare capacity held beyond it.
     png.shrink_to_fit();
-    Ok(Prepared {
-        width: rgba.width(),
-        height: rgba.height(),
-        png,
-    })
+    Ok(Prepared { width, height, png })
 }
 
 /// Resizes with a bounded intermediate (see the module doc).
@@ -420,6 +433,38 @@ mod tests {
                 .into_rgba8();
             assert!(ours == before, "{w}×{h} differs");
         }
+    }
+
+    #[test]
+    fn prepared_photos_are_stored_so_a_render_decodes_them_as_a_copy() {
+        let photo =
+            RgbaImage::from_fn(64, 48, |x, y| Rgba([(x * 4) as u8, (y * 5) as u8, 90, 200]));
+        let prepared = prepare(&png_of(&photo), 44, 44, Fit::Cover, LIMITS).unwrap();
+        // The rows as they are: 44 × 44 RGBA pixels and a filter byte per row, at least.
+        assert!(
+            prepared.png.len() >= 44 * (1 + 44 * 4),
+            "{} bytes",
+            prepared.png.len()
+        );
+        let idat = prepared
+            .png
+            .windows(4)
+            .position(|w| w == b"IDAT")
+            .expect("an IDAT chunk");
+        // After the zlib header, the first deflate block's type bits: 00, stored.
+        let first_block = prepared.png[idat + 4 + 2];
+        assert_eq!(first_block >> 1 & 0b11, 0, "a stored block");
+        // Every row unfiltered: what resvg decodes is the straight pixels.
+        let mut reader = png::Decoder::new(Cursor::new(&prepared.png))
+            .read_info()
+            .unwrap();
+        let mut rows = vec![0; reader.output_buffer_size().unwrap()];
+        reader.next_frame(&mut rows).unwrap();
+        assert_eq!(rows, decoded(&prepared).into_raw());
+        let before = DynamicImage::ImageRgba8(photo)
+            .resize_to_fill(44, 44, FilterType::Lanczos3)
+            .into_rgba8();
+        assert!(decoded(&prepared) == before, "the same pixels as before");
     }
 
     #[test]
