@@ -21,7 +21,7 @@ type SizedKey = (String, u32, u32, Fit);
 pub struct AssetImages {
     by_name: HashMap<String, Arc<Vec<u8>>>,
     sized: Mutex<SizedCopies>,
-    /// [`MAX_SIZED_BYTES`], but in tests.
+    /// The cap on `sized`'s bytes: [`MAX_SIZED_BYTES`] (a test sets a smaller one).
     max_sized_bytes: usize,
 }
 
