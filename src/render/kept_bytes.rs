@@ -1,4 +1,5 @@
-//! The renderer's caches weighed in bytes (kept glyph coverage, text tiles), with few shards.
+//! The renderer's caches weighed in bytes (kept glyph coverage, text tiles, PNG row bands),
+//! with few shards, and the count of how often their work was reused ([`ReuseCounts`]).
 //!
 //! quick_cache splits its weight capacity evenly between its shards and keeps no entry heavier
 //! than (97% of) one shard. By default it makes four shards per core, so on a large machine a
@@ -9,6 +10,7 @@
 use quick_cache::sync::{Cache, DefaultLifecycle};
 use quick_cache::{DefaultHashBuilder, OptionsBuilder, Weighter};
 use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A cache whose entries weigh what [`Weigh`]'s function says of their values.
 pub(super) type KeptBytes<K, V> = Cache<K, V, Weigh<V>>;
@@ -50,6 +52,34 @@ where
         DefaultHashBuilder::default(),
         DefaultLifecycle::default(),
     )
+}
+
+/// How often a kept cache's work was found already done and how often it was done anew (for
+/// benchmarks and metrics).
+#[derive(Default)]
+pub(super) struct ReuseCounts {
+    reused: AtomicU64,
+    made: AtomicU64,
+}
+
+impl ReuseCounts {
+    /// One piece of work found already done.
+    pub(super) fn reused(&self) {
+        self.reused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One piece of work done anew.
+    pub(super) fn made(&self) {
+        self.made.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reused and made anew, so far.
+    pub(super) fn get(&self) -> (u64, u64) {
+        (
+            self.reused.load(Ordering::Relaxed),
+            self.made.load(Ordering::Relaxed),
+        )
+    }
 }
 
 #[cfg(test)]

@@ -17,11 +17,10 @@
 //! codes and fresh start cost under 1% more bytes than one stream on the demo blocks (the
 //! bench's *PNG* table).
 
-use super::kept_bytes::{self, KeptBytes};
+use super::kept_bytes::{self, KeptBytes, ReuseCounts};
 use super::RenderError;
 use std::cell::RefCell;
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Scanline bytes a band holds at least (27 rows of a 600-pixel RGBA card, 36 of an opaque
@@ -66,8 +65,8 @@ struct DeflatedBand {
 /// are made (colour type, width). Capped at [`KEPT_BYTES`].
 pub(crate) struct KeptBands {
     kept: KeptBytes<u128, Arc<DeflatedBand>>,
-    reused: AtomicU64,
-    deflated: AtomicU64,
+    /// Bands reused, and bands deflated anew.
+    counts: ReuseCounts,
 }
 
 impl Default for KeptBands {
@@ -76,8 +75,7 @@ impl Default for KeptBands {
             kept: kept_bytes::cache(ESTIMATED_BANDS, KEPT_BYTES, |band| {
                 band.bytes.len() as u64 + 64
             }),
-            reused: AtomicU64::new(0),
-            deflated: AtomicU64::new(0),
+            counts: ReuseCounts::default(),
         }
     }
 }
@@ -90,10 +88,7 @@ impl KeptBands {
 
     /// Bands reused and bands deflated anew, so far.
     pub(crate) fn counts(&self) -> (u64, u64) {
-        (
-            self.reused.load(Ordering::Relaxed),
-            self.deflated.load(Ordering::Relaxed),
-        )
+        self.counts.get()
     }
 
     /// Bytes held, as weighed against the cap.
@@ -162,7 +157,7 @@ where
             );
             let band = match kept.and_then(|kept| Some((kept, kept.kept.get(&key)?))) {
                 Some((kept, band)) => {
-                    kept.reused.fetch_add(1, Ordering::Relaxed);
+                    kept.counts.reused();
                     band
                 }
                 None => {
@@ -170,7 +165,7 @@ where
                     (rows.scanlines)(start - above..end, &mut workspace.scanlines);
                     let band = Arc::new(workspace.deflate_band(above * rows.scanline_bytes, last)?);
                     if let Some(kept) = kept {
-                        kept.deflated.fetch_add(1, Ordering::Relaxed);
+                        kept.counts.made();
                         kept.kept.insert(key, Arc::clone(&band));
                     }
                     band

@@ -16,12 +16,11 @@
 //! This file decides which texts are tiled, writes the placeholders and keeps the tiles
 //! ([`TextTiles`]); drawing one tile is [`super::tile_drawing`].
 
-use super::kept_bytes::{self, KeptBytes};
+use super::kept_bytes::{self, KeptBytes, ReuseCounts};
 use super::text_runs;
 use super::tile_drawing::{draw_glyph_tile, draw_tile, opening_tag, Tile, TileTools};
 use quick_cache::sync::Cache;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use xxhash_rust::xxh3::Xxh3;
 
@@ -43,9 +42,8 @@ pub(crate) struct TextTiles {
     /// totals do not push out the ones that repeat; a text that is not plain is drawn in place
     /// the first time (making its tile with usvg costs more than that).
     seen_once: Cache<u128, ()>,
-    /// Texts found already drawn, and texts drawn now (for benchmarks and metrics).
-    reused: AtomicU64,
-    drawn: AtomicU64,
+    /// Texts found already drawn, and texts drawn now.
+    counts: ReuseCounts,
 }
 
 impl Default for TextTiles {
@@ -56,8 +54,7 @@ impl Default for TextTiles {
                 tile.pixmap.data().len() as u64 + 64
             }),
             seen_once: Cache::new(SEEN_ONCE_ENTRIES),
-            reused: AtomicU64::new(0),
-            drawn: AtomicU64::new(0),
+            counts: ReuseCounts::default(),
         }
     }
 }
@@ -72,10 +69,7 @@ pub(crate) struct Tiled {
 impl TextTiles {
     /// How many texts were found already drawn, and how many had to be drawn, so far.
     pub(crate) fn counts(&self) -> (u64, u64) {
-        (
-            self.reused.load(Ordering::Relaxed),
-            self.drawn.load(Ordering::Relaxed),
-        )
+        self.counts.get()
     }
 
     /// Bytes of the kept tiles (their pixels, as the cache weighs them).
@@ -149,10 +143,10 @@ impl TextTiles {
             let glyph_drawn =
                 || draw_glyph_tile(tools, text, root, uniform_scale, pixel_width, pixel_height);
             let tile = if let Some(tile) = self.tiles.get(&key) {
-                self.reused.fetch_add(1, Ordering::Relaxed);
+                self.counts.reused();
                 tile
             } else if let Some(tile) = glyph_drawn() {
-                self.drawn.fetch_add(1, Ordering::Relaxed);
+                self.counts.made();
                 let tile = Arc::new(tile);
                 // Kept only once the text comes back, so one-off texts (totals, names) do not
                 // push out the ones that repeat.
@@ -172,7 +166,7 @@ impl TextTiles {
                     tools.default_family,
                 );
                 let usvg_markup = rewritten.as_deref().unwrap_or(markup);
-                self.drawn.fetch_add(1, Ordering::Relaxed);
+                self.counts.made();
                 if !self.seen_once.contains_key(&key) {
                     // Drawn in place this time, and as a tile if it comes back.
                     self.seen_once.insert(key, ());
