@@ -3,7 +3,8 @@
 //! and images ([`assets`]) and the photos an open fetched ([`image_slots`]); texts in any script
 //! are laid out in one place ([`text_layout`]), drawn from kept glyphs where they can be
 //! ([`text_tiles`], [`plain_text`], [`glyph_text`], [`glyph_coverage`]) and handed to usvg in
-//! runs otherwise ([`text_runs`]); the templates' text functions measure with the same layout
+//! runs otherwise ([`text_runs`]); pictures that fill their slot exactly skip usvg's clip
+//! ([`exact_slices`]); the templates' text functions measure with the same layout
 //! ([`text_fit`]); [`png`] encodes, reusing the rows deflated by earlier renders
 //! ([`png_bands`]); [`fallback`] prepares a block's fallback image.
 //!
@@ -11,6 +12,7 @@
 //! requests: which template is filled in with what is decided by `crate::open`.
 
 mod assets;
+mod exact_slices;
 pub(crate) mod fallback;
 mod font_fallback;
 mod fonts;

@@ -13,6 +13,7 @@
 //! need several fonts or directions reach it in positioned runs ([`super::text_runs`]).
 
 use super::assets::AssetImages;
+use super::exact_slices::unclip_exact_slices;
 use super::font_fallback::FontChoice;
 use super::fonts::{Fonts, DEFAULT_FAMILY};
 use super::glyph_text::GlyphText;
@@ -237,9 +238,10 @@ impl Rasterizer {
         // One XML parse serves the image slots, the text tiles and the runs of texts in any
         // script.
         let wants_tiles = use_text_tiles && svg.contains("<text");
-        let document = (svg.contains("asset:") || wants_tiles || needs_runs(svg))
-            .then(|| roxmltree::Document::parse(svg).ok())
-            .flatten();
+        let document =
+            (svg.contains("asset:") || wants_tiles || needs_runs(svg) || svg.contains("slice"))
+                .then(|| roxmltree::Document::parse(svg).ok())
+                .flatten();
         let mut sized: HashMap<String, Arc<Vec<u8>>> = match &document {
             Some(document) => image_slots::asset_slots(document, width, scale)
                 .into_iter()
@@ -251,6 +253,18 @@ impl Rasterizer {
                 .collect(),
             None => HashMap::new(),
         };
+        // Same length as `svg`, so `document`'s byte ranges hold for it too.
+        let svg = match &document {
+            Some(document) => {
+                let pixels = u32::from(scale.max(1));
+                unclip_exact_slices(svg, document, width * pixels, height * pixels, |href| {
+                    let bytes = sized.get(href).or_else(|| fetched.get(href))?;
+                    picture_size(bytes)
+                })
+            }
+            None => Cow::Borrowed(svg),
+        };
+        let svg = svg.as_ref();
         let tiled = document
             .as_ref()
             .filter(|_| wants_tiles)
@@ -322,6 +336,15 @@ impl ParsingOptions for Rasterizer {
     }
 }
 
+/// The pixel size of an encoded picture, read from its header.
+fn picture_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()?
+        .into_dimensions()
+        .ok()
+}
+
 /// Whether `svg` may hold a text usvg should get in runs (anything beyond ASCII).
 fn needs_runs(svg: &str) -> bool {
     svg.contains("<text") && (!svg.is_ascii() || svg.contains("&#"))
@@ -381,6 +404,46 @@ mod tests {
             Some(ImageKind::GIF(_))
         ));
         assert!(image_kind(Arc::new(b"<svg".to_vec())).is_none());
+    }
+
+    #[test]
+    fn a_photo_filling_its_slot_draws_the_pixels_of_its_clip() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
+        let fonts = crate::render::fonts::load(
+            &root.join("fonts"),
+            &crate::render::FontSettings::shipped_only(),
+        )
+        .unwrap();
+        let rasterizer = Rasterizer::new(fonts, Arc::new(AssetImages::default()));
+        let url = "https://cdn.test/photo.png";
+        let svg = format!(
+            r##"<svg xmlns="http://www.w3.org/2000/svg" width="100" height="60" viewBox="0 0 100 60"><rect x="0.5" y="0.5" width="99" height="59" rx="9" fill="#f3f4f6" stroke="#e5e7eb"/><image href="{url}" x="10" y="7" width="44" height="40" preserveAspectRatio="xMidYMid slice"/></svg>"##
+        );
+        for scale in [1u8, 2] {
+            let side = |units: u32| units * u32::from(scale);
+            // Opaque and translucent pixels, as a product photo on a clear background has.
+            let picture = image::RgbaImage::from_fn(side(44), side(40), |x, y| {
+                let alpha = if (x + y) % 3 == 0 {
+                    255
+                } else {
+                    (x * 7 % 256) as u8
+                };
+                image::Rgba([(x * 5 % 256) as u8, (y * 6 % 256) as u8, 120, alpha])
+            });
+            let mut png = Vec::new();
+            picture
+                .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+                .unwrap();
+            let fetched = Arc::new(FetchedImages::one(url, png));
+            let drawn = rasterizer
+                .rasterize_with(&svg, 100, 60, scale, Arc::clone(&fetched))
+                .unwrap();
+            // usvg and resvg on the SVG as written: the photo clipped to its slot.
+            let tree = usvg::Tree::from_str(&svg, &rasterizer.options_with(fetched)).unwrap();
+            let clipped = rasterizer.render_tree(&tree, 100, 60, scale).unwrap();
+            assert_eq!(drawn.data(), clipped.data(), "scale {scale}");
+            assert_ne!(drawn.pixel(side(20), side(20)), clipped.pixel(1, 1));
+        }
     }
 
     #[test]
