@@ -52,7 +52,7 @@ pub(crate) fn unclip_exact_slices<'s>(
             .or_else(|| image.attribute(("http://www.w3.org/1999/xlink", "href")))
             .map(str::trim);
         let fills = href
-            .and_then(|href| picture_size(href))
+            .and_then(&picture_size)
             .is_some_and(|size| slot_pixels(&image, sx, sy) == Some(size));
         if fills {
             rewrites.push(attribute.range_value().start + slice_at);
