@@ -17,6 +17,9 @@
 //!   another script (drawn with the fallback fonts: the system's Noto fonts, which
 //!   `scripts/test` installs), to show what a name outside the shipped font costs.
 //!
+//! Every case starts from its subscriber's input made beforehand, untimed, as the baseline
+//! starts from its Tera context: making up the bench's subscribers is not rendering.
+//!
 //! `cargo bench --bench render` prints criterion's medians, then a summary measured in rounds
 //! that take turns between the cases and the baseline (a batch of each per round), so a machine
 //! whose speed drifts (shared virtual machines do) slows every case alike: the ratios are the
@@ -230,11 +233,16 @@ fn cart(c: &mut Criterion) {
     let mut n = 0u64;
     let counts_before = f.renderer.rasterizer().text_tile_counts();
     let bands_before = f.renderer.png_band_counts();
+    // Each subscriber's input is made untimed, as the baseline's is: both start from it.
     group.bench_function("opentime_campaign_stream", |b| {
-        b.iter(|| {
-            n += 1;
-            black_box(render_opentime(&f, block, &stream_input(block, n)))
-        })
+        b.iter_batched(
+            || {
+                n += 1;
+                stream_input(block, n)
+            },
+            |input| black_box(render_opentime(&f, block, &input)),
+            BatchSize::SmallInput,
+        )
     });
     let (reused, drawn) = f.renderer.rasterizer().text_tile_counts();
     let (reused, drawn) = (reused - counts_before.0, drawn - counts_before.1);
@@ -274,14 +282,14 @@ fn cart(c: &mut Criterion) {
             render_opentime(&f, block, &stream_input_named(block, n, names));
         }
         group.bench_function(format!("opentime_stream_{script}"), |b| {
-            b.iter(|| {
-                n += 1;
-                black_box(render_opentime(
-                    &f,
-                    block,
-                    &stream_input_named(block, n, names),
-                ))
-            })
+            b.iter_batched(
+                || {
+                    n += 1;
+                    stream_input_named(block, n, names)
+                },
+                |input| black_box(render_opentime(&f, block, &input)),
+                BatchSize::SmallInput,
+            )
         });
     }
     group.bench_function("baseline_usvg_resvg_encode_png", |b| {
@@ -313,17 +321,17 @@ fn median_ms(group: &str, name: &str) -> Option<f64> {
 }
 
 /// Renders `count` times and returns the mean milliseconds per render.
-fn batch(count: u32, render: impl FnMut()) -> f64 {
-    batch_after(count, || {}, render)
+fn batch(count: u32, mut render: impl FnMut()) -> f64 {
+    batch_after(count, || {}, |()| render())
 }
 
-/// Like [`batch`], timing only `render`, each time after an untimed `setup`.
-fn batch_after(count: u32, mut setup: impl FnMut(), mut render: impl FnMut()) -> f64 {
+/// Like [`batch`], timing only `render`, each time of what an untimed `setup` made.
+fn batch_after<T>(count: u32, mut setup: impl FnMut() -> T, mut render: impl FnMut(T)) -> f64 {
     let mut spent = std::time::Duration::ZERO;
     for _ in 0..count {
-        setup();
+        let made = setup();
         let start = std::time::Instant::now();
-        render();
+        render(made);
         spent += start.elapsed();
     }
     spent.as_secs_f64() * 1e3 / f64::from(count)
@@ -345,15 +353,14 @@ fn interleaved_summary() {
         black_box(render_baseline(&f, &context, &options));
     };
     let mut n = 1_000_000u64;
-    let render_named = |n: u64, names: &[&str]| {
-        let input = if n == 0 {
-            f.input.clone()
-        } else {
-            stream_input_named(block, n, names)
-        };
+    // Inputs are made untimed, as the baseline's context is: every case starts from its input.
+    let input_named = |n: u64, names: &[&str]| stream_input_named(block, n, names);
+    let input = |n: u64| input_named(n, &FIRST_NAMES);
+    let render_input = |input: TemplateInput| {
         black_box(render_opentime(&f, block, &input));
     };
-    let render = |n: u64| render_named(n, &FIRST_NAMES);
+    let render_named = |n: u64, names: &[&str]| render_input(input_named(n, names));
+    let render = |n: u64| render_input(input(n));
     // Warm up the streams as a campaign would be (and as criterion's run did).
     for _ in 0..2_000 {
         n += 1;
@@ -372,25 +379,36 @@ fn interleaved_summary() {
     let mut script_ratios: [Vec<f64>; 3] = Default::default();
     for _ in 0..ROUNDS {
         let base = batch(8, baseline);
-        let stream = batch(40, || {
-            n += 1;
-            render(n)
+        let stream = batch_after(
+            40,
+            || {
+                n += 1;
+                input(n)
+            },
+            render_input,
+        );
+        let same = batch(40, || {
+            black_box(render_opentime(&f, block, &f.input));
         });
-        let same = batch(40, || render(0));
         // Forgetting is not timed: a process's first opens pay no such step.
         let cold = batch_after(
             8,
-            || f.renderer.forget_kept(),
             || {
+                f.renderer.forget_kept();
                 n += 1;
-                render(n)
+                input(n)
             },
+            render_input,
         );
         for (i, (_, names)) in SCRIPT_STREAMS.iter().enumerate() {
-            let ms = batch(40, || {
-                n += 1;
-                render_named(n, names)
-            });
+            let ms = batch_after(
+                40,
+                || {
+                    n += 1;
+                    input_named(n, names)
+                },
+                render_input,
+            );
             script_rows[i].push(ms);
             script_ratios[i].push(ms / stream);
         }
