@@ -17,7 +17,8 @@ use super::font_fallback::{self, FontChoice, Hint};
 use super::fonts::family_name;
 use super::missing_characters::Coverage;
 use harfrust::{
-    Direction, ShapeOptions, ShaperData, ShaperInstance, Tag, UnicodeBuffer, Variation,
+    Direction, ShapeOptions, ShapePlan, ShapePlanKey, ShaperData, ShaperInstance, Tag,
+    UnicodeBuffer, Variation,
 };
 use prometheus_client::metrics::counter::Counter;
 use quick_cache::sync::Cache;
@@ -27,7 +28,7 @@ use skrifa::outline::{DrawSettings, OutlinePen};
 use skrifa::MetadataProvider;
 use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use svgtypes::FontFamily;
 use unicode_bidi::{BidiClass, BidiInfo, Level};
 use unicode_script::{Script, UnicodeScript};
@@ -35,6 +36,8 @@ use unicode_segmentation::UnicodeSegmentation;
 
 /// Tables of colour or bitmap glyphs: such faces are drawn by usvg, not from outlines.
 const PICTURE_TABLES: [&[u8; 4]; 6] = [b"CBDT", b"sbix", b"COLR", b"SVG ", b"EBDT", b"CBLC"];
+/// Most shape plans kept per face: one per script, direction and weight instance it shapes.
+const PLANS_PER_FACE: usize = 16;
 
 /// A face ready to shape with (its bytes stay in the font database).
 pub(crate) struct Face {
@@ -42,6 +45,9 @@ pub(crate) struct Face {
     /// A small number for glyph keys, given in the order faces are first used.
     pub(crate) number: u16,
     shaper: ShaperData,
+    /// Shape plans made for this face (harfrust makes one per shaping call otherwise: about a
+    /// third of a short text's shaping time).
+    plans: Mutex<Vec<Arc<ShapePlan>>>,
     pub(crate) units_per_em: f32,
     /// Drawable from outlines alone: static, without colour or bitmap glyphs.
     pub(crate) outlines_only: bool,
@@ -50,6 +56,23 @@ pub(crate) struct Face {
     has_opsz: bool,
     /// The family to name in SVG so usvg picks this face again.
     pub(crate) family: Arc<str>,
+}
+
+impl Face {
+    /// The kept shape plan `key` matches, or a new one from `make` (kept while there is room).
+    fn plan(&self, key: &ShapePlanKey<'_>, make: impl FnOnce() -> ShapePlan) -> Arc<ShapePlan> {
+        let kept = |plans: &[Arc<ShapePlan>]| plans.iter().find(|p| key.matches(p)).cloned();
+        if let Some(plan) = self.plans.lock().ok().and_then(|plans| kept(&plans)) {
+            return plan;
+        }
+        let plan = Arc::new(make());
+        if let Ok(mut plans) = self.plans.lock() {
+            if plans.len() < PLANS_PER_FACE && kept(&plans).is_none() {
+                plans.push(Arc::clone(&plan));
+            }
+        }
+        plan
+    }
 }
 
 /// How a text is set: families (empty: the default family), weight, size in user units.
@@ -173,6 +196,7 @@ impl Typesetter {
                     id,
                     number,
                     shaper: ShaperData::new(&font),
+                    plans: Mutex::default(),
                     units_per_em: f32::from(metrics.units_per_em),
                     outlines_only: !variable && !pictures,
                     variable,
@@ -409,7 +433,16 @@ impl Typesetter {
                     .shaper(&font)
                     .instance(instance.as_ref())
                     .build();
-                let shaped = shaper.shape(buffer, ShapeOptions::new());
+                // The properties harfrust would plan for itself (no script: none guessed).
+                let script = Some(buffer.script()).filter(|s| *s != harfrust::script::UNKNOWN);
+                let language = buffer.language();
+                let key = ShapePlanKey::new(script, buffer.direction())
+                    .language(language.as_ref())
+                    .instance(instance.as_ref());
+                let plan = face.plan(&key, || {
+                    ShapePlan::new(&shaper, buffer.direction(), script, language.as_ref(), &[])
+                });
+                let shaped = shaper.shape(buffer, ShapeOptions::new().plan(Some(&plan)));
                 // User units per font unit.
                 let scale = style.size / face.units_per_em;
                 let mut glyphs = Vec::with_capacity(shaped.len());
