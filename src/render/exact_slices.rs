@@ -12,7 +12,7 @@
 //! as `meet`), so the byte ranges of the document parsed from the original stay valid for the
 //! text tiles and runs that rewrite the same SVG after this.
 
-use super::image_slots::length;
+use super::image_slots::{length, own_size};
 use std::borrow::Cow;
 
 /// How far from a whole pixel an edge may be and still count as on it (floating-point noise of
@@ -79,23 +79,10 @@ fn root_scale(
     pixel_width: u32,
     pixel_height: u32,
 ) -> Option<(f64, f64)> {
-    if !root.has_tag_name("svg") || root.has_attribute("transform") {
+    if root.has_attribute("transform") {
         return None;
     }
-    let (width, height) = (
-        length(root.attribute("width")).filter(|w| *w > 0.0)?,
-        length(root.attribute("height")).filter(|h| *h > 0.0)?,
-    );
-    if let Some(view_box) = root.attribute("viewBox") {
-        let numbers: Vec<f64> = view_box
-            .split(|c: char| c == ',' || c.is_whitespace())
-            .filter(|s| !s.is_empty())
-            .filter_map(|s| s.parse().ok())
-            .collect();
-        if numbers != [0.0, 0.0, width, height] {
-            return None;
-        }
-    }
+    let (width, height) = own_size(root)?;
     let (sx, sy) = (
         f64::from(pixel_width) / width,
         f64::from(pixel_height) / height,

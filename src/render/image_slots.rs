@@ -196,6 +196,27 @@ pub(crate) fn placeholder(width: u32, height: u32) -> Option<Arc<Vec<u8>>> {
     Some(Arc::new(png))
 }
 
+/// The root `<svg>`'s size in user units, when it gives a positive `width` and `height` and its
+/// `viewBox`, if any, is `0 0 width height` (so a user unit is the root's own).
+pub(crate) fn own_size(root: &roxmltree::Node<'_, '_>) -> Option<(f64, f64)> {
+    if !root.has_tag_name("svg") {
+        return None;
+    }
+    let positive = |name| length(root.attribute(name)).filter(|n| *n > 0.0);
+    let (width, height) = (positive("width")?, positive("height")?);
+    if let Some(view_box) = root.attribute("viewBox") {
+        let numbers: Vec<f64> = view_box
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        if numbers != [0.0, 0.0, width, height] {
+            return None;
+        }
+    }
+    Some((width, height))
+}
+
 /// An SVG length in user units (`44`, `44px`, `44.5`); percentages and other units are `None`.
 pub(crate) fn length(value: Option<&str>) -> Option<f64> {
     let value = value?.trim();

@@ -408,13 +408,7 @@ mod tests {
 
     #[test]
     fn a_photo_filling_its_slot_draws_the_pixels_of_its_clip() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
-        let fonts = crate::render::fonts::load(
-            &root.join("fonts"),
-            &crate::render::FontSettings::shipped_only(),
-        )
-        .unwrap();
-        let rasterizer = Rasterizer::new(fonts, Arc::new(AssetImages::default()));
+        let rasterizer = crate::render::testkit::rasterizer();
         let url = "https://cdn.test/photo.png";
         let svg = format!(
             r##"<svg xmlns="http://www.w3.org/2000/svg" width="100" height="60" viewBox="0 0 100 60"><rect x="0.5" y="0.5" width="99" height="59" rx="9" fill="#f3f4f6" stroke="#e5e7eb"/><image href="{url}" x="10" y="7" width="44" height="40" preserveAspectRatio="xMidYMid slice"/></svg>"##

@@ -16,6 +16,7 @@
 //! This file decides which texts are tiled, writes the placeholders and keeps the tiles
 //! ([`TextTiles`]); drawing one tile is [`super::tile_drawing`].
 
+use super::image_slots::own_size;
 use super::kept_bytes::{self, KeptBytes, ReuseCounts};
 use super::text_runs;
 use super::tile_drawing::{draw_glyph_tile, draw_tile, opening_tag, Tile, TileTools};
@@ -103,23 +104,7 @@ impl TextTiles {
             return None;
         }
         let root = document.root_element();
-        if !root.has_tag_name("svg") {
-            return None;
-        }
-        let (root_width, root_height) = (
-            length(root.attribute("width"))?,
-            length(root.attribute("height"))?,
-        );
-        if let Some(view_box) = root.attribute("viewBox") {
-            let numbers: Vec<f64> = view_box
-                .split(|c: char| c == ',' || c.is_whitespace())
-                .filter(|s| !s.is_empty())
-                .filter_map(|s| s.parse().ok())
-                .collect();
-            if numbers != [0.0, 0.0, root_width, root_height] {
-                return None;
-            }
-        }
+        let (root_width, root_height) = own_size(&root)?;
         let scale = u32::from(scale.max(1));
         let (pixel_width, pixel_height) = (width * scale, height * scale);
         let (sx, sy) = (
@@ -224,11 +209,6 @@ fn tile_key(root_tag: &str, markup: &str, pixel_width: u32, pixel_height: u32) -
     hasher.update(&pixel_width.to_le_bytes());
     hasher.update(&pixel_height.to_le_bytes());
     hasher.digest128()
-}
-
-/// A positive SVG length in user units.
-fn length(value: Option<&str>) -> Option<f64> {
-    super::image_slots::length(value).filter(|n| *n > 0.0)
 }
 
 #[cfg(test)]
