@@ -12,7 +12,7 @@
 //! as `meet`), so the byte ranges of the document parsed from the original stay valid for the
 //! text tiles and runs that rewrite the same SVG after this.
 
-use super::image_slots::{length, own_size};
+use super::image_slots::{href, length, own_size};
 use std::borrow::Cow;
 
 /// How far from a whole pixel an edge may be and still count as on it (floating-point noise of
@@ -47,13 +47,9 @@ pub(crate) fn unclip_exact_slices<'s>(
         let Some(slice_at) = written.find("slice") else {
             continue;
         };
-        let href = image
-            .attribute("href")
-            .or_else(|| image.attribute(("http://www.w3.org/1999/xlink", "href")))
-            .map(str::trim);
-        let fills = href
-            .and_then(&picture_size)
-            .is_some_and(|size| slot_pixels(&image, sx, sy) == Some(size));
+        // The slot's geometry first: the picture's size is read from its bytes.
+        let fills = slot_pixels(&image, sx, sy)
+            .is_some_and(|slot| href(&image).and_then(&picture_size) == Some(slot));
         if fills {
             rewrites.push(attribute.range_value().start + slice_at);
         }

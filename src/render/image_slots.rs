@@ -147,11 +147,7 @@ fn image_slots(
     } * f64::from(scale.max(1));
     let mut slots: Vec<ImageSlot> = Vec::new();
     for node in document.descendants().filter(|n| n.has_tag_name("image")) {
-        let Some(href) = node
-            .attribute("href")
-            .or_else(|| node.attribute((XLINK, "href")))
-            .map(str::trim)
-        else {
+        let Some(href) = href(&node) else {
             continue;
         };
         if !wanted(href) {
@@ -194,6 +190,14 @@ pub(crate) fn placeholder(width: u32, height: u32) -> Option<Arc<Vec<u8>>> {
     tile.write_to(&mut Cursor::new(&mut png), ImageFormat::Png)
         .ok()?;
     Some(Arc::new(png))
+}
+
+/// An `<image>`'s `href` (or `xlink:href`), trimmed.
+pub(crate) fn href<'a>(image: &roxmltree::Node<'a, '_>) -> Option<&'a str> {
+    image
+        .attribute("href")
+        .or_else(|| image.attribute((XLINK, "href")))
+        .map(str::trim)
 }
 
 /// The root `<svg>`'s size in user units, when it gives a positive `width` and `height` and its
